@@ -1,0 +1,184 @@
+// One converter between the formats, parameterised by target, source,
+// rounding style and overflow policy: convert<To, Overflow>(x, round, index).
+//
+// Narrowing is done on the bits of the binary32 value, branch-free, with one
+// generic routine driven by format_traits (exponent width, mantissa width,
+// bias, special patterns), so host and device produce the same bits and host
+// loops vectorise. Round-to-nearest-even matches CUDA's own __float2half_rn,
+// __float2bfloat16_rn and __nv_cvt_float_to_fp8 bit for bit (tested over all
+// 2^32 inputs). Widening to float is exact. NaN narrows to the format's
+// canonical (positive, quiet) NaN, as CUDA's conversions do.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include <mixprec/cast/philox.hpp>
+#include <mixprec/cast/round.hpp>
+#include <mixprec/core/bit.hpp>
+#include <mixprec/format/bits.hpp>
+
+namespace mixprec {
+namespace detail {
+
+// Whether the truncated magnitude q (with `rem`, the dropped low bits, `d` of
+// them) rounds up under round style R. `rbits` is only read by stochastic
+// rounding: it rounds up when rbits < rem / 2^d scaled to 32 bits, i.e. with
+// probability rem / 2^d (exact for d <= 32, to within 2^-32 otherwise).
+template <class R>
+MIXPREC_HOST_DEVICE bool rounds_up(std::uint32_t q, std::uint32_t rem, std::uint32_t d,
+                                   std::uint32_t rbits) {
+  if constexpr (std::is_same_v<R, round_toward_zero>) {
+    (void)q, (void)rem, (void)d, (void)rbits;
+    return false;
+  } else if constexpr (std::is_same_v<R, round_nearest_even>) {
+    (void)rbits;
+    // d >= 32 only when q == 0 and rem < 2^24 <= half a gap: never up.
+    const std::uint32_t half = d >= 32 ? 0xffffffffu : (1u << (d - 1));
+    return rem > half || (rem == half && (q & 1u));
+  } else {
+    static_assert(std::is_same_v<R, round_stochastic>, "unknown round style");
+    (void)q;
+    const std::uint32_t frac = d <= 32 ? (d == 32 ? rem : rem << (32 - d))
+                                       : (d >= 64 ? 0u : rem >> (d - 32));
+    return rbits < frac;
+  }
+}
+
+// float -> bits of To, under round style R and overflow policy O.
+template <class To, class R, class O>
+MIXPREC_HOST_DEVICE bits_t<To> narrow_bits(float x, std::uint32_t rbits) {
+  using F = format_traits<To>;
+  static_assert(is_narrow_format_v<To>, "narrow_bits targets half, bfloat16 and fp8 only");
+  static_assert(is_overflow_policy_v<O>, "overflow policy must be overflow_to_infinity or overflow_saturate");
+  constexpr std::uint32_t m_bits = F::mantissa_bits;
+  const std::uint32_t u = bit_cast<std::uint32_t>(x);
+  const std::uint32_t sign = (u >> 31) << (F::total_bits - 1);
+  const std::uint32_t a = u & 0x7fffffffu;
+
+  std::uint32_t q, rem, d;
+  if constexpr (F::exponent_bits == 8) {
+    // Same exponent range as binary32: every input, subnormals included,
+    // keeps its exponent field and loses the low 23 - m mantissa bits.
+    d = 23 - m_bits;
+    q = a >> d;
+    rem = a & ((1u << d) - 1u);
+  } else {
+    // Normal results: rebias the exponent in place, drop 23 - m bits.
+    // Subnormal results: shift the significand (implicit bit included) right
+    // by the extra distance below the target's minimum exponent.
+    constexpr std::uint32_t rebias = static_cast<std::uint32_t>(127 - F::bias) << 23;
+    constexpr std::uint32_t min_normal = static_cast<std::uint32_t>(128 - F::bias) << 23;
+    const bool normal = a >= min_normal;
+    const std::uint32_t field = a >> 23;
+    const std::uint32_t sig = (a & 0x7fffffu) | (field != 0 ? 0x800000u : 0u);
+    const std::uint32_t exp = field != 0 ? field : 1u;
+    const std::uint32_t d_sub = 23 - m_bits + 128 - F::bias - exp;  // > 23 - m_bits here
+    const std::uint32_t base = normal ? a - rebias : sig;
+    d = normal ? 23 - m_bits : (d_sub > 63 ? 63u : d_sub);
+    q = d >= 32 ? 0u : base >> d;
+    rem = d >= 32 ? base : base & ((1u << d) - 1u);
+  }
+  q += rounds_up<R>(q, rem, d, rbits) ? 1u : 0u;
+
+  std::uint32_t overflow_bits;
+  if constexpr (std::is_same_v<O, overflow_saturate>) {
+    overflow_bits = F::max_bits;
+  } else {
+    constexpr std::uint32_t beyond = F::has_infinity ? F::inf_bits : F::nan_bits;
+    // IEEE 754: round-toward-zero keeps finite values finite.
+    overflow_bits = (std::is_same_v<R, round_toward_zero> && a != 0x7f800000u) ? F::max_bits : beyond;
+  }
+  const std::uint32_t magnitude = q > F::max_bits ? overflow_bits : q;
+  // A NaN result (E4M3 overflow under to_infinity) keeps the sign, as CUDA's.
+  const std::uint32_t result = a > 0x7f800000u ? static_cast<std::uint32_t>(F::nan_bits) : (sign | magnitude);
+  return static_cast<bits_t<To>>(result);
+}
+
+// bits of From -> float, exactly.
+template <class From>
+MIXPREC_HOST_DEVICE float widen_bits(bits_t<From> b) {
+  using F = format_traits<From>;
+  static_assert(is_narrow_format_v<From>, "widen_bits reads half, bfloat16 and fp8 only");
+  constexpr std::uint32_t m_bits = F::mantissa_bits;
+  if constexpr (F::exponent_bits == 8) {
+    return bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
+  } else {
+    constexpr std::uint32_t mag_mask = (1u << (F::total_bits - 1)) - 1u;
+    constexpr std::uint32_t exp_max = (1u << F::exponent_bits) - 1u;
+    const std::uint32_t v = b;
+    const std::uint32_t sign = (v >> (F::total_bits - 1)) << 31;
+    const std::uint32_t mag = v & mag_mask;
+    const std::uint32_t e = mag >> m_bits;
+    const std::uint32_t m = mag & ((1u << m_bits) - 1u);
+    const std::uint32_t normal = ((e + 127 - F::bias) << 23) | (m << (23 - m_bits));
+    // Subnormal: m * 2^(1 - bias - m_bits), exact in binary32 (a normal float here).
+    constexpr float sub_scale = 1.0f / static_cast<float>(1ull << (F::bias - 1 + m_bits));
+    const std::uint32_t subnormal = bit_cast<std::uint32_t>(static_cast<float>(m) * sub_scale);
+    bool is_nan, is_inf;
+    if constexpr (F::has_infinity) {
+      is_nan = e == exp_max && m != 0;
+      is_inf = e == exp_max && m == 0;
+    } else {
+      is_nan = mag == F::nan_bits;
+      is_inf = false;
+    }
+    const std::uint32_t special = is_inf ? 0x7f800000u : (0x7fc00000u | (m << (23 - m_bits)));
+    const std::uint32_t out = (is_nan || is_inf) ? special : (e == 0 ? subnormal : normal);
+    return bit_cast<float>(sign | out);
+  }
+}
+
+}  // namespace detail
+
+// Any format -> float, exactly.
+template <class From>
+MIXPREC_HOST_DEVICE float to_float(From x) {
+  if constexpr (std::is_same_v<From, float>) {
+    return x;
+  } else {
+    return detail::widen_bits<From>(to_bits(x));
+  }
+}
+
+// Narrows `x` under stochastic rounding with caller-supplied random bits.
+template <class To, class O = overflow_to_infinity>
+MIXPREC_HOST_DEVICE To stochastic_round(float x, std::uint32_t random_bits) {
+  return from_bits<To>(detail::narrow_bits<To, round_stochastic, O>(x, random_bits));
+}
+
+// The converter: From -> To under round style R and overflow policy O.
+// Stochastic rounding draws its bits from philox(seed, stream, index), so
+// `index` (the element's position in its array) must be supplied for it; the
+// other styles ignore it.
+template <class To, class R = round_nearest_even, class O = overflow_to_infinity>
+struct converter {
+  static_assert(is_format_v<To>, "converter: unsupported target format");
+  static_assert(is_round_style_v<R>, "converter: round style must be round_nearest_even, round_toward_zero or round_stochastic");
+  static_assert(is_overflow_policy_v<O>, "converter: overflow policy must be overflow_to_infinity or overflow_saturate");
+
+  R round{};
+
+  template <class From>
+  MIXPREC_HOST_DEVICE To operator()(From x, std::uint64_t index = 0) const {
+    const float f = to_float(x);
+    if constexpr (std::is_same_v<To, float>) {
+      (void)index;
+      return f;
+    } else if constexpr (std::is_same_v<R, round_stochastic>) {
+      return from_bits<To>(detail::narrow_bits<To, R, O>(f, random_bits(round.seed, round.stream, index)));
+    } else {
+      (void)index;
+      return from_bits<To>(detail::narrow_bits<To, R, O>(f, 0u));
+    }
+  }
+};
+
+// convert<To>(x): round to nearest even, overflow to infinity.
+// convert<To, O>(x, round, index): any round style and overflow policy.
+template <class To, class O = overflow_to_infinity, class From, class R = round_nearest_even>
+MIXPREC_HOST_DEVICE To convert(From x, R round = {}, std::uint64_t index = 0) {
+  return converter<To, R, O>{round}(x, index);
+}
+
+}  // namespace mixprec

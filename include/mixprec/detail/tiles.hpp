@@ -1,0 +1,223 @@
+// Tiled passes: the one launch primitive the arena passes and reductions use.
+//
+// A pass is split into tiles (contiguous index ranges of at most tile_size
+// elements, never crossing a parameter segment). On CUDA a thread block
+// handles a tile, its threads striding through it; on the host a tile is one
+// iteration of an OpenMP-parallel loop whose inner loop vectorises. Each tile
+// first computes its context (per-segment scalars, loaded once), then visits
+// its elements.
+//
+// Reductions write one partial per tile, then combine partials in a fixed
+// order (a fixed-shape tree per tile, a sequential or fixed-shape block tree
+// across tiles), so the result is the same bits run to run and independent
+// of thread count and scheduling.
+//
+// A tiled body B provides:
+//   MIXPREC_HOST_DEVICE index_range range(std::size_t tile) const;
+//   using context = ...;
+//   MIXPREC_HOST_DEVICE context enter(std::size_t tile) const;
+//   MIXPREC_HOST_DEVICE void element(std::size_t i, const context&) const;
+// A tiled reduction body R provides range, context and enter, and:
+//   using value_type = ...;  (trivially copyable)
+//   MIXPREC_HOST_DEVICE value_type identity() const;
+//   MIXPREC_HOST_DEVICE void accumulate(value_type&, std::size_t i, const context&) const;
+//   MIXPREC_HOST_DEVICE value_type combine(const value_type&, const value_type&) const;
+#pragma once
+
+#include <cstddef>
+
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+
+#include <mixprec/core/error.hpp>
+#include <mixprec/detail/execution.hpp>
+
+#if defined(MIXPREC_BACKEND_CUDA)
+#include <cub/block/block_reduce.cuh>
+#endif
+
+namespace mixprec::detail {
+
+struct index_range {
+  std::size_t begin = 0, end = 0;
+};
+
+// Elements per tile: large enough to amortise the per-tile context and the
+// partial it writes, small enough to balance 2 cores or 132 SMs.
+inline constexpr std::size_t tile_size = 4096;
+inline constexpr int block_threads = 256;
+
+MIXPREC_HOST_DEVICE std::size_t tile_count(std::size_t n) { return (n + tile_size - 1) / tile_size; }
+
+// The uniform tiling of [0, n): tile t covers [t * tile_size, ...).
+struct uniform_tiling {
+  std::size_t n = 0;
+  MIXPREC_HOST_DEVICE index_range range(std::size_t t) const {
+    const std::size_t b = t * tile_size;
+    const std::size_t e = b + tile_size < n ? b + tile_size : n;
+    return {b, e};
+  }
+};
+
+struct no_context {};
+
+#if defined(MIXPREC_BACKEND_CUDA)
+
+template <class Body>
+__global__ void __launch_bounds__(block_threads) tile_kernel(Body body, std::size_t ntiles) {
+  for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
+    const index_range r = body.range(t);
+    const auto ctx = body.enter(t);
+    for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.element(i, ctx);
+  }
+}
+
+template <class Body>
+struct combine_op {
+  const Body* body;
+  template <class T>
+  __device__ T operator()(const T& a, const T& b) const { return body->combine(a, b); }
+};
+
+template <class Body, class T>
+__global__ void __launch_bounds__(block_threads) reduce_tiles_kernel(Body body, std::size_t ntiles, T* partials) {
+  using block_reduce = cub::BlockReduce<T, block_threads>;
+  __shared__ typename block_reduce::TempStorage storage;
+  for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
+    const index_range r = body.range(t);
+    const auto ctx = body.enter(t);
+    T acc = body.identity();
+    for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.accumulate(acc, i, ctx);
+    const T total = block_reduce(storage).Reduce(acc, combine_op<Body>{&body});
+    if (threadIdx.x == 0) partials[t] = total;
+    __syncthreads();
+  }
+}
+
+// Block k combines parts[offsets[k] .. offsets[k+1]) (or [0, n) when
+// offsets is null) into out[k].
+template <class Body, class T>
+__global__ void __launch_bounds__(block_threads)
+    combine_kernel(Body body, const T* parts, const std::size_t* offsets, std::size_t n, T* out) {
+  using block_reduce = cub::BlockReduce<T, block_threads>;
+  __shared__ typename block_reduce::TempStorage storage;
+  const std::size_t k = blockIdx.x;
+  const std::size_t b = offsets ? offsets[k] : 0, e = offsets ? offsets[k + 1] : n;
+  T acc = body.identity();
+  for (std::size_t i = b + threadIdx.x; i < e; i += block_threads) acc = body.combine(acc, parts[i]);
+  const T total = block_reduce(storage).Reduce(acc, combine_op<Body>{&body});
+  if (threadIdx.x == 0) out[k] = total;
+}
+
+inline unsigned grid_for(std::size_t ntiles) {
+  constexpr std::size_t max_grid = 1u << 30;
+  return static_cast<unsigned>(ntiles < max_grid ? ntiles : max_grid);
+}
+
+#else  // host backends
+
+template <class Body>
+struct host_tile_runner {
+  Body body;
+  void operator()(std::size_t t) const {
+    const index_range r = body.range(t);
+    const auto ctx = body.enter(t);
+    const std::size_t b = r.begin, e = r.end;
+    MIXPREC_PRAGMA_SIMD
+    for (std::size_t i = b; i < e; ++i) body.element(i, ctx);
+  }
+};
+
+// Eight interleaved accumulators per tile (independent chains the compiler
+// can keep in vector registers), combined by a fixed tree.
+inline constexpr int host_lanes = 8;
+
+template <class Body, class T>
+struct host_reduce_runner {
+  Body body;
+  T* partials;
+  void operator()(std::size_t t) const {
+    const index_range r = body.range(t);
+    const auto ctx = body.enter(t);
+    T lane[host_lanes];
+    for (int l = 0; l < host_lanes; ++l) lane[l] = body.identity();
+    std::size_t i = r.begin;
+    for (; i + host_lanes <= r.end; i += host_lanes)
+      for (int l = 0; l < host_lanes; ++l) body.accumulate(lane[l], i + l, ctx);
+    for (int l = 0; i < r.end; ++i, ++l) body.accumulate(lane[l], i, ctx);
+    for (int width = host_lanes / 2; width > 0; width /= 2)
+      for (int l = 0; l < width; ++l) lane[l] = body.combine(lane[l], lane[l + width]);
+    partials[t] = lane[0];
+  }
+};
+
+template <class Body, class T>
+struct host_combine_runner {
+  Body body;
+  const T* parts;
+  const std::size_t* offsets;
+  T* out;
+  void operator()(std::size_t k) const {
+    T acc = body.identity();
+    for (std::size_t i = offsets[k]; i < offsets[k + 1]; ++i) acc = body.combine(acc, parts[i]);
+    out[k] = acc;
+  }
+};
+
+#endif
+
+// Runs body over tiles [0, ntiles).
+template <class Body>
+void for_each_tile(stream s, std::size_t ntiles, const Body& body) {
+  if (ntiles == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  tile_kernel<<<grid_for(ntiles), block_threads, 0, s.handle>>>(body, ntiles);
+  MIXPREC_CHECK_LAUNCH("for_each_tile");
+#else
+  thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, host_tile_runner<Body>{body});
+#endif
+}
+
+// Writes one partial per tile to partials[0, ntiles) (device memory).
+template <class Body, class T = typename Body::value_type>
+void reduce_tiles(stream s, std::size_t ntiles, const Body& body, T* partials) {
+  if (ntiles == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  reduce_tiles_kernel<<<grid_for(ntiles), block_threads, 0, s.handle>>>(body, ntiles, partials);
+  MIXPREC_CHECK_LAUNCH("reduce_tiles");
+#else
+  thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles,
+                     host_reduce_runner<Body, T>{body, partials});
+#endif
+}
+
+// *out = combination of parts[0, n) in a fixed order (identity when n == 0).
+template <class Body, class T>
+void combine_all(stream s, const Body& body, const T* parts, std::size_t n, T* out) {
+#if defined(MIXPREC_BACKEND_CUDA)
+  combine_kernel<<<1, block_threads, 0, s.handle>>>(body, parts, static_cast<const std::size_t*>(nullptr), n, out);
+  MIXPREC_CHECK_LAUNCH("combine_all");
+#else
+  (void)s;
+  T acc = body.identity();
+  for (std::size_t i = 0; i < n; ++i) acc = body.combine(acc, parts[i]);
+  *out = acc;
+#endif
+}
+
+// out[k] = combination of parts[offsets[k], offsets[k+1]) for k < nsegments.
+// `offsets` (nsegments + 1 entries) lives in device memory.
+template <class Body, class T>
+void combine_segments(stream s, const Body& body, const T* parts, const std::size_t* offsets,
+                      std::size_t nsegments, T* out) {
+  if (nsegments == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  combine_kernel<<<static_cast<unsigned>(nsegments), block_threads, 0, s.handle>>>(body, parts, offsets, 0, out);
+  MIXPREC_CHECK_LAUNCH("combine_segments");
+#else
+  thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), nsegments,
+                     host_combine_runner<Body, T>{body, parts, offsets, out});
+#endif
+}
+
+}  // namespace mixprec::detail

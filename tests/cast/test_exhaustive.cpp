@@ -1,0 +1,95 @@
+// Exhaustive checks over all 2^32 float bit patterns: mixprec's narrowing
+// against CUDA's own conversion functions, bit for bit (NaN: both NaN). The
+// loop runs on the selected backend through mixprec's reduction primitive,
+// so a CUDA build compares mixprec's device code with the GPU's conversion
+// instructions. Label: exhaustive.
+#include <cstdint>
+
+#include <doctest/doctest.h>
+
+#include <mixprec/cast/cast.hpp>
+#include <mixprec/detail/reduce.hpp>
+
+using namespace mixprec;
+
+namespace {
+
+template <class Check>
+struct mismatch_op {
+  using value_type = unsigned long long;
+  Check check;
+  MIXPREC_HOST_DEVICE value_type identity() const { return 0; }
+  MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i) const {
+    acc += check(detail::bit_cast<float>(static_cast<std::uint32_t>(i))) ? 0 : 1;
+  }
+  MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const { return a + b; }
+};
+
+template <class Check>
+unsigned long long count_mismatches(Check check) {
+  detail::workspace ws;
+  thrust::device_vector<unsigned long long> out(1);
+  detail::transform_reduce(stream{}, ws, std::size_t{1} << 32, mismatch_op<Check>{check},
+                           thrust::raw_pointer_cast(out.data()));
+  return out[0];
+}
+
+MIXPREC_HOST_DEVICE bool both_nan16(std::uint32_t a, std::uint32_t b, std::uint32_t inf) {
+  return (a & 0x7fffu) > inf && (b & 0x7fffu) > inf;
+}
+
+struct half_rn {
+  MIXPREC_HOST_DEVICE bool operator()(float x) const {
+    const std::uint32_t a = to_bits(convert<half>(x)), b = to_bits(__float2half_rn(x));
+    return a == b || both_nan16(a, b, 0x7c00u);
+  }
+};
+struct half_rz {
+  MIXPREC_HOST_DEVICE bool operator()(float x) const {
+    const std::uint32_t a = to_bits(convert<half>(x, round_toward_zero{})), b = to_bits(__float2half_rz(x));
+    return a == b || both_nan16(a, b, 0x7c00u);
+  }
+};
+struct bf16_rn {
+  MIXPREC_HOST_DEVICE bool operator()(float x) const {
+    const std::uint32_t a = to_bits(convert<bfloat16>(x)), b = to_bits(__float2bfloat16_rn(x));
+    return a == b || both_nan16(a, b, 0x7f80u);
+  }
+};
+struct bf16_rz {
+  MIXPREC_HOST_DEVICE bool operator()(float x) const {
+    const std::uint32_t a = to_bits(convert<bfloat16>(x, round_toward_zero{})), b = to_bits(__float2bfloat16_rz(x));
+    return a == b || both_nan16(a, b, 0x7f80u);
+  }
+};
+template <class T, class O>
+struct fp8_rn {
+  MIXPREC_HOST_DEVICE bool operator()(float x) const {
+    constexpr __nv_saturation_t sat = std::is_same_v<O, overflow_saturate> ? __NV_SATFINITE : __NV_NOSAT;
+    constexpr __nv_fp8_interpretation_t kind = std::is_same_v<T, fp8_e4m3> ? __NV_E4M3 : __NV_E5M2;
+    return to_bits(convert<T, O>(x)) == __nv_cvt_float_to_fp8(x, sat, kind);
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("exhaustive") {
+
+TEST_CASE("all floats -> half nearest-even equal __float2half_rn") { CHECK(count_mismatches(half_rn{}) == 0); }
+TEST_CASE("all floats -> half toward-zero equal __float2half_rz") { CHECK(count_mismatches(half_rz{}) == 0); }
+TEST_CASE("all floats -> bfloat16 nearest-even equal __float2bfloat16_rn") { CHECK(count_mismatches(bf16_rn{}) == 0); }
+TEST_CASE("all floats -> bfloat16 toward-zero equal __float2bfloat16_rz") { CHECK(count_mismatches(bf16_rz{}) == 0); }
+TEST_CASE("all floats -> fp8_e4m3 saturating equal __nv_cvt_float_to_fp8 SATFINITE") {
+  CHECK(count_mismatches(fp8_rn<fp8_e4m3, overflow_saturate>{}) == 0);
+}
+TEST_CASE("all floats -> fp8_e4m3 non-saturating equal __nv_cvt_float_to_fp8 NOSAT") {
+  CHECK(count_mismatches(fp8_rn<fp8_e4m3, overflow_to_infinity>{}) == 0);
+}
+TEST_CASE("all floats -> fp8_e5m2 saturating equal __nv_cvt_float_to_fp8 SATFINITE") {
+  CHECK(count_mismatches(fp8_rn<fp8_e5m2, overflow_saturate>{}) == 0);
+}
+TEST_CASE("all floats -> fp8_e5m2 non-saturating equal __nv_cvt_float_to_fp8 NOSAT") {
+  CHECK(count_mismatches(fp8_rn<fp8_e5m2, overflow_to_infinity>{}) == 0);
+}
+
+}
