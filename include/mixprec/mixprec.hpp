@@ -2,6 +2,7 @@
 // Including this header brings in every layer.
 #pragma once
 
-#include <mixprec/core/core.hpp>
-#include <mixprec/format/format.hpp>
-#include <mixprec/cast/cast.hpp>
+#include <mixprec/core/all.hpp>
+#include <mixprec/format/all.hpp>
+#include <mixprec/cast/all.hpp>
+#include <mixprec/tensor/all.hpp>

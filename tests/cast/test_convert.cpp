@@ -9,7 +9,7 @@
 
 #include <doctest/doctest.h>
 
-#include <mixprec/cast/cast.hpp>
+#include <mixprec/cast/all.hpp>
 
 #include "../support/device.hpp"
 #include "../support/formats.hpp"

@@ -7,7 +7,7 @@
 
 #include <doctest/doctest.h>
 
-#include <mixprec/cast/cast.hpp>
+#include <mixprec/cast/all.hpp>
 #include <mixprec/detail/reduce.hpp>
 
 using namespace mixprec;

@@ -8,7 +8,7 @@
 
 #include <doctest/doctest.h>
 
-#include <mixprec/format/format.hpp>
+#include <mixprec/format/all.hpp>
 
 #include "../support/formats.hpp"
 

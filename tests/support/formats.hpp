@@ -12,7 +12,7 @@
 
 #include <doctest/doctest.h>
 
-#include <mixprec/format/format.hpp>
+#include <mixprec/format/all.hpp>
 
 TYPE_TO_STRING(mixprec::half);
 TYPE_TO_STRING(mixprec::bfloat16);

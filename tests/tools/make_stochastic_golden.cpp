@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <vector>
 
-#include <mixprec/cast/cast.hpp>
+#include <mixprec/cast/all.hpp>
 
 #include "../support/stochastic_golden.hpp"
 

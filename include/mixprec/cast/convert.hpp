@@ -129,6 +129,31 @@ MIXPREC_HOST_DEVICE float widen_bits(bits_t<From> b) {
   }
 }
 
+// double -> float rounded to odd: truncate, then set the last bit when
+// inexact. Narrowing that float to nearest-even or toward zero gives the same
+// result as rounding the double directly (binary32 keeps more than two extra
+// bits over every narrow format), so no double rounding occurs; stochastic
+// rounding then sees the value to within 2^-24 of its magnitude.
+MIXPREC_HOST_DEVICE float round_to_odd(double d) {
+  float f = static_cast<float>(d);
+  if (f != f) return f;
+  std::uint32_t u = bit_cast<std::uint32_t>(f);
+  const double back = static_cast<double>(f);
+  if ((back > d && d >= 0) || (back < d && d <= 0)) --u;  // rounded away from zero: step back
+  const bool inexact = static_cast<double>(bit_cast<float>(u)) != d;
+  return bit_cast<float>(inexact ? (u | 1u) : u);
+}
+
+// double -> float toward zero.
+MIXPREC_HOST_DEVICE float round_toward_zero_float(double d) {
+  float f = static_cast<float>(d);
+  if (f != f) return f;
+  std::uint32_t u = bit_cast<std::uint32_t>(f);
+  const double back = static_cast<double>(f);
+  if ((back > d && d >= 0) || (back < d && d <= 0)) --u;
+  return bit_cast<float>(u);
+}
+
 }  // namespace detail
 
 // Any format -> float, exactly.
@@ -150,7 +175,8 @@ MIXPREC_HOST_DEVICE To stochastic_round(float x, std::uint32_t random_bits) {
 // The converter: From -> To under round style R and overflow policy O.
 // Stochastic rounding draws its bits from philox(seed, stream, index), so
 // `index` (the element's position in its array) must be supplied for it; the
-// other styles ignore it.
+// other styles ignore it. From may be double: it is first rounded to float
+// with round-to-odd, which keeps nearest-even and toward-zero exact.
 template <class To, class R = round_nearest_even, class O = overflow_to_infinity>
 struct converter {
   static_assert(is_format_v<To>, "converter: unsupported target format");
@@ -161,7 +187,21 @@ struct converter {
 
   template <class From>
   MIXPREC_HOST_DEVICE To operator()(From x, std::uint64_t index = 0) const {
-    const float f = to_float(x);
+    if constexpr (std::is_same_v<From, double>) {
+      if constexpr (std::is_same_v<To, float>) {
+        static_assert(!std::is_same_v<R, round_stochastic>, "stochastic rounding from double to float is not supported");
+        (void)index;
+        return std::is_same_v<R, round_toward_zero> ? detail::round_toward_zero_float(x) : static_cast<float>(x);
+      } else {
+        return (*this)(detail::round_to_odd(x), index);
+      }
+    } else {
+      return convert_float(to_float(x), index);
+    }
+  }
+
+ private:
+  MIXPREC_HOST_DEVICE To convert_float(float f, std::uint64_t index) const {
     if constexpr (std::is_same_v<To, float>) {
       (void)index;
       return f;

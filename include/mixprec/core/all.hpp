@@ -1,4 +1,4 @@
-// Umbrella header of the core layer.
+// Umbrella header of the core layer: includes every header of its folder.
 #pragma once
 
 #include <mixprec/core/bit.hpp>

@@ -1,4 +1,4 @@
-// Umbrella header of the format layer.
+// Umbrella header of the format layer: includes every header of its folder.
 #pragma once
 
 #include <mixprec/format/bits.hpp>

@@ -1,4 +1,4 @@
-// Umbrella header of the cast layer.
+// Umbrella header of the cast layer: includes every header of its folder.
 #pragma once
 
 #include <mixprec/cast/convert.hpp>

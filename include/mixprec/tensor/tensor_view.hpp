@@ -1,0 +1,69 @@
+// Non-owning views over device memory: a pointer and a shape. Views let the
+// library work on memory it did not allocate (a user's cudaMalloc buffer, a
+// thrust::device_vector, a segment of the parameter arena).
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+
+#include <thrust/device_vector.h>
+
+#include <mixprec/core/error.hpp>
+#include <mixprec/format/format_traits.hpp>
+#include <mixprec/tensor/shape.hpp>
+
+namespace mixprec {
+
+template <class T>
+class tensor_view {
+ public:
+  using value_type = std::remove_const_t<T>;
+  static_assert(is_format_v<value_type>, "tensor_view: element type must be a mixprec format");
+
+  tensor_view() = default;
+  tensor_view(T* data, mixprec::shape s) : data_(data), shape_(s), size_(s.size()) {
+    detail::require(data_ != nullptr || size_ == 0, "tensor_view: null pointer for ", shape_.to_string(), " elements");
+  }
+  tensor_view(T* data, std::size_t n) : tensor_view(data, mixprec::shape{n}) {}
+  // A view of a whole thrust::device_vector, as a rank-1 tensor.
+  template <class U, class A, class = std::enable_if_t<std::is_same_v<std::remove_const_t<U>, value_type>>>
+  tensor_view(thrust::device_vector<U, A>& v)  // NOLINT: implicit on purpose
+      : tensor_view(thrust::raw_pointer_cast(v.data()), v.size()) {}
+  // Mutable views convert to const views.
+  template <class U, class = std::enable_if_t<std::is_const_v<T> && std::is_same_v<U, value_type>>>
+  tensor_view(const tensor_view<U>& other)  // NOLINT: implicit on purpose
+      : data_(other.data()), shape_(other.shape()), size_(other.size()) {}
+
+  T* data() const { return data_; }
+  const mixprec::shape& shape() const { return shape_; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // Elements [offset, offset + count) as a rank-1 view.
+  tensor_view subview(std::size_t offset, std::size_t count) const {
+    detail::require(offset <= size_ && count <= size_ - offset, "view [", offset, ", ", offset + count,
+                    ") is past the end of a tensor of ", size_, " elements ", shape_.to_string());
+    return tensor_view(data_ + offset, mixprec::shape{count});
+  }
+  // The same elements under another shape of equal size.
+  tensor_view reshape(mixprec::shape s) const {
+    detail::require(s.size() == size_, "cannot reshape ", shape_.to_string(), " (", size_, " elements) to ",
+                    s.to_string(), " (", s.size(), " elements)");
+    return tensor_view(data_, s);
+  }
+
+ private:
+  T* data_ = nullptr;
+  mixprec::shape shape_{std::size_t{0}};
+  std::size_t size_ = 0;
+};
+
+namespace detail {
+// Throws unless a and b have equal shapes; `what` names the operation.
+template <class A, class B>
+void require_same_shape(const tensor_view<A>& a, const tensor_view<B>& b, const char* what) {
+  require(a.shape() == b.shape(), what, ": shape mismatch ", a.shape().to_string(), " vs ", b.shape().to_string());
+}
+}  // namespace detail
+
+}  // namespace mixprec
