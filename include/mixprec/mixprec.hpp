@@ -6,3 +6,7 @@
 #include <mixprec/format/all.hpp>
 #include <mixprec/cast/all.hpp>
 #include <mixprec/tensor/all.hpp>
+#include <mixprec/component/all.hpp>
+#include <mixprec/scaling/all.hpp>
+#include <mixprec/clipping/all.hpp>
+#include <mixprec/train/all.hpp>

@@ -11,3 +11,4 @@
 #include <mixprec/tensor/shape.hpp>
 #include <mixprec/tensor/tensor.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
+#include <mixprec/tensor/tiling.hpp>

@@ -15,7 +15,7 @@ namespace mixprec {
 namespace detail {
 
 template <class T>
-struct segment_squares_body : arena_tiling {
+struct segment_squares_body : tiled {
   using value_type = double;
   using context = no_context;
   const T* data;
@@ -34,12 +34,13 @@ struct segment_squares_body : arena_tiling {
 // segment; `out` is device memory with layout.segment_count() entries.
 template <class T>
 void segment_sum_of_squares(const arena_layout& layout, const T* data, double* out, workspace& ws, stream s = {}) {
-  const std::size_t ntiles = layout.tile_count();
+  const tiling& tiles = layout.tiling();
+  const std::size_t ntiles = tiles.tile_count();
   ws.reserve(workspace::round_up(ntiles * sizeof(double)));
   double* partials = ws.slice<double>(0, ntiles);
-  const detail::segment_squares_body<T> body{{layout.tiles()}, data};
+  const detail::segment_squares_body<T> body{{tiles.tiles()}, data};
   detail::reduce_tiles(s, ntiles, body, partials);
-  detail::combine_segments(s, body, static_cast<const double*>(partials), layout.tile_offsets(),
+  detail::combine_segments(s, body, static_cast<const double*>(partials), tiles.segment_offsets(),
                            layout.segment_count(), out);
 }
 

@@ -1,0 +1,46 @@
+// Adaptive gradient clipping, unit-wise (Brock et al. 2021, "High-performance
+// large-scale image recognition without normalization"; Optax
+// adaptive_grad_clip; timm clip_grad_adaptive_): for each unit,
+//   max = clipping * max(||w_unit||, eps)
+//   u  <- u                                if ||u_unit|| < max
+//         u * max / max(||u_unit||, 1e-6)  otherwise.
+// Units follow PyTorch's layout: for a parameter of shape [out, ...] each of
+// the `out` slices is a unit; a parameter of rank <= 1 is one unit. Norms are
+// accumulated in double in the statistics pass.
+#pragma once
+
+#include <cmath>
+
+#include <mixprec/component/component.hpp>
+#include <mixprec/core/error.hpp>
+
+namespace mixprec {
+
+struct clip_adaptive : component_defaults {
+  static constexpr const char* name = "clip_adaptive";
+  static constexpr rule_kind kind = rule_kind::unit_multiplier;
+  static constexpr bool needs_unit_norms = true;
+
+  float clipping = 0.01f;
+  float eps = 1e-3f;
+
+  clip_adaptive() = default;
+  explicit clip_adaptive(float c, float e = 1e-3f) : clipping(c), eps(e) {}
+
+  scalars initial_scalars() const {
+    detail::require(std::isfinite(clipping) && clipping > 0, "clip_adaptive: clipping must be positive and finite (got ",
+                    clipping, ")");
+    detail::require(std::isfinite(eps) && eps >= 0, "clip_adaptive: eps must be non-negative (got ", eps, ")");
+    return {};
+  }
+  MIXPREC_HOST_DEVICE float tile_factor(const scalars&, const tile_stats& t) const {
+    const float w = static_cast<float>(sqrt(t.unit_weight_sq));
+    const float g = static_cast<float>(sqrt(t.unit_input_sq));
+    const float max = (w > eps ? w : eps) * clipping;
+    return g < max ? 1.0f : max / (g > 1e-6f ? g : 1e-6f);
+  }
+  template <class IO>
+  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.tile_factor; }
+};
+
+}  // namespace mixprec

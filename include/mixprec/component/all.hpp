@@ -1,0 +1,5 @@
+// Umbrella header of the component protocol: includes every header of its folder.
+#pragma once
+
+#include <mixprec/component/component.hpp>
+#include <mixprec/component/pod_tuple.hpp>

@@ -1,0 +1,103 @@
+// Dynamic loss scaling, as a chain component.
+//
+// Defaults and algorithm are PyTorch's GradScaler (torch/amp/grad_scaler.py,
+// _amp_update_scale_): the loss is multiplied by `scale` before backward; the
+// step's gradients are multiplied by inv_scale = float(1.0 / double(scale));
+// a non-finite gradient skips the step, multiplies the scale by
+// backoff_factor and resets the growth tracker; after growth_interval
+// consecutive finite steps the scale is multiplied by growth_factor (kept
+// only if the result is finite) and the tracker resets.
+//
+// Beyond PyTorch:
+//   hysteresis              overflows tolerated before backing off, as
+//                           DeepSpeed's delayed_shift (1 = PyTorch);
+//   consecutive_hysteresis  refill the tolerance after every finite step
+//                           (DeepSpeed's consecutive_hysteresis) instead of
+//                           only when the scale grows;
+//   min_scale, max_scale    bounds of the scale.
+//
+// Everything lives on the device: scale and counters are decided by the
+// chain's scalar rule; the host reads them only through the chain state's
+// explicit read-back calls.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include <mixprec/component/component.hpp>
+#include <mixprec/core/error.hpp>
+
+namespace mixprec {
+
+struct dynamic_loss_scale : component_defaults {
+  static constexpr const char* name = "dynamic_loss_scale";
+  static constexpr rule_kind kind = rule_kind::elementwise;
+  static constexpr bool needs_non_finite = true;
+  static constexpr bool guards = true;
+
+  float init_scale = 65536.0f;
+  float growth_factor = 2.0f;
+  float backoff_factor = 0.5f;
+  std::uint32_t growth_interval = 2000;
+  std::uint32_t hysteresis = 1;
+  bool consecutive_hysteresis = false;
+  float min_scale = 0.0f;
+  float max_scale = std::numeric_limits<float>::infinity();
+
+  struct scalars {
+    float scale;           // multiply the next loss by this
+    float inv_scale;       // 1 / scale, PyTorch's rounding (statistics pass)
+    float step_inv_scale;  // the inverse scale of the step being applied
+    std::uint32_t growth_tracker;
+    std::uint32_t hysteresis_left;
+  };
+
+  scalars initial_scalars() const {
+    detail::require(std::isfinite(init_scale) && init_scale > 0, "dynamic_loss_scale: init_scale must be positive and finite (got ",
+                    init_scale, ")");
+    detail::require(growth_factor > 1.0f, "dynamic_loss_scale: growth_factor must be greater than 1 (got ", growth_factor, ")");
+    detail::require(backoff_factor > 0.0f && backoff_factor < 1.0f,
+                    "dynamic_loss_scale: backoff_factor must lie in (0, 1) (got ", backoff_factor, ")");
+    detail::require(growth_interval > 0, "dynamic_loss_scale: growth_interval must be at least 1");
+    detail::require(hysteresis > 0, "dynamic_loss_scale: hysteresis must be at least 1 (1 disables it)");
+    detail::require(min_scale >= 0 && min_scale <= max_scale, "dynamic_loss_scale: need 0 <= min_scale <= max_scale (got ",
+                    min_scale, ", ", max_scale, ")");
+    detail::require(init_scale >= min_scale && init_scale <= max_scale, "dynamic_loss_scale: init_scale ", init_scale,
+                    " lies outside [min_scale, max_scale]");
+    const float inv = detail::reciprocal_as_pytorch(init_scale);
+    return {init_scale, inv, inv, 0u, hysteresis};
+  }
+
+  MIXPREC_HOST_DEVICE float prepass(float u, const scalars& s) const { return u * s.inv_scale; }
+  template <class IO>
+  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.scalars.step_inv_scale; }
+
+  MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const {
+    s.step_inv_scale = s.inv_scale;
+    if (ctx.non_finite) {
+      ctx.step->skip = 1;
+      if (s.hysteresis_left <= 1) {
+        const float backed = static_cast<float>(static_cast<double>(s.scale) * backoff_factor);
+        s.scale = backed > min_scale ? backed : min_scale;
+      } else {
+        --s.hysteresis_left;
+      }
+      s.growth_tracker = 0;
+    } else {
+      if (consecutive_hysteresis) s.hysteresis_left = hysteresis;
+      const std::uint32_t successful = s.growth_tracker + 1;
+      if (successful >= growth_interval) {
+        const float grown = static_cast<float>(static_cast<double>(s.scale) * growth_factor);
+        if (detail::finite(grown)) s.scale = grown < max_scale ? grown : max_scale;
+        s.growth_tracker = 0;
+        if (!consecutive_hysteresis) s.hysteresis_left = hysteresis;
+      } else {
+        s.growth_tracker = successful;
+      }
+    }
+    s.inv_scale = detail::reciprocal_as_pytorch(s.scale);
+  }
+};
+
+}  // namespace mixprec

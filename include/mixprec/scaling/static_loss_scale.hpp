@@ -1,0 +1,36 @@
+// Static loss scaling, as a chain component: gradients are multiplied by
+// 1 / scale (the reciprocal rounded as PyTorch rounds it). Purely element-
+// wise, so a chain of it, clip_by_value and SGD makes one pass. It does not
+// look for inf/NaN: put skip_if_non_finite{} in the chain to skip such steps.
+#pragma once
+
+#include <cmath>
+
+#include <mixprec/component/component.hpp>
+#include <mixprec/core/error.hpp>
+
+namespace mixprec {
+
+struct static_loss_scale : component_defaults {
+  static constexpr const char* name = "static_loss_scale";
+  static constexpr rule_kind kind = rule_kind::elementwise;
+
+  float scale = 1.0f;
+
+  static_loss_scale() = default;
+  explicit static_loss_scale(float s) : scale(s) {}
+
+  struct scalars {
+    float scale, inv_scale;
+  };
+
+  scalars initial_scalars() const {
+    detail::require(std::isfinite(scale) && scale > 0, "static_loss_scale: scale must be positive and finite (got ", scale, ")");
+    return {scale, detail::reciprocal_as_pytorch(scale)};
+  }
+  MIXPREC_HOST_DEVICE float prepass(float u, const scalars& s) const { return u * s.inv_scale; }
+  template <class IO>
+  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.scalars.inv_scale; }
+};
+
+}  // namespace mixprec

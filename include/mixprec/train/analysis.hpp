@@ -1,0 +1,88 @@
+// Compile-time analysis of a chain of components: where the statistics pass
+// ends, where the update pass must split, which accumulator slot each
+// measured norm uses; and the static_asserts that reject chains the two-pass
+// schedule cannot run.
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+
+#include <mixprec/component/component.hpp>
+
+namespace mixprec::detail {
+
+template <class... C>
+struct chain_analysis {
+  static constexpr std::size_t size = sizeof...(C);
+  static constexpr rule_kind kinds[size + 1] = {C::kind..., rule_kind::stage};
+  static constexpr bool global[size + 1] = {C::needs_global_norm..., false};
+  static constexpr bool units[size + 1] = {C::needs_unit_norms..., false};
+  static constexpr bool segments[size + 1] = {C::needs_segment_norms..., false};
+  static constexpr bool non_finite[size + 1] = {C::needs_non_finite..., false};
+  static constexpr bool linear[size + 1] = {C::linear..., true};
+  static constexpr bool writer[size + 1] = {C::is_writer..., false};
+
+  // The statistics pass covers components [0, prefix): up to the first stage
+  // or the first component that needs per-parameter norms.
+  static constexpr std::size_t prefix = [] {
+    for (std::size_t k = 0; k < size; ++k)
+      if (kinds[k] == rule_kind::stage || segments[k]) return k;
+    return size;
+  }();
+  // The first component at or after the prefix that needs statistics of its
+  // input: the update pass splits there (size: no split).
+  static constexpr std::size_t split = [] {
+    for (std::size_t k = prefix; k < size; ++k)
+      if (global[k] || segments[k] || units[k]) return k;
+    return size;
+  }();
+  static constexpr bool has_split = split < size;
+
+  static constexpr bool any_non_finite = (C::needs_non_finite || ...);
+  static constexpr bool any_units = (C::needs_unit_norms || ...);
+  static constexpr std::size_t writers = (static_cast<std::size_t>(C::is_writer) + ... + 0);
+
+  // Accumulator slot of component k's global norm in the statistics pass.
+  static constexpr std::size_t norm_slot(std::size_t k) {
+    std::size_t s = 0;
+    for (std::size_t j = 0; j < k; ++j) s += (j < prefix && global[j]) ? 1 : 0;
+    return s;
+  }
+  static constexpr std::size_t norm_slots = norm_slot(prefix);
+
+  // A statistic in the prefix sees its input through the earlier prefix
+  // components: elementwise rules are applied in the statistics pass and
+  // multipliers scale the measured norm afterwards, which is exact only if no
+  // non-linear elementwise rule follows a multiplier before the statistic,
+  // and no unit multiplier precedes it.
+  static constexpr bool prefix_is_measurable = [] {
+    for (std::size_t k = 0; k < prefix; ++k) {
+      if (!(global[k] || units[k])) continue;
+      bool seen_multiplier = false;
+      for (std::size_t j = 0; j < k; ++j) {
+        if (kinds[j] == rule_kind::unit_multiplier) return false;
+        if (kinds[j] == rule_kind::multiplier) seen_multiplier = true;
+        if (kinds[j] == rule_kind::elementwise && !linear[j] && seen_multiplier) return false;
+      }
+    }
+    return true;
+  }();
+  static constexpr std::size_t stats_after_split = [] {
+    std::size_t n = 0;
+    for (std::size_t k = split + 1; k < size; ++k) n += (global[k] || segments[k] || units[k]) ? 1 : 0;
+    return n;
+  }();
+  static constexpr std::size_t unit_components = (static_cast<std::size_t>(C::needs_unit_norms) + ... + 0);
+
+  static_assert(writers <= 1, "mixprec::chain: at most one weight writer (round_model_nearest, round_model_stochastic, kahan_summation)");
+  static_assert(prefix_is_measurable,
+                "mixprec::chain: a norm cannot be measured in one pass after a non-linear element rule (clip_by_value) "
+                "that follows a global clip, or after clip_adaptive; reorder the chain");
+  static_assert(stats_after_split == 0,
+                "mixprec::chain: only one component after an optimizer stage may need norms (the update pass splits "
+                "once); reorder the chain or split it into two steps");
+  static_assert(!has_split || !units[split], "mixprec::chain: clip_adaptive must come before the optimizer stages");
+  static_assert(unit_components <= 1, "mixprec::chain: at most one clip_adaptive per chain");
+};
+
+}  // namespace mixprec::detail

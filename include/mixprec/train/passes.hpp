@@ -1,0 +1,367 @@
+// The passes of a step, as tiled bodies over the arena (detail/tiles.hpp):
+//
+//   statistics_body  pass 1: reads the gradients once (and the weights when
+//                    unit-wise clipping asks), applies the elementwise rules
+//                    known before the step, and accumulates the non-finite
+//                    flag, each measuring component's |u|^p (or max |u|), and
+//                    per-unit sums of squares;
+//   decide_body      one device thread: every component's scalar rule, in
+//                    chain order, and the step count;
+//   update_body      pass 2: gradient, weights and state in, update out;
+//                    in `measure` mode (split chains) it runs the stages up to
+//                    the split and accumulates their output's statistics, in
+//                    `finish` mode it replays them from stored state and
+//                    completes the chain; `to_gradients` writes the
+//                    transformed gradient back instead of updating weights.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include <mixprec/cast/convert.hpp>
+#include <mixprec/component/component.hpp>
+#include <mixprec/component/pod_tuple.hpp>
+#include <mixprec/detail/tiles.hpp>
+#include <mixprec/tensor/reductions.hpp>
+#include <mixprec/tensor/tiling.hpp>
+#include <mixprec/train/analysis.hpp>
+#include <mixprec/train/writers.hpp>
+
+namespace mixprec::detail {
+
+// Device-resident scalar state of a chain.
+template <class... C>
+struct chain_block {
+  step_scalars step;
+  pod_tuple<typename C::scalars...> comps;
+};
+
+// Statistics of pass 1 (per tile, per unit, global).
+template <std::size_t Slots>
+struct first_pass_stats {
+  std::uint32_t non_finite;
+  double acc[Slots > 0 ? Slots : 1];
+  double unit_input_sq, unit_weight_sq;
+};
+
+// Statistics of the measuring half of a split update pass.
+struct split_stats {
+  std::uint32_t non_finite;
+  double input_p;  // sum |u|^p, or max |u| for p = infinity
+  double input_sq, weight_sq;
+};
+
+MIXPREC_HOST_DEVICE double power_of(float u, float p) {
+  const double a = fabs(static_cast<double>(u));
+  if (p == 2.0f) return a * a;
+  if (p == 1.0f) return a;
+  return pow(a, static_cast<double>(p));
+}
+MIXPREC_HOST_DEVICE void add_power(double& acc, float u, float p) {
+  if (p == infinity_norm) {
+    const double a = fabs(static_cast<double>(u));
+    acc = (acc != acc || a != a) ? acc + a : (a > acc ? a : acc);
+  } else {
+    acc += power_of(u, p);
+  }
+}
+MIXPREC_HOST_DEVICE double combine_power(double a, double b, float p) {
+  if (p == infinity_norm) return (a != a || b != b) ? a + b : (a > b ? a : b);
+  return a + b;
+}
+MIXPREC_HOST_DEVICE double root_of(double acc, float p) {
+  if (p == 2.0f) return sqrt(acc);
+  if (p == 1.0f || p == infinity_norm) return acc;
+  return pow(acc, 1.0 / static_cast<double>(p));
+}
+
+// Device pointers to the arena's roles.
+template <class Arena>
+struct arena_access {
+  using model_type = typename Arena::model_type;
+  using grad_type = typename Arena::grad_type;
+  static constexpr bool has_master = Arena::has_master;
+  static constexpr bool model_is_master = Arena::model_is_master;
+  float* master;
+  model_type* model;
+  grad_type* grad;
+  MIXPREC_HOST_DEVICE float weight(std::size_t i) const {
+    if constexpr (has_master) return master[i];
+    else return to_float(model[i]);
+  }
+};
+
+// Everything a pass needs, passed to kernels by value.
+template <class Arena, class... C>
+struct step_env {
+  using analysis = chain_analysis<C...>;
+  static constexpr std::size_t n = sizeof...(C);
+  static constexpr std::size_t slots = analysis::norm_slots;
+
+  pod_tuple<C...> comps;
+  pod_tuple<state_arrays<typename C::state_format>...> states;
+  float slot_order[slots > 0 ? slots : 1];
+  chain_block<C...>* block;
+  arena_access<Arena> arena;
+  const tile_desc* tiles;
+  const std::uint32_t* segment_groups;
+  const group_hyper* groups;
+  const first_pass_stats<slots>* first_global;
+  const first_pass_stats<slots>* unit_stats;  // per unit, when a component needs units
+  const split_stats* split_global;
+  const split_stats* segment_stats;           // per segment, when the chain splits
+};
+
+template <class Arena, class... C>
+struct statistics_body : tiled {
+  using env_type = step_env<Arena, C...>;
+  using analysis = typename env_type::analysis;
+  using value_type = first_pass_stats<env_type::slots>;
+  struct context {
+    pod_tuple<typename C::scalars...> scalars;
+  };
+  env_type env;
+
+  MIXPREC_HOST_DEVICE context enter(std::size_t) const { return {env.block->comps}; }
+  MIXPREC_HOST_DEVICE value_type identity() const {
+    value_type v{};
+    return v;
+  }
+  MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i, const context& ctx) const {
+    const auto raw = env.arena.grad[i];
+    if constexpr (analysis::any_non_finite) acc.non_finite |= is_non_finite(raw) ? 1u : 0u;
+    float w = 0.0f;
+    if constexpr (analysis::any_units) w = env.arena.weight(i);
+    measure(acc, to_float(raw), w, ctx, std::make_index_sequence<analysis::prefix>{});
+  }
+  template <std::size_t... K>
+  MIXPREC_HOST_DEVICE void measure(value_type& acc, float u, float w, const context& ctx, std::index_sequence<K...>) const {
+    (measure_one<K>(acc, u, w, ctx), ...);
+  }
+  template <std::size_t K>
+  MIXPREC_HOST_DEVICE void measure_one(value_type& acc, float& u, float w, const context& ctx) const {
+    const auto& c = get<K>(env.comps);
+    using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
+    if constexpr (component::needs_global_norm) add_power(acc.acc[analysis::norm_slot(K)], u, c.norm_order());
+    if constexpr (component::needs_unit_norms) {
+      acc.unit_input_sq += static_cast<double>(u) * u;
+      acc.unit_weight_sq += static_cast<double>(w) * w;
+    }
+    if constexpr (component::kind == rule_kind::elementwise) u = c.prepass(u, get<K>(ctx.scalars));
+  }
+  MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
+    value_type r;
+    r.non_finite = a.non_finite | b.non_finite;
+    for (std::size_t s = 0; s < env_type::slots; ++s) r.acc[s] = combine_power(a.acc[s], b.acc[s], env.slot_order[s]);
+    if constexpr (env_type::slots == 0) r.acc[0] = 0;
+    r.unit_input_sq = a.unit_input_sq + b.unit_input_sq;
+    r.unit_weight_sq = a.unit_weight_sq + b.unit_weight_sq;
+    return r;
+  }
+};
+
+// One thread: the scalar rules. `second` runs only the split component's
+// rule, with the norm measured by the split pass.
+template <class Arena, class... C>
+struct decide_body {
+  using env_type = step_env<Arena, C...>;
+  using analysis = typename env_type::analysis;
+  env_type env;
+  bool second;
+
+  MIXPREC_HOST_DEVICE void operator()(std::size_t) const {
+    chain_block<C...> block = *env.block;
+    if (!second) {
+      const auto& g = *env.first_global;
+      bool non_finite = g.non_finite != 0;
+      for (std::size_t s = 0; s < env_type::slots; ++s) non_finite = non_finite || !finite(g.acc[s]);
+      block.step.skip = 0;
+      block.step.non_finite = non_finite ? 1u : 0u;
+      const std::uint64_t t = block.step.count + 1;
+      double multiplier = 1.0;
+      run(block, t, non_finite, multiplier, std::make_index_sequence<sizeof...(C)>{});
+      if (block.step.skip) block.step.skipped_total += 1;
+      else block.step.count = t;
+    } else if constexpr (analysis::has_split) {
+      if (block.step.skip) return;
+      constexpr std::size_t k = analysis::split;
+      const auto& c = get<k>(env.comps);
+      decide_context ctx{&block.step, block.step.count, root_of(env.split_global->input_p, c.norm_order()),
+                         block.step.non_finite != 0 || env.split_global->non_finite != 0};
+      c.decide(get<k>(block.comps), ctx);
+    }
+    *env.block = block;
+  }
+  template <std::size_t... K>
+  MIXPREC_HOST_DEVICE void run(chain_block<C...>& block, std::uint64_t t, bool non_finite, double& multiplier,
+                               std::index_sequence<K...>) const {
+    (run_one<K>(block, t, non_finite, multiplier), ...);
+  }
+  template <std::size_t K>
+  MIXPREC_HOST_DEVICE void run_one(chain_block<C...>& block, std::uint64_t t, bool non_finite, double& multiplier) const {
+    if constexpr (analysis::has_split && K == analysis::split) return;
+    const auto& c = get<K>(env.comps);
+    using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
+    double norm = 0.0;
+    if constexpr (component::needs_global_norm && K < analysis::prefix)
+      norm = root_of(env.first_global->acc[analysis::norm_slot(K)], c.norm_order()) * multiplier;
+    decide_context ctx{&block.step, t, norm, non_finite};
+    c.decide(get<K>(block.comps), ctx);
+    if constexpr (component::kind == rule_kind::multiplier)
+      multiplier *= static_cast<double>(c.multiplier_of(get<K>(block.comps)));
+  }
+};
+
+enum class update_mode { full, measure, finish, to_gradients };
+
+template <update_mode Mode, class Arena, class... C>
+struct update_body : tiled {
+  using env_type = step_env<Arena, C...>;
+  using analysis = typename env_type::analysis;
+  using value_type = split_stats;
+  static constexpr std::size_t n = sizeof...(C);
+  // Components this pass runs: up to the split when measuring.
+  static constexpr std::size_t end = Mode == update_mode::measure ? analysis::split : n;
+
+  struct context {
+    pod_tuple<typename C::scalars...> scalars;
+    float factor[n > 0 ? n : 1];
+    group_hyper group;
+    std::uint64_t t;
+    bool skip;
+  };
+  env_type env;
+
+  MIXPREC_HOST_DEVICE context enter(std::size_t tile) const {
+    const tile_desc d = env.tiles[tile];
+    context ctx;
+    ctx.scalars = env.block->comps;
+    ctx.skip = env.block->step.skip != 0;
+    ctx.t = env.block->step.count;
+    ctx.group = env.groups[env.segment_groups[d.segment]];
+    tile_stats ts{0, 0, 0, 0, d.segment, d.unit};
+    if constexpr (analysis::any_units) {
+      ts.unit_input_sq = env.unit_stats[d.unit].unit_input_sq;
+      ts.unit_weight_sq = env.unit_stats[d.unit].unit_weight_sq;
+    }
+    if constexpr (analysis::has_split && Mode != update_mode::measure) {
+      ts.segment_input_sq = env.segment_stats[d.segment].input_sq;
+      ts.segment_weight_sq = env.segment_stats[d.segment].weight_sq;
+    }
+    factors(ctx, ts, std::make_index_sequence<n>{});
+    return ctx;
+  }
+  template <std::size_t... K>
+  MIXPREC_HOST_DEVICE void factors(context& ctx, const tile_stats& ts, std::index_sequence<K...>) const {
+    ((ctx.factor[K] = get<K>(env.comps).tile_factor(get<K>(ctx.scalars), ts)), ...);
+  }
+
+  // The chain's element rules for components [0, end) on u.
+  template <std::size_t... K>
+  MIXPREC_HOST_DEVICE float run(float u, float w, std::size_t i, const context& ctx, std::index_sequence<K...>) const {
+    ((u = apply_one<K>(u, w, i, ctx)), ...);
+    return u;
+  }
+  template <std::size_t K>
+  MIXPREC_HOST_DEVICE float apply_one(float u, float w, std::size_t i, const context& ctx) const {
+    const auto& c = get<K>(env.comps);
+    using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
+    if constexpr (component::is_writer) {
+      return u;
+    } else {
+      using F = typename component::state_format;
+      const bool replay = Mode == update_mode::finish && K < analysis::split;
+      element_io<typename component::scalars, F> io{get<K>(ctx.scalars), state_ref<F>{&get<K>(env.states), i, ctx.t},
+                                                    i, w, ctx.factor[K], ctx.group, ctx.t, replay};
+      return c.apply(u, io);
+    }
+  }
+
+  // Pass 2 (full, finish, to_gradients).
+  MIXPREC_HOST_DEVICE void element(std::size_t i, const context& ctx) const {
+    if (ctx.skip) return;
+    const float g = to_float(env.arena.grad[i]);
+    const float w = env.arena.weight(i);
+    const float u = run(g, w, i, ctx, std::make_index_sequence<end>{});
+    if constexpr (Mode == update_mode::to_gradients) {
+      env.arena.grad[i] = convert<typename Arena::grad_type>(u);
+    } else {
+      write(w + u, u, w, i, ctx);
+    }
+  }
+
+  MIXPREC_HOST_DEVICE void write(float updated, float u, float w, std::size_t i, const context& ctx) const {
+    using model_type = typename Arena::model_type;
+    constexpr std::size_t wk = writer_index();
+    if constexpr (Arena::has_master) {
+      env.arena.master[i] = updated;
+      if constexpr (!Arena::model_is_master) env.arena.model[i] = writer<wk>().template round<model_type>(updated, i, ctx.t);
+    } else {
+      if constexpr (compensated<wk>()) {
+        // Kahan: fold the carried error into the update, round, keep the new error.
+        using F = typename writer_type<wk>::state_format;
+        F& comp = get<wk>(env.states).slot[0][i];
+        const float y = u - to_float(comp);
+        const float sum = w + y;
+        const model_type rounded = convert<model_type>(sum);
+        comp = convert<F>((to_float(rounded) - w) - y);
+        env.arena.model[i] = rounded;
+      } else {
+        env.arena.model[i] = writer<wk>().template round<model_type>(updated, i, ctx.t);
+      }
+    }
+  }
+  template <std::size_t K>
+  static constexpr bool compensated() {
+    if constexpr (K < n) return writer_type<K>::uses_compensation;
+    else return false;
+  }
+
+  static constexpr std::size_t writer_index() {
+    constexpr bool w[n + 1] = {C::is_writer..., true};
+    for (std::size_t k = 0; k < n; ++k)
+      if (w[k]) return k;
+    return n;
+  }
+  template <std::size_t K>
+  using writer_type = typename pod_tuple_element<K, pod_tuple<C...>>::type;
+  template <std::size_t K>
+  MIXPREC_HOST_DEVICE auto writer() const {
+    if constexpr (K < n) return get<K>(env.comps);
+    else return round_model_nearest{};
+  }
+
+  // Pass 2a (measure): run the stages before the split, accumulate the statistics of their output.
+  MIXPREC_HOST_DEVICE value_type identity() const {
+    value_type v{};
+    return v;
+  }
+  MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i, const context& ctx) const {
+    if (ctx.skip) return;
+    const float g = to_float(env.arena.grad[i]);
+    const float w = env.arena.weight(i);
+    const float u = run(g, w, i, ctx, std::make_index_sequence<end>{});
+    if constexpr (analysis::has_split) {
+      const float p = get<analysis::split>(env.comps).norm_order();
+      acc.non_finite |= finite(u) ? 0u : 1u;
+      add_power(acc.input_p, u, p);
+    }
+    acc.input_sq += static_cast<double>(u) * u;
+    acc.weight_sq += static_cast<double>(w) * w;
+  }
+  MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
+    value_type r;
+    r.non_finite = a.non_finite | b.non_finite;
+    float p = 2.0f;
+    if constexpr (analysis::has_split) p = get<analysis::split>(env.comps).norm_order();
+    r.input_p = combine_power(a.input_p, b.input_p, p);
+    r.input_sq = a.input_sq + b.input_sq;
+    r.weight_sq = a.weight_sq + b.weight_sq;
+    return r;
+  }
+};
+
+}  // namespace mixprec::detail
