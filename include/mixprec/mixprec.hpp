@@ -10,3 +10,4 @@
 #include <mixprec/scaling/all.hpp>
 #include <mixprec/clipping/all.hpp>
 #include <mixprec/train/all.hpp>
+#include <mixprec/optim/all.hpp>

@@ -17,6 +17,7 @@
 //   static constexpr bool guards;                may skip the step
 //   static constexpr bool linear;                elementwise rule is u -> c * u (commutes with norms)
 //   static constexpr bool is_writer;             writes the weights (train/writers.hpp)
+//   static constexpr bool replayable;            can recompute its output from stored state
 //   struct scalars;                              its device-resident scalar state
 //   scalars initial_scalars() const;             host; throws mixprec::error on bad hyperparameters
 //   std::size_t state_slots() const;             per-element state arrays (moments)
@@ -131,6 +132,7 @@ struct element_io {
   const group_hyper& group;   // the element's group multipliers
   std::uint64_t t;            // the number of the step being applied (1 for the first)
   bool replay;                // recomputing the output from stored state: write nothing
+  float* weight_factor;       // the weight is multiplied by this before the update is added
 };
 
 // Defaults for every protocol member; components derive and override.
@@ -146,6 +148,7 @@ struct component_defaults {
   static constexpr bool guards = false;
   static constexpr bool linear = true;
   static constexpr bool is_writer = false;
+  static constexpr bool replayable = true;  // apply() in replay mode reproduces its output
   using state_format = float;
 
   MIXPREC_HOST_DEVICE float norm_order() const { return 2.0f; }

@@ -21,6 +21,7 @@ struct chain_analysis {
   static constexpr bool non_finite[size + 1] = {C::needs_non_finite..., false};
   static constexpr bool linear[size + 1] = {C::linear..., true};
   static constexpr bool writer[size + 1] = {C::is_writer..., false};
+  static constexpr bool replayable[size + 1] = {C::replayable..., true};
 
   // The statistics pass covers components [0, prefix): up to the first stage
   // or the first component that needs per-parameter norms.
@@ -73,6 +74,12 @@ struct chain_analysis {
     return n;
   }();
   static constexpr std::size_t unit_components = (static_cast<std::size_t>(C::needs_unit_norms) + ... + 0);
+  static constexpr bool prefix_of_split_replayable = [] {
+    if (split >= size) return true;
+    for (std::size_t k = 0; k < split; ++k)
+      if (!replayable[k]) return false;
+    return true;
+  }();
 
   static_assert(writers <= 1, "mixprec::chain: at most one weight writer (round_model_nearest, round_model_stochastic, kahan_summation)");
   static_assert(prefix_is_measurable,
@@ -83,6 +90,9 @@ struct chain_analysis {
                 "once); reorder the chain or split it into two steps");
   static_assert(!has_split || !units[split], "mixprec::chain: clip_adaptive must come before the optimizer stages");
   static_assert(unit_components <= 1, "mixprec::chain: at most one clip_adaptive per chain");
+  static_assert(prefix_of_split_replayable,
+                "mixprec::chain: a stage that cannot replay its output (scale_by_lion) comes before a component that "
+                "needs norms of its output; reorder the chain");
 };
 
 }  // namespace mixprec::detail

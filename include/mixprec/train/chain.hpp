@@ -231,12 +231,13 @@ class chain_t {
     using F = typename std::remove_reference_t<decltype(b)>::F;
     const std::size_t count = c.state_slots();
     detail::require(count <= 4, c.name, ": at most 4 per-element state arrays");
+    b.slots.resize(count);
     for (std::size_t k = 0; k < count; ++k) {
-      b.slots.push_back(detail::allocate<F>(n, "optimizer state"));
+      b.slots[k] = detail::allocate<F>(n, "optimizer state");
       const float v = c.initial_state(k);
-      if (v != 0.0f) fill(tensor_view<F>(detail::raw(b.slots.back()), n), v, round_nearest_even{}, s);
-      b.arrays.slot[k] = detail::raw(b.slots.back());
+      if (v != 0.0f) fill(tensor_view<F>(detail::raw(b.slots[k]), n), v, round_nearest_even{}, s);
     }
+    for (std::size_t k = 0; k < count; ++k) b.arrays.slot[k] = detail::raw(b.slots[k]);
     b.arrays.seed = 0x6d69787072656300ull + K;  // "mixprec" + component index
   }
 
@@ -270,7 +271,11 @@ class chain_t {
   }
   template <class Env, std::size_t... K>
   void fill_orders(Env& env, std::index_sequence<K...>) const {
-    ((analysis::global[K] ? (env.slot_order[analysis::norm_slot(K)] = std::get<K>(components_).norm_order(), 0) : 0), ...);
+    (fill_order<K>(env), ...);
+  }
+  template <std::size_t K, class Env>
+  void fill_order(Env& env) const {
+    if constexpr (analysis::global[K]) env.slot_order[analysis::norm_slot(K)] = std::get<K>(components_).norm_order();
   }
 
   template <detail::update_mode Mode, class Arena>

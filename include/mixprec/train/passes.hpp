@@ -155,8 +155,11 @@ struct statistics_body : tiled {
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
     value_type r;
     r.non_finite = a.non_finite | b.non_finite;
-    for (std::size_t s = 0; s < env_type::slots; ++s) r.acc[s] = combine_power(a.acc[s], b.acc[s], env.slot_order[s]);
-    if constexpr (env_type::slots == 0) r.acc[0] = 0;
+    if constexpr (env_type::slots > 0) {
+      for (std::size_t s = 0; s < env_type::slots; ++s) r.acc[s] = combine_power(a.acc[s], b.acc[s], env.slot_order[s]);
+    } else {
+      r.acc[0] = 0;
+    }
     r.unit_input_sq = a.unit_input_sq + b.unit_input_sq;
     r.unit_weight_sq = a.unit_weight_sq + b.unit_weight_sq;
     return r;
@@ -177,7 +180,8 @@ struct decide_body {
     if (!second) {
       const auto& g = *env.first_global;
       bool non_finite = g.non_finite != 0;
-      for (std::size_t s = 0; s < env_type::slots; ++s) non_finite = non_finite || !finite(g.acc[s]);
+      if constexpr (env_type::slots > 0)
+        for (std::size_t s = 0; s < env_type::slots; ++s) non_finite = non_finite || !finite(g.acc[s]);
       block.step.skip = 0;
       block.step.non_finite = non_finite ? 1u : 0u;
       const std::uint64_t t = block.step.count + 1;
@@ -259,14 +263,16 @@ struct update_body : tiled {
     ((ctx.factor[K] = get<K>(env.comps).tile_factor(get<K>(ctx.scalars), ts)), ...);
   }
 
-  // The chain's element rules for components [0, end) on u.
+  // The chain's element rules for components [0, end) on u; `decay`
+  // collects the factors decoupled weight decay applies to the weight.
   template <std::size_t... K>
-  MIXPREC_HOST_DEVICE float run(float u, float w, std::size_t i, const context& ctx, std::index_sequence<K...>) const {
-    ((u = apply_one<K>(u, w, i, ctx)), ...);
+  MIXPREC_HOST_DEVICE float run(float u, float w, std::size_t i, const context& ctx, float& decay,
+                                std::index_sequence<K...>) const {
+    ((u = apply_one<K>(u, w, i, ctx, decay)), ...);
     return u;
   }
   template <std::size_t K>
-  MIXPREC_HOST_DEVICE float apply_one(float u, float w, std::size_t i, const context& ctx) const {
+  MIXPREC_HOST_DEVICE float apply_one(float u, float w, std::size_t i, const context& ctx, float& decay) const {
     const auto& c = get<K>(env.comps);
     using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
     if constexpr (component::is_writer) {
@@ -275,7 +281,7 @@ struct update_body : tiled {
       using F = typename component::state_format;
       const bool replay = Mode == update_mode::finish && K < analysis::split;
       element_io<typename component::scalars, F> io{get<K>(ctx.scalars), state_ref<F>{&get<K>(env.states), i, ctx.t},
-                                                    i, w, ctx.factor[K], ctx.group, ctx.t, replay};
+                                                    i, w, ctx.factor[K], ctx.group, ctx.t, replay, &decay};
       return c.apply(u, io);
     }
   }
@@ -285,15 +291,18 @@ struct update_body : tiled {
     if (ctx.skip) return;
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
-    const float u = run(g, w, i, ctx, std::make_index_sequence<end>{});
+    float decay = 1.0f;
+    const float u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
     if constexpr (Mode == update_mode::to_gradients) {
       env.arena.grad[i] = convert<typename Arena::grad_type>(u);
     } else {
-      write(w + u, u, w, i, ctx);
+      const float decayed = w * decay;
+      write(decayed + u, decayed - w + u, w, i, ctx);
     }
   }
 
-  MIXPREC_HOST_DEVICE void write(float updated, float u, float w, std::size_t i, const context& ctx) const {
+  // updated = w * decay + u; `step` = updated - w (for Kahan summation).
+  MIXPREC_HOST_DEVICE void write(float updated, float step, float w, std::size_t i, const context& ctx) const {
     using model_type = typename Arena::model_type;
     constexpr std::size_t wk = writer_index();
     if constexpr (Arena::has_master) {
@@ -304,7 +313,7 @@ struct update_body : tiled {
         // Kahan: fold the carried error into the update, round, keep the new error.
         using F = typename writer_type<wk>::state_format;
         F& comp = get<wk>(env.states).slot[0][i];
-        const float y = u - to_float(comp);
+        const float y = step - to_float(comp);
         const float sum = w + y;
         const model_type rounded = convert<model_type>(sum);
         comp = convert<F>((to_float(rounded) - w) - y);
@@ -343,7 +352,8 @@ struct update_body : tiled {
     if (ctx.skip) return;
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
-    const float u = run(g, w, i, ctx, std::make_index_sequence<end>{});
+    float decay = 1.0f;
+    const float u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
     if constexpr (analysis::has_split) {
       const float p = get<analysis::split>(env.comps).norm_order();
       acc.non_finite |= finite(u) ? 0u : 1u;

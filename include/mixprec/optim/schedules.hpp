@@ -1,0 +1,100 @@
+// Learning-rate schedules: plain value types evaluated on the device, in the
+// chain's scalar rule, from the device step count. A schedule maps s, the
+// number of completed steps before the current one (0 for the first step),
+// to a value, as Optax's and PyTorch's schedulers do.
+//
+//   constant_schedule{v}                     v
+//   linear_schedule{from, to, steps}         from -> to linearly over `steps`, then to
+//   cosine_decay{init, decay_steps, alpha}   init * ((1 - alpha) * (1 + cos(pi * min(s, D) / D)) / 2 + alpha)
+//   step_decay{init, step_size, gamma}       init * gamma^floor(s / step_size)     (PyTorch StepLR)
+//   exponential_decay{init, gamma}           init * gamma^s                        (PyTorch ExponentialLR)
+//   inverse_time_decay{init, decay}          init / (1 + s * decay)                (PyTorch Adagrad lr_decay)
+//   warmup<Then>{steps, start, then}         linear from start to then(0) over `steps`, then then(s - steps)
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include <mixprec/core/config.hpp>
+#include <mixprec/core/error.hpp>
+
+namespace mixprec {
+
+struct constant_schedule {
+  float value = 1e-3f;
+  MIXPREC_HOST_DEVICE float operator()(std::uint64_t) const { return value; }
+  void validate() const { detail::require(std::isfinite(value), "constant_schedule: the value must be finite"); }
+};
+
+struct linear_schedule {
+  float from = 0.0f, to = 1e-3f;
+  std::uint64_t steps = 1;
+  MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
+    if (s >= steps) return to;
+    const double f = static_cast<double>(s) / static_cast<double>(steps);
+    return static_cast<float>(from + (static_cast<double>(to) - from) * f);
+  }
+  void validate() const { detail::require(steps > 0, "linear_schedule: steps must be positive"); }
+};
+
+struct cosine_decay {
+  float init = 1e-3f;
+  std::uint64_t decay_steps = 1000;
+  float alpha = 0.0f;  // final value as a fraction of init
+  MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
+    const double t = static_cast<double>(s < decay_steps ? s : decay_steps) / static_cast<double>(decay_steps);
+    const double cosine = 0.5 * (1.0 + cos(3.14159265358979323846 * t));
+    return static_cast<float>(init * ((1.0 - alpha) * cosine + alpha));
+  }
+  void validate() const {
+    detail::require(decay_steps > 0, "cosine_decay: decay_steps must be positive");
+    detail::require(alpha >= 0 && alpha <= 1, "cosine_decay: alpha must lie in [0, 1]");
+  }
+};
+
+struct step_decay {
+  float init = 1e-3f;
+  std::uint64_t step_size = 1000;
+  float gamma = 0.1f;
+  MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
+    return static_cast<float>(init * pow(static_cast<double>(gamma), static_cast<double>(s / step_size)));
+  }
+  void validate() const { detail::require(step_size > 0, "step_decay: step_size must be positive"); }
+};
+
+struct exponential_decay {
+  float init = 1e-3f;
+  float gamma = 0.999f;
+  MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
+    return static_cast<float>(init * pow(static_cast<double>(gamma), static_cast<double>(s)));
+  }
+  void validate() const { detail::require(gamma > 0, "exponential_decay: gamma must be positive"); }
+};
+
+struct inverse_time_decay {
+  float init = 1e-2f;
+  float decay = 0.0f;
+  // Adagrad's clr = lr / (1 + (step - 1) * lr_decay), in double as Python computes it.
+  MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
+    return static_cast<float>(static_cast<double>(init) / (1.0 + static_cast<double>(s) * decay));
+  }
+  void validate() const { detail::require(decay >= 0, "inverse_time_decay: decay must be non-negative"); }
+};
+
+template <class Then>
+struct warmup {
+  std::uint64_t steps = 100;
+  float start = 0.0f;
+  Then then{};
+  MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
+    if (s >= steps) return then(s - steps);
+    const double f = static_cast<double>(s) / static_cast<double>(steps);
+    return static_cast<float>(start + (static_cast<double>(then(0)) - start) * f);
+  }
+  void validate() const {
+    detail::require(steps > 0, "warmup: steps must be positive");
+    then.validate();
+  }
+};
+
+}  // namespace mixprec
