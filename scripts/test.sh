@@ -4,4 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
+scripts/check-test-names.sh
 cmake --workflow --preset host
+# Every discovered test carries a label (its TEST_SUITE).
+all=$(ctest --test-dir build/host -N | sed -n 's/^Total Tests: //p')
+labelled=$(ctest --test-dir build/host -N -L . | sed -n 's/^Total Tests: //p')
+if [ "$all" != "$labelled" ]; then
+  echo "test.sh: $((all - labelled)) of $all tests have no label" >&2
+  exit 1
+fi
