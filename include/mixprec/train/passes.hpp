@@ -305,6 +305,9 @@ struct update_body : tiled {
   MIXPREC_HOST_DEVICE void write(float updated, float step, float w, std::size_t i, const context& ctx) const {
     using model_type = typename Arena::model_type;
     constexpr std::size_t wk = writer_index();
+    static_assert(!(Arena::has_master && compensated<wk>()),
+                  "mixprec: kahan_summation is for arenas without master weights (Master = void); with fp32 master "
+                  "weights use round_model_nearest or round_model_stochastic");
     if constexpr (Arena::has_master) {
       env.arena.master[i] = updated;
       if constexpr (!Arena::model_is_master) env.arena.model[i] = writer<wk>().template round<model_type>(updated, i, ctx.t);
