@@ -4,6 +4,8 @@
 // weights stay within a stated bound of fp32; bfloat16 optimizer state; fp32
 // master weights with fp16/fp8 model copies written with either rounding.
 #include <cmath>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -11,6 +13,8 @@
 #include <mixprec/mixprec.hpp>
 
 #include "../support/formats.hpp"
+#include "../support/sgd_golden.hpp"
+#include "../support/reference_file.hpp"
 #include "../support/synthetic.hpp"
 
 using namespace mixprec;
@@ -183,6 +187,20 @@ TEST_CASE("per-group multipliers give no weight decay on biases and another lear
   CHECK(w[p["w"].offset] == doctest::Approx(1.0 - 0.1 * 0.5));  // decayed
   CHECK(w[p["b"].offset] == 1.0f);                               // no decay
   CHECK(w[p["frozen"].offset] == 1.0f);                          // learning rate 0
+}
+
+TEST_CASE("pure-bfloat16 SGD with stochastic rounding gives the committed host bits on this backend") {
+  std::ifstream in(std::string(MIXPREC_TEST_DATA_DIR) + "/sgd_stochastic_golden.txt");
+  std::vector<std::uint16_t> golden;
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty() && line[0] != '#') golden.push_back(static_cast<std::uint16_t>(std::stoul(line, nullptr, 16)));
+  REQUIRE(golden.size() == test::sgd_golden_size);
+  const std::vector<std::uint16_t> got = test::run_sgd_golden();
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) wrong += got[i] != golden[i];
+  INFO("backend " << backend_name(current_backend));
+  CHECK(wrong == 0);
 }
 
 }

@@ -1,11 +1,15 @@
-// Writes tests/data/stochastic_rounding.txt: stochastic rounding of fixed
-// inputs under fixed keys, computed on the host backend. Run by
-// scripts/make-test-data.sh; the committed file is what CUDA builds compare to.
+// Writes the stochastic-rounding golden files on the host backend; the
+// committed files are what CUDA builds compare to. Run by
+// scripts/make-test-data.sh:
+//   make_stochastic_golden cast > tests/data/stochastic_rounding.txt
+//   make_stochastic_golden sgd  > tests/data/sgd_stochastic_golden.txt
 #include <cstdio>
+#include <string>
 #include <vector>
 
-#include <mixprec/cast/all.hpp>
+#include <mixprec/mixprec.hpp>
 
+#include "../support/sgd_golden.hpp"
 #include "../support/stochastic_golden.hpp"
 
 template <class T>
@@ -20,12 +24,23 @@ void emit(const char* name, const std::vector<float>& inputs) {
     }
 }
 
-int main() {
-  const std::vector<float> inputs = test::golden_inputs();
-  std::printf("# stochastic rounding (overflow_to_infinity) of test::golden_inputs(), host backend\n");
-  emit<mixprec::half>("half", inputs);
-  emit<mixprec::bfloat16>("bfloat16", inputs);
-  emit<mixprec::fp8_e4m3>("fp8_e4m3", inputs);
-  emit<mixprec::fp8_e5m2>("fp8_e5m2", inputs);
-  return 0;
+int main(int argc, char** argv) {
+  const std::string what = argc > 1 ? argv[1] : "";
+  if (what == "cast") {
+    const std::vector<float> inputs = test::golden_inputs();
+    std::printf("# stochastic rounding (overflow_to_infinity) of test::golden_inputs(), host backend\n");
+    emit<mixprec::half>("half", inputs);
+    emit<mixprec::bfloat16>("bfloat16", inputs);
+    emit<mixprec::fp8_e4m3>("fp8_e4m3", inputs);
+    emit<mixprec::fp8_e5m2>("fp8_e5m2", inputs);
+    return 0;
+  }
+  if (what == "sgd") {
+    std::printf("# test::run_sgd_golden() on the host backend: bfloat16 weight bits after %d steps\n",
+                test::sgd_golden_steps);
+    for (std::uint16_t b : test::run_sgd_golden()) std::printf("%x\n", b);
+    return 0;
+  }
+  std::fprintf(stderr, "usage: make_stochastic_golden cast|sgd\n");
+  return 2;
 }
