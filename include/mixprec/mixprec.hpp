@@ -11,3 +11,4 @@
 #include <mixprec/clipping/all.hpp>
 #include <mixprec/train/all.hpp>
 #include <mixprec/optim/all.hpp>
+#include <mixprec/io/all.hpp>

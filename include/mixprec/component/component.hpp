@@ -18,6 +18,7 @@
 //   static constexpr bool linear;                elementwise rule is u -> c * u (commutes with norms)
 //   static constexpr bool is_writer;             writes the weights (train/writers.hpp)
 //   static constexpr bool replayable;            can recompute its output from stored state
+//   static constexpr bool holds;                 may end a step early, after itself (every_k)
 //   struct scalars;                              its device-resident scalar state
 //   scalars initial_scalars() const;             host; throws mixprec::error on bad hyperparameters
 //   std::size_t state_slots() const;             per-element state arrays (moments)
@@ -64,10 +65,12 @@ inline constexpr float infinity_norm = std::numeric_limits<float>::infinity();
 
 // Chain-level per-step state, on the device.
 struct step_scalars {
-  std::uint64_t count = 0;          // completed (not skipped) steps before this one
+  std::uint64_t count = 0;          // completed updates (not skipped, not held)
   std::uint64_t skipped_total = 0;  // steps skipped so far
   std::uint32_t skip = 0;           // this step is skipped (set by guards)
   std::uint32_t non_finite = 0;     // this step's statistics saw inf or NaN
+  std::uint32_t hold = 0;           // this step only accumulates (every_k before the update)
+  std::uint32_t reserved = 0;
 };
 
 // Per-group multipliers of the hyperparameters (e.g. no weight decay on biases).
@@ -149,6 +152,7 @@ struct component_defaults {
   static constexpr bool linear = true;
   static constexpr bool is_writer = false;
   static constexpr bool replayable = true;  // apply() in replay mode reproduces its output
+  static constexpr bool holds = false;
   using state_format = float;
 
   MIXPREC_HOST_DEVICE float norm_order() const { return 2.0f; }

@@ -3,5 +3,6 @@
 
 #include <mixprec/train/analysis.hpp>
 #include <mixprec/train/chain.hpp>
+#include <mixprec/train/every_k.hpp>
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/writers.hpp>

@@ -40,6 +40,14 @@ struct chain_analysis {
   static constexpr bool has_split = split < size;
 
   static constexpr bool any_non_finite = (C::needs_non_finite || ...);
+  static constexpr std::size_t holders = (static_cast<std::size_t>(C::holds) + ... + 0);
+  // The component after which a held step (every_k accumulating) stops.
+  static constexpr std::size_t hold_index = [] {
+    constexpr bool h[size + 1] = {C::holds..., false};
+    for (std::size_t k = 0; k < size; ++k)
+      if (h[k]) return k;
+    return size;
+  }();
   static constexpr bool any_units = (C::needs_unit_norms || ...);
   static constexpr std::size_t writers = (static_cast<std::size_t>(C::is_writer) + ... + 0);
 
@@ -81,6 +89,7 @@ struct chain_analysis {
     return true;
   }();
 
+  static_assert(holders <= 1, "mixprec::chain: at most one every_k per chain");
   static_assert(writers <= 1, "mixprec::chain: at most one weight writer (round_model_nearest, round_model_stochastic, kahan_summation)");
   static_assert(prefix_is_measurable,
                 "mixprec::chain: a norm cannot be measured in one pass after a non-linear element rule (clip_by_value) "

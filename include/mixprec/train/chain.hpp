@@ -46,6 +46,7 @@ template <class Arena, class... C>
 class chain_state;
 
 namespace detail {
+struct checkpoint_access;
 
 template <class T>
 struct is_chain : std::false_type {};
@@ -123,6 +124,7 @@ class chain_state {
  private:
   template <class...>
   friend class chain_t;
+  friend struct detail::checkpoint_access;
 
   static constexpr std::size_t scaler_index() {
     constexpr std::size_t d = detail::index_of_first<dynamic_loss_scale, C...>();

@@ -186,9 +186,10 @@ struct decide_body {
       block.step.non_finite = non_finite ? 1u : 0u;
       const std::uint64_t t = block.step.count + 1;
       double multiplier = 1.0;
+      block.step.hold = 0;
       run(block, t, non_finite, multiplier, std::make_index_sequence<sizeof...(C)>{});
       if (block.step.skip) block.step.skipped_total += 1;
-      else block.step.count = t;
+      else if (!block.step.hold) block.step.count = t;
     } else if constexpr (analysis::has_split) {
       if (block.step.skip) return;
       constexpr std::size_t k = analysis::split;
@@ -236,6 +237,7 @@ struct update_body : tiled {
     group_hyper group;
     std::uint64_t t;
     bool skip;
+    bool hold;  // stop after the every_k component: this step only accumulates
   };
   env_type env;
 
@@ -244,6 +246,7 @@ struct update_body : tiled {
     context ctx;
     ctx.scalars = env.block->comps;
     ctx.skip = env.block->step.skip != 0;
+    ctx.hold = env.block->step.hold != 0;
     ctx.t = env.block->step.count;
     ctx.group = env.groups[env.segment_groups[d.segment]];
     tile_stats ts{0, 0, 0, 0, d.segment, d.unit};
@@ -275,6 +278,9 @@ struct update_body : tiled {
   MIXPREC_HOST_DEVICE float apply_one(float u, float w, std::size_t i, const context& ctx, float& decay) const {
     const auto& c = get<K>(env.comps);
     using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
+    if constexpr (K > analysis::hold_index) {
+      if (ctx.hold) return u;
+    }
     if constexpr (component::is_writer) {
       return u;
     } else {
@@ -293,6 +299,9 @@ struct update_body : tiled {
     const float w = env.arena.weight(i);
     float decay = 1.0f;
     const float u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
+    if constexpr (analysis::hold_index < n) {
+      if (ctx.hold) return;  // accumulated only: nothing to write
+    }
     if constexpr (Mode == update_mode::to_gradients) {
       env.arena.grad[i] = convert<typename Arena::grad_type>(u);
     } else {

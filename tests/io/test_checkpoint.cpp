@@ -1,0 +1,233 @@
+// Checkpoints: a round trip restores every byte of parameters and state, and
+// a resumed run continues bit for bit; every malformed file (truncated at
+// several offsets, any flipped byte, wrong magic or version, mismatched
+// names, shapes, formats or chain) raises an error that says what did not
+// match and changes nothing; a failed write leaves the previous file intact.
+#include <cstdio>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <mixprec/mixprec.hpp>
+
+#include "../support/errors.hpp"
+#include "../support/synthetic.hpp"
+
+using namespace mixprec;
+
+namespace {
+
+using arena = parameters<bfloat16, half>;
+
+void build(arena& p) {
+  p.add("fc1.weight", {16, 8});
+  p.add("fc1.bias", {16}, "no_decay");
+  p.add("fc2.weight", {4, 16});
+  p.finalize();
+  p.initialize_all(init::kaiming_uniform{}, 3);
+}
+
+auto make_chain() {
+  dynamic_loss_scale scaler;
+  scaler.init_scale = 256.0f;
+  scaler.growth_interval = 3;
+  adamw_options o;
+  o.lr = 1e-2f;
+  return chain(scaler, clip_by_global_norm{1.0f}, adamw(o), round_model_stochastic{5});
+}
+
+template <class Arena>
+void write_gradients(Arena& p, int t) {
+  std::vector<half> g(p.padded_size());
+  for (std::size_t i = 0; i < g.size(); ++i) g[i] = convert<half>(64.0f * test::unit_value(t * 1000003ull + i));
+  if (t % 4 == 2) g[5] = convert<half>(INFINITY);  // some steps overflow
+  detail::write_to_device(g.data(), p.grad_data(), g.size());
+}
+
+std::string temp_path(const char* name) { return std::string("/tmp/mixprec_test_") + name; }
+
+}  // namespace
+
+TEST_SUITE("io") {
+
+TEST_CASE("a checkpoint round trip restores everything and resuming is bit-identical") {
+  const auto step = make_chain();
+  arena a;
+  build(a);
+  auto sa = step.init(a);
+  sa.set_group("no_decay", {1.0f, 0.0f});
+  for (int t = 1; t <= 7; ++t) {
+    write_gradients(a, t);
+    step.apply(a, sa);
+  }
+  const std::string path = temp_path("roundtrip.ckpt");
+  save_checkpoint(path, a, sa);
+  const std::vector<std::uint8_t> saved = serialize_checkpoint(a, sa);
+  // Continue the original run.
+  for (int t = 8; t <= 15; ++t) {
+    write_gradients(a, t);
+    step.apply(a, sa);
+  }
+  // A fresh process-like start: new arena and state, loaded from the file.
+  arena b;
+  build(b);
+  b.initialize_all(init::zeros{}, 0);
+  auto sb = step.init(b);
+  load_checkpoint(path, b, sb);
+  CHECK(serialize_checkpoint(b, sb) == saved);
+  for (int t = 8; t <= 15; ++t) {
+    write_gradients(b, t);
+    step.apply(b, sb);
+  }
+  CHECK(serialize_checkpoint(b, sb) == serialize_checkpoint(a, sa));
+  CHECK(sb.count() == sa.count());
+  CHECK(sb.step().skipped_total > 0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("malformed checkpoints raise clear errors and change nothing") {
+  const auto step = make_chain();
+  arena p;
+  build(p);
+  auto state = step.init(p);
+  write_gradients(p, 1);
+  step.apply(p, state);
+  const std::vector<std::uint8_t> good = serialize_checkpoint(p, state);
+  // Move the arena on so that a wrongful load would show.
+  write_gradients(p, 3);
+  step.apply(p, state);
+  const std::vector<std::uint8_t> before = serialize_checkpoint(p, state);
+  auto load = [&](std::vector<std::uint8_t> bytes) {
+    return test::error_message([&] { deserialize_checkpoint(bytes.data(), bytes.size(), p, state); });
+  };
+  auto unchanged = [&] { return serialize_checkpoint(p, state) == before; };
+
+  SUBCASE("truncated at several offsets") {
+    for (std::size_t keep : {std::size_t{0}, std::size_t{5}, std::size_t{23}, std::size_t{24}, std::size_t{60},
+                             good.size() / 2, good.size() - 5, good.size() - 1}) {
+      const std::string msg = load({good.begin(), good.begin() + keep});
+      INFO("kept " << keep << " of " << good.size() << " bytes: " << msg);
+      CHECK(test::contains(msg, "truncated"));
+      CHECK(unchanged());
+    }
+  }
+  SUBCASE("every flipped byte is caught") {
+    std::size_t caught = 0;
+    for (std::size_t at = 0; at < good.size(); ++at) {
+      std::vector<std::uint8_t> bad = good;
+      bad[at] ^= 0x5a;
+      const std::string msg = load(bad);
+      caught += test::contains(msg, "mixprec:");
+    }
+    CHECK(caught == good.size());
+    CHECK(unchanged());
+  }
+  SUBCASE("wrong magic and wrong version") {
+    std::vector<std::uint8_t> bad = good;
+    bad[0] = 'X';
+    CHECK(test::contains(load(bad), "not a mixprec checkpoint"));
+    bad = good;
+    bad[8] = 2;  // version 2, with a valid checksum
+    const std::uint32_t crc = detail::crc32(bad.data(), bad.size() - 4);
+    std::memcpy(bad.data() + bad.size() - 4, &crc, 4);
+    CHECK(test::contains(load(bad), "unsupported checkpoint version 2 (this build reads version 1)"));
+    CHECK(unchanged());
+  }
+  SUBCASE("a corrupted byte in the data section") {
+    std::vector<std::uint8_t> bad = good;
+    bad[good.size() - 10] ^= 1;
+    CHECK(test::contains(load(bad), "checksum mismatch"));
+    CHECK(unchanged());
+  }
+}
+
+TEST_CASE("checkpoints of another arena or chain are rejected with what differs") {
+  const auto step = make_chain();
+  arena p;
+  build(p);
+  auto state = step.init(p);
+  const std::string path = temp_path("mismatch.ckpt");
+  save_checkpoint(path, p, state);
+
+  SUBCASE("another parameter name") {
+    arena q;
+    q.add("fc1.weight", {16, 8});
+    q.add("fc1.b", {16}, "no_decay");
+    q.add("fc2.weight", {4, 16});
+    q.finalize();
+    auto sq = step.init(q);
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, q, sq); }),
+                         "parameter 1 is \"fc1.bias\" in the checkpoint but \"fc1.b\" in this arena"));
+  }
+  SUBCASE("another shape") {
+    arena q;
+    q.add("fc1.weight", {8, 16});
+    q.add("fc1.bias", {16}, "no_decay");
+    q.add("fc2.weight", {4, 16});
+    q.finalize();
+    auto sq = step.init(q);
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, q, sq); }),
+                         "\"fc1.weight\" has shape [16, 8] in the checkpoint but [8, 16] in this arena"));
+  }
+  SUBCASE("another format") {
+    parameters<half, half> q;
+    q.add("fc1.weight", {16, 8});
+    q.add("fc1.bias", {16}, "no_decay");
+    q.add("fc2.weight", {4, 16});
+    q.finalize();
+    auto sq = step.init(q);
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, q, sq); }),
+                         "checkpoint model copy is bfloat16 but this arena's is half"));
+  }
+  SUBCASE("another chain") {
+    arena q;
+    build(q);
+    const auto other = chain(dynamic_loss_scale{}, clip_by_global_norm{1.0f}, adam(adam_options{}), round_model_stochastic{5});
+    auto sq = other.init(q);
+    const std::vector<std::uint8_t> before = serialize_checkpoint(q, sq);
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, q, sq); }),
+                         "chain component 3 is decoupled_weight_decay in the checkpoint but add_decayed_weights in this chain"));
+    CHECK(serialize_checkpoint(q, sq) == before);
+    const auto shorter = chain(dynamic_loss_scale{}, lion(lion_options{}));
+    auto ss = shorter.init(q);
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, q, ss); }),
+                         "checkpoint chain has 7 components but this chain has 4"));
+  }
+  SUBCASE("the same chain with other state options") {
+    arena q;
+    build(q);
+    adamw_options o;
+    o.amsgrad = true;
+    const auto other = chain(dynamic_loss_scale{}, clip_by_global_norm{1.0f}, adamw(o), round_model_stochastic{5});
+    auto sq = other.init(q);
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, q, sq); }), "has 2 state arrays in the checkpoint but 3 here"));
+  }
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a failed write leaves the previous checkpoint intact") {
+  const auto step = make_chain();
+  arena p;
+  build(p);
+  auto state = step.init(p);
+  const std::string path = temp_path("atomic.ckpt");
+  save_checkpoint(path, p, state);
+  const std::vector<std::uint8_t> first = serialize_checkpoint(p, state);
+  write_gradients(p, 1);
+  step.apply(p, state);
+  // The temporary file cannot be created: the save fails before touching path.
+  ::mkdir((path + ".tmp").c_str(), 0700);
+  CHECK(test::contains(test::error_message([&] { save_checkpoint(path, p, state); }), "cannot create"));
+  ::rmdir((path + ".tmp").c_str());
+  arena q;
+  build(q);
+  auto sq = step.init(q);
+  load_checkpoint(path, q, sq);
+  CHECK(serialize_checkpoint(q, sq) == first);
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(path + ".missing", q, sq); }), "cannot open"));
+  std::remove(path.c_str());
+}
+
+}
