@@ -23,39 +23,36 @@ struct chain_analysis {
   static constexpr bool writer[size + 1] = {C::is_writer..., false};
   static constexpr bool replayable[size + 1] = {C::replayable..., true};
 
+  // (Recursive constexpr functions rather than loops: nvcc warns about loops
+  // that constant folding makes trivial.)
+  static constexpr bool needs_stats(std::size_t k) { return global[k] || segments[k] || units[k]; }
+
   // The statistics pass covers components [0, prefix): up to the first stage
   // or the first component that needs per-parameter norms.
-  static constexpr std::size_t prefix = [] {
-    for (std::size_t k = 0; k < size; ++k)
-      if (kinds[k] == rule_kind::stage || segments[k]) return k;
-    return size;
-  }();
+  static constexpr std::size_t find_prefix(std::size_t k) {
+    return k >= size ? size : (kinds[k] == rule_kind::stage || segments[k]) ? k : find_prefix(k + 1);
+  }
+  static constexpr std::size_t prefix = find_prefix(0);
   // The first component at or after the prefix that needs statistics of its
   // input: the update pass splits there (size: no split).
-  static constexpr std::size_t split = [] {
-    for (std::size_t k = prefix; k < size; ++k)
-      if (global[k] || segments[k] || units[k]) return k;
-    return size;
-  }();
+  static constexpr std::size_t find_split(std::size_t k) {
+    return k >= size ? size : needs_stats(k) ? k : find_split(k + 1);
+  }
+  static constexpr std::size_t split = find_split(prefix);
   static constexpr bool has_split = split < size;
 
   static constexpr bool any_non_finite = (C::needs_non_finite || ...);
   static constexpr std::size_t holders = (static_cast<std::size_t>(C::holds) + ... + 0);
+  static constexpr bool holds[size + 1] = {C::holds..., false};
   // The component after which a held step (every_k accumulating) stops.
-  static constexpr std::size_t hold_index = [] {
-    constexpr bool h[size + 1] = {C::holds..., false};
-    for (std::size_t k = 0; k < size; ++k)
-      if (h[k]) return k;
-    return size;
-  }();
+  static constexpr std::size_t find_hold(std::size_t k) { return k >= size ? size : holds[k] ? k : find_hold(k + 1); }
+  static constexpr std::size_t hold_index = find_hold(0);
   static constexpr bool any_units = (C::needs_unit_norms || ...);
   static constexpr std::size_t writers = (static_cast<std::size_t>(C::is_writer) + ... + 0);
 
   // Accumulator slot of component k's global norm in the statistics pass.
   static constexpr std::size_t norm_slot(std::size_t k) {
-    std::size_t s = 0;
-    for (std::size_t j = 0; j < k; ++j) s += (j < prefix && global[j]) ? 1 : 0;
-    return s;
+    return k == 0 ? 0 : norm_slot(k - 1) + ((k - 1 < prefix && global[k - 1]) ? 1 : 0);
   }
   static constexpr std::size_t norm_slots = norm_slot(prefix);
 
@@ -64,30 +61,26 @@ struct chain_analysis {
   // multipliers scale the measured norm afterwards, which is exact only if no
   // non-linear elementwise rule follows a multiplier before the statistic,
   // and no unit multiplier precedes it.
-  static constexpr bool prefix_is_measurable = [] {
-    for (std::size_t k = 0; k < prefix; ++k) {
-      if (!(global[k] || units[k])) continue;
-      bool seen_multiplier = false;
-      for (std::size_t j = 0; j < k; ++j) {
-        if (kinds[j] == rule_kind::unit_multiplier) return false;
-        if (kinds[j] == rule_kind::multiplier) seen_multiplier = true;
-        if (kinds[j] == rule_kind::elementwise && !linear[j] && seen_multiplier) return false;
-      }
-    }
-    return true;
-  }();
-  static constexpr std::size_t stats_after_split = [] {
-    std::size_t n = 0;
-    for (std::size_t k = split + 1; k < size; ++k) n += (global[k] || segments[k] || units[k]) ? 1 : 0;
-    return n;
-  }();
+  static constexpr bool clean_before(std::size_t k, std::size_t j, bool seen_multiplier) {
+    return j >= k ? true
+           : kinds[j] == rule_kind::unit_multiplier ? false
+           : (kinds[j] == rule_kind::elementwise && !linear[j] && seen_multiplier)
+               ? false
+               : clean_before(k, j + 1, seen_multiplier || kinds[j] == rule_kind::multiplier);
+  }
+  static constexpr bool measurable_from(std::size_t k) {
+    return k >= prefix ? true : ((global[k] || units[k]) && !clean_before(k, 0, false)) ? false : measurable_from(k + 1);
+  }
+  static constexpr bool prefix_is_measurable = measurable_from(0);
+  static constexpr std::size_t count_stats_from(std::size_t k) {
+    return k >= size ? 0 : (needs_stats(k) ? 1 : 0) + count_stats_from(k + 1);
+  }
+  static constexpr std::size_t stats_after_split = has_split ? count_stats_from(split + 1) : 0;
   static constexpr std::size_t unit_components = (static_cast<std::size_t>(C::needs_unit_norms) + ... + 0);
-  static constexpr bool prefix_of_split_replayable = [] {
-    if (split >= size) return true;
-    for (std::size_t k = 0; k < split; ++k)
-      if (!replayable[k]) return false;
-    return true;
-  }();
+  static constexpr bool replayable_before(std::size_t k) {
+    return k >= split ? true : !replayable[k] ? false : replayable_before(k + 1);
+  }
+  static constexpr bool prefix_of_split_replayable = has_split ? replayable_before(0) : true;
 
   static_assert(holders <= 1, "mixprec::chain: at most one every_k per chain");
   static_assert(writers <= 1, "mixprec::chain: at most one weight writer (round_model_nearest, round_model_stochastic, kahan_summation)");
