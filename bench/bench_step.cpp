@@ -1,0 +1,147 @@
+// The training step, fused and unfused, against the machine's copy and
+// triad bandwidth measured in the same run (docs/performance.md has the
+// byte model). Sizes: 10^6 .. 2.5 * 10^8 parameters in 200 tensors.
+//
+//   step/adamw_bf16    dynamic loss scale + global-norm clip + AdamW; fp32
+//                      master and moments, bf16 gradients and model copy
+//                      (2 + 28 bytes per parameter: statistics + update pass)
+//   step/adamw_fp32    the same with fp32 gradients, model = master (4 + 28)
+//   step/adamw_bf16_sr the bf16 step with a stochastically rounded model copy
+//   step/sgd_bf16      SGD with momentum, bf16 grads/model (2 + 2+4+4+4+4+2 = 22)
+//   step/lamb_bf16     LAMB: measuring pass + update pass (2+12+8, + 2+12+14)
+//   step/lion_bf16     Lion (2 + 8 + 8 + 2 = 20)
+//   unfused/adamw_*    the same pipelines as separate passes, in the dataflow
+//                      of PyTorch's recipe (non-finite check, unscale, norm,
+//                      clip, gradients to fp32, AdamW on the fp32 master, model
+//                      copy): 52 bytes per parameter
+#include <algorithm>
+#include <type_traits>
+
+#include <benchmark/benchmark.h>
+
+#include <mixprec/mixprec.hpp>
+
+#include "arena_fixture.hpp"
+#include "bandwidth.hpp"
+
+using namespace mixprec;
+
+namespace {
+
+const std::vector<std::int64_t> sizes = {1000000, 10000000, 100000000, 250000000};
+
+template <class Arena, class Step>
+void run_step(benchmark::State& state, const Step& step, double bytes_per_param) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  Arena a;
+  bench::build_arena(a, n);
+  auto s = step.init(a);
+  step.apply(a, s);  // warm up
+  const double elements = static_cast<double>(a.element_count());
+  bench::run_timed(state, bytes_per_param * elements, elements, [&] { step.apply(a, s); });
+  state.counters["skipped"] = static_cast<double>(s.step().skipped_total);
+}
+
+dynamic_loss_scale scaler() {
+  dynamic_loss_scale d;
+  d.init_scale = 1.0f;  // the random gradients are already unscaled
+  return d;
+}
+
+void adamw_bf16(benchmark::State& state) {
+  run_step<parameters<bfloat16, bfloat16>>(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})), 30);
+}
+void adamw_fp32(benchmark::State& state) {
+  run_step<parameters<float, float>>(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})), 32);
+}
+void adamw_bf16_sr(benchmark::State& state) {
+  run_step<parameters<bfloat16, bfloat16>>(
+      state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic{1}), 30);
+}
+void sgd_bf16(benchmark::State& state) {
+  sgd_options o;
+  o.momentum = 0.9f;
+  run_step<parameters<bfloat16, bfloat16>>(state, chain(sgd(o)), 22);
+}
+void lamb_bf16(benchmark::State& state) {
+  run_step<parameters<bfloat16, bfloat16>>(state, chain(lamb(lamb_options{})), 50);
+}
+void lion_bf16(benchmark::State& state) {
+  run_step<parameters<bfloat16, bfloat16>>(state, chain(lion(lion_options{})), 20);
+}
+
+// The same pipeline as separate passes built from the library's pieces, in
+// the dataflow of PyTorch's master-weight recipe: the bf16 model and its bf16
+// gradients, an fp32 master arena with fp32 gradients and moments.
+//   non-finite check (2) + unscale (4) + norm (2) + clip (4)
+//   + gradients to fp32 (2 + 4) + AdamW on the master (4 + 12 + 12)
+//   + model copy (4 + 2) = 52 bytes per parameter; fp32 gradients skip the
+//   two casts and read/write 4-byte gradients: also 52.
+template <class G>
+void unfused_adamw(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  parameters<float, float> master;
+  bench::build_arena(master, n);
+  const std::size_t padded = master.padded_size();
+  detail::device_vector<G> grads_storage(std::is_same_v<G, float> ? 0 : padded);
+  detail::device_vector<bfloat16> model_storage(std::is_same_v<G, float> ? 0 : padded);
+  G* grad_data;
+  if constexpr (std::is_same_v<G, float>) {
+    grad_data = master.grad_data();
+  } else {
+    grad_data = detail::raw(grads_storage);
+    bench::fill_random(grad_data, padded, 1e-2f, 3);
+  }
+  const tensor_view<G> grads(grad_data, padded);
+  const tensor_view<float> master_grads(master.grad_data(), padded);
+  const tensor_view<float> weights(master.master_data(), padded);
+  const tensor_view<bfloat16> model(detail::raw(model_storage), model_storage.size());
+  const auto update = adamw(adamw_options{});
+  auto s = update.init(master);
+  workspace ws;
+  device_scalar<std::uint64_t> non_finite;
+  device_scalar<double> norm;
+  const float inv_scale = 1.0f;
+  auto pipeline = [&] {
+    count_non_finite(grads, non_finite, ws);  // found_inf
+    scale(grads, inv_scale);                  // unscale_
+    l2_norm(grads, norm, ws);                 // clip_grad_norm_: the norm ...
+    const double coef = std::min(1.0, 1.0 / (norm.get() + 1e-6));
+    scale(grads, static_cast<float>(coef));   // ... and the scaling
+    if (non_finite.get() != 0) return;        // the step is skipped
+    if constexpr (!std::is_same_v<G, float>) {
+      cast(master_grads, grads);              // master.grad = model.grad.float()
+      update.apply(master, s);                // optimizer.step() on the fp32 master
+      cast(model, weights);                   // model.copy_(master)
+    } else {
+      update.apply(master, s);
+    }
+  };
+  pipeline();
+  const double elements = static_cast<double>(master.element_count());
+  bench::run_timed(state, 52.0 * elements, elements, pipeline);
+}
+void unfused_adamw_bf16(benchmark::State& state) { unfused_adamw<bfloat16>(state); }
+void unfused_adamw_fp32(benchmark::State& state) { unfused_adamw<float>(state); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  bench::register_ceilings();
+  auto add = [](const char* name, void (*f)(benchmark::State&)) {
+    auto* b = benchmark::RegisterBenchmark(name, f)->Unit(benchmark::kMillisecond)->UseManualTime();
+    for (std::int64_t n : sizes) b->Arg(n);
+  };
+  add("step/adamw_bf16", adamw_bf16);
+  add("step/adamw_fp32", adamw_fp32);
+  add("step/adamw_bf16_sr", adamw_bf16_sr);
+  add("unfused/adamw_bf16", unfused_adamw_bf16);
+  add("unfused/adamw_fp32", unfused_adamw_fp32);
+  add("step/sgd_bf16", sgd_bf16);
+  add("step/lamb_bf16", lamb_bf16);
+  add("step/lion_bf16", lion_bf16);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
