@@ -19,6 +19,7 @@
 //   static constexpr bool is_writer;             writes the weights (train/writers.hpp)
 //   static constexpr bool replayable;            can recompute its output from stored state
 //   static constexpr bool holds;                 may end a step early, after itself (every_k)
+//   static constexpr bool can_bypass;            bypassed() (host) may switch the rule off entirely
 //   struct scalars;                              its device-resident scalar state
 //   scalars initial_scalars() const;             host; throws mixprec::error on bad hyperparameters
 //   std::size_t state_slots() const;             per-element state arrays (moments)
@@ -153,11 +154,16 @@ struct component_defaults {
   static constexpr bool is_writer = false;
   static constexpr bool replayable = true;  // apply() in replay mode reproduces its output
   static constexpr bool holds = false;
+  static constexpr bool can_bypass = false;  // see bypassed()
   using state_format = float;
 
   MIXPREC_HOST_DEVICE float norm_order() const { return 2.0f; }
   std::size_t state_slots() const { return 0; }
   float initial_state(std::size_t) const { return 0.0f; }
+  // True when the options make the element rule the identity (SGD without
+  // momentum): the update pass is then instantiated without it, so that no
+  // element loop branches on an option (host loops vectorise).
+  bool bypassed() const { return false; }
 
   template <class S>
   MIXPREC_HOST_DEVICE void decide(S&, decide_context&) const {}

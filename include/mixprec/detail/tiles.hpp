@@ -17,6 +17,9 @@
 //   using context = ...;
 //   MIXPREC_HOST_DEVICE context enter(std::size_t tile) const;
 //   MIXPREC_HOST_DEVICE void element(std::size_t i, const context&) const;
+// and optionally MIXPREC_HOST_DEVICE bool active(const context&) const: a
+// tile whose context is inactive (a skipped step) is left alone; checking it
+// once per tile keeps the element loop free of control flow, so it vectorises.
 // A tiled reduction body R provides range, context and enter, and:
 //   using value_type = ...;  (trivially copyable)
 //   MIXPREC_HOST_DEVICE value_type identity() const;
@@ -25,6 +28,8 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
+#include <utility>
 
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -61,6 +66,18 @@ struct uniform_tiling {
 
 struct no_context {};
 
+template <class Body, class Ctx, class = void>
+struct has_active : std::false_type {};
+template <class Body, class Ctx>
+struct has_active<Body, Ctx, std::void_t<decltype(std::declval<const Body&>().active(std::declval<const Ctx&>()))>>
+    : std::true_type {};
+
+template <class Body, class Ctx>
+MIXPREC_HOST_DEVICE bool tile_active(const Body& body, const Ctx& ctx) {
+  if constexpr (has_active<Body, Ctx>::value) return body.active(ctx);
+  else return true;
+}
+
 #if defined(MIXPREC_BACKEND_CUDA)
 
 template <class Body>
@@ -68,6 +85,7 @@ __global__ void __launch_bounds__(block_threads) tile_kernel(Body body, std::siz
   for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
     const index_range r = body.range(t);
     const auto ctx = body.enter(t);
+    if (!tile_active(body, ctx)) continue;
     for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.element(i, ctx);
   }
 }
@@ -87,7 +105,8 @@ __global__ void __launch_bounds__(block_threads) reduce_tiles_kernel(Body body, 
     const index_range r = body.range(t);
     const auto ctx = body.enter(t);
     T acc = body.identity();
-    for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.accumulate(acc, i, ctx);
+    if (tile_active(body, ctx))
+      for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.accumulate(acc, i, ctx);
     const T total = block_reduce(storage).Reduce(acc, combine_op<Body>{&body});
     if (threadIdx.x == 0) partials[t] = total;
     __syncthreads();
@@ -120,11 +139,16 @@ template <class Body>
 struct host_tile_runner {
   Body body;
   void operator()(std::size_t t) const {
-    const index_range r = body.range(t);
-    const auto ctx = body.enter(t);
+    // A local copy: its fields (hyperparameters, pointers) cannot alias the
+    // arrays the loop writes, so the compiler treats them as loop-invariant
+    // (and unswitches on uniform options such as amsgrad).
+    const Body local = body;
+    const index_range r = local.range(t);
+    const auto ctx = local.enter(t);
+    if (!tile_active(local, ctx)) return;
     const std::size_t b = r.begin, e = r.end;
     MIXPREC_PRAGMA_SIMD
-    for (std::size_t i = b; i < e; ++i) body.element(i, ctx);
+    for (std::size_t i = b; i < e; ++i) local.element(i, ctx);
   }
 };
 
@@ -138,18 +162,23 @@ struct host_reduce_runner {
   Body body;
   T* partials;
   void operator()(std::size_t t) const {
-    const index_range r = body.range(t);
-    const auto ctx = body.enter(t);
+    const Body local = body;  // loop-invariant fields, as in host_tile_runner
+    const index_range r = local.range(t);
+    const auto ctx = local.enter(t);
     T lane[host_lanes];
-    for (int l = 0; l < host_lanes; ++l) lane[l] = body.identity();
+    for (int l = 0; l < host_lanes; ++l) lane[l] = local.identity();
+    if (!tile_active(local, ctx)) {
+      partials[t] = lane[0];
+      return;
+    }
     std::size_t i = r.begin;
     for (; i + host_lanes <= r.end; i += host_lanes) {
       MIXPREC_PRAGMA_SIMD
-      for (int l = 0; l < host_lanes; ++l) body.accumulate(lane[l], i + l, ctx);
+      for (int l = 0; l < host_lanes; ++l) local.accumulate(lane[l], i + l, ctx);
     }
-    for (int l = 0; i < r.end; ++i, ++l) body.accumulate(lane[l], i, ctx);
+    for (int l = 0; i < r.end; ++i, ++l) local.accumulate(lane[l], i, ctx);
     for (int width = host_lanes / 2; width > 0; width /= 2)
-      for (int l = 0; l < width; ++l) lane[l] = body.combine(lane[l], lane[l + width]);
+      for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
     partials[t] = lane[0];
   }
 };

@@ -52,7 +52,7 @@ struct scale_by_constant : stage_defaults {
     return {};
   }
   template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO&) const { return factor == 1.0f ? u : u * factor; }
+  MIXPREC_HOST_DEVICE float apply(float u, IO&) const { return u * factor; }  // exact for factor 1
 };
 
 struct add_decayed_weights : stage_defaults {
@@ -66,8 +66,7 @@ struct add_decayed_weights : stage_defaults {
   }
   template <class IO>
   MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    const float wd = weight_decay * io.group.weight_decay_scale;
-    return wd == 0.0f ? u : u + io.weight * wd;
+    return u + io.weight * (weight_decay * io.group.weight_decay_scale);  // adds 0 without decay
   }
 };
 
@@ -109,17 +108,15 @@ struct trace : stage_defaults {
     detail::require(!nesterov || (momentum > 0 && dampening == 0), "trace: Nesterov momentum requires a momentum and zero dampening");
     return {};
   }
+  // Without momentum there is no buffer and no rule.
+  static constexpr bool can_bypass = true;
+  bool bypassed() const { return momentum == 0.0f; }
   template <class IO>
   MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    if (momentum == 0.0f) return u;
-    float buf;
-    if (io.replay) {
-      buf = io.state.load(0);
-    } else {
-      // PyTorch: the first step copies the gradient (no dampening).
-      buf = io.t == 1 ? u : io.state.load(0) * momentum + u * (1.0f - dampening);
-      buf = io.state.store(0, buf);
-    }
+    const float old = io.state.load(0);
+    // PyTorch: the first step copies the gradient (no dampening).
+    float buf = io.replay ? old : (io.t == 1 ? u : old * momentum + u * (1.0f - dampening));
+    if (!io.replay) buf = io.state.store(0, buf);
     return nesterov ? u + buf * momentum : buf;
   }
 };
@@ -154,15 +151,14 @@ struct scale_by_adam : stage_defaults {
       m = io.state.store(0, m * b1 + u * (1.0f - b1));
       v = io.state.store(1, v * b2 + u * u * (1.0f - b2));
     }
-    if (amsgrad) {
-      float vmax = io.state.load(2);
-      if (!io.replay) {
-        vmax = vmax > v ? vmax : v;  // max of the raw second moment, as PyTorch
-        vmax = io.state.store(2, vmax);
-      }
-      v = vmax;
-    }
-    const float denom = sqrtf(v) / io.scalars.bias_correction2_sqrt + eps;
+    // amsgrad: the running max of the raw second moment, as PyTorch. Without
+    // amsgrad the max slot is the second moment itself (see state_alias), so
+    // this is branch-free and the element loop vectorises either way.
+    const int k = amsgrad ? 2 : 1;
+    float vmax = io.state.load(k);
+    vmax = vmax > v ? vmax : v;
+    if (!io.replay) vmax = io.state.store(k, vmax);
+    const float denom = sqrtf(vmax) / io.scalars.bias_correction2_sqrt + eps;
     return (m / io.scalars.bias_correction1) / denom;
   }
 };

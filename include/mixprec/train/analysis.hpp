@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include <mixprec/component/component.hpp>
@@ -48,6 +49,13 @@ struct chain_analysis {
   static constexpr std::size_t find_hold(std::size_t k) { return k >= size ? size : holds[k] ? k : find_hold(k + 1); }
   static constexpr std::size_t hold_index = find_hold(0);
   static constexpr bool any_units = (C::needs_unit_norms || ...);
+  // Bit k set: component k can be bypassed (instantiated without its rule).
+  static constexpr std::uint32_t bypassable = [] {
+    constexpr bool b[size + 1] = {C::can_bypass..., false};
+    std::uint32_t m = 0;
+    for (std::size_t k = 0; k < size && k < 32; ++k) m |= b[k] ? (1u << k) : 0u;
+    return m;
+  }();
   static constexpr std::size_t writers = (static_cast<std::size_t>(C::is_writer) + ... + 0);
 
   // Accumulator slot of component k's global norm in the statistics pass.

@@ -137,7 +137,8 @@ class chain_state {
   std::tuple<detail::component_buffers<C>...> buffers_;
   bool use_units_ = false;
   tiling unit_tiling_;
-  detail::device_vector<detail::first_pass_stats<slots>> first_global_, unit_stats_;
+  using first_stats = detail::first_pass_stats<slots, analysis::any_units>;
+  detail::device_vector<first_stats> first_global_, unit_stats_;
   detail::device_vector<detail::split_stats> split_global_, segment_stats_;
   detail::workspace ws_;
   detail::device_vector<group_hyper> groups_;
@@ -184,14 +185,14 @@ class chain_t {
       st.unit_tiling_ = layout.unit_tiling(unit_lengths);
     }
     const tiling& tiles = st.use_units_ ? st.unit_tiling_ : layout.tiling();
-    st.first_global_ = detail::allocate<detail::first_pass_stats<slots>>(1, "step statistics");
-    st.unit_stats_ = detail::allocate<detail::first_pass_stats<slots>>(tiles.unit_count(), "per-unit statistics");
+    using first_stats = detail::first_pass_stats<slots, analysis::any_units>;
+    st.first_global_ = detail::allocate<first_stats>(1, "step statistics");
+    st.unit_stats_ = detail::allocate<first_stats>(analysis::any_units ? tiles.unit_count() : 0, "per-unit statistics");
     st.split_global_ = detail::allocate<detail::split_stats>(1, "step statistics");
     st.segment_stats_ = detail::allocate<detail::split_stats>(analysis::has_split ? tiles.segment_count() : 0,
                                                              "per-parameter statistics");
-    const std::size_t partial = sizeof(detail::first_pass_stats<slots>) > sizeof(detail::split_stats)
-                                    ? sizeof(detail::first_pass_stats<slots>)
-                                    : sizeof(detail::split_stats);
+    const std::size_t partial = sizeof(first_stats) > sizeof(detail::split_stats) ? sizeof(first_stats)
+                                                                                  : sizeof(detail::split_stats);
     st.ws_.reserve(detail::workspace::round_up(tiles.tile_count() * partial));
 
     st.group_names_ = params.group_names();
@@ -289,7 +290,7 @@ class chain_t {
 
     constexpr bool statistics = analysis::any_non_finite || analysis::norm_slots > 0 || analysis::any_units;
     if constexpr (statistics) {
-      using stats = first_pass_stats<slots>;
+      using stats = first_pass_stats<slots, analysis::any_units>;
       trace_pass("statistics", true, false);
       const statistics_body<Arena, C...> body{{env.tiles}, env};
       stats* partials = st.ws_.template slice<stats>(0, ntiles);
@@ -301,9 +302,36 @@ class chain_t {
     }
     for_each_index(s, 1, decide_body<Arena, C...>{env, false});
 
+    launch_update<Mode, analysis::bypassable>(bypass_mask(), env, st, tiles, s);
+  }
+
+  // The components switched off by their options, as a bit mask.
+  std::uint32_t bypass_mask() const {
+    std::uint32_t mask = 0;
+    std::size_t k = 0;
+    std::apply([&](const C&... c) { ((mask |= (c.bypassed() && k < 32) ? (1u << k) : 0u, ++k), ...); }, components_);
+    return mask & analysis::bypassable;
+  }
+
+  // Runs the update pass instantiated for the bypass mask that matches
+  // `mask`: one instantiation per subset of the bypassable components.
+  template <detail::update_mode Mode, std::uint32_t Sub, class Env, class Arena>
+  void launch_update(std::uint32_t mask, const Env& env, chain_state<Arena, C...>& st, const tiling& tiles,
+                     stream s) const {
+    if (mask == Sub) {
+      update_for<Mode, Sub>(env, st, tiles, s);
+    } else if constexpr (Sub != 0) {
+      launch_update<Mode, ((Sub - 1) & analysis::bypassable)>(mask, env, st, tiles, s);
+    }
+  }
+
+  template <detail::update_mode Mode, std::uint32_t Bypass, class Env, class Arena>
+  void update_for(const Env& env, chain_state<Arena, C...>& st, const tiling& tiles, stream s) const {
+    using namespace detail;
+    const std::size_t ntiles = tiles.tile_count();
     if constexpr (analysis::has_split) {
       trace_pass("update (measure)", true, false);
-      const update_body<update_mode::measure, Arena, C...> measure{{env.tiles}, env};
+      const update_body<update_mode::measure, Bypass, Arena, C...> measure{{env.tiles}, env};
       split_stats* partials = st.ws_.template slice<split_stats>(0, ntiles);
       reduce_tiles(s, ntiles, measure, partials);
       combine_all(s, measure, static_cast<const split_stats*>(partials), ntiles, detail::raw(st.split_global_));
@@ -311,11 +339,11 @@ class chain_t {
                        tiles.segment_count(), detail::raw(st.segment_stats_));
       for_each_index(s, 1, decide_body<Arena, C...>{env, true});
       trace_pass("update (finish)", true, true);
-      for_each_tile(s, ntiles, update_body<update_mode::finish, Arena, C...>{{env.tiles}, env});
+      for_each_tile(s, ntiles, update_body<update_mode::finish, Bypass, Arena, C...>{{env.tiles}, env});
     } else {
       trace_pass(Mode == update_mode::to_gradients ? "update (to gradients)" : "update", true,
                  Mode != update_mode::to_gradients);
-      for_each_tile(s, ntiles, update_body<Mode, Arena, C...>{{env.tiles}, env});
+      for_each_tile(s, ntiles, update_body<Mode, Bypass, Arena, C...>{{env.tiles}, env});
     }
   }
 

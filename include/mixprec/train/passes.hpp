@@ -39,17 +39,26 @@ struct chain_block {
   pod_tuple<typename C::scalars...> comps;
 };
 
-// Statistics of pass 1 (per tile, per unit, global).
-template <std::size_t Slots>
+// Statistics of pass 1 (per tile, per unit, global). All fields are doubles
+// (the non-finite flag counts), so the host's interleaved accumulators
+// vectorise: [non_finite, acc[0..Slots), unit input^2, unit weight^2].
+template <std::size_t Slots, bool Units>
 struct first_pass_stats {
-  std::uint32_t non_finite;
-  double acc[Slots > 0 ? Slots : 1];
-  double unit_input_sq, unit_weight_sq;
+  static constexpr std::size_t fields = 1 + Slots + (Units ? 2 : 0);
+  double v[fields];
+  MIXPREC_HOST_DEVICE double& non_finite() { return v[0]; }
+  MIXPREC_HOST_DEVICE double non_finite() const { return v[0]; }
+  MIXPREC_HOST_DEVICE double& acc(std::size_t s) { return v[1 + s]; }
+  MIXPREC_HOST_DEVICE double acc(std::size_t s) const { return v[1 + s]; }
+  MIXPREC_HOST_DEVICE double& unit_input_sq() { return v[Units ? 1 + Slots : 0]; }
+  MIXPREC_HOST_DEVICE double unit_input_sq() const { return Units ? v[1 + Slots] : 0.0; }
+  MIXPREC_HOST_DEVICE double& unit_weight_sq() { return v[Units ? 2 + Slots : 0]; }
+  MIXPREC_HOST_DEVICE double unit_weight_sq() const { return Units ? v[2 + Slots] : 0.0; }
 };
 
 // Statistics of the measuring half of a split update pass.
 struct split_stats {
-  std::uint32_t non_finite;
+  double non_finite;
   double input_p;  // sum |u|^p, or max |u| for p = infinity
   double input_sq, weight_sq;
 };
@@ -109,8 +118,9 @@ struct step_env {
   const tile_desc* tiles;
   const std::uint32_t* segment_groups;
   const group_hyper* groups;
-  const first_pass_stats<slots>* first_global;
-  const first_pass_stats<slots>* unit_stats;  // per unit, when a component needs units
+  using first_stats = first_pass_stats<slots, analysis::any_units>;
+  const first_stats* first_global;
+  const first_stats* unit_stats;  // per unit, when a component needs units
   const split_stats* split_global;
   const split_stats* segment_stats;           // per segment, when the chain splits
 };
@@ -119,7 +129,7 @@ template <class Arena, class... C>
 struct statistics_body : tiled {
   using env_type = step_env<Arena, C...>;
   using analysis = typename env_type::analysis;
-  using value_type = first_pass_stats<env_type::slots>;
+  using value_type = typename env_type::first_stats;
   struct context {
     pod_tuple<typename C::scalars...> scalars;
   };
@@ -132,7 +142,7 @@ struct statistics_body : tiled {
   }
   MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i, const context& ctx) const {
     const auto raw = env.arena.grad[i];
-    if constexpr (analysis::any_non_finite) acc.non_finite |= is_non_finite(raw) ? 1u : 0u;
+    if constexpr (analysis::any_non_finite) acc.non_finite() += is_non_finite(raw) ? 1.0 : 0.0;
     float w = 0.0f;
     if constexpr (analysis::any_units) w = env.arena.weight(i);
     measure(acc, to_float(raw), w, ctx, std::make_index_sequence<analysis::prefix>{});
@@ -145,25 +155,21 @@ struct statistics_body : tiled {
   MIXPREC_HOST_DEVICE void measure_one(value_type& acc, float& u, float w, const context& ctx) const {
     const auto& c = get<K>(env.comps);
     using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
-    if constexpr (component::needs_global_norm) add_power(acc.acc[analysis::norm_slot(K)], u, c.norm_order());
+    if constexpr (component::needs_global_norm) add_power(acc.acc(analysis::norm_slot(K)), u, c.norm_order());
     if constexpr (component::needs_unit_norms) {
-      acc.unit_input_sq += static_cast<double>(u) * u;
-      acc.unit_weight_sq += static_cast<double>(w) * w;
+      acc.unit_input_sq() += static_cast<double>(u) * u;
+      acc.unit_weight_sq() += static_cast<double>(w) * w;
     }
     if constexpr (component::kind == rule_kind::elementwise) u = c.prepass(u, get<K>(ctx.scalars));
   }
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
     value_type r;
-    r.non_finite = a.non_finite | b.non_finite;
-    if constexpr (env_type::slots > 0) {
-      for (std::size_t s = 0; s < env_type::slots; ++s) r.acc[s] = combine_power(a.acc[s], b.acc[s], env.slot_order[s]);
-    } else {
-      r.acc[0] = 0;
-    }
-    r.unit_input_sq = a.unit_input_sq + b.unit_input_sq;
-    r.unit_weight_sq = a.unit_weight_sq + b.unit_weight_sq;
+    for (std::size_t f = 0; f < value_type::fields; ++f) r.v[f] = a.v[f] + b.v[f];
+    if constexpr (env_type::slots > 0)
+      for (std::size_t s = 0; s < env_type::slots; ++s) r.acc(s) = combine_power(a.acc(s), b.acc(s), env.slot_order[s]);
     return r;
   }
+
 };
 
 // One thread: the scalar rules. `second` runs only the split component's
@@ -179,9 +185,9 @@ struct decide_body {
     chain_block<C...> block = *env.block;
     if (!second) {
       const auto& g = *env.first_global;
-      bool non_finite = g.non_finite != 0;
+      bool non_finite = g.non_finite() != 0;
       if constexpr (env_type::slots > 0)
-        for (std::size_t s = 0; s < env_type::slots; ++s) non_finite = non_finite || !finite(g.acc[s]);
+        for (std::size_t s = 0; s < env_type::slots; ++s) non_finite = non_finite || !finite(g.acc(s));
       block.step.skip = 0;
       block.step.non_finite = non_finite ? 1u : 0u;
       const std::uint64_t t = block.step.count + 1;
@@ -195,7 +201,7 @@ struct decide_body {
       constexpr std::size_t k = analysis::split;
       const auto& c = get<k>(env.comps);
       decide_context ctx{&block.step, block.step.count, root_of(env.split_global->input_p, c.norm_order()),
-                         block.step.non_finite != 0 || env.split_global->non_finite != 0};
+                         block.step.non_finite != 0 || env.split_global->non_finite != 0.0};
       c.decide(get<k>(block.comps), ctx);
     }
     *env.block = block;
@@ -212,7 +218,7 @@ struct decide_body {
     using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
     double norm = 0.0;
     if constexpr (component::needs_global_norm && K < analysis::prefix)
-      norm = root_of(env.first_global->acc[analysis::norm_slot(K)], c.norm_order()) * multiplier;
+      norm = root_of(env.first_global->acc(analysis::norm_slot(K)), c.norm_order()) * multiplier;
     decide_context ctx{&block.step, t, norm, non_finite};
     c.decide(get<K>(block.comps), ctx);
     if constexpr (component::kind == rule_kind::multiplier)
@@ -222,7 +228,8 @@ struct decide_body {
 
 enum class update_mode { full, measure, finish, to_gradients };
 
-template <update_mode Mode, class Arena, class... C>
+// Bypass: bit k set when component k's rule is switched off for this launch.
+template <update_mode Mode, std::uint32_t Bypass, class Arena, class... C>
 struct update_body : tiled {
   using env_type = step_env<Arena, C...>;
   using analysis = typename env_type::analysis;
@@ -251,8 +258,8 @@ struct update_body : tiled {
     ctx.group = env.groups[env.segment_groups[d.segment]];
     tile_stats ts{0, 0, 0, 0, d.segment, d.unit};
     if constexpr (analysis::any_units) {
-      ts.unit_input_sq = env.unit_stats[d.unit].unit_input_sq;
-      ts.unit_weight_sq = env.unit_stats[d.unit].unit_weight_sq;
+      ts.unit_input_sq = env.unit_stats[d.unit].unit_input_sq();
+      ts.unit_weight_sq = env.unit_stats[d.unit].unit_weight_sq();
     }
     if constexpr (analysis::has_split && Mode != update_mode::measure) {
       ts.segment_input_sq = env.segment_stats[d.segment].input_sq;
@@ -281,7 +288,7 @@ struct update_body : tiled {
     if constexpr (K > analysis::hold_index) {
       if (ctx.hold) return u;
     }
-    if constexpr (component::is_writer) {
+    if constexpr (component::is_writer || ((Bypass >> K) & 1u) != 0) {
       return u;
     } else {
       using F = typename component::state_format;
@@ -292,9 +299,11 @@ struct update_body : tiled {
     }
   }
 
+  // A skipped step touches nothing (checked once per tile).
+  MIXPREC_HOST_DEVICE bool active(const context& ctx) const { return !ctx.skip; }
+
   // Pass 2 (full, finish, to_gradients).
   MIXPREC_HOST_DEVICE void element(std::size_t i, const context& ctx) const {
-    if (ctx.skip) return;
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
@@ -361,14 +370,13 @@ struct update_body : tiled {
     return v;
   }
   MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i, const context& ctx) const {
-    if (ctx.skip) return;
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
     const float u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
     if constexpr (analysis::has_split) {
       const float p = get<analysis::split>(env.comps).norm_order();
-      acc.non_finite |= finite(u) ? 0u : 1u;
+      acc.non_finite += finite(u) ? 0.0 : 1.0;
       add_power(acc.input_p, u, p);
     }
     acc.input_sq += static_cast<double>(u) * u;
@@ -376,7 +384,7 @@ struct update_body : tiled {
   }
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
     value_type r;
-    r.non_finite = a.non_finite | b.non_finite;
+    r.non_finite = a.non_finite + b.non_finite;
     float p = 2.0f;
     if constexpr (analysis::has_split) p = get<analysis::split>(env.comps).norm_order();
     r.input_p = combine_power(a.input_p, b.input_p, p);
