@@ -8,7 +8,7 @@ want=()
 for what in "$@"; do
   case "$what" in
     test) want+=(doctest-dev cmake g++) ;;
-    example) want+=(cmake g++ python3-matplotlib) ;;
+    example) want+=(cmake g++ zlib1g-dev python3-matplotlib) ;;
     bench) want+=(libbenchmark-dev python3-torch) ;;
     fuzz) want+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown group '$what'" >&2; exit 2 ;;
