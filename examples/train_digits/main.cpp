@@ -492,13 +492,6 @@ struct mlp {
 // ---------------------------------------------------------------------------
 // One configuration
 
-template <class T>
-struct has_loss_scaler : std::false_type {};
-template <class... C>
-struct has_loss_scaler<mixprec::chain_t<C...>>
-    : std::bool_constant<((std::is_same_v<C, mixprec::dynamic_loss_scale> ||
-                           std::is_same_v<C, mixprec::static_loss_scale>) || ...)> {};
-
 struct epoch_row {
   std::string config;
   int epoch;
@@ -526,7 +519,7 @@ struct result {
 template <class Model, class Grad, class Master, class Chain>
 result run_config(const std::string& name, const Chain& chain, const dataset& data, const options& opt,
                   std::vector<epoch_row>& curves, std::vector<scale_row>& scales) {
-  constexpr bool scaled = has_loss_scaler<Chain>::value;
+  constexpr bool scaled = Chain::has_loss_scaler;
   const auto start = std::chrono::steady_clock::now();
 
   mixprec::parameters<Model, Grad, Master> params;

@@ -23,6 +23,18 @@ void for_each_index(stream s, std::size_t n, F f) {
   MIXPREC_CHECK_LAUNCH("for_each_index");
 }
 
+// Runs f(0) once, in stream order: a one-thread kernel on CUDA, a plain call
+// on the host backends (no parallel region for a scalar rule).
+template <class F>
+void run_single(stream s, F f) {
+#if defined(MIXPREC_BACKEND_CUDA)
+  for_each_index(s, 1, f);
+#else
+  (void)s;
+  f(std::size_t{0});
+#endif
+}
+
 template <class F, class... Ptrs>
 struct zipped_body {
   F f;

@@ -152,12 +152,12 @@ class fp8_scaler {
     using U = std::remove_const_t<S>;
     const detail::fp8_quantize_op<U, F8> op{src.data(), dst.data(), scale_data()};
     detail::transform_reduce(s, ws_, src.size(), op, amax_scratch());
-    detail::for_each_index(s, 1, detail::fp8_record_amax{detail::raw(history_), amax_scratch()});
+    detail::run_single(s, detail::fp8_record_amax{detail::raw(history_), amax_scratch()});
   }
 
   // Delayed scaling: the new scale from the amax history (call once per step).
   void update(stream s = {}) {
-    detail::for_each_index(s, 1, detail::fp8_update_body{meta(), fp8_max(), recipe_.margin,
+    detail::run_single(s, detail::fp8_update_body{meta(), fp8_max(), recipe_.margin,
                                                           recipe_.algorithm == amax_algorithm::most_recent});
   }
 
@@ -166,7 +166,7 @@ class fp8_scaler {
   void quantize_current(tensor_view<S> src, tensor_view<F8> dst, stream s = {}) {
     check<F8>(src, dst);
     max_abs(src, amax_scratch(), ws_, s);
-    detail::for_each_index(s, 1, detail::fp8_current_body{meta(), amax_scratch(), fp8_max(), recipe_.margin});
+    detail::run_single(s, detail::fp8_current_body{meta(), amax_scratch(), fp8_max(), recipe_.margin});
     using U = std::remove_const_t<S>;
     detail::transform_reduce(s, ws_, src.size(), detail::fp8_quantize_op<U, F8>{src.data(), dst.data(), scale_data()},
                              amax_scratch());
@@ -194,7 +194,7 @@ class fp8_scaler {
   // Records an amax observed elsewhere (e.g. by a user's kernel) for this step.
   void record_amax(float amax, stream s = {}) {
     detail::write_to_device(&amax, amax_scratch(), 1, s);
-    detail::for_each_index(s, 1, detail::fp8_record_amax{detail::raw(history_), amax_scratch()});
+    detail::run_single(s, detail::fp8_record_amax{detail::raw(history_), amax_scratch()});
   }
 
  private:

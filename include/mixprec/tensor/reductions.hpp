@@ -107,7 +107,7 @@ void sum_of_squares(tensor_view<T> t, double* out, workspace& ws, stream s = {})
 template <class T>
 void l2_norm(tensor_view<T> t, double* out, workspace& ws, stream s = {}) {
   sum_of_squares(t, out, ws, s);
-  detail::for_each_index(s, 1, detail::sqrt_in_place{out});
+  detail::run_single(s, detail::sqrt_in_place{out});
 }
 // *out = largest |t[i]| (NaN if any element is NaN).
 template <class T>

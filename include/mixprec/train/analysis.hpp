@@ -58,9 +58,12 @@ struct chain_analysis {
   }();
   static constexpr std::size_t writers = (static_cast<std::size_t>(C::is_writer) + ... + 0);
 
+  // Signed copies for comparisons that nvcc would call pointless when the
+  // prefix is empty.
+  static constexpr long long prefix_signed = static_cast<long long>(prefix);
   // Accumulator slot of component k's global norm in the statistics pass.
   static constexpr std::size_t norm_slot(std::size_t k) {
-    return k == 0 ? 0 : norm_slot(k - 1) + ((k - 1 < prefix && global[k - 1]) ? 1 : 0);
+    return k == 0 ? 0 : norm_slot(k - 1) + ((static_cast<long long>(k) - 1 < prefix_signed && global[k - 1]) ? 1 : 0);
   }
   static constexpr std::size_t norm_slots = norm_slot(prefix);
 
@@ -77,7 +80,9 @@ struct chain_analysis {
                : clean_before(k, j + 1, seen_multiplier || kinds[j] == rule_kind::multiplier);
   }
   static constexpr bool measurable_from(std::size_t k) {
-    return k >= prefix ? true : ((global[k] || units[k]) && !clean_before(k, 0, false)) ? false : measurable_from(k + 1);
+    return static_cast<long long>(k) >= prefix_signed ? true
+           : ((global[k] || units[k]) && !clean_before(k, 0, false)) ? false
+                                                                     : measurable_from(k + 1);
   }
   static constexpr bool prefix_is_measurable = measurable_from(0);
   static constexpr std::size_t count_stats_from(std::size_t k) {

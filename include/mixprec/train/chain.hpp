@@ -165,8 +165,13 @@ class chain_t {
   // State for `params`: device scalars, per-element state, reduction
   // workspace, all allocated here so that apply() allocates nothing.
   // Throws mixprec::error on invalid hyperparameters.
+  // Whether the chain has a loss scaler (chain_state::loss_scale() needs one).
+  static constexpr bool has_loss_scaler =
+      detail::index_of_first<dynamic_loss_scale, C...>() < sizeof...(C) ||
+      detail::index_of_first<static_loss_scale, C...>() < sizeof...(C);
+
   template <class Arena>
-  chain_state<Arena, C...> init(Arena& params, stream s = {}) const {
+  chain_state<Arena, C...> init(const Arena& params, stream s = {}) const {
     detail::require(params.finalized(), "chain::init: finalize() the parameters first");
     chain_state<Arena, C...> st;
     detail::chain_block<C...> block{};
@@ -300,7 +305,7 @@ class chain_t {
         combine_segments(s, body, static_cast<const stats*>(partials), tiles.unit_offsets(), tiles.unit_count(),
                          detail::raw(st.unit_stats_));
     }
-    for_each_index(s, 1, decide_body<Arena, C...>{env, false});
+    run_single(s, decide_body<Arena, C...>{env, false});
 
     launch_update<Mode, analysis::bypassable>(bypass_mask(), env, st, tiles, s);
   }
@@ -337,7 +342,7 @@ class chain_t {
       combine_all(s, measure, static_cast<const split_stats*>(partials), ntiles, detail::raw(st.split_global_));
       combine_segments(s, measure, static_cast<const split_stats*>(partials), tiles.segment_offsets(),
                        tiles.segment_count(), detail::raw(st.segment_stats_));
-      for_each_index(s, 1, decide_body<Arena, C...>{env, true});
+      run_single(s, decide_body<Arena, C...>{env, true});
       trace_pass("update (finish)", true, true);
       for_each_tile(s, ntiles, update_body<update_mode::finish, Bypass, Arena, C...>{{env.tiles}, env});
     } else {
