@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(block_threads) reduce_tiles_kernel(Body body, 
     const auto ctx = body.enter(t);
     T acc = body.identity();
     if (tile_active(body, ctx))
-      for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.accumulate(acc, i, ctx);
+      for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) accumulate_into(body, acc, i, ctx);
     const T total = block_reduce(storage).Reduce(acc, combine_op<Body>{&body});
     if (threadIdx.x == 0) partials[t] = total;
     __syncthreads();
@@ -157,6 +157,61 @@ struct host_tile_runner {
 // reassociating any sum; combined by a fixed tree.
 inline constexpr int host_lanes = 16;
 
+// Reduction bodies whose value type is made of `fields` doubles
+// (double v[fields]) provide, instead of accumulate(),
+//   value_type contribution(std::size_t i, const context&) const;
+//   static constexpr bool additive;            every field adds
+//   static constexpr bool pure_contribution;   contribution() has no side effects
+//   bool field_is_max(std::size_t f) const;    (not additive) the field takes the max
+// On the host each field keeps its 16 lanes contiguous (structure of arrays)
+// and the lane loop vectorises; on the device a thread combines the
+// contributions into its accumulator.
+template <class T, class = void>
+struct is_field_struct : std::false_type {};
+template <class T>
+struct is_field_struct<T, std::void_t<decltype(T::fields), decltype(std::declval<T&>().v[0])>> : std::true_type {};
+
+template <class Body, class = void>
+struct has_unused_field : std::false_type {};
+template <class Body>
+struct has_unused_field<Body, std::void_t<decltype(Body::unused_field(std::size_t{0}))>> : std::true_type {};
+
+MIXPREC_HOST_DEVICE double add_or_max(double acc, double x, bool is_max) {
+  const double m = ((x > acc) | (x != x)) ? x : acc;  // max; a NaN on either side wins
+  return is_max ? m : acc + x;
+}
+
+template <class Body, class T, class Ctx>
+MIXPREC_HOST_DEVICE void accumulate_into(const Body& body, T& acc, std::size_t i, const Ctx& ctx) {
+  if constexpr (is_field_struct<T>::value) {
+    const T c = body.contribution(i, ctx);
+    for (std::size_t f = 0; f < T::fields; ++f) acc.v[f] = add_or_max(acc.v[f], c.v[f], body.field_is_max(f));
+  } else {
+    body.accumulate(acc, i, ctx);
+  }
+}
+
+template <class Body, class Ctx, std::size_t F, std::size_t f>
+void sum_field(const Body& body, const Ctx& ctx, index_range r, double (&lanes)[F][host_lanes]) {
+  if constexpr (has_unused_field<Body>::value) {
+    if (Body::unused_field(f)) return;  // a field the body never fills
+  }
+  std::size_t i = r.begin;
+  double lane[host_lanes];
+  for (int l = 0; l < host_lanes; ++l) lane[l] = lanes[f][l];
+  for (; i + host_lanes <= r.end; i += host_lanes) {
+    MIXPREC_PRAGMA_SIMD
+    for (int l = 0; l < host_lanes; ++l) lane[l] += body.contribution(i + l, ctx).v[f];
+  }
+  for (int l = 0; i < r.end; ++i, ++l) lane[l] += body.contribution(i, ctx).v[f];
+  for (int l = 0; l < host_lanes; ++l) lanes[f][l] = lane[l];
+}
+template <class Body, class Ctx, std::size_t F, std::size_t... f>
+void sum_fields(const Body& body, const Ctx& ctx, index_range r, double (&lanes)[F][host_lanes],
+                std::index_sequence<f...>) {
+  (sum_field<Body, Ctx, F, f>(body, ctx, r, lanes), ...);
+}
+
 template <class Body, class T>
 struct host_reduce_runner {
   Body body;
@@ -165,21 +220,55 @@ struct host_reduce_runner {
     const Body local = body;  // loop-invariant fields, as in host_tile_runner
     const index_range r = local.range(t);
     const auto ctx = local.enter(t);
-    T lane[host_lanes];
-    for (int l = 0; l < host_lanes; ++l) lane[l] = local.identity();
-    if (!tile_active(local, ctx)) {
+    if constexpr (is_field_struct<T>::value) {
+      constexpr std::size_t F = T::fields;
+      const T init = local.identity();
+      double lanes[F][host_lanes];
+      for (std::size_t f = 0; f < F; ++f)
+        for (int l = 0; l < host_lanes; ++l) lanes[f][l] = init.v[f];
+      if (tile_active(local, ctx)) {
+        std::size_t i = r.begin;
+        if constexpr (Body::additive && Body::pure_contribution) {
+          // One sweep of the tile per field, each the proven 16-lane double
+          // sum; the other fields of a contribution are dead code there.
+          // (A single sweep with a struct per element does not vectorise.)
+          sum_fields(local, ctx, r, lanes, std::make_index_sequence<F>{});
+        } else if constexpr (Body::additive) {
+          // contribution() writes state: exactly one call per element.
+          for (int l = 0; i < r.end; ++i, l = (l + 1) % host_lanes) {
+            const T c = local.contribution(i, ctx);
+            for (std::size_t f = 0; f < F; ++f) lanes[f][l] += c.v[f];
+          }
+        } else {
+          bool is_max[F];
+          for (std::size_t f = 0; f < F; ++f) is_max[f] = local.field_is_max(f);
+          for (int l = 0; i < r.end; ++i, l = (l + 1) % host_lanes) {
+            const T c = local.contribution(i, ctx);
+            for (std::size_t f = 0; f < F; ++f) lanes[f][l] = add_or_max(lanes[f][l], c.v[f], is_max[f]);
+          }
+        }
+      }
+      T lane[host_lanes];
+      for (int l = 0; l < host_lanes; ++l)
+        for (std::size_t f = 0; f < F; ++f) lane[l].v[f] = lanes[f][l];
+      for (int width = host_lanes / 2; width > 0; width /= 2)
+        for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
       partials[t] = lane[0];
-      return;
+    } else {
+      T lane[host_lanes];
+      for (int l = 0; l < host_lanes; ++l) lane[l] = local.identity();
+      if (tile_active(local, ctx)) {
+        std::size_t i = r.begin;
+        for (; i + host_lanes <= r.end; i += host_lanes) {
+          MIXPREC_PRAGMA_SIMD
+          for (int l = 0; l < host_lanes; ++l) local.accumulate(lane[l], i + l, ctx);
+        }
+        for (int l = 0; i < r.end; ++i, ++l) local.accumulate(lane[l], i, ctx);
+      }
+      for (int width = host_lanes / 2; width > 0; width /= 2)
+        for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
+      partials[t] = lane[0];
     }
-    std::size_t i = r.begin;
-    for (; i + host_lanes <= r.end; i += host_lanes) {
-      MIXPREC_PRAGMA_SIMD
-      for (int l = 0; l < host_lanes; ++l) local.accumulate(lane[l], i + l, ctx);
-    }
-    for (int l = 0; i < r.end; ++i, ++l) local.accumulate(lane[l], i, ctx);
-    for (int width = host_lanes / 2; width > 0; width /= 2)
-      for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
-    partials[t] = lane[0];
   }
 };
 

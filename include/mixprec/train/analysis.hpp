@@ -67,6 +67,19 @@ struct chain_analysis {
   }
   static constexpr std::size_t norm_slots = norm_slot(prefix);
 
+  // An inf or NaN gradient makes a norm measured through linear rules
+  // non-finite too, so when such a norm exists the statistics pass needs no
+  // separate non-finite count.
+  static constexpr bool linear_before(std::size_t k, std::size_t j) {
+    return j >= k ? true : !linear[j] ? false : linear_before(k, j + 1);
+  }
+  static constexpr bool norm_reveals_non_finite_from(std::size_t k) {
+    return static_cast<long long>(k) >= prefix_signed ? false
+           : (global[k] && linear_before(k, 0))       ? true
+                                                      : norm_reveals_non_finite_from(k + 1);
+  }
+  static constexpr bool norm_reveals_non_finite = norm_reveals_non_finite_from(0);
+
   // A statistic in the prefix sees its input through the earlier prefix
   // components: elementwise rules are applied in the statistics pass and
   // multipliers scale the measured norm afterwards, which is exact only if no

@@ -291,23 +291,48 @@ class chain_t {
     using namespace detail;
     const step_env<Arena, C...> env = environment(params, st);
     const tiling& tiles = st.use_units_ ? st.unit_tiling_ : params.layout().tiling();
-    const std::size_t ntiles = tiles.tile_count();
 
     constexpr bool statistics = analysis::any_non_finite || analysis::norm_slots > 0 || analysis::any_units;
     if constexpr (statistics) {
-      using stats = first_pass_stats<slots, analysis::any_units>;
-      trace_pass("statistics", true, false);
-      const statistics_body<Arena, C...> body{{env.tiles}, env};
-      stats* partials = st.ws_.template slice<stats>(0, ntiles);
-      reduce_tiles(s, ntiles, body, partials);
-      combine_all(s, body, static_cast<const stats*>(partials), ntiles, detail::raw(st.first_global_));
-      if constexpr (analysis::any_units)
-        combine_segments(s, body, static_cast<const stats*>(partials), tiles.unit_offsets(), tiles.unit_count(),
-                         detail::raw(st.unit_stats_));
+      bool squares = true;
+      for (std::size_t k = 0; k < analysis::norm_slots; ++k) squares = squares && env.slot_order[k] == 2.0f;
+      if (squares) statistics_pass<true>(env, st, tiles, s);
+      else statistics_pass<false>(env, st, tiles, s);
     }
     run_single(s, decide_body<Arena, C...>{env, false});
 
     launch_update<Mode, analysis::bypassable>(bypass_mask(), env, st, tiles, s);
+  }
+
+  // Pass 1: the non-finite flag and every norm the prefix asks for, in one
+  // read of the gradients.
+  template <bool Squares, class Env, class Arena>
+  void statistics_pass(const Env& env, chain_state<Arena, C...>& st, const tiling& tiles, stream s) const {
+    using namespace detail;
+    using stats = first_pass_stats<slots, analysis::any_units>;
+    const std::size_t ntiles = tiles.tile_count();
+    trace_pass("statistics", true, false);
+    const statistics_body<Squares, Arena, C...> body{{env.tiles}, env};
+    stats* partials = st.ws_.template slice<stats>(0, ntiles);
+    reduce_tiles(s, ntiles, body, partials);
+    combine_all(s, body, static_cast<const stats*>(partials), ntiles, detail::raw(st.first_global_));
+    if constexpr (analysis::any_units)
+      combine_segments(s, body, static_cast<const stats*>(partials), tiles.unit_offsets(), tiles.unit_count(),
+                       detail::raw(st.unit_stats_));
+  }
+
+  // The measuring half of a split update pass.
+  template <detail::update_mode Mode, std::uint32_t Bypass, class Env, class Arena>
+  void measure_pass(const Env& env, chain_state<Arena, C...>& st, const tiling& tiles, stream s) const {
+    using namespace detail;
+    const std::size_t ntiles = tiles.tile_count();
+    trace_pass("update (measure)", true, false);
+    const update_body<Mode, Bypass, Arena, C...> measure{{env.tiles}, env};
+    split_stats* partials = st.ws_.template slice<split_stats>(0, ntiles);
+    reduce_tiles(s, ntiles, measure, partials);
+    combine_all(s, measure, static_cast<const split_stats*>(partials), ntiles, detail::raw(st.split_global_));
+    combine_segments(s, measure, static_cast<const split_stats*>(partials), tiles.segment_offsets(),
+                     tiles.segment_count(), detail::raw(st.segment_stats_));
   }
 
   // The components switched off by their options, as a bit mask.
@@ -335,13 +360,10 @@ class chain_t {
     using namespace detail;
     const std::size_t ntiles = tiles.tile_count();
     if constexpr (analysis::has_split) {
-      trace_pass("update (measure)", true, false);
-      const update_body<update_mode::measure, Bypass, Arena, C...> measure{{env.tiles}, env};
-      split_stats* partials = st.ws_.template slice<split_stats>(0, ntiles);
-      reduce_tiles(s, ntiles, measure, partials);
-      combine_all(s, measure, static_cast<const split_stats*>(partials), ntiles, detail::raw(st.split_global_));
-      combine_segments(s, measure, static_cast<const split_stats*>(partials), tiles.segment_offsets(),
-                       tiles.segment_count(), detail::raw(st.segment_stats_));
+      if (std::get<analysis::split>(components_).norm_order() == infinity_norm)
+        measure_pass<update_mode::measure_max, Bypass>(env, st, tiles, s);
+      else
+        measure_pass<update_mode::measure, Bypass>(env, st, tiles, s);
       run_single(s, decide_body<Arena, C...>{env, true});
       trace_pass("update (finish)", true, true);
       for_each_tile(s, ntiles, update_body<update_mode::finish, Bypass, Arena, C...>{{env.tiles}, env});

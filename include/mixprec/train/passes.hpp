@@ -45,29 +45,37 @@ struct chain_block {
 template <std::size_t Slots, bool Units>
 struct first_pass_stats {
   static constexpr std::size_t fields = 1 + Slots + (Units ? 2 : 0);
+  static constexpr std::size_t non_finite_field = 0;
+  static constexpr std::size_t acc_field(std::size_t s) { return 1 + s; }
+  static constexpr std::size_t unit_input_field = 1 + Slots, unit_weight_field = 2 + Slots;
   double v[fields];
-  MIXPREC_HOST_DEVICE double& non_finite() { return v[0]; }
   MIXPREC_HOST_DEVICE double non_finite() const { return v[0]; }
   MIXPREC_HOST_DEVICE double& acc(std::size_t s) { return v[1 + s]; }
   MIXPREC_HOST_DEVICE double acc(std::size_t s) const { return v[1 + s]; }
-  MIXPREC_HOST_DEVICE double& unit_input_sq() { return v[Units ? 1 + Slots : 0]; }
   MIXPREC_HOST_DEVICE double unit_input_sq() const { return Units ? v[1 + Slots] : 0.0; }
-  MIXPREC_HOST_DEVICE double& unit_weight_sq() { return v[Units ? 2 + Slots : 0]; }
   MIXPREC_HOST_DEVICE double unit_weight_sq() const { return Units ? v[2 + Slots] : 0.0; }
 };
 
 // Statistics of the measuring half of a split update pass.
 struct split_stats {
-  double non_finite;
-  double input_p;  // sum |u|^p, or max |u| for p = infinity
-  double input_sq, weight_sq;
+  static constexpr std::size_t fields = 4;
+  double v[fields];  // non-finite count, sum |u|^p (max |u| for p = inf), sum u^2, sum w^2
+  MIXPREC_HOST_DEVICE double non_finite() const { return v[0]; }
+  MIXPREC_HOST_DEVICE double input_p() const { return v[1]; }
+  MIXPREC_HOST_DEVICE double input_sq() const { return v[2]; }
+  MIXPREC_HOST_DEVICE double weight_sq() const { return v[3]; }
 };
+
 
 MIXPREC_HOST_DEVICE double power_of(float u, float p) {
   const double a = fabs(static_cast<double>(u));
   if (p == 2.0f) return a * a;
   if (p == 1.0f) return a;
   return pow(a, static_cast<double>(p));
+}
+// |u|^p, or |u| for p = infinity (combined by max).
+MIXPREC_HOST_DEVICE double power_or_abs(float u, float p) {
+  return p == infinity_norm ? fabs(static_cast<double>(u)) : power_of(u, p);
 }
 MIXPREC_HOST_DEVICE void add_power(double& acc, float u, float p) {
   if (p == infinity_norm) {
@@ -125,8 +133,12 @@ struct step_env {
   const split_stats* segment_stats;           // per segment, when the chain splits
 };
 
-template <class Arena, class... C>
+// Squares: every measured norm has order 2 (instantiated apart so that the
+// element loop has no branch on the order and vectorises).
+template <bool Squares, class Arena, class... C>
 struct statistics_body : tiled {
+  static constexpr bool additive = Squares;
+  static constexpr bool pure_contribution = true;
   using env_type = step_env<Arena, C...>;
   using analysis = typename env_type::analysis;
   using value_type = typename env_type::first_stats;
@@ -140,27 +152,45 @@ struct statistics_body : tiled {
     value_type v{};
     return v;
   }
-  MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i, const context& ctx) const {
-    const auto raw = env.arena.grad[i];
-    if constexpr (analysis::any_non_finite) acc.non_finite() += is_non_finite(raw) ? 1.0 : 0.0;
+  MIXPREC_HOST_DEVICE value_type contribution(std::size_t i, const context& ctx) const {
+    value_type c{};
+    // Widening keeps inf and NaN, so the flag is read off the float's exponent.
+    const float g = to_float(env.arena.grad[i]);
+    if constexpr (analysis::any_non_finite && !analysis::norm_reveals_non_finite)
+      c.v[value_type::non_finite_field] = (bit_cast<std::uint32_t>(g) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
     float w = 0.0f;
     if constexpr (analysis::any_units) w = env.arena.weight(i);
-    measure(acc, to_float(raw), w, ctx, std::make_index_sequence<analysis::prefix>{});
+    measure(c, g, w, ctx, std::make_index_sequence<analysis::prefix>{});
+    return c;
+  }
+  // The non-finite count is left at 0 when a norm reveals inf/NaN anyway.
+  static constexpr bool unused_field(std::size_t f) {
+    return f == value_type::non_finite_field && (!analysis::any_non_finite || analysis::norm_reveals_non_finite);
+  }
+  MIXPREC_HOST_DEVICE bool field_is_max(std::size_t f) const {
+    if constexpr (env_type::slots > 0)
+      for (std::size_t s = 0; s < env_type::slots; ++s)
+        if (f == value_type::acc_field(s)) return env.slot_order[s] == infinity_norm;
+    return false;
   }
   template <std::size_t... K>
-  MIXPREC_HOST_DEVICE void measure(value_type& acc, float u, float w, const context& ctx, std::index_sequence<K...>) const {
-    (measure_one<K>(acc, u, w, ctx), ...);
+  MIXPREC_HOST_DEVICE void measure(value_type& c, float u, float w, const context& ctx, std::index_sequence<K...>) const {
+    (measure_one<K>(c, u, w, ctx), ...);
   }
   template <std::size_t K>
-  MIXPREC_HOST_DEVICE void measure_one(value_type& acc, float& u, float w, const context& ctx) const {
-    const auto& c = get<K>(env.comps);
-    using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
-    if constexpr (component::needs_global_norm) add_power(acc.acc(analysis::norm_slot(K)), u, c.norm_order());
-    if constexpr (component::needs_unit_norms) {
-      acc.unit_input_sq() += static_cast<double>(u) * u;
-      acc.unit_weight_sq() += static_cast<double>(w) * w;
+  MIXPREC_HOST_DEVICE void measure_one(value_type& c, float& u, float w, const context& ctx) const {
+    const auto& comp = get<K>(env.comps);
+    using component = std::remove_cv_t<std::remove_reference_t<decltype(comp)>>;
+    if constexpr (component::needs_global_norm) {
+      double& a = c.v[value_type::acc_field(analysis::norm_slot(K))];
+      if constexpr (Squares) a = static_cast<double>(u) * u;
+      else a = power_or_abs(u, comp.norm_order());
     }
-    if constexpr (component::kind == rule_kind::elementwise) u = c.prepass(u, get<K>(ctx.scalars));
+    if constexpr (component::needs_unit_norms) {
+      c.v[value_type::unit_input_field] = static_cast<double>(u) * u;
+      c.v[value_type::unit_weight_field] = static_cast<double>(w) * w;
+    }
+    if constexpr (component::kind == rule_kind::elementwise) u = comp.prepass(u, get<K>(ctx.scalars));
   }
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
     value_type r;
@@ -200,8 +230,8 @@ struct decide_body {
       if (block.step.skip) return;
       constexpr std::size_t k = analysis::split;
       const auto& c = get<k>(env.comps);
-      decide_context ctx{&block.step, block.step.count, root_of(env.split_global->input_p, c.norm_order()),
-                         block.step.non_finite != 0 || env.split_global->non_finite != 0.0};
+      decide_context ctx{&block.step, block.step.count, root_of(env.split_global->input_p(), c.norm_order()),
+                         block.step.non_finite != 0 || env.split_global->non_finite() != 0.0};
       c.decide(get<k>(block.comps), ctx);
     }
     *env.block = block;
@@ -226,7 +256,8 @@ struct decide_body {
   }
 };
 
-enum class update_mode { full, measure, finish, to_gradients };
+// measure_max: measuring for a split component whose norm is max |u|.
+enum class update_mode { full, measure, measure_max, finish, to_gradients };
 
 // Bypass: bit k set when component k's rule is switched off for this launch.
 template <update_mode Mode, std::uint32_t Bypass, class Arena, class... C>
@@ -235,8 +266,11 @@ struct update_body : tiled {
   using analysis = typename env_type::analysis;
   using value_type = split_stats;
   static constexpr std::size_t n = sizeof...(C);
+  static constexpr bool measuring = Mode == update_mode::measure || Mode == update_mode::measure_max;
+  static constexpr bool additive = Mode != update_mode::measure_max;
+  static constexpr bool pure_contribution = false;  // measuring runs the stages, which write their state
   // Components this pass runs: up to the split when measuring.
-  static constexpr std::size_t end = Mode == update_mode::measure ? analysis::split : n;
+  static constexpr std::size_t end = measuring ? analysis::split : n;
 
   struct context {
     pod_tuple<typename C::scalars...> scalars;
@@ -261,9 +295,9 @@ struct update_body : tiled {
       ts.unit_input_sq = env.unit_stats[d.unit].unit_input_sq();
       ts.unit_weight_sq = env.unit_stats[d.unit].unit_weight_sq();
     }
-    if constexpr (analysis::has_split && Mode != update_mode::measure) {
-      ts.segment_input_sq = env.segment_stats[d.segment].input_sq;
-      ts.segment_weight_sq = env.segment_stats[d.segment].weight_sq;
+    if constexpr (analysis::has_split && !measuring) {
+      ts.segment_input_sq = env.segment_stats[d.segment].input_sq();
+      ts.segment_weight_sq = env.segment_stats[d.segment].weight_sq();
     }
     factors(ctx, ts, std::make_index_sequence<n>{});
     return ctx;
@@ -369,27 +403,32 @@ struct update_body : tiled {
     value_type v{};
     return v;
   }
-  MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i, const context& ctx) const {
+  MIXPREC_HOST_DEVICE value_type contribution(std::size_t i, const context& ctx) const {
+    value_type c{};
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
     const float u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
     if constexpr (analysis::has_split) {
-      const float p = get<analysis::split>(env.comps).norm_order();
-      acc.non_finite += finite(u) ? 0.0 : 1.0;
-      add_power(acc.input_p, u, p);
+      c.v[0] = finite(u) ? 0.0 : 1.0;
+      c.v[1] = power_or_abs(u, get<analysis::split>(env.comps).norm_order());
     }
-    acc.input_sq += static_cast<double>(u) * u;
-    acc.weight_sq += static_cast<double>(w) * w;
+    c.v[2] = static_cast<double>(u) * u;
+    c.v[3] = static_cast<double>(w) * w;
+    return c;
+  }
+  MIXPREC_HOST_DEVICE bool field_is_max(std::size_t f) const {
+    if constexpr (analysis::has_split) return f == 1 && get<analysis::split>(env.comps).norm_order() == infinity_norm;
+    else return false;
   }
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
     value_type r;
-    r.non_finite = a.non_finite + b.non_finite;
     float p = 2.0f;
     if constexpr (analysis::has_split) p = get<analysis::split>(env.comps).norm_order();
-    r.input_p = combine_power(a.input_p, b.input_p, p);
-    r.input_sq = a.input_sq + b.input_sq;
-    r.weight_sq = a.weight_sq + b.weight_sq;
+    r.v[0] = a.v[0] + b.v[0];
+    r.v[1] = combine_power(a.v[1], b.v[1], p);
+    r.v[2] = a.v[2] + b.v[2];
+    r.v[3] = a.v[3] + b.v[3];
     return r;
   }
 };
