@@ -161,7 +161,9 @@ inline constexpr int host_lanes = 16;
 // (double v[fields]) provide, instead of accumulate(),
 //   value_type contribution(std::size_t i, const context&) const;
 //   static constexpr bool additive;            every field adds
-//   static constexpr bool pure_contribution;   contribution() has no side effects
+//   static constexpr bool pure_contribution;   contribution() has no side effects; if not,
+//     void step_values(i, ctx, float& a, float& b) const   (the side effects, once)
+//     value_type from_values(float a, float b) const       (pure)
 //   bool field_is_max(std::size_t f) const;    (not additive) the field takes the max
 // On the host each field keeps its 16 lanes contiguous (structure of arrays)
 // and the lane loop vectorises; on the device a thread combines the
@@ -212,6 +214,25 @@ void sum_fields(const Body& body, const Ctx& ctx, index_range r, double (&lanes)
   (sum_field<Body, Ctx, F, f>(body, ctx, r, lanes), ...);
 }
 
+template <class Body, std::size_t F, std::size_t f>
+void sum_value_field(const Body& body, const float* first, const float* second, std::size_t n,
+                     double (&lanes)[F][host_lanes]) {
+  double lane[host_lanes];
+  for (int l = 0; l < host_lanes; ++l) lane[l] = lanes[f][l];
+  std::size_t k = 0;
+  for (; k + host_lanes <= n; k += host_lanes) {
+    MIXPREC_PRAGMA_SIMD
+    for (int l = 0; l < host_lanes; ++l) lane[l] += body.from_values(first[k + l], second[k + l]).v[f];
+  }
+  for (int l = 0; k < n; ++k, ++l) lane[l] += body.from_values(first[k], second[k]).v[f];
+  for (int l = 0; l < host_lanes; ++l) lanes[f][l] = lane[l];
+}
+template <class Body, std::size_t F, std::size_t... f>
+void sum_value_fields(const Body& body, const float* first, const float* second, std::size_t n,
+                      double (&lanes)[F][host_lanes], std::index_sequence<f...>) {
+  (sum_value_field<Body, F, f>(body, first, second, n, lanes), ...);
+}
+
 template <class Body, class T>
 struct host_reduce_runner {
   Body body;
@@ -234,11 +255,14 @@ struct host_reduce_runner {
           // (A single sweep with a struct per element does not vectorise.)
           sum_fields(local, ctx, r, lanes, std::make_index_sequence<F>{});
         } else if constexpr (Body::additive) {
-          // contribution() writes state: exactly one call per element.
-          for (int l = 0; i < r.end; ++i, l = (l + 1) % host_lanes) {
-            const T c = local.contribution(i, ctx);
-            for (std::size_t f = 0; f < F; ++f) lanes[f][l] += c.v[f];
-          }
+          // Bodies whose elements write state (the stages of a measuring
+          // pass) give two values per element: one vectorised sweep runs the
+          // stages into a tile buffer, then the fields are summed from it.
+          float first[tile_size], second[tile_size];
+          const std::size_t n = r.end - r.begin;
+          MIXPREC_PRAGMA_SIMD
+          for (std::size_t k = 0; k < n; ++k) local.step_values(r.begin + k, ctx, first[k], second[k]);
+          sum_value_fields(local, first, second, n, lanes, std::make_index_sequence<F>{});
         } else {
           bool is_max[F];
           for (std::size_t f = 0; f < F; ++f) is_max[f] = local.field_is_max(f);

@@ -403,19 +403,28 @@ struct update_body : tiled {
     value_type v{};
     return v;
   }
-  MIXPREC_HOST_DEVICE value_type contribution(std::size_t i, const context& ctx) const {
-    value_type c{};
+  // The stages up to the split, once per element (they write their state):
+  // the update there and the weight.
+  MIXPREC_HOST_DEVICE void step_values(std::size_t i, const context& ctx, float& u, float& w) const {
     const float g = to_float(env.arena.grad[i]);
-    const float w = env.arena.weight(i);
+    w = env.arena.weight(i);
     float decay = 1.0f;
-    const float u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
+    u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
+  }
+  MIXPREC_HOST_DEVICE value_type from_values(float u, float w) const {
+    value_type c{};
     if constexpr (analysis::has_split) {
-      c.v[0] = finite(u) ? 0.0 : 1.0;
+      c.v[0] = (bit_cast<std::uint32_t>(u) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
       c.v[1] = power_or_abs(u, get<analysis::split>(env.comps).norm_order());
     }
     c.v[2] = static_cast<double>(u) * u;
     c.v[3] = static_cast<double>(w) * w;
     return c;
+  }
+  MIXPREC_HOST_DEVICE value_type contribution(std::size_t i, const context& ctx) const {
+    float u, w;
+    step_values(i, ctx, u, w);
+    return from_values(u, w);
   }
   MIXPREC_HOST_DEVICE bool field_is_max(std::size_t f) const {
     if constexpr (analysis::has_split) return f == 1 && get<analysis::split>(env.comps).norm_order() == infinity_norm;
