@@ -1,0 +1,93 @@
+"""Runs mixprec's fused step (bench_step) and PyTorch's standard
+mixed-precision step (pytorch_step.py) on the same sizes and dtypes, in one
+go, and prints one table: time per step, the speedup of mixprec over
+PyTorch, and bandwidth as a fraction of the machine's copy and triad
+bandwidth measured in the same bench_step run.
+
+Both sides are charged mixprec's byte model for the step (docs/performance.md):
+30 bytes per parameter with bf16 gradients and model copy, 32 with fp32.
+
+Usage: compare.py [--bench build/bench/bench/bench_step] [--sizes 1e6 1e7 1e8 2.5e8]
+                  [--dtypes bf16 fp32] [--device cpu|cuda] [--json out.json]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+BYTES = {"bf16": 30.0, "fp32": 32.0}
+
+
+def run_bench(bench, sizes, dtypes):
+    pattern = "ceiling|step/adamw_(%s)/(%s)/" % ("|".join(dtypes), "|".join(str(int(s)) for s in sizes))
+    out = subprocess.run([bench, "--benchmark_filter=" + pattern, "--benchmark_format=json"],
+                         check=True, capture_output=True, text=True).stdout
+    results = json.loads(out)["benchmarks"]
+    ceilings = {}
+    steps = {}
+    for b in results:
+        name = b["name"].split("/")
+        seconds = b["real_time"] / {"ms": 1e3, "us": 1e6, "ns": 1e9, "s": 1.0}[b["time_unit"]]
+        if name[0] == "ceiling":
+            ceilings[name[1]] = b["bytes_per_second"]
+        else:
+            dtype = name[1].split("_")[1]
+            steps[(dtype, int(name[2]))] = seconds
+    return ceilings, steps
+
+
+def run_pytorch(python, here, sizes, dtype, device):
+    cmd = [python, os.path.join(here, "pytorch_step.py"), "--dtype", dtype, "--device", device, "--sizes"]
+    cmd += [str(s) for s in sizes]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return {r["size"]: r for r in rows}
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default=os.path.join(here, "..", "build", "bench", "bench", "bench_step"))
+    ap.add_argument("--python", default="/usr/bin/python3", help="the Python that has torch")
+    ap.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7, 1e8, 2.5e8])
+    ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", help="also write the table as JSON here")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes]
+
+    ceilings, steps = run_bench(args.bench, sizes, args.dtypes)
+    torch_rows = {d: run_pytorch(args.python, here, sizes, d, args.device) for d in args.dtypes}
+    copy, triad = ceilings.get("copy"), ceilings.get("triad")
+
+    table = []
+    header = "%-6s %12s %12s %12s %9s %10s %10s %10s" % ("dtype", "params", "mixprec ms", "pytorch ms", "speedup",
+                                                        "mixprec/cp", "mixprec/tr", "pytorch/cp")
+    print("copy bandwidth %.1f GB/s, triad %.1f GB/s (bench_step, same run); torch %s, %s" % (
+        copy / 1e9, triad / 1e9, next(iter(next(iter(torch_rows.values())).values()))["torch"],
+        next(iter(next(iter(torch_rows.values())).values()))["impl"]))
+    print(header)
+    for d in args.dtypes:
+        for n in sizes:
+            ours = steps.get((d, n))
+            theirs = torch_rows[d].get(n)
+            if ours is None or theirs is None:
+                continue
+            t_ms = theirs["ms_per_step"]
+            bw = BYTES[d] * n / ours
+            row = {"dtype": d, "params": n, "mixprec_ms": ours * 1e3, "pytorch_ms": t_ms,
+                   "speedup": t_ms / (ours * 1e3), "mixprec_frac_copy": bw / copy, "mixprec_frac_triad": bw / triad,
+                   "pytorch_frac_copy": BYTES[d] * n / (t_ms / 1e3) / copy}
+            table.append(row)
+            print("%-6s %12d %12.2f %12.2f %8.2fx %10.2f %10.2f %10.2f" % (
+                d, n, row["mixprec_ms"], t_ms, row["speedup"], row["mixprec_frac_copy"], row["mixprec_frac_triad"],
+                row["pytorch_frac_copy"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"copy_bytes_per_s": copy, "triad_bytes_per_s": triad, "rows": table}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
