@@ -2,7 +2,9 @@
 // read per element) into a device scalar, against the copy and triad
 // bandwidth measured in the same run. Also the per-segment variant over an
 // arena of many parameters.
+#include <algorithm>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -56,6 +58,47 @@ void segment_norms_bf16(benchmark::State& state) {
   state.counters["parameters"] = static_cast<double>(p.count());
 }
 
+// Unscaling and global-norm clipping of bf16 gradients, standing alone
+// (written back into the gradients):
+//   fused:      the statistics pass (read 2) + the pass applying the
+//               decisions (read 2, write 2) = 6 bytes per parameter;
+//   unfused:    non-finite check (2), unscale (2+2), norm (2), clip (2+2),
+//               as separate passes with the norm read on the host = 12;
+//   apply_only: the applying pass alone (a static scale: 4), so that
+//               fused - apply_only is the statistics pass.
+void first_pass(benchmark::State& state, int variant) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  parameters<bfloat16, bfloat16> p;
+  p.add("g", {n});
+  p.finalize();
+  detail::for_each_index({}, p.padded_size(), random_fill{p.grad_data()});
+  dynamic_loss_scale d;
+  d.init_scale = 1.0f;
+  const auto fused = chain(d, clip_by_global_norm{1e9f});  // a large max_norm keeps the data unchanged
+  const auto apply_only = chain(static_loss_scale{1.0f});
+  auto sf = fused.init(p);
+  auto sa = apply_only.init(p);
+  workspace ws;
+  device_scalar<std::uint64_t> non_finite;
+  device_scalar<double> norm;
+  const tensor_view<bfloat16> g(p.grad_data(), p.padded_size());
+  if (variant == 0) {
+    bench::run_timed(state, 6.0 * n, n, [&] { fused.transform_gradients(p, sf); });
+  } else if (variant == 1) {
+    bench::run_timed(state, 12.0 * n, n, [&] {
+      count_non_finite(g, non_finite, ws);
+      scale(g, 1.0f);
+      l2_norm(g, norm, ws);
+      scale(g, static_cast<float>(std::min(1.0, 1e9 / (norm.get() + 1e-6))));
+    });
+  } else {
+    bench::run_timed(state, 4.0 * n, n, [&] { apply_only.transform_gradients(p, sa); });
+  }
+}
+void first_pass_fused(benchmark::State& s) { first_pass(s, 0); }
+void first_pass_unfused(benchmark::State& s) { first_pass(s, 1); }
+void first_pass_apply_only(benchmark::State& s) { first_pass(s, 2); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,6 +108,10 @@ int main(int argc, char** argv) {
       ->Arg(1000000)->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RegisterBenchmark("segment_norms/bf16", segment_norms_bf16)
       ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+  for (auto [name, f] : {std::pair{"scale_clip/fused_bf16", first_pass_fused},
+                         std::pair{"scale_clip/unfused_bf16", first_pass_unfused},
+                         std::pair{"scale_clip/apply_only_bf16", first_pass_apply_only}})
+    benchmark::RegisterBenchmark(name, f)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

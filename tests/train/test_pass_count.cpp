@@ -62,4 +62,21 @@ TEST_CASE("a purely element-wise chain makes one pass and a guard adds the stati
   CHECK(g.before_update == 1);
 }
 
+TEST_CASE("each optimizer is one pass over the arena and LAMB two") {
+  parameters<bfloat16, bfloat16> p;
+  for (int k = 0; k < 30; ++k) p.add("p" + std::to_string(k), {static_cast<std::size_t>(5000 + 13 * k)});
+  p.finalize();
+  auto passes = [&](const auto& step) {
+    auto state = step.init(p);
+    return count_passes([&] { step.apply(p, state); }).gradient_reads;
+  };
+  CHECK(passes(sgd(sgd_options{})) == 1);
+  CHECK(passes(adam(adam_options{})) == 1);
+  CHECK(passes(adamw(adamw_options{})) == 1);
+  CHECK(passes(adagrad(adagrad_options{})) == 1);
+  CHECK(passes(lion(lion_options{})) == 1);
+  CHECK(passes(lamb(lamb_options{})) == 2);  // per-parameter norms of the update, then the update
+  CHECK(passes(chain(dynamic_loss_scale{}, clip_by_global_norm{1.0f}, adamw(adamw_options{}))) == 2);
+}
+
 }

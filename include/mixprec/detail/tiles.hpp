@@ -78,6 +78,42 @@ MIXPREC_HOST_DEVICE bool tile_active(const Body& body, const Ctx& ctx) {
   else return true;
 }
 
+// Reduction bodies whose value type is made of `fields` doubles
+// (double v[fields]) provide, instead of accumulate(),
+//   value_type contribution(std::size_t i, const context&) const;
+//   static constexpr bool additive;            every field adds
+//   static constexpr bool pure_contribution;   contribution() has no side effects; if not,
+//     void step_values(i, ctx, float& a, float& b) const   (the side effects, once)
+//     value_type from_values(float a, float b) const       (pure)
+//   bool field_is_max(std::size_t f) const;    (not additive) the field takes the max
+// On the host each field keeps its 16 lanes contiguous (structure of arrays)
+// and the lane loop vectorises; on the device a thread combines the
+// contributions into its accumulator.
+template <class T, class = void>
+struct is_field_struct : std::false_type {};
+template <class T>
+struct is_field_struct<T, std::void_t<decltype(T::fields), decltype(std::declval<T&>().v[0])>> : std::true_type {};
+
+template <class Body, class = void>
+struct has_unused_field : std::false_type {};
+template <class Body>
+struct has_unused_field<Body, std::void_t<decltype(Body::unused_field(std::size_t{0}))>> : std::true_type {};
+
+MIXPREC_HOST_DEVICE double add_or_max(double acc, double x, bool is_max) {
+  const double m = ((x > acc) | (x != x)) ? x : acc;  // max; a NaN on either side wins
+  return is_max ? m : acc + x;
+}
+
+template <class Body, class T, class Ctx>
+MIXPREC_HOST_DEVICE void accumulate_into(const Body& body, T& acc, std::size_t i, const Ctx& ctx) {
+  if constexpr (is_field_struct<T>::value) {
+    const T c = body.contribution(i, ctx);
+    for (std::size_t f = 0; f < T::fields; ++f) acc.v[f] = add_or_max(acc.v[f], c.v[f], body.field_is_max(f));
+  } else {
+    body.accumulate(acc, i, ctx);
+  }
+}
+
 #if defined(MIXPREC_BACKEND_CUDA)
 
 template <class Body>
@@ -156,42 +192,6 @@ struct host_tile_runner {
 // lane loop vectorises (two AVX2 vectors of doubles, say) without
 // reassociating any sum; combined by a fixed tree.
 inline constexpr int host_lanes = 16;
-
-// Reduction bodies whose value type is made of `fields` doubles
-// (double v[fields]) provide, instead of accumulate(),
-//   value_type contribution(std::size_t i, const context&) const;
-//   static constexpr bool additive;            every field adds
-//   static constexpr bool pure_contribution;   contribution() has no side effects; if not,
-//     void step_values(i, ctx, float& a, float& b) const   (the side effects, once)
-//     value_type from_values(float a, float b) const       (pure)
-//   bool field_is_max(std::size_t f) const;    (not additive) the field takes the max
-// On the host each field keeps its 16 lanes contiguous (structure of arrays)
-// and the lane loop vectorises; on the device a thread combines the
-// contributions into its accumulator.
-template <class T, class = void>
-struct is_field_struct : std::false_type {};
-template <class T>
-struct is_field_struct<T, std::void_t<decltype(T::fields), decltype(std::declval<T&>().v[0])>> : std::true_type {};
-
-template <class Body, class = void>
-struct has_unused_field : std::false_type {};
-template <class Body>
-struct has_unused_field<Body, std::void_t<decltype(Body::unused_field(std::size_t{0}))>> : std::true_type {};
-
-MIXPREC_HOST_DEVICE double add_or_max(double acc, double x, bool is_max) {
-  const double m = ((x > acc) | (x != x)) ? x : acc;  // max; a NaN on either side wins
-  return is_max ? m : acc + x;
-}
-
-template <class Body, class T, class Ctx>
-MIXPREC_HOST_DEVICE void accumulate_into(const Body& body, T& acc, std::size_t i, const Ctx& ctx) {
-  if constexpr (is_field_struct<T>::value) {
-    const T c = body.contribution(i, ctx);
-    for (std::size_t f = 0; f < T::fields; ++f) acc.v[f] = add_or_max(acc.v[f], c.v[f], body.field_is_max(f));
-  } else {
-    body.accumulate(acc, i, ctx);
-  }
-}
 
 template <class Body, class Ctx, std::size_t F, std::size_t f>
 void sum_field(const Body& body, const Ctx& ctx, index_range r, double (&lanes)[F][host_lanes]) {

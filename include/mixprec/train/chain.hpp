@@ -162,14 +162,14 @@ class chain_t {
   }
   static constexpr std::size_t size() { return sizeof...(C); }
 
-  // State for `params`: device scalars, per-element state, reduction
-  // workspace, all allocated here so that apply() allocates nothing.
-  // Throws mixprec::error on invalid hyperparameters.
   // Whether the chain has a loss scaler (chain_state::loss_scale() needs one).
   static constexpr bool has_loss_scaler =
       detail::index_of_first<dynamic_loss_scale, C...>() < sizeof...(C) ||
       detail::index_of_first<static_loss_scale, C...>() < sizeof...(C);
 
+  // State for `params`: device scalars, per-element state, reduction
+  // workspace, all allocated here so that apply() allocates nothing.
+  // Throws mixprec::error on invalid hyperparameters.
   template <class Arena>
   chain_state<Arena, C...> init(const Arena& params, stream s = {}) const {
     detail::require(params.finalized(), "chain::init: finalize() the parameters first");
@@ -295,7 +295,8 @@ class chain_t {
     constexpr bool statistics = analysis::any_non_finite || analysis::norm_slots > 0 || analysis::any_units;
     if constexpr (statistics) {
       bool squares = true;
-      for (std::size_t k = 0; k < analysis::norm_slots; ++k) squares = squares && env.slot_order[k] == 2.0f;
+      if constexpr (analysis::norm_slots > 0)
+        for (std::size_t k = 0; k < analysis::norm_slots; ++k) squares = squares && env.slot_order[k] == 2.0f;
       if (squares) statistics_pass<true>(env, st, tiles, s);
       else statistics_pass<false>(env, st, tiles, s);
     }
