@@ -3,6 +3,7 @@
 // bandwidth measured in the same run. Also the per-segment variant over an
 // arena of many parameters.
 #include <algorithm>
+#include <limits>
 #include <random>
 #include <utility>
 #include <vector>
@@ -64,8 +65,10 @@ void segment_norms_bf16(benchmark::State& state) {
 //               decisions (read 2, write 2) = 6 bytes per parameter;
 //   unfused:    non-finite check (2), unscale (2+2), norm (2), clip (2+2),
 //               as separate passes with the norm read on the host = 12;
-//   apply_only: the applying pass alone (a static scale: 4), so that
-//               fused - apply_only is the statistics pass.
+//   apply_only: the applying pass alone (a static scale: 4);
+//   first_pass: the statistics pass alone (read 2), measured directly: the
+//               gradients hold one inf, so the step is skipped and its
+//               update pass touches nothing (one flag read per tile).
 void first_pass(benchmark::State& state, int variant) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   parameters<bfloat16, bfloat16> p;
@@ -91,13 +94,22 @@ void first_pass(benchmark::State& state, int variant) {
       l2_norm(g, norm, ws);
       scale(g, static_cast<float>(std::min(1.0, 1e9 / (norm.get() + 1e-6))));
     });
-  } else {
+  } else if (variant == 2) {
     bench::run_timed(state, 4.0 * n, n, [&] { apply_only.transform_gradients(p, sa); });
+  } else {
+    d.min_scale = 1.0f;  // the scale stays 1 however many steps are skipped
+    const auto guarded = chain(d, clip_by_global_norm{1e9f});
+    auto sg = guarded.init(p);
+    const bfloat16 inf = convert<bfloat16>(std::numeric_limits<float>::infinity());
+    detail::write_to_device(&inf, static_cast<bfloat16*>(p.grad_data()) + n / 2, 1, {});
+    bench::run_timed(state, 2.0 * n, n, [&] { guarded.transform_gradients(p, sg); });
+    if (!sg.last_step_skipped()) state.SkipWithError("the step was not skipped: the update pass ran");
   }
 }
 void first_pass_fused(benchmark::State& s) { first_pass(s, 0); }
 void first_pass_unfused(benchmark::State& s) { first_pass(s, 1); }
 void first_pass_apply_only(benchmark::State& s) { first_pass(s, 2); }
+void first_pass_statistics(benchmark::State& s) { first_pass(s, 3); }
 
 }  // namespace
 
@@ -110,7 +122,8 @@ int main(int argc, char** argv) {
       ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   for (auto [name, f] : {std::pair{"scale_clip/fused_bf16", first_pass_fused},
                          std::pair{"scale_clip/unfused_bf16", first_pass_unfused},
-                         std::pair{"scale_clip/apply_only_bf16", first_pass_apply_only}})
+                         std::pair{"scale_clip/apply_only_bf16", first_pass_apply_only},
+                         std::pair{"scale_clip/first_pass_bf16", first_pass_statistics}})
     benchmark::RegisterBenchmark(name, f)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
