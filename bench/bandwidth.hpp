@@ -1,7 +1,12 @@
 // The machine's own memory ceilings, measured in the same process as the
 // benchmarks that are compared with them: copy (b = a, 8 bytes per float
 // element moved) and triad (a = b + s * c, 12 bytes), STREAM-style, through
-// the same backend and launch primitive as the library.
+// the same backend and launch primitive as the library. STREAM counts the
+// bytes a kernel names; on a write-allocate cache each store to a line not
+// yet read also reads it first, so copy and triad move 12 and 16 bytes. An
+// optimizer writes mostly lines it has just read (weights, moments), so a
+// third ceiling is measured with that pattern: update (a = s * a + b, 12
+// bytes named, 12 moved).
 #pragma once
 
 #include <algorithm>
@@ -19,6 +24,12 @@ struct copy_body {
   const float* a;
   float* b;
   MIXPREC_HOST_DEVICE void operator()(std::size_t i) const { b[i] = a[i]; }
+};
+struct update_body {
+  float* a;
+  const float* b;
+  float s;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t i) const { a[i] = s * a[i] + b[i]; }
 };
 struct triad_body {
   float* a;
@@ -54,6 +65,11 @@ struct stream_arrays {
     mixprec::detail::for_each_index(
         {}, stream_elements, triad_body{mixprec::detail::raw(a), mixprec::detail::raw(b), mixprec::detail::raw(c), 3.0f});
   }
+  void update() {
+    // s = 1 - 2^-10 with b ~ 1: a stays bounded, never denormal or inf.
+    mixprec::detail::for_each_index(
+        {}, stream_elements, update_body{mixprec::detail::raw(c), mixprec::detail::raw(b), 0.9990234375f});
+  }
 };
 
 // Best-of-n bandwidth in bytes per second.
@@ -71,12 +87,13 @@ double best_bandwidth(F f, double bytes, int reps = 7) {
 }
 
 struct ceilings {
-  double copy_bytes_per_s, triad_bytes_per_s;
+  double copy_bytes_per_s, triad_bytes_per_s, update_bytes_per_s;
   static const ceilings& get() {
     static const ceilings c = [] {
       stream_arrays& s = stream_arrays::get();
       return ceilings{best_bandwidth([&] { s.copy(); }, 8.0 * stream_elements),
-                      best_bandwidth([&] { s.triad(); }, 12.0 * stream_elements)};
+                      best_bandwidth([&] { s.triad(); }, 12.0 * stream_elements),
+                      best_bandwidth([&] { s.update(); }, 12.0 * stream_elements)};
     }();
     return c;
   }
@@ -85,8 +102,8 @@ struct ceilings {
 // Runs the benchmark loop, timing each iteration (synchronised with the
 // device) and reporting: bytes moved per second (`bytes_per_iteration` is the
 // minimal number of bytes the operation must move), elements per second,
-// and the bandwidth as fractions of the copy and triad bandwidth measured in
-// this run. Register with ->UseManualTime().
+// and the bandwidth as fractions of the copy, triad and update bandwidth
+// measured in this run (best of 7 runs each). Register with ->UseManualTime().
 template <class F>
 void run_timed(benchmark::State& state, double bytes_per_iteration, double elements_per_iteration, F&& f) {
   const ceilings& c = ceilings::get();
@@ -105,6 +122,7 @@ void run_timed(benchmark::State& state, double bytes_per_iteration, double eleme
   state.counters["Melem/s"] = elements_per_iteration * iterations / seconds / 1e6;
   state.counters["frac_copy"] = bandwidth / c.copy_bytes_per_s;
   state.counters["frac_triad"] = bandwidth / c.triad_bytes_per_s;
+  state.counters["frac_update"] = bandwidth / c.update_bytes_per_s;
 }
 
 // The ceilings themselves, as benchmarks (first in every report).
@@ -117,9 +135,15 @@ inline void triad_benchmark(benchmark::State& state) {
   run_timed(state, 12.0 * stream_elements, stream_elements, [&] { s.triad(); });
 }
 
+inline void update_benchmark(benchmark::State& state) {
+  stream_arrays& s = stream_arrays::get();
+  run_timed(state, 12.0 * stream_elements, stream_elements, [&] { s.update(); });
+}
+
 inline void register_ceilings() {
   benchmark::RegisterBenchmark("ceiling/copy", copy_benchmark)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RegisterBenchmark("ceiling/triad", triad_benchmark)->Unit(benchmark::kMillisecond)->UseManualTime();
+  benchmark::RegisterBenchmark("ceiling/update", update_benchmark)->Unit(benchmark::kMillisecond)->UseManualTime();
 }
 
 }  // namespace bench

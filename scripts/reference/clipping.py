@@ -87,6 +87,16 @@ def emit_inputs(w, arrays):
         w.kv("input", k, a.size, *[f32(v) for v in a])
 
 
+def params_with_grads(arrays):
+    """fp32 parameters of SHAPES whose .grad holds a copy of each array."""
+    params = []
+    for a, shape in zip(arrays, SHAPES):
+        prm = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float32))
+        prm.grad = torch.from_numpy(a.copy()).reshape(shape)
+        params.append(prm)
+    return params
+
+
 def norm_case(w, name, fmt, p, arrays, max_norm):
     max_norm = as_f32(max_norm)
     w.begin(name)
@@ -96,11 +106,7 @@ def norm_case(w, name, fmt, p, arrays, max_norm):
     w.kv("max_norm", f32(max_norm))
     emit_inputs(w, arrays)
     if fmt == "f32":
-        params = []
-        for a, shape in zip(arrays, SHAPES):
-            prm = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float32))
-            prm.grad = torch.from_numpy(a.copy()).reshape(shape)
-            params.append(prm)
+        params = params_with_grads(arrays)
         total = torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=p)
         assert total.dtype == torch.float32
         # the coefficient, exactly as torch 1.13 evaluates it
@@ -136,11 +142,7 @@ def value_case(w, name, fmt, arrays, clip_value):
     w.kv("clip_value", f32(clip_value))
     emit_inputs(w, arrays)
     if fmt == "f32":
-        params = []
-        for a, shape in zip(arrays, SHAPES):
-            prm = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float32))
-            prm.grad = torch.from_numpy(a.copy()).reshape(shape)
-            params.append(prm)
+        params = params_with_grads(arrays)
         torch.nn.utils.clip_grad_value_(params, clip_value)
         for k, prm in enumerate(params):
             c = prm.grad.detach().numpy().reshape(-1)
