@@ -18,17 +18,6 @@
 
 using namespace mixprec;
 
-namespace {
-
-template <class T>
-std::vector<T> host_copy(const T* device, std::size_t n) {
-  std::vector<T> out(n);
-  detail::copy_to_host(device, out.data(), n);
-  return out;
-}
-
-}  // namespace
-
 TEST_SUITE("tensor") {
 
 TEST_CASE("the arena lays parameters out on 16-byte boundaries in every role") {
@@ -69,7 +58,7 @@ TEST_CASE("initialisers are deterministic per seed and follow their distribution
   p.initialize("w", init::normal{0.0, 0.5}, 42);
   p.initialize("v", init::normal{0.0, 0.5}, 42);
   p.initialize("b", init::constant{0.25}, 1);
-  const auto w = host_copy(p.master("w").data(), 256 * 512), v = host_copy(p.master("v").data(), 256 * 512);
+  const auto w = test::to_host(p.master("w").data(), 256 * 512), v = test::to_host(p.master("v").data(), 256 * 512);
   CHECK(w != v);  // each parameter draws its own stream
   double mean = 0, var = 0;
   for (float x : w) mean += x;
@@ -78,13 +67,13 @@ TEST_CASE("initialisers are deterministic per seed and follow their distribution
   var /= w.size();
   CHECK(std::fabs(mean) < 4 * 0.5 / std::sqrt(double(w.size())));
   CHECK(std::fabs(std::sqrt(var) - 0.5) < 0.01);
-  for (float x : host_copy(p.master("b").data(), 512)) CHECK(x == 0.25f);
+  for (float x : test::to_host(p.master("b").data(), 512)) CHECK(x == 0.25f);
 
   // The same seed gives the same bits; the model copy is the master rounded.
   p.initialize("v", init::normal{0.0, 0.5}, 42);
   p.initialize("w", init::normal{0.0, 0.5}, 42);
-  CHECK(host_copy(p.master("w").data(), w.size()) == w);
-  const auto model = host_copy(p.model("w").data(), w.size());
+  CHECK(test::to_host(p.master("w").data(), w.size()) == w);
+  const auto model = test::to_host(p.model("w").data(), w.size());
   std::size_t wrong = 0;
   for (std::size_t i = 0; i < w.size(); ++i) wrong += test::bits_of(model[i]) != test::bits_of(convert<bfloat16>(w[i]));
   CHECK(wrong == 0);
@@ -97,7 +86,7 @@ TEST_CASE("Kaiming and Xavier initialisers scale with the fans") {
   p.finalize();
   p.initialize("conv", init::kaiming_uniform{}, 3);
   p.initialize("fc", init::xavier_normal{}, 3);
-  const auto conv = host_copy(p.master("conv").data(), 64 * 32 * 9), fc = host_copy(p.master("fc").data(), 30000);
+  const auto conv = test::to_host(p.master("conv").data(), 64 * 32 * 9), fc = test::to_host(p.master("fc").data(), 30000);
   const double bound = std::sqrt(2.0) * std::sqrt(3.0 / (32 * 9));  // fan_in = 32 * 3 * 3
   float lo = 0, hi = 0;
   for (float x : conv) lo = std::min(lo, x), hi = std::max(hi, x);
@@ -119,8 +108,8 @@ TEST_CASE("a model without master weights is initialised in its own format") {
   q.add("w", {1000});
   q.finalize();
   q.initialize("w", init::uniform{-1.0, 1.0}, 9);
-  const auto low = host_copy(p.model("w").data(), 1000);
-  const auto wide = host_copy(q.master("w").data(), 1000);
+  const auto low = test::to_host(p.model("w").data(), 1000);
+  const auto wide = test::to_host(q.master("w").data(), 1000);
   for (std::size_t i = 0; i < 1000; ++i) CHECK(test::bits_of(low[i]) == test::bits_of(convert<bfloat16>(wide[i])));
 }
 

@@ -12,6 +12,7 @@
 
 #include <mixprec/mixprec.hpp>
 
+#include "../support/device.hpp"
 #include "../support/errors.hpp"
 #include "../support/formats.hpp"
 #include "../support/random.hpp"
@@ -19,13 +20,6 @@
 using namespace mixprec;
 
 namespace {
-
-template <class T>
-std::vector<T> read_all(const T* device, std::size_t n) {
-  std::vector<T> v(n);
-  detail::copy_to_host(device, v.data(), n);
-  return v;
-}
 
 template <class Arena>
 void set_grads(Arena& p, const std::vector<float>& values) {
@@ -75,9 +69,9 @@ TEST_CASE_TEMPLATE("an inf or NaN anywhere skips the step and changes nothing", 
         std::vector<float> g = clean;
         g[q.offset + i] = bad;
         set_grads(p, g);
-        const auto before = read_all(p.grad_data(), p.padded_size());
+        const auto before = test::to_host(p.grad_data(), p.padded_size());
         step.transform_gradients(p, state);
-        const auto after = read_all(p.grad_data(), p.padded_size());
+        const auto after = test::to_host(p.grad_data(), p.padded_size());
         INFO("value " << bad << " in " << q.name << "[" << i << "]");
         CHECK(state.last_step_skipped());
         CHECK(std::memcmp(before.data(), after.data(), before.size() * sizeof(G)) == 0);
@@ -127,7 +121,7 @@ TEST_CASE("unscaling feeds the norm: the clip sees the unscaled gradient") {
   auto state = step.init(p);
   step.transform_gradients(p, state);
   CHECK(state.scalars<1>().norm == doctest::Approx(5.0).epsilon(1e-6));
-  const auto out = read_all(p.grad_data(), 100);
+  const auto out = test::to_host(p.grad_data(), 100);
   CHECK(to_float(out[0]) == doctest::Approx(0.5 * 1.0 / (5.0 + 1e-6)).epsilon(format_traits<half>::unit_roundoff()));
 }
 
@@ -143,7 +137,7 @@ TEST_CASE("clip_by_value and a scaler before a global clip are applied in the st
   step.transform_gradients(p, state);
   // unscaled: 4, -8, 1, 0.25; clipped to [-2, 2]: 2, -2, 1, 0.25
   CHECK(state.scalars<2>().norm == doctest::Approx(std::sqrt(4.0 + 4.0 + 1.0 + 0.0625)).epsilon(1e-7));
-  const auto out = read_all(p.grad_data(), 4);
+  const auto out = test::to_host(p.grad_data(), 4);
   CHECK(out == std::vector<float>{2.0f, -2.0f, 1.0f, 0.25f});
 }
 
@@ -157,7 +151,7 @@ TEST_CASE("a second global clip sees the first one's multiplier") {
   step.transform_gradients(p, state);
   CHECK(state.scalars<0>().norm == doctest::Approx(5.0));
   CHECK(state.scalars<1>().norm == doctest::Approx(2.5).epsilon(1e-6));  // measured after the first clip
-  const auto out = read_all(p.grad_data(), 2);
+  const auto out = test::to_host(p.grad_data(), 2);
   CHECK(out[0] == doctest::Approx(0.6).epsilon(1e-5));
   CHECK(out[1] == doctest::Approx(0.8).epsilon(1e-5));
 }
@@ -178,8 +172,8 @@ TEST_CASE_TEMPLATE("adaptive clipping matches a direct unit-wise implementation"
   const auto step = chain(clip_adaptive{clipping, eps});
   auto state = step.init(p);
   step.transform_gradients(p, state);
-  const auto w = read_all(p.master_data(), p.padded_size());
-  const auto out = read_all(p.grad_data(), p.padded_size());
+  const auto w = test::to_host(p.master_data(), p.padded_size());
+  const auto out = test::to_host(p.grad_data(), p.padded_size());
   std::size_t clipped_units = 0;
   for (const auto& q : p.list()) {
     const std::size_t units = q.shape.rank() >= 2 ? q.shape[0] : 1;
