@@ -53,27 +53,42 @@ tests_rc=$?
 counts=$(grep -E "tests passed|tests failed" "$logs/tests.log" | tail -n 1)
 note "tests on the GPU" "${counts:-no summary} ($(elapsed "$t"))"
 
-# 4. A whole step captured in a CUDA graph and replayed (one test case).
-graph_line=$(grep -E "captured in a CUDA graph" "$logs/tests.log" | head -n 1)
-if [ -z "$graph_line" ]; then
-  "$build/tests/test_train" "--test-case=a whole step is captured in a CUDA graph*" >"$logs/graph.log" 2>&1
-  graph_rc=$?
-  [ $graph_rc -eq 0 ] && graph_line="Passed" || graph_line="FAILED"
+# 4. A whole step captured in a CUDA graph and replayed: that one test case,
+# run on its own; it must have run (a filter that matches nothing passes).
+"$build/tests/test_train" "--test-case=a whole step is captured in a CUDA graph*" >"$logs/graph.log" 2>&1
+graph_rc=$?
+if [ $graph_rc -eq 0 ] && grep -qE "test cases: *1 *\| *1 passed" "$logs/graph.log"; then
+  note "CUDA graph capture + replay" "passed"
+else
+  note "CUDA graph capture + replay" "FAILED (graph.log)"
+  tests_rc=1
 fi
-case "$graph_line" in *Passed*|Passed) note "CUDA graph capture + replay" "passed" ;; *) note "CUDA graph capture + replay" "FAILED (tests.log)" ;; esac
 
-# 5. compute-sanitizer memcheck on every test executable but the exhaustive one.
+# 5. compute-sanitizer memcheck on every test executable but the exhaustive
+# one, all at once (memcheck slows kernels 10-100x; the whole step is held to
+# a few minutes): a report per executable, "timed out" kept apart from errors.
 t=$(date +%s)
 memcheck="ok"
 if command -v compute-sanitizer >/dev/null 2>&1; then
+  pids=() names=()
   for exe in "$build"/tests/test_*; do
     [ -x "$exe" ] || continue
     case "$exe" in *exhaustive*) continue ;; esac
     name=$(basename "$exe")
-    timeout 240 compute-sanitizer --tool memcheck --error-exitcode 99 "$exe" >"$logs/memcheck_$name.log" 2>&1
-    rc=$?
-    [ $rc -ne 0 ] && memcheck="FAILED ($name: exit $rc)"
+    timeout 180 compute-sanitizer --tool memcheck --error-exitcode 99 "$exe" >"$logs/memcheck_$name.log" 2>&1 &
+    pids+=($!) names+=("$name")
   done
+  errors=() slow=()
+  for k in "${!pids[@]}"; do
+    wait "${pids[$k]}"
+    case $? in
+      0) ;;
+      124) slow+=("${names[$k]}") ;;
+      *) errors+=("${names[$k]}") ;;
+    esac
+  done
+  [ ${#slow[@]} -gt 0 ] && memcheck="ok where finished; timed out: ${slow[*]}"
+  [ ${#errors[@]} -gt 0 ] && memcheck="FAILED: ${errors[*]} (memcheck_*.log)"
 else
   memcheck="compute-sanitizer not found"
 fi
@@ -111,4 +126,4 @@ note "total time" "$(elapsed "$start")"
 echo
 echo "===================== gpu-check summary ($logs) ====================="
 printf '%s\n' "${summary[@]}"
-[ $tests_rc -eq 0 ] && [ "$memcheck" = "ok" ]
+[ $tests_rc -eq 0 ] && case "$memcheck" in ok*) true ;; *) false ;; esac
