@@ -21,7 +21,10 @@ algorithms, not copied):
                   else: tracker <- n
     mixprec extensions (cases named ext_*): after a backoff the scale is
     raised to min_scale if below it; after a finite growth it is lowered to
-    max_scale if above it.  Plain PyTorch cases use min 0 and max inf.
+    max_scale if above it.  Plain PyTorch cases use mixprec's default floor,
+    min_scale = 2^-126 (the smallest normal float32; GradScaler has none and
+    lets the scale underflow to 0), and max inf: their trajectories are
+    GradScaler's exactly until the scale would drop below 2^-126.
 
 (b) DeepSpeed DynamicLossScaler.update_scale(overflow)
     (deepspeed/runtime/fp16/loss_scaler.py), raise_error_at_min_scale off.
@@ -41,10 +44,9 @@ algorithms, not copied):
     double arithmetic is exact in float32 (checked below: every scale stays a
     normal float32 power of two).
 
-Factors are used as the float32 values written in the file (widened to
-double), e.g. growth 1.7 means float32(1.7) = 1.70000005 in the double
-products, so that a reader that parses the file into float32 fields and
-widens them reproduces the trajectory exactly.
+Factors are Python doubles, as GradScaler passes them to its kernel (growth
+1.7 means the double 1.7, not float32(1.7)); the file prints them with
+'%.17g' so that a reader parsing them into doubles gets the same values.
 """
 
 import math
@@ -54,7 +56,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _refio import Writer, as_f32, f32  # noqa: E402
+from _refio import Writer, f32, f64  # noqa: E402
+
+FLOOR = 2.0 ** -126  # mixprec's default min_scale: the smallest normal float32
 
 
 # --------------------------------------------------------------------------
@@ -170,9 +174,7 @@ def ceiling_model(seed, n, p, log2_ceiling, wobble):
 # case emission
 # --------------------------------------------------------------------------
 def emit_torch(w, name, pattern, init_scale, growth, backoff, interval,
-               min_scale=0.0, max_scale=math.inf, n=None, note=None):
-    growth = as_f32(growth)
-    backoff = as_f32(backoff)
+               min_scale=FLOOR, max_scale=math.inf, n=None, note=None):
     sc = TorchScaler(init_scale, growth, backoff, interval, min_scale, max_scale)
     if n is None:
         n = len(pattern)
@@ -186,8 +188,8 @@ def emit_torch(w, name, pattern, init_scale, growth, backoff, interval,
     w.begin(name)
     w.kv("algorithm", "pytorch")
     w.kv("init_scale", f32(init_scale))
-    w.kv("growth_factor", f32(growth))
-    w.kv("backoff_factor", f32(backoff))
+    w.kv("growth_factor", f64(growth))
+    w.kv("backoff_factor", f64(backoff))
     w.kv("growth_interval", interval)
     w.kv("hysteresis", 1)
     w.kv("consecutive_hysteresis", 0)
@@ -240,15 +242,16 @@ Regenerate: /usr/bin/python3 scripts/reference/loss_scale.py
 algorithm pytorch: torch GradScaler's _amp_update_scale_ kernel, transcribed
   (scale float32, factors double: scale = float32(double(scale) * factor);
   a growth whose float32 result is not finite leaves the scale unchanged but
-  still resets the tracker). Cases named *ext_* add mixprec's bounds:
-  backoff result raised to min_scale, finite growth result lowered to
-  max_scale. Plain cases have min_scale 0 and max_scale inf.
+  still resets the tracker). mixprec's bounds: a backoff result is raised
+  to min_scale, a finite growth result lowered to max_scale. Plain cases
+  have mixprec's default floor min_scale = 2^-126 (GradScaler has none: its
+  scale underflows to 0) and max_scale inf; *ext_* cases set other bounds.
 algorithm deepspeed: DeepSpeed DynamicLossScaler.update_scale with
   hysteresis (delayed_shift) and consecutive_hysteresis, scale_factor 2,
   raise_error_at_min_scale off; growth_interval holds scale_window.
   In DeepSpeed every overflow (also one absorbed by hysteresis) restarts the
   growth window, like the PyTorch tracker reset.
-Factors are the float32 values printed (widened to double for the products).
+Factors are doubles, printed with %.17g, as GradScaler receives them.
 
 step <found_inf> <scale_after_update> <growth_tracker_after> <hysteresis_after> <skipped>
   growth_tracker_after: pytorch tracker, -1 for deepspeed
@@ -271,8 +274,8 @@ def main():
                     "(to inf) is rejected with a tracker reset")
     emit_torch(w, "pt_interval5_p0.2", bernoulli(103, 3000, 0.2),
                65536.0, 2.0, 0.5, 5,
-               note="p=0.2: backoffs dominate; the scale decays through the "
-                    "float32 subnormals to 0 and stays 0")
+               note="p=0.2: backoffs dominate; the scale decays to the floor 2^-126 "
+                    "(GradScaler's would continue through the subnormals to 0)")
     emit_torch(w, "pt_interval5_p0.5", bernoulli(104, 3000, 0.5),
                65536.0, 2.0, 0.5, 5)
     emit_torch(w, "pt_bursts_interval3", bursts(105, 3000),
@@ -298,8 +301,8 @@ def main():
                note="growth 2^120 -> 2^127, then growth to inf rejected")
     emit_torch(w, "pt_backoff_underflow", constant(200, 1),
                2.0 ** -100, 2.0, 0.5, 2000,
-               note="all overflows: 2^-100 halves into the subnormals, 2^-149 * 0.5 "
-                    "rounds (ties-to-even) to 0, then 0 stays 0")
+               note="all overflows: 2^-100 halves down to the floor 2^-126 and stays "
+                    "there (GradScaler's would underflow through the subnormals to 0)")
     emit_torch(w, "pt_ext_min_scale1_interval5_p0.5", bernoulli(109, 3000, 0.5),
                65536.0, 2.0, 0.5, 5, min_scale=1.0,
                note="mixprec extension: backoff clamped at min_scale 1")

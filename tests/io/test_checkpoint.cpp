@@ -3,9 +3,12 @@
 // several offsets, any flipped byte, wrong magic or version, mismatched
 // names, shapes, formats or chain) raises an error that says what did not
 // match and changes nothing; a failed write leaves the previous file intact.
+#include <csignal>
 #include <cstdio>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -13,6 +16,7 @@
 #include <mixprec/mixprec.hpp>
 
 #include "../support/errors.hpp"
+#include "../support/files.hpp"
 #include "../support/synthetic.hpp"
 
 using namespace mixprec;
@@ -207,7 +211,7 @@ TEST_CASE("checkpoints of another arena or chain are rejected with what differs"
   std::remove(path.c_str());
 }
 
-TEST_CASE("a failed write leaves the previous checkpoint intact") {
+TEST_CASE("a failed write leaves the previous checkpoint intact and no temporary behind") {
   const auto step = make_chain();
   arena p;
   build(p);
@@ -217,17 +221,93 @@ TEST_CASE("a failed write leaves the previous checkpoint intact") {
   const std::vector<std::uint8_t> first = serialize_checkpoint(p, state);
   write_gradients(p, 1);
   step.apply(p, state);
-  // The temporary file cannot be created: the save fails before touching path.
-  ::mkdir((path + ".tmp").c_str(), 0700);
-  CHECK(test::contains(test::error_message([&] { save_checkpoint(path, p, state); }), "cannot create"));
-  ::rmdir((path + ".tmp").c_str());
+
+  SUBCASE("the temporary cannot be created: the message names the OS reason") {
+    const std::string msg = test::error_message([&] { save_checkpoint("/nonexistent-dir/x.ckpt", p, state); });
+    CHECK(test::contains(msg, "cannot create /nonexistent-dir/x.ckpt.tmp."));
+    CHECK(test::contains(msg, "No such file or directory"));
+  }
+  SUBCASE("the write fails midway (file size limit): EFBIG is reported, the temporary removed") {
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit old{};
+    ::getrlimit(RLIMIT_FSIZE, &old);
+    rlimit small = old;
+    small.rlim_cur = first.size() / 2;  // inside the data section
+    ::setrlimit(RLIMIT_FSIZE, &small);
+    const std::string msg = test::error_message([&] { save_checkpoint(path, p, state); });
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    ::signal(SIGXFSZ, SIG_DFL);
+    CHECK(test::contains(msg, "cannot write"));
+    CHECK(test::contains(msg, "File too large"));
+    CHECK(test::temporaries_of(path).empty());
+  }
   arena q;
   build(q);
   auto sq = step.init(q);
   load_checkpoint(path, q, sq);
   CHECK(serialize_checkpoint(q, sq) == first);
-  CHECK(test::contains(test::error_message([&] { load_checkpoint(path + ".missing", q, sq); }), "cannot open"));
+  const std::string missing = test::error_message([&] { load_checkpoint(path + ".missing", q, sq); });
+  CHECK(test::contains(missing, "cannot open"));
+  CHECK(test::contains(missing, "No such file or directory"));
   std::remove(path.c_str());
+}
+
+TEST_CASE("concurrent saves to one path each land whole; stale temporaries of dead processes are removed") {
+  const auto step = make_chain();
+  arena big, small;
+  build(big);
+  small.add("w", {3});
+  small.finalize();
+  auto sbig = step.init(big);
+  auto ssmall = step.init(small);
+  const auto big_bytes = serialize_checkpoint(big, sbig);
+  const auto small_bytes = serialize_checkpoint(small, ssmall);
+  const std::string path = temp_path("concurrent.ckpt");
+  for (int round = 0; round < 20; ++round) {
+    std::thread a([&] { save_checkpoint(path, big, sbig); });
+    std::thread b([&] { save_checkpoint(path, small, ssmall); });
+    a.join();
+    b.join();
+    const std::vector<std::uint8_t> now = test::file_bytes(path);
+    INFO("round " << round);
+    CHECK((now == big_bytes || now == small_bytes));
+    CHECK(test::temporaries_of(path).empty());
+  }
+  // A temporary left by a process that was killed mid-save (its pid no
+  // longer exists) is removed by the next save; one of a live process is not.
+  const pid_t dead = test::pid_of_exited_child();
+  const std::string stale = path + ".tmp." + std::to_string(dead) + ".0";
+  const std::string live = path + ".tmp.1.0";  // pid 1 is always alive
+  test::write_file(stale, std::vector<std::uint8_t>(1000, 7));
+  test::write_file(live, std::vector<std::uint8_t>(10, 7));
+  save_checkpoint(path, small, ssmall);
+  CHECK(test::temporaries_of(path) == std::vector<std::string>{live});
+  std::remove(live.c_str());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a file that is not a checkpoint is refused after reading its header") {
+  arena p;
+  build(p);
+  const auto step = make_chain();
+  auto state = step.init(p);
+  std::vector<std::uint8_t> junk(1 << 20, 0x42);  // 1 MiB of something else
+  test::counting_source src(junk);
+  CHECK(test::contains(test::error_message([&] { detail::decode_checkpoint(src, p, state, {}); }), "bad magic"));
+  CHECK(src.bytes_read <= detail::checkpoint_header);
+}
+
+TEST_CASE("a state that init() did not make is a clear error, not a crash") {
+  arena p;
+  build(p);
+  const auto step = make_chain();
+  decltype(step.init(p)) empty;
+  CHECK_FALSE(empty.initialized());
+  CHECK(test::contains(test::error_message([&] { (void)empty.loss_scale(); }), "init() did not make"));
+  CHECK(test::contains(test::error_message([&] { save_checkpoint(temp_path("empty.ckpt"), p, empty); }),
+                       "not made by init()"));
+  CHECK(test::contains(test::error_message([&] { step.apply(p, empty); }), "init() did not make"));
+  CHECK(test::temporaries_of(temp_path("empty.ckpt")).empty());
 }
 
 }

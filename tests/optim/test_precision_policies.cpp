@@ -148,7 +148,7 @@ TEST_CASE_TEMPLATE("model copies in half and fp8 are the master rounded under th
   auto s2 = stochastic.init(p);
   std::vector<float> g(p.padded_size(), 0.5f);
   detail::write_to_device(g.data(), p.grad_data(), g.size());
-  using over = detail::model_overflow<Model>;
+  using over = weight_overflow<Model>;
   nearest.apply(p, s1);
   auto master = values_of(p.master_data(), 1000);
   std::vector<Model> model(1000);

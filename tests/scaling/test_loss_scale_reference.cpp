@@ -32,8 +32,8 @@ TEST_CASE("dynamic loss scaling follows the PyTorch and DeepSpeed trajectories e
   for (const auto& c : cases) {
     dynamic_loss_scale scaler;
     scaler.init_scale = static_cast<float>(c.number("init_scale"));
-    scaler.growth_factor = static_cast<float>(c.number("growth_factor"));
-    scaler.backoff_factor = static_cast<float>(c.number("backoff_factor"));
+    scaler.growth_factor = c.number("growth_factor");
+    scaler.backoff_factor = c.number("backoff_factor");
     scaler.growth_interval = static_cast<std::uint32_t>(c.number("growth_interval"));
     scaler.hysteresis = static_cast<std::uint32_t>(c.number("hysteresis"));
     scaler.consecutive_hysteresis = c.number("consecutive_hysteresis") != 0;

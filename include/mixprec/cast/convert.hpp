@@ -216,6 +216,13 @@ struct converter {
 
 // convert<To>(x): round to nearest even, overflow to infinity.
 // convert<To, O>(x, round, index): any round style and overflow policy.
+// The overflow policy for a copy of weights stored in format T: formats of
+// 8 bits or fewer saturate (their range is so narrow that an overflow to
+// inf or NaN would destroy the weight), wider ones follow IEEE 754.
+template <class T>
+using weight_overflow =
+    std::conditional_t<(format_traits<T>::total_bits <= 8), overflow_saturate, overflow_to_infinity>;
+
 template <class To, class O = overflow_to_infinity, class From, class R = round_nearest_even>
 MIXPREC_HOST_DEVICE To convert(From x, R round = {}, std::uint64_t index = 0) {
   return converter<To, R, O>{round}(x, index);

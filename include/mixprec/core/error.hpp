@@ -38,6 +38,20 @@ void require(bool ok, Parts&&... parts) {
   if (!ok) throw error(concat(std::forward<Parts>(parts)...));
 }
 
+// Runs f() and turns any other exception it throws (thrust::system_error
+// from a Thrust algorithm, std::bad_alloc, ...) into mixprec::error naming
+// `what`, so that callers catch one type.
+template <class F>
+decltype(auto) translate_errors(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw error(concat(what, ": ", e.what()));
+  }
+}
+
 #if defined(MIXPREC_BACKEND_CUDA)
 inline void check_cuda(cudaError_t status, const char* what, const char* file, int line) {
   if (status != cudaSuccess)

@@ -19,7 +19,9 @@ namespace mixprec::detail {
 template <class F>
 void for_each_index(stream s, std::size_t n, F f) {
   if (n == 0) return;
-  thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), n, f);
+  translate_errors("for_each_index", [&] {
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), n, f);
+  });
   MIXPREC_CHECK_LAUNCH("for_each_index");
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <string>
 
 #include <thrust/device_vector.h>
 #include <thrust/fill.h>
@@ -36,8 +37,15 @@ device_vector<T> allocate(std::size_t n, const char* what) {
           " bytes) for ", what, ": the size overflows size_t");
   try {
     return device_vector<T>(n);
+  } catch (const std::bad_alloc& e) {
+    throw error(concat("cannot allocate ", n, " elements (", bytes, " bytes) for ", what, ": out of memory (", e.what(),
+                       ")"));
   } catch (const std::exception& e) {
-    throw error(concat("cannot allocate ", n, " elements (", bytes, " bytes) for ", what, ": ", e.what()));
+    // Not an allocation failure (Thrust's bad_alloc derives from
+    // std::bad_alloc): on CUDA typically a fault of an earlier kernel that
+    // surfaced at this synchronising call.
+    throw error(concat("error while allocating ", n, " elements (", bytes, " bytes) for ", what,
+                       current_backend == backend::cuda ? " (it may come from an earlier kernel): " : ": ", e.what()));
   }
 }
 

@@ -319,7 +319,9 @@ void for_each_tile(stream s, std::size_t ntiles, const Body& body) {
   tile_kernel<<<grid_for(ntiles), block_threads, 0, s.handle>>>(body, ntiles);
   MIXPREC_CHECK_LAUNCH("for_each_tile");
 #else
-  thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, host_tile_runner<Body>{body});
+  translate_errors("for_each_tile", [&] {
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, host_tile_runner<Body>{body});
+  });
 #endif
 }
 
@@ -331,8 +333,10 @@ void reduce_tiles(stream s, std::size_t ntiles, const Body& body, T* partials) {
   reduce_tiles_kernel<<<grid_for(ntiles), block_threads, 0, s.handle>>>(body, ntiles, partials);
   MIXPREC_CHECK_LAUNCH("reduce_tiles");
 #else
-  thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles,
-                     host_reduce_runner<Body, T>{body, partials});
+  translate_errors("reduce_tiles", [&] {
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles,
+                       host_reduce_runner<Body, T>{body, partials});
+  });
 #endif
 }
 
@@ -360,8 +364,10 @@ void combine_segments(stream s, const Body& body, const T* parts, const std::siz
   combine_kernel<<<static_cast<unsigned>(nsegments), block_threads, 0, s.handle>>>(body, parts, offsets, 0, out);
   MIXPREC_CHECK_LAUNCH("combine_segments");
 #else
-  thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), nsegments,
-                     host_combine_runner<Body, T>{body, parts, offsets, out});
+  translate_errors("combine_segments", [&] {
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), nsegments,
+                       host_combine_runner<Body, T>{body, parts, offsets, out});
+  });
 #endif
 }
 

@@ -15,16 +15,19 @@
 //   u32 CRC-32 of everything before it
 // Strings are u32 length + bytes.
 //
-// save_checkpoint writes a temporary file next to the target (path.tmp),
-// flushes and syncs it, then renames it over the target: a crash mid-write
-// leaves the previous checkpoint intact. load_checkpoint reads and checks
-// the whole file (size, magic, version, checksum, every name, shape, format
-// and the chain's layout) before it changes anything; any mismatch raises a
-// mixprec::error saying what did not match.
+// save_checkpoint streams the file into a temporary of its own next to the
+// target and renames it over the target only when complete and synced
+// (io/file.hpp): a crash or an error leaves the previous checkpoint intact,
+// and concurrent saves to one path each land whole. load_checkpoint checks
+// the header first (a file that is not a checkpoint is rejected after 24
+// bytes), then the checksum of the whole file, then every name, shape,
+// format and the chain's layout, and only then copies the data in: any
+// mismatch raises a mixprec::error saying what did not match, and changes
+// nothing. Both move device memory through a fixed 4 MiB host buffer, so
+// they need no host memory in proportion to the checkpoint.
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <string>
 #include <tuple>
@@ -32,95 +35,18 @@
 #include <utility>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
 #include <mixprec/core/error.hpp>
 #include <mixprec/detail/memory.hpp>
+#include <mixprec/io/file.hpp>
+#include <mixprec/io/records.hpp>
 #include <mixprec/train/chain.hpp>
 
 namespace mixprec {
 namespace detail {
 
-inline std::uint32_t crc32(const std::uint8_t* data, std::size_t n) {
-  static const auto table = [] {
-    std::vector<std::uint32_t> t(256);
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;  // IEEE 802.3, reflected
-      t[i] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ data[i]) & 0xFFu] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
 inline constexpr char checkpoint_magic[8] = {'M', 'I', 'X', 'P', 'R', 'E', 'C', 'K'};
 inline constexpr std::uint32_t checkpoint_version = 1;
 inline constexpr std::size_t checkpoint_header = 8 + 4 + 4 + 8;
-
-class byte_writer {
- public:
-  template <class T>
-  void put(const T& v) {
-    static_assert(std::is_trivially_copyable_v<T>, "byte_writer: trivially copyable values only");
-    const auto* p = reinterpret_cast<const std::uint8_t*>(&v);
-    bytes_.insert(bytes_.end(), p, p + sizeof(T));
-  }
-  void put_string(const std::string& s) {
-    put(static_cast<std::uint32_t>(s.size()));
-    bytes_.insert(bytes_.end(), s.begin(), s.end());
-  }
-  // n bytes copied from device memory.
-  void put_device(const void* device, std::size_t n) {
-    const std::size_t at = bytes_.size();
-    bytes_.resize(at + n);
-    copy_to_host(static_cast<const std::uint8_t*>(device), bytes_.data() + at, n);
-  }
-  std::vector<std::uint8_t>& bytes() { return bytes_; }
-
- private:
-  std::vector<std::uint8_t> bytes_;
-};
-
-class byte_reader {
- public:
-  byte_reader(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
-  template <class T>
-  T get(const char* what) {
-    need(sizeof(T), what);
-    T v;
-    std::memcpy(&v, data_ + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::string get_string(const char* what) {
-    const std::uint32_t n = get<std::uint32_t>(what);
-    require(n <= 65536, "checkpoint: ", what, " is ", n, " bytes long (corrupted length)");
-    need(n, what);
-    std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
-    pos_ += n;
-    return s;
-  }
-  const std::uint8_t* take(std::size_t n, const char* what) {
-    need(n, what);
-    const std::uint8_t* p = data_ + pos_;
-    pos_ += n;
-    return p;
-  }
-  std::size_t position() const { return pos_; }
-
- private:
-  void need(std::size_t n, const char* what) const {
-    require(n <= size_ - pos_, "checkpoint is truncated: ", what, " needs ", n, " bytes at offset ", pos_, " but only ",
-            size_ - pos_, " remain");
-  }
-  const std::uint8_t* data_;
-  std::size_t size_, pos_ = 0;
-};
 
 inline std::string shape_text(const std::vector<std::uint64_t>& dims) {
   std::string s = "[";
@@ -138,10 +64,16 @@ struct checkpoint_access {
   static auto& groups(chain_state<Arena, C...>& s) { return s.groups_; }
   template <class Arena, class... C>
   static const std::vector<std::string>& group_names(chain_state<Arena, C...>& s) { return s.group_names_; }
+  template <class Arena, class... C>
+  static const arena_signature& arena(const chain_state<Arena, C...>& s) { return s.arena_; }
 };
+template <class Arena, class... C>
+const arena_signature& state_arena(const chain_state<Arena, C...>& s) {
+  return checkpoint_access::arena(s);
+}
 
 template <class Arena, class... C>
-void write_components(byte_writer& w, chain_state<Arena, C...>& state) {
+void write_components(record_writer& w, chain_state<Arena, C...>& state) {
   auto& buffers = checkpoint_access::buffers(state);
   w.put(static_cast<std::uint32_t>(sizeof...(C)));
   std::size_t k = 0;
@@ -163,19 +95,31 @@ void write_components(byte_writer& w, chain_state<Arena, C...>& state) {
       buffers);
 }
 
-}  // namespace detail
-
-// The checkpoint as bytes (what save_checkpoint writes).
+// The device arrays of a checkpoint's data section, in file order: master
+// weights, model copy, each component's state arrays.
+struct device_array {
+  void* data;
+  std::size_t bytes;
+};
 template <class Arena, class... C>
-std::vector<std::uint8_t> serialize_checkpoint(Arena& params, chain_state<Arena, C...>& state, stream s = {}) {
-  using namespace detail;
-  require(params.finalized(), "save_checkpoint: the parameters are not finalized");
-  synchronize(s);
-  byte_writer w;
-  for (char c : checkpoint_magic) w.put(c);
-  w.put(checkpoint_version);
-  w.put(std::uint32_t{0});
-  w.put(std::uint64_t{0});  // total size, patched below
+std::vector<device_array> data_arrays(Arena& params, chain_state<Arena, C...>& state) {
+  std::vector<device_array> arrays;
+  const std::size_t n = params.padded_size();
+  if constexpr (Arena::has_master) arrays.push_back({params.master_data(), n * sizeof(float)});
+  if constexpr (!Arena::model_is_master)
+    arrays.push_back({params.model_data(), n * sizeof(typename Arena::model_type)});
+  std::apply([&](auto&... b) { ((
+      [&](auto& buf) {
+        using F = typename std::remove_reference_t<decltype(buf)>::F;
+        for (auto& slot : buf.slots) arrays.push_back({raw(slot), n * sizeof(F)});
+      }(b)), ...); },
+             checkpoint_access::buffers(state));
+  return arrays;
+}
+
+// Everything between the header and the data section.
+template <class Arena, class... C>
+void write_metadata(record_writer& w, Arena& params, chain_state<Arena, C...>& state, stream s) {
   w.put(static_cast<std::uint8_t>(format_traits<typename Arena::model_type>::id));
   w.put(static_cast<std::uint8_t>(format_traits<typename Arena::grad_type>::id));
   w.put(static_cast<std::uint8_t>(Arena::has_master));
@@ -191,56 +135,75 @@ std::vector<std::uint8_t> serialize_checkpoint(Arena& params, chain_state<Arena,
   write_components(w, state);
   auto& block = checkpoint_access::block(state);
   w.put(static_cast<std::uint64_t>(sizeof(chain_block<C...>)));
-  w.put_device(raw(block), sizeof(chain_block<C...>));
+  w.put_device(raw(block), sizeof(chain_block<C...>), s);
   const auto& names = checkpoint_access::group_names(state);
   w.put(static_cast<std::uint32_t>(names.size()));
   std::vector<group_hyper> groups(names.size());
-  copy_to_host(raw(checkpoint_access::groups(state)), groups.data(), groups.size());
+  copy_to_host(raw(checkpoint_access::groups(state)), groups.data(), groups.size(), s);
   for (std::size_t g = 0; g < names.size(); ++g) {
     w.put_string(names[g]);
     w.put(groups[g].lr_scale);
     w.put(groups[g].weight_decay_scale);
   }
-  const std::size_t n = params.padded_size();
-  if constexpr (Arena::has_master) w.put_device(params.master_data(), n * sizeof(float));
-  if constexpr (!Arena::model_is_master) w.put_device(params.model_data(), n * sizeof(typename Arena::model_type));
-  std::apply([&](auto&... b) { ((
-      [&](auto& buf) {
-        for (auto& slot : buf.slots) w.put_device(raw(slot), n * sizeof(typename std::remove_reference_t<decltype(buf)>::F));
-      }(b)), ...); },
-             checkpoint_access::buffers(state));
-  auto& bytes = w.bytes();
-  const std::uint64_t total = bytes.size() + 4;
-  std::memcpy(bytes.data() + 16, &total, 8);
-  const std::uint32_t crc = crc32(bytes.data(), bytes.size());
-  const auto* c = reinterpret_cast<const std::uint8_t*>(&crc);
-  bytes.insert(bytes.end(), c, c + 4);
-  return std::move(bytes);
 }
 
-// Loads a checkpoint from bytes; checks everything first, changes nothing on error.
+// Writes the whole checkpoint to `sink`, streaming the data section.
 template <class Arena, class... C>
-void deserialize_checkpoint(const std::uint8_t* data, std::size_t size, Arena& params, chain_state<Arena, C...>& state,
-                            stream s = {}) {
-  using namespace detail;
+void encode_checkpoint(byte_sink& sink, Arena& params, chain_state<Arena, C...>& state, stream s) {
+  require(params.finalized(), "save_checkpoint: the parameters are not finalized");
+  require(state.initialized(), "save_checkpoint: the chain state was not made by init()");
+  require(params.signature().hash == state_arena(state).hash, "save_checkpoint: the state was made by init() for "
+          "another parameter arena: ", state_arena(state).difference(params.signature()));
+  synchronize(s);
+  memory_sink meta;
+  {
+    record_writer m(meta);
+    write_metadata(m, params, state, s);
+  }
+  const std::vector<device_array> arrays = data_arrays(params, state);
+  std::uint64_t total = checkpoint_header + meta.bytes().size() + 4;
+  for (const device_array& a : arrays) total += a.bytes;
+  record_writer w(sink);
+  w.put_bytes(checkpoint_magic, sizeof checkpoint_magic);
+  w.put(checkpoint_version);
+  w.put(std::uint32_t{0});
+  w.put(total);
+  w.put_bytes(meta.bytes().data(), meta.bytes().size());
+  for (const device_array& a : arrays) w.put_device(a.data, a.bytes, s);
+  w.put_crc();
+}
+
+// Reads and checks a checkpoint from `src`; changes params and state only
+// when every check has passed.
+template <class Arena, class... C>
+void decode_checkpoint(const byte_source& src, Arena& params, chain_state<Arena, C...>& state, stream s) {
   require(params.finalized(), "load_checkpoint: the parameters are not finalized");
+  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+  const std::uint64_t size = src.size();
+  // The header first: a file that is not a checkpoint stops here.
   require(size >= checkpoint_header, "checkpoint is truncated: ", size, " bytes, shorter than its ", checkpoint_header,
           "-byte header");
-  require(std::memcmp(data, checkpoint_magic, 8) == 0, "not a mixprec checkpoint (bad magic)");
-  byte_reader r(data, size);
-  r.take(8, "magic");
-  const auto version = r.get<std::uint32_t>("version");
+  std::uint8_t header[checkpoint_header];
+  src.read_at(0, header, checkpoint_header);
+  require(std::memcmp(header, checkpoint_magic, 8) == 0, "not a mixprec checkpoint (bad magic)");
+  std::uint32_t version;
+  std::uint64_t total;
+  std::memcpy(&version, header + 8, 4);
+  std::memcpy(&total, header + 16, 8);
   require(version == checkpoint_version, "unsupported checkpoint version ", version, " (this build reads version ",
           checkpoint_version, ")");
-  r.get<std::uint32_t>("reserved");
-  const auto total = r.get<std::uint64_t>("size");
   require(size >= total, "checkpoint is truncated: ", size, " of ", total, " bytes");
   require(size == total, "checkpoint has ", size - total, " unexpected bytes after its end");
-  std::uint32_t stored_crc;
-  std::memcpy(&stored_crc, data + size - 4, 4);
-  require(crc32(data, size - 4) == stored_crc, "checkpoint checksum mismatch: the file is corrupted");
-  byte_reader body(data, size - 4);
-  body.take(checkpoint_header, "header");
+  // Then the checksum of everything.
+  {
+    record_reader all(src, "checkpoint", size - 4);
+    all.skip(size - 4, "the checkpoint");
+    std::uint32_t stored;
+    src.read_at(size - 4, &stored, 4);
+    require(all.crc() == stored, "checkpoint checksum mismatch: the file is corrupted");
+  }
+  record_reader body(src, "checkpoint", size - 4);
+  body.skip(checkpoint_header, "header");
 
   // The arena.
   auto format_of = [](std::uint8_t id) { return std::string(format_name(static_cast<format_id>(id))); };
@@ -300,7 +263,8 @@ void deserialize_checkpoint(const std::uint8_t* data, std::size_t size, Arena& p
   const auto block_size = body.get<std::uint64_t>("scalar block size");
   require(block_size == sizeof(chain_block<C...>), "checkpoint scalar block has ", block_size, " bytes but this chain's has ",
           sizeof(chain_block<C...>));
-  const std::uint8_t* block = body.take(block_size, "scalar block");
+  chain_block<C...> block;
+  body.get_bytes(&block, sizeof block, "scalar block");
   const auto ngroups = body.get<std::uint32_t>("group count");
   const auto& my_groups = checkpoint_access::group_names(state);
   require(ngroups == my_groups.size(), "checkpoint has ", ngroups, " groups but this arena has ", my_groups.size());
@@ -312,73 +276,57 @@ void deserialize_checkpoint(const std::uint8_t* data, std::size_t size, Arena& p
     groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
   }
 
-  // The data: sizes are known now; take them all before writing anything.
-  const std::size_t n = params.padded_size();
-  const std::uint8_t* master = nullptr;
-  const std::uint8_t* model = nullptr;
-  if constexpr (Arena::has_master) master = body.take(n * sizeof(float), "master weights");
-  if constexpr (!Arena::model_is_master) model = body.take(n * sizeof(typename Arena::model_type), "model copy");
-  std::vector<const std::uint8_t*> arrays;
-  std::apply([&](auto&... b) { ((
-      [&](auto& buf) {
-        for (std::size_t k = 0; k < buf.slots.size(); ++k)
-          arrays.push_back(body.take(n * sizeof(typename std::remove_reference_t<decltype(buf)>::F), "optimizer state"));
-      }(b)), ...); },
-             checkpoint_access::buffers(state));
-  require(body.position() == size - 4, "checkpoint has ", size - 4 - body.position(), " unexpected bytes in its data section");
+  // The data: its size is known now.
+  const std::vector<device_array> arrays = data_arrays(params, state);
+  std::uint64_t data_bytes = 0;
+  for (const device_array& a : arrays) data_bytes += a.bytes;
+  const std::uint64_t data_at = body.position();
+  require(body.remaining() >= data_bytes, "checkpoint is truncated: its data section needs ", data_bytes,
+          " bytes but only ", body.remaining(), " remain");
+  require(body.remaining() == data_bytes, "checkpoint has ", body.remaining() - data_bytes,
+          " unexpected bytes in its data section");
 
   // Commit.
-  write_to_device(block, reinterpret_cast<std::uint8_t*>(raw(checkpoint_access::block(state))), block_size, s);
+  write_to_device(&block, raw(checkpoint_access::block(state)), 1, s);
   write_to_device(groups.data(), raw(checkpoint_access::groups(state)), groups.size(), s);
-  if constexpr (Arena::has_master) write_to_device(master, reinterpret_cast<std::uint8_t*>(params.master_data()), n * sizeof(float), s);
-  if constexpr (!Arena::model_is_master)
-    write_to_device(model, reinterpret_cast<std::uint8_t*>(params.model_data()), n * sizeof(typename Arena::model_type), s);
-  std::size_t a = 0;
-  std::apply([&](auto&... b) { ((
-      [&](auto& buf) {
-        using F = typename std::remove_reference_t<decltype(buf)>::F;
-        for (auto& slot : buf.slots) write_to_device(arrays[a++], reinterpret_cast<std::uint8_t*>(raw(slot)), n * sizeof(F), s);
-      }(b)), ...); },
-             checkpoint_access::buffers(state));
+  std::uint64_t at = data_at;
+  for (const device_array& a : arrays) {
+    source_to_device(src, at, a.data, a.bytes, s);
+    at += a.bytes;
+  }
+}
+
+}  // namespace detail
+
+// The checkpoint as bytes (what save_checkpoint writes to its file).
+template <class Arena, class... C>
+std::vector<std::uint8_t> serialize_checkpoint(Arena& params, chain_state<Arena, C...>& state, stream s = {}) {
+  detail::memory_sink sink;
+  detail::encode_checkpoint(sink, params, state, s);
+  return std::move(sink.bytes());
+}
+
+// Loads a checkpoint from bytes; checks everything first, changes nothing on error.
+template <class Arena, class... C>
+void deserialize_checkpoint(const std::uint8_t* data, std::size_t size, Arena& params, chain_state<Arena, C...>& state,
+                            stream s = {}) {
+  detail::decode_checkpoint(detail::memory_source(data, size), params, state, s);
 }
 
 // Writes params and state to `path` atomically (see the header comment).
 template <class Arena, class... C>
 void save_checkpoint(const std::string& path, Arena& params, chain_state<Arena, C...>& state, stream s = {}) {
-  const std::vector<std::uint8_t> bytes = serialize_checkpoint(params, state, s);
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  detail::require(f != nullptr, "save_checkpoint: cannot create ", tmp);
-  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0;
-#if defined(__unix__) || defined(__APPLE__)
-  const bool synced = written && ::fsync(fileno(f)) == 0;
-#else
-  const bool synced = written;
-#endif
-  const bool closed = std::fclose(f) == 0;
-  if (!(synced && closed)) {
-    std::remove(tmp.c_str());
-    throw error(detail::concat("save_checkpoint: cannot write ", tmp));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw error(detail::concat("save_checkpoint: cannot rename ", tmp, " to ", path));
-  }
+  detail::atomic_file_writer file(path, "save_checkpoint");
+  detail::file_sink sink(file);
+  detail::encode_checkpoint(sink, params, state, s);
+  file.commit();
 }
 
 // Loads params and state from `path`; nothing changes if it throws.
 template <class Arena, class... C>
 void load_checkpoint(const std::string& path, Arena& params, chain_state<Arena, C...>& state, stream s = {}) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  detail::require(f != nullptr, "load_checkpoint: cannot open ", path);
-  std::vector<std::uint8_t> bytes;
-  std::uint8_t buffer[1 << 16];
-  std::size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, f)) > 0) bytes.insert(bytes.end(), buffer, buffer + got);
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  detail::require(!failed, "load_checkpoint: cannot read ", path);
-  deserialize_checkpoint(bytes.data(), bytes.size(), params, state, s);
+  const detail::file_reader file(path, "load_checkpoint");
+  detail::decode_checkpoint(detail::file_source(file), params, state, s);
 }
 
 }  // namespace mixprec

@@ -10,6 +10,9 @@
 //   exponential_decay{init, gamma}           init * gamma^s                        (PyTorch ExponentialLR)
 //   inverse_time_decay{init, decay}          init / (1 + s * decay)                (PyTorch Adagrad lr_decay)
 //   warmup<Then>{steps, start, then}         linear from start to then(0) over `steps`, then then(s - steps)
+//
+// Every value a schedule can produce is a learning rate: validate() (run by
+// chain::init) refuses NaN, infinite and negative values and factors.
 #pragma once
 
 #include <cmath>
@@ -20,10 +23,17 @@
 
 namespace mixprec {
 
+namespace detail {
+// A learning rate or a value that scales one: finite and non-negative.
+inline void require_rate(float v, const char* schedule, const char* field) {
+  require(std::isfinite(v) && v >= 0.0f, schedule, ": ", field, " must be finite and non-negative (got ", v, ")");
+}
+}  // namespace detail
+
 struct constant_schedule {
   float value = 1e-3f;
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t) const { return value; }
-  void validate() const { detail::require(std::isfinite(value), "constant_schedule: the value must be finite"); }
+  void validate() const { detail::require_rate(value, "constant_schedule", "the learning rate"); }
 };
 
 struct linear_schedule {
@@ -34,7 +44,11 @@ struct linear_schedule {
     const double f = static_cast<double>(s) / static_cast<double>(steps);
     return static_cast<float>(from + (static_cast<double>(to) - from) * f);
   }
-  void validate() const { detail::require(steps > 0, "linear_schedule: steps must be positive"); }
+  void validate() const {
+    detail::require_rate(from, "linear_schedule", "from");
+    detail::require_rate(to, "linear_schedule", "to");
+    detail::require(steps > 0, "linear_schedule: steps must be positive");
+  }
 };
 
 struct cosine_decay {
@@ -47,6 +61,7 @@ struct cosine_decay {
     return static_cast<float>(init * ((1.0 - alpha) * cosine + alpha));
   }
   void validate() const {
+    detail::require_rate(init, "cosine_decay", "init");
     detail::require(decay_steps > 0, "cosine_decay: decay_steps must be positive");
     detail::require(alpha >= 0 && alpha <= 1, "cosine_decay: alpha must lie in [0, 1]");
   }
@@ -59,7 +74,11 @@ struct step_decay {
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     return static_cast<float>(init * pow(static_cast<double>(gamma), static_cast<double>(s / step_size)));
   }
-  void validate() const { detail::require(step_size > 0, "step_decay: step_size must be positive"); }
+  void validate() const {
+    detail::require_rate(init, "step_decay", "init");
+    detail::require_rate(gamma, "step_decay", "gamma");
+    detail::require(step_size > 0, "step_decay: step_size must be positive");
+  }
 };
 
 struct exponential_decay {
@@ -68,7 +87,11 @@ struct exponential_decay {
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     return static_cast<float>(init * pow(static_cast<double>(gamma), static_cast<double>(s)));
   }
-  void validate() const { detail::require(gamma > 0, "exponential_decay: gamma must be positive"); }
+  void validate() const {
+    detail::require_rate(init, "exponential_decay", "init");
+    detail::require(std::isfinite(gamma) && gamma > 0, "exponential_decay: gamma must be finite and positive (got ", gamma,
+                    ")");
+  }
 };
 
 struct inverse_time_decay {
@@ -78,7 +101,10 @@ struct inverse_time_decay {
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     return static_cast<float>(static_cast<double>(init) / (1.0 + static_cast<double>(s) * decay));
   }
-  void validate() const { detail::require(decay >= 0, "inverse_time_decay: decay must be non-negative"); }
+  void validate() const {
+    detail::require_rate(init, "inverse_time_decay", "init");
+    detail::require_rate(decay, "inverse_time_decay", "decay");
+  }
 };
 
 template <class Then>
@@ -92,6 +118,7 @@ struct warmup {
     return static_cast<float>(start + (static_cast<double>(then(0)) - start) * f);
   }
   void validate() const {
+    detail::require_rate(start, "warmup", "start");
     detail::require(steps > 0, "warmup: steps must be positive");
     then.validate();
   }

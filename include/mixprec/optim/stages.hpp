@@ -135,7 +135,9 @@ struct scale_by_adam : stage_defaults {
   scalars initial_scalars() const {
     detail::require(b1 >= 0 && b1 < 1, "scale_by_adam: b1 must lie in [0, 1) (got ", b1, ")");
     detail::require(b2 >= 0 && b2 < 1, "scale_by_adam: b2 must lie in [0, 1) (got ", b2, ")");
-    detail::require(eps >= 0 && std::isfinite(eps), "scale_by_adam: eps must be >= 0");
+    // eps = 0 divides 0 by 0 where the second moment is 0 (PyTorch accepts it; we do not).
+    detail::require(eps > 0 && std::isfinite(eps), "scale_by_adam: eps must be finite and positive (got ", eps,
+                    "): with eps = 0 an element whose gradients were all zero becomes 0 / 0 = NaN");
     return {1.0f, 1.0f};
   }
   MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const {
@@ -173,7 +175,10 @@ struct scale_by_rss : stage_defaults {
   std::size_t state_slots() const { return 1; }
   float initial_state(std::size_t) const { return initial_accumulator; }
   scalars initial_scalars() const {
-    detail::require(eps >= 0 && initial_accumulator >= 0, "scale_by_rss: eps and initial_accumulator must be >= 0");
+    detail::require(eps > 0 && std::isfinite(eps), "scale_by_rss: eps must be finite and positive (got ", eps,
+                    "): with eps = 0 an element whose gradients were all zero becomes 0 / 0 = NaN");
+    detail::require(initial_accumulator >= 0 && std::isfinite(initial_accumulator),
+                    "scale_by_rss: initial_accumulator must be finite and non-negative (got ", initial_accumulator, ")");
     return {};
   }
   template <class IO>

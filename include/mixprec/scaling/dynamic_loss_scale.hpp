@@ -16,6 +16,17 @@
 //                           only when the scale grows;
 //   min_scale, max_scale    bounds of the scale.
 //
+// The scale never leaves [min_scale, max_scale]. min_scale defaults to, and
+// may not be below, the smallest normal float (2^-126): the scale is never
+// 0 or subnormal, and its reciprocal (at most 2^126) never overflows.
+// PyTorch has no floor: after enough consecutive overflows its scale
+// underflows to 0 and every later step is skipped; here the scale stops at
+// the floor, where every step whose unscaled gradients are non-finite is
+// still skipped (the engine checks this scaler's output). Up to the floor
+// the trajectory equals GradScaler's bit for bit: growth and backoff
+// factors are doubles, and scale * factor is computed in double and
+// rounded to float, as _amp_update_scale_ does.
+//
 // Everything lives on the device: scale and counters are decided by the
 // chain's scalar rule; the host reads them only through the chain state's
 // explicit read-back calls.
@@ -37,12 +48,12 @@ struct dynamic_loss_scale : component_defaults {
   static constexpr bool guards = true;
 
   float init_scale = 65536.0f;
-  float growth_factor = 2.0f;
-  float backoff_factor = 0.5f;
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
   std::uint32_t growth_interval = 2000;
   std::uint32_t hysteresis = 1;
   bool consecutive_hysteresis = false;
-  float min_scale = 0.0f;
+  float min_scale = std::numeric_limits<float>::min();  // 2^-126, the smallest normal float
   float max_scale = std::numeric_limits<float>::infinity();
 
   struct scalars {
@@ -54,17 +65,23 @@ struct dynamic_loss_scale : component_defaults {
   };
 
   scalars initial_scalars() const {
-    detail::require(std::isfinite(init_scale) && init_scale > 0, "dynamic_loss_scale: init_scale must be positive and finite (got ",
+    constexpr float smallest_normal = std::numeric_limits<float>::min();
+    detail::require(std::isfinite(init_scale) && init_scale >= smallest_normal,
+                    "dynamic_loss_scale: init_scale must be finite and at least 2^-126, the smallest normal float (got ",
                     init_scale, ")");
-    detail::require(growth_factor > 1.0f, "dynamic_loss_scale: growth_factor must be greater than 1 (got ", growth_factor, ")");
-    detail::require(backoff_factor > 0.0f && backoff_factor < 1.0f,
+    detail::require(std::isfinite(growth_factor) && growth_factor > 1.0,
+                    "dynamic_loss_scale: growth_factor must be finite and greater than 1 (got ", growth_factor, ")");
+    detail::require(backoff_factor > 0.0 && backoff_factor < 1.0,
                     "dynamic_loss_scale: backoff_factor must lie in (0, 1) (got ", backoff_factor, ")");
     detail::require(growth_interval > 0, "dynamic_loss_scale: growth_interval must be at least 1");
     detail::require(hysteresis > 0, "dynamic_loss_scale: hysteresis must be at least 1 (1 disables it)");
-    detail::require(min_scale >= 0 && min_scale <= max_scale, "dynamic_loss_scale: need 0 <= min_scale <= max_scale (got ",
-                    min_scale, ", ", max_scale, ")");
+    detail::require(min_scale >= smallest_normal && !std::isinf(min_scale),
+                    "dynamic_loss_scale: min_scale must be finite and at least 2^-126, the smallest normal float (got ",
+                    min_scale, "): a smaller scale's reciprocal overflows");
+    detail::require(max_scale >= min_scale, "dynamic_loss_scale: need min_scale <= max_scale (got ", min_scale, ", ",
+                    max_scale, ")");
     detail::require(init_scale >= min_scale && init_scale <= max_scale, "dynamic_loss_scale: init_scale ", init_scale,
-                    " lies outside [min_scale, max_scale]");
+                    " lies outside [min_scale, max_scale] = [", min_scale, ", ", max_scale, "]");
     const float inv = detail::reciprocal_as_pytorch(init_scale);
     return {init_scale, inv, inv, 0u, hysteresis};
   }
@@ -78,7 +95,7 @@ struct dynamic_loss_scale : component_defaults {
     if (ctx.non_finite) {
       ctx.step->skip = 1;
       if (s.hysteresis_left <= 1) {
-        const float backed = static_cast<float>(static_cast<double>(s.scale) * backoff_factor);
+        const float backed = static_cast<float>(static_cast<double>(s.scale) * backoff_factor);  // as PyTorch
         s.scale = backed > min_scale ? backed : min_scale;
       } else {
         --s.hysteresis_left;

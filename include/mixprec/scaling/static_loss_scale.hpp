@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
@@ -25,7 +26,9 @@ struct static_loss_scale : component_defaults {
   };
 
   scalars initial_scalars() const {
-    detail::require(std::isfinite(scale) && scale > 0, "static_loss_scale: scale must be positive and finite (got ", scale, ")");
+    detail::require(std::isfinite(scale) && scale >= std::numeric_limits<float>::min(),
+                    "static_loss_scale: scale must be finite and at least 2^-126, the smallest normal float (got ", scale,
+                    "): a smaller scale's reciprocal overflows");
     return {scale, detail::reciprocal_as_pytorch(scale)};
   }
   MIXPREC_HOST_DEVICE float prepass(float u, const scalars& s) const { return u * s.inv_scale; }

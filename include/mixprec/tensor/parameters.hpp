@@ -24,11 +24,19 @@
 #include <mixprec/cast/convert_range.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/tensor/arena_layout.hpp>
+#include <mixprec/tensor/arena_signature.hpp>
 #include <mixprec/tensor/elementwise.hpp>
 #include <mixprec/tensor/initializers.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
 
 namespace mixprec {
+
+// The buffers of an arena: fp32 master weights, the model copy, gradients.
+enum class role { master, model, grad };
+
+inline const char* role_name(role r) {
+  return r == role::master ? "master weights" : r == role::model ? "model copy" : "gradients";
+}
 
 template <class Model, class Grad = Model, class Master = float>
 class parameters {
@@ -109,9 +117,15 @@ class parameters {
     if constexpr (!model_is_master) model = detail::allocate<Model>(n, "the model copy");
     detail::device_vector<Grad> grads = detail::allocate<Grad>(n, "the gradients");
     arena_layout layout(sizes, groups);
+    detail::arena_signature signature;
+    signature.formats = detail::concat(format_traits<Model>::name, "/", format_traits<Grad>::name, "/",
+                                       has_master ? "float" : "none");
+    for (const parameter& p : params_) signature.add(p.name, p.shape, p.group);
+    signature.seal();
     // Commit: nothing below throws.
     for (std::size_t k = 0; k < params_.size(); ++k) params_[k].offset = layout.offset(k);
     layout_ = std::move(layout);
+    signature_ = std::move(signature);
     master_ = std::move(master);
     model_ = std::move(model);
     grads_ = std::move(grads);
@@ -150,6 +164,11 @@ class parameters {
     return layout_;
   }
   std::size_t padded_size() const { return layout().padded_size(); }
+  // Formats, names, shapes and groups, with a hash (chain states check it).
+  const detail::arena_signature& signature() const {
+    require_finalized("signature");
+    return signature_;
+  }
   float* master_data() {
     static_assert(has_master, "this arena has no master weights (Master = void)");
     require_finalized("master_data");
@@ -182,20 +201,73 @@ class parameters {
   tensor_view<Model> model(const std::string& name) { return model(index_of(name)); }
   tensor_view<Grad> grad(const std::string& name) { return grad(index_of(name)); }
 
+  // Host access that works on every backend (the buffers are device
+  // memory on CUDA): copies of one parameter (by index or name), or of every
+  // parameter in order without the padding, widened to float. Each waits
+  // for the work queued on `s`.
+  std::vector<float> to_host(role r, std::size_t index, stream s = {}) const {
+    const parameter& p = (*this)[index];
+    return read_role(r, p.offset, p.size, s);
+  }
+  std::vector<float> to_host(role r, const std::string& name, stream s = {}) const {
+    return to_host(r, index_of(name), s);
+  }
+  std::vector<float> to_host(role r, stream s = {}) const {
+    require_finalized("to_host");
+    std::vector<float> all;
+    all.reserve(element_count());
+    for (const parameter& p : params_) {
+      const std::vector<float> v = read_role(r, p.offset, p.size, s);
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    return all;
+  }
+  // Writes values (rounded to nearest even in the role's format). Writing
+  // the master weights also rounds them into the model copy, so the two
+  // stay consistent; an arena with master weights refuses direct writes of
+  // its model copy (write the master weights instead).
+  void from_host(role r, std::size_t index, const std::vector<float>& values, stream s = {}) {
+    const parameter& p = (*this)[index];
+    detail::require(values.size() == p.size, "parameters::from_host(\"", p.name, "\"): ", values.size(),
+                    " values for shape ", p.shape.to_string(), " (", p.size, " elements)");
+    check_writable(r, p.name);
+    write_role(r, p.offset, values.data(), p.size, s);
+  }
+  void from_host(role r, const std::string& name, const std::vector<float>& values, stream s = {}) {
+    from_host(r, index_of(name), values, s);
+  }
+  void from_host(role r, const std::vector<float>& values, stream s = {}) {
+    require_finalized("from_host");
+    detail::require(values.size() == element_count(), "parameters::from_host: ", values.size(), " values for ",
+                    element_count(), " elements");
+    for (const parameter& p : params_) check_writable(r, p.name);
+    std::size_t at = 0;
+    for (const parameter& p : params_) {
+      write_role(r, p.offset, values.data() + at, p.size, s);
+      at += p.size;
+    }
+  }
+
   // Initialises one parameter: master weights (or the model directly when
   // there are none) from `init`, then the model copy rounded to nearest.
   template <class Init>
   void initialize(std::size_t index, const Init& init, std::uint64_t seed, stream s = {}) {
+    static_assert(std::is_invocable_v<const Init&, std::uint64_t, std::size_t, std::size_t, const mixprec::shape&>,
+                  "parameters::initialize: the initialiser must be callable as init(seed, parameter index, element "
+                  "index, shape), e.g. mixprec::init::constant{0.5} or mixprec::init::kaiming_uniform{}; a plain "
+                  "number is not an initialiser");
     require_finalized("initialize");
     const parameter& p = (*this)[index];
     std::vector<float> values(p.size);
     for (std::size_t i = 0; i < p.size; ++i) values[i] = static_cast<float>(init(seed, p.index, i, p.shape));
     if constexpr (has_master) {
       detail::write_to_device(values.data(), master_data() + p.offset, p.size, s);
-      if constexpr (!model_is_master) convert_n(master_data() + p.offset, p.size, model_data() + p.offset, round_nearest_even{}, s);
+      if constexpr (!model_is_master)
+        convert_n<Model, weight_overflow<Model>>(master_data() + p.offset, p.size, model_data() + p.offset,
+                                                 round_nearest_even{}, s);
     } else {
       std::vector<Model> rounded(p.size);
-      for (std::size_t i = 0; i < p.size; ++i) rounded[i] = convert<Model>(values[i]);
+      for (std::size_t i = 0; i < p.size; ++i) rounded[i] = convert<Model, weight_overflow<Model>>(values[i]);
       detail::write_to_device(rounded.data(), model_data() + p.offset, p.size, s);
     }
   }
@@ -211,7 +283,7 @@ class parameters {
   }
 
   // model = master rounded under `round` (the whole arena, one launch).
-  template <class O = overflow_to_infinity, class R = round_nearest_even>
+  template <class O = weight_overflow<Model>, class R = round_nearest_even>
   void sync_model(R round = {}, stream s = {}) {
     static_assert(has_master, "sync_model: this arena has no master weights");
     if constexpr (!model_is_master) convert_n<Model, O>(master_data(), padded_size(), model_data(), round, s);
@@ -220,6 +292,48 @@ class parameters {
   void zero_grads(stream s = {}) { fill(tensor_view<Grad>(grad_data(), padded_size()), 0.0f, round_nearest_even{}, s); }
 
  private:
+  template <class T>
+  static std::vector<float> widen(const T* device, std::size_t n, stream s) {
+    std::vector<T> raw(n);
+    detail::copy_to_host(device, raw.data(), n, s);
+    std::vector<float> out(n);
+    for (std::size_t i = 0; i < n; ++i) out[i] = to_float(raw[i]);
+    return out;
+  }
+  std::vector<float> read_role(role r, std::size_t offset, std::size_t n, stream s) const {
+    require_finalized("to_host");
+    auto& self = const_cast<parameters&>(*this);  // the data accessors are non-const; nothing is written
+    if (r == role::grad) return widen(self.grad_data() + offset, n, s);
+    if (r == role::model) return widen(self.model_data() + offset, n, s);
+    if constexpr (has_master) return widen(self.master_data() + offset, n, s);
+    throw error("parameters::to_host: this arena has no master weights (Master = void)");
+  }
+  void check_writable(role r, const std::string& name) const {
+    require_finalized("from_host");
+    detail::require(r != role::master || has_master, "parameters::from_host(\"", name,
+                    "\"): this arena has no master weights (Master = void); write role::model");
+    detail::require(r != role::model || !has_master || model_is_master, "parameters::from_host(\"", name,
+                    "\"): this arena keeps fp32 master weights; write role::master (the model copy follows)");
+  }
+  template <class T>
+  static void narrow(const float* values, T* device, std::size_t n, stream s) {
+    std::vector<T> rounded(n);
+    for (std::size_t i = 0; i < n; ++i) rounded[i] = convert<T, weight_overflow<T>>(values[i]);
+    detail::write_to_device(rounded.data(), device, n, s);
+  }
+  void write_role(role r, std::size_t offset, const float* values, std::size_t n, stream s) {
+    if (r == role::grad) {
+      narrow(values, grad_data() + offset, n, s);
+    } else if (r == role::model) {
+      narrow(values, model_data() + offset, n, s);
+    } else if constexpr (has_master) {
+      detail::write_to_device(values, master_data() + offset, n, s);
+      if constexpr (!model_is_master)
+        convert_n<Model, weight_overflow<Model>>(master_data() + offset, n, model_data() + offset,
+                                                         round_nearest_even{}, s);
+    }
+  }
+
   void require_finalized(const char* what) const {
     detail::require(finalized_, "parameters::", what, ": the arena is used before finalize()");
   }
@@ -229,6 +343,7 @@ class parameters {
   std::vector<std::string> group_names_;
   bool finalized_ = false;
   arena_layout layout_;
+  detail::arena_signature signature_;
   detail::device_vector<float> master_;
   detail::device_vector<Model> model_;
   detail::device_vector<Grad> grads_;

@@ -120,20 +120,31 @@ void count_non_finite(tensor_view<T> t, std::uint64_t* out, workspace& ws, strea
   detail::reduce_view<detail::count_non_finite_op>(t, out, ws, s);
 }
 
-// The same, into device scalars.
+// The same, into device scalars (which remember the stream for get()).
 template <class T>
-void sum(tensor_view<T> t, device_scalar<double>& out, workspace& ws, stream s = {}) { sum(t, out.data(), ws, s); }
+void sum(tensor_view<T> t, device_scalar<double>& out, workspace& ws, stream s = {}) {
+  sum(t, out.data(), ws, s);
+  out.written_on(s);
+}
 template <class T>
 void sum_of_squares(tensor_view<T> t, device_scalar<double>& out, workspace& ws, stream s = {}) {
   sum_of_squares(t, out.data(), ws, s);
+  out.written_on(s);
 }
 template <class T>
-void l2_norm(tensor_view<T> t, device_scalar<double>& out, workspace& ws, stream s = {}) { l2_norm(t, out.data(), ws, s); }
+void l2_norm(tensor_view<T> t, device_scalar<double>& out, workspace& ws, stream s = {}) {
+  l2_norm(t, out.data(), ws, s);
+  out.written_on(s);
+}
 template <class T>
-void max_abs(tensor_view<T> t, device_scalar<float>& out, workspace& ws, stream s = {}) { max_abs(t, out.data(), ws, s); }
+void max_abs(tensor_view<T> t, device_scalar<float>& out, workspace& ws, stream s = {}) {
+  max_abs(t, out.data(), ws, s);
+  out.written_on(s);
+}
 template <class T>
 void count_non_finite(tensor_view<T> t, device_scalar<std::uint64_t>& out, workspace& ws, stream s = {}) {
   count_non_finite(t, out.data(), ws, s);
+  out.written_on(s);
 }
 
 }  // namespace mixprec

@@ -5,10 +5,13 @@
 
 #include <cstddef>
 #include <type_traits>
+#include <vector>
 
 #include <thrust/device_vector.h>
 
+#include <mixprec/cast/convert.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/detail/memory.hpp>
 #include <mixprec/format/format_traits.hpp>
 #include <mixprec/tensor/shape.hpp>
 
@@ -38,6 +41,35 @@ class tensor_view {
   const mixprec::shape& shape() const { return shape_; }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+
+  // Copies between the viewed (device) memory and the host, on every
+  // backend; each waits for the work queued on `s`. Values written from
+  // float are rounded to nearest even (8-bit formats saturate).
+  std::vector<value_type> to_host(stream s = {}) const {
+    std::vector<value_type> out(size_);
+    detail::copy_to_host(static_cast<const value_type*>(data_), out.data(), size_, s);
+    return out;
+  }
+  std::vector<float> to_host_float(stream s = {}) const {
+    const std::vector<value_type> raw = to_host(s);
+    std::vector<float> out(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) out[i] = to_float(raw[i]);
+    return out;
+  }
+  void from_host(const std::vector<value_type>& values, stream s = {}) const {
+    static_assert(!std::is_const_v<T>, "tensor_view::from_host: the view is read-only (const elements)");
+    detail::require(values.size() == size_, "tensor_view::from_host: ", values.size(), " values for shape ",
+                    shape_.to_string());
+    detail::write_to_device(values.data(), data_, size_, s);
+  }
+  void from_host_float(const std::vector<float>& values, stream s = {}) const {
+    static_assert(!std::is_const_v<T>, "tensor_view::from_host_float: the view is read-only (const elements)");
+    detail::require(values.size() == size_, "tensor_view::from_host_float: ", values.size(), " values for shape ",
+                    shape_.to_string());
+    std::vector<value_type> narrow(size_);
+    for (std::size_t i = 0; i < size_; ++i) narrow[i] = convert<value_type, weight_overflow<value_type>>(values[i]);
+    detail::write_to_device(narrow.data(), data_, size_, s);
+  }
 
   // Elements [offset, offset + count) as a rank-1 view.
   tensor_view subview(std::size_t offset, std::size_t count) const {

@@ -73,12 +73,22 @@ struct chain_analysis {
   static constexpr bool linear_before(std::size_t k, std::size_t j) {
     return j >= k ? true : !linear[j] ? false : linear_before(k, j + 1);
   }
-  static constexpr bool norm_reveals_non_finite_from(std::size_t k) {
-    return static_cast<long long>(k) >= prefix_signed ? false
-           : (global[k] && linear_before(k, 0))       ? true
-                                                      : norm_reveals_non_finite_from(k + 1);
+  // Where the non-finite flag is measured: on the output of the first
+  // component that needs it (a loss scaler's unscaled gradient, which can
+  // overflow even when the scaled one does not), when the statistics pass
+  // reaches it; otherwise on the gradient as stored.
+  static constexpr std::size_t find_guard(std::size_t k) {
+    return k >= size ? size : non_finite[k] ? k : find_guard(k + 1);
   }
-  static constexpr bool norm_reveals_non_finite = norm_reveals_non_finite_from(0);
+  static constexpr std::size_t guard = find_guard(0);
+  static constexpr bool flag_at_guard = static_cast<long long>(guard) < prefix_signed;
+  static constexpr std::size_t flag_from = flag_at_guard ? guard + 1 : 0;
+  static constexpr bool norm_reveals_non_finite_from(std::size_t k) {
+    return static_cast<long long>(k) >= prefix_signed  ? false
+           : (global[k] && linear_before(k, flag_from)) ? true
+                                                        : norm_reveals_non_finite_from(k + 1);
+  }
+  static constexpr bool norm_reveals_non_finite = norm_reveals_non_finite_from(flag_from);
 
   // A statistic in the prefix sees its input through the earlier prefix
   // components: elementwise rules are applied in the statistics pass and

@@ -18,6 +18,7 @@
 // skipped step (a guard saw inf/NaN) changes no weight, state or count.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -71,6 +72,11 @@ struct component_buffers {
   state_arrays<F> arrays{};
 };
 
+template <class T>
+struct is_chain_state : std::false_type {};
+template <class Arena, class... C>
+struct is_chain_state<chain_state<Arena, C...>> : std::true_type {};
+
 template <class T, class... C>
 constexpr std::size_t index_of_first() {
   constexpr bool match[] = {std::is_same_v<T, C>..., false};
@@ -93,24 +99,47 @@ class chain_state {
   static constexpr std::size_t slots = analysis::norm_slots;
 
  public:
-  // Explicit, synchronising host reads of the device state.
-  step_scalars step(stream s = {}) const { return block(s).step; }
-  bool last_step_skipped(stream s = {}) const { return step(s).skip != 0; }
-  std::uint64_t count(stream s = {}) const { return step(s).count; }
+  using arena_type = Arena;
+  using chain_type = chain_t<C...>;
+
+  // Whether init() made this state (a default-constructed one is empty).
+  bool initialized() const { return !block_.empty(); }
+
+  // Explicit, synchronising host reads of the device state. Without a
+  // stream they wait for the stream the state was last used on (init,
+  // apply), so they see the last step even on a non-blocking stream.
+  step_scalars step() const { return block().step; }
+  step_scalars step(stream s) const { return block(s).step; }
+  bool last_step_skipped() const { return step().skip != 0; }
+  bool last_step_skipped(stream s) const { return step(s).skip != 0; }
+  std::uint64_t count() const { return step().count; }
+  std::uint64_t count(stream s) const { return step(s).count; }
   template <std::size_t K>
-  auto scalars(stream s = {}) const {
+  auto scalars() const {
+    return detail::get<K>(block().comps);
+  }
+  template <std::size_t K>
+  auto scalars(stream s) const {
     return detail::get<K>(block(s).comps);
   }
   // The loss scale of the chain's scaler (multiply the loss by it).
-  float loss_scale(stream s = {}) const { return scalars<scaler_index()>(s).scale; }
-  // The same value in device memory, for a backward pass that reads it there.
+  float loss_scale() const { return loss_scale(last_stream_); }
+  float loss_scale(stream s) const { return scalars<scaler_index()>(s).scale; }
+  // The same value in device memory, for a backward pass that reads it
+  // there (on CUDA a device pointer: read it in a kernel, not on the host).
   const float* loss_scale_data() const {
+    require_initialized("loss_scale_data");
     const detail::chain_block<C...>* b = detail::raw(block_);
     return &detail::get<scaler_index()>(b->comps).scale;
   }
 
   // Multipliers of the learning rate and weight decay for one group of the arena.
   void set_group(const std::string& group, group_hyper h, stream s = {}) {
+    detail::require(std::isfinite(h.lr_scale) && h.lr_scale >= 0.0f && std::isfinite(h.weight_decay_scale) &&
+                        h.weight_decay_scale >= 0.0f,
+                    "chain_state::set_group(\"", group, "\"): lr_scale and weight_decay_scale must be finite and "
+                    "non-negative (got ", h.lr_scale, ", ", h.weight_decay_scale, ")");
+    require_initialized("set_group");
     for (std::size_t g = 0; g < group_names_.size(); ++g)
       if (group_names_[g] == group) {
         detail::write_to_device(&h, detail::raw(groups_) + g, 1, s);
@@ -119,9 +148,18 @@ class chain_state {
     throw error(detail::concat("chain_state::set_group: the arena has no group named \"", group, "\""));
   }
 
-  detail::chain_block<C...> block(stream s = {}) const { return detail::read_back(detail::raw(block_), s); }
+  detail::chain_block<C...> block() const { return block(last_stream_); }
+  detail::chain_block<C...> block(stream s) const {
+    require_initialized("a read-back");
+    return detail::read_back(detail::raw(block_), s);
+  }
 
  private:
+  void require_initialized(const char* what) const {
+    detail::require(initialized(), "chain_state: ", what, " on a state that init() did not make (call step.init(params) "
+                    "first)");
+  }
+
   template <class...>
   friend class chain_t;
   friend struct detail::checkpoint_access;
@@ -134,6 +172,8 @@ class chain_state {
   }
 
   detail::device_vector<detail::chain_block<C...>> block_;
+  stream last_stream_{};
+  detail::arena_signature arena_;
   std::tuple<detail::component_buffers<C>...> buffers_;
   bool use_units_ = false;
   tiling unit_tiling_;
@@ -143,7 +183,6 @@ class chain_state {
   detail::workspace ws_;
   detail::device_vector<group_hyper> groups_;
   std::vector<std::string> group_names_;
-  std::size_t padded_size_ = 0, segment_count_ = 0;
 };
 
 template <class... C>
@@ -174,11 +213,11 @@ class chain_t {
   chain_state<Arena, C...> init(const Arena& params, stream s = {}) const {
     detail::require(params.finalized(), "chain::init: finalize() the parameters first");
     chain_state<Arena, C...> st;
+    st.last_stream_ = s;
+    st.arena_ = params.signature();
     detail::chain_block<C...> block{};
     block.comps = initial_scalars(std::index_sequence_for<C...>{});
     const arena_layout& layout = params.layout();
-    st.padded_size_ = layout.padded_size();
-    st.segment_count_ = layout.segment_count();
     allocate_buffers(st, params.padded_size(), s, std::index_sequence_for<C...>{});
     st.block_ = detail::allocate<detail::chain_block<C...>>(1, "the chain's scalar state");
     detail::write_to_device(&block, detail::raw(st.block_), 1, s);
@@ -186,7 +225,9 @@ class chain_t {
     st.use_units_ = analysis::any_units;
     if constexpr (analysis::any_units) {
       std::vector<std::size_t> unit_lengths;
-      for (const auto& p : params.list()) unit_lengths.push_back(p.shape.rank() >= 2 ? p.size / p.shape[0] : 0);
+      // A first-axis slice per unit; an empty parameter ({0, 5}, say) has no units.
+      for (const auto& p : params.list())
+        unit_lengths.push_back(p.shape.rank() >= 2 && p.shape[0] > 0 ? p.size / p.shape[0] : 0);
       st.unit_tiling_ = layout.unit_tiling(unit_lengths);
     }
     const tiling& tiles = st.use_units_ ? st.unit_tiling_ : layout.tiling();
@@ -209,20 +250,39 @@ class chain_t {
 
   // One training step: updates weights, model copy, state and step count
   // from the gradients in params (or changes nothing if a guard skips it).
-  template <class Arena>
-  void apply(Arena& params, chain_state<Arena, C...>& state, stream s = {}) const {
-    run<detail::update_mode::full>(params, state, s);
+  template <class Arena, class State>
+  void apply(Arena& params, State& state, stream s = {}) const {
+    if constexpr (state_matches<Arena, State>()) run<detail::update_mode::full>(params, state, s);
   }
 
   // Runs the chain and writes the transformed update back into the
   // gradients instead of updating weights (e.g. unscale and clip alone).
-  template <class Arena>
-  void transform_gradients(Arena& params, chain_state<Arena, C...>& state, stream s = {}) const {
+  template <class Arena, class State>
+  void transform_gradients(Arena& params, State& state, stream s = {}) const {
     static_assert(!analysis::has_split, "transform_gradients: this chain needs a split update pass; use apply()");
-    run<detail::update_mode::to_gradients>(params, state, s);
+    if constexpr (state_matches<Arena, State>()) run<detail::update_mode::to_gradients>(params, state, s);
   }
 
  private:
+  // A readable error for a state of another arena type or chain (instead
+  // of a "no matching function" listing every component type).
+  template <class Arena, class State>
+  static constexpr bool state_matches() {
+    constexpr bool is_state = detail::is_chain_state<State>::value;
+    static_assert(is_state, "mixprec::chain: the second argument must be the chain_state that this chain's init() made");
+    if constexpr (is_state) {
+      constexpr bool same_arena = std::is_same_v<typename State::arena_type, Arena>;
+      constexpr bool same_chain = std::is_same_v<typename State::chain_type, chain_t>;
+      static_assert(same_arena,
+                    "mixprec::chain: the state was made by init() for an arena of another type (the Model, Grad or "
+                    "Master format of mixprec::parameters differs); make the state from this arena");
+      static_assert(same_chain, "mixprec::chain: the state was made by another chain's init(); make it with this chain");
+      return same_arena && same_chain;
+    } else {
+      return false;
+    }
+  }
+
   template <std::size_t... K>
   detail::pod_tuple<typename C::scalars...> initial_scalars(std::index_sequence<K...>) const {
     return detail::make_pod_tuple(std::get<K>(components_).initial_scalars()...);
@@ -251,10 +311,11 @@ class chain_t {
 
   template <class Arena>
   detail::step_env<Arena, C...> environment(Arena& params, chain_state<Arena, C...>& st) const {
-    detail::require(params.finalized() && params.padded_size() == st.padded_size_ &&
-                        params.layout().segment_count() == st.segment_count_,
-                    "chain::apply: the state was initialised for a different parameter arena (", st.segment_count_,
-                    " parameters, ", st.padded_size_, " elements)");
+    st.require_initialized("chain::apply");
+    detail::require(params.finalized(), "chain::apply: finalize() the parameters first");
+    if (params.signature().hash != st.arena_.hash)
+      throw error(detail::concat("chain::apply: the state was made by init() for another parameter arena: ",
+                                 st.arena_.difference(params.signature()), " (the state's arena first, this one second)"));
     detail::step_env<Arena, C...> env{};
     env.comps = std::apply([](const C&... c) { return detail::make_pod_tuple(c...); }, components_);
     fill_states(env, st, std::index_sequence_for<C...>{});
@@ -290,6 +351,7 @@ class chain_t {
   void run(Arena& params, chain_state<Arena, C...>& st, stream s) const {
     using namespace detail;
     const step_env<Arena, C...> env = environment(params, st);
+    st.last_stream_ = s;
     const tiling& tiles = st.use_units_ ? st.unit_tiling_ : params.layout().tiling();
 
     constexpr bool statistics = analysis::any_non_finite || analysis::norm_slots > 0 || analysis::any_units;

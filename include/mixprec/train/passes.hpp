@@ -154,10 +154,9 @@ struct statistics_body : tiled {
   }
   MIXPREC_HOST_DEVICE value_type contribution(std::size_t i, const context& ctx) const {
     value_type c{};
-    // Widening keeps inf and NaN, so the flag is read off the float's exponent.
     const float g = to_float(env.arena.grad[i]);
-    if constexpr (analysis::any_non_finite && !analysis::norm_reveals_non_finite)
-      c.v[value_type::non_finite_field] = (bit_cast<std::uint32_t>(g) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
+    if constexpr (analysis::any_non_finite && !analysis::norm_reveals_non_finite && !analysis::flag_at_guard)
+      c.v[value_type::non_finite_field] = non_finite_flag(g);
     float w = 0.0f;
     if constexpr (analysis::any_units) w = env.arena.weight(i);
     measure(c, g, w, ctx, std::make_index_sequence<analysis::prefix>{});
@@ -191,6 +190,12 @@ struct statistics_body : tiled {
       c.v[value_type::unit_weight_field] = static_cast<double>(w) * w;
     }
     if constexpr (component::kind == rule_kind::elementwise) u = comp.prepass(u, get<K>(ctx.scalars));
+    if constexpr (K == analysis::guard && analysis::flag_at_guard && !analysis::norm_reveals_non_finite)
+      c.v[value_type::non_finite_field] = non_finite_flag(u);
+  }
+  // Widening keeps inf and NaN, so the flag is read off the float's exponent.
+  MIXPREC_HOST_DEVICE static double non_finite_flag(float u) {
+    return (bit_cast<std::uint32_t>(u) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
   }
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
     value_type r;
@@ -357,6 +362,9 @@ struct update_body : tiled {
   MIXPREC_HOST_DEVICE void write(float updated, float step, float w, std::size_t i, const context& ctx) const {
     using model_type = typename Arena::model_type;
     constexpr std::size_t wk = writer_index();
+    static_assert(!narrow_only<wk>() || !std::is_same_v<model_type, float>,
+                  "mixprec: round_model_stochastic rounds the model copy to a narrower format (bfloat16, half, fp8), "
+                  "but this arena's model is float; use it with parameters<bfloat16, ...> or drop it");
     static_assert(!(Arena::has_master && compensated<wk>()),
                   "mixprec: kahan_summation is for arenas without master weights (Master = void); with fp32 master "
                   "weights use round_model_nearest or round_model_stochastic");
@@ -377,6 +385,11 @@ struct update_body : tiled {
         env.arena.model[i] = writer<wk>().template round<model_type>(updated, i, ctx.t);
       }
     }
+  }
+  template <std::size_t K>
+  static constexpr bool narrow_only() {
+    if constexpr (K < n) return writer_type<K>::needs_narrow_model;
+    else return false;
   }
   template <std::size_t K>
   static constexpr bool compensated() {

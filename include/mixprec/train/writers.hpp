@@ -27,34 +27,29 @@ struct writer_defaults : component_defaults {
   static constexpr rule_kind kind = rule_kind::stage;
   static constexpr bool is_writer = true;
   static constexpr bool uses_compensation = false;
+  static constexpr bool needs_narrow_model = false;
   scalars initial_scalars() const { return {}; }
   template <class IO>
   MIXPREC_HOST_DEVICE float apply(float u, IO&) const { return u; }
 };
 
-namespace detail {
-template <class Model>
-using model_overflow =
-    std::conditional_t<std::is_same_v<Model, fp8_e4m3> || std::is_same_v<Model, fp8_e5m2>, overflow_saturate,
-                       overflow_to_infinity>;
-}
-
 struct round_model_nearest : writer_defaults {
   static constexpr const char* name = "round_model_nearest";
   template <class Model>
   MIXPREC_HOST_DEVICE Model round(float x, std::size_t, std::uint64_t) const {
-    return convert<Model, detail::model_overflow<Model>>(x);
+    return convert<Model, weight_overflow<Model>>(x);
   }
 };
 
 struct round_model_stochastic : writer_defaults {
   static constexpr const char* name = "round_model_stochastic";
+  static constexpr bool needs_narrow_model = true;  // rounding to float would change nothing
   std::uint64_t seed = 0;
   round_model_stochastic() = default;
   explicit round_model_stochastic(std::uint64_t s) : seed(s) {}
   template <class Model>
   MIXPREC_HOST_DEVICE Model round(float x, std::size_t index, std::uint64_t t) const {
-    return convert<Model, detail::model_overflow<Model>>(x, round_stochastic{seed, t}, index);
+    return convert<Model, weight_overflow<Model>>(x, round_stochastic{seed, t}, index);
   }
 };
 
