@@ -5,6 +5,9 @@
 #include <numeric>
 #include <vector>
 
+#include <stdexcept>
+#include <string>
+
 #include <doctest/doctest.h>
 
 #include <mixprec/detail/all.hpp>
@@ -79,6 +82,15 @@ TEST_CASE("a workspace slice past its capacity is an error") {
   CHECK(ws.slice<double>(0, 8) != nullptr);
   CHECK(test::contains(test::error_message([&] { (void)ws.slice<double>(16, 8); }), "exceeds its"));
   CHECK(test::contains(test::error_message([&] { (void)ws.slice<double>(3, 1); }), "exceeds its"));
+}
+
+TEST_CASE("failures of other libraries surface as mixprec::error naming the operation") {
+  const std::string msg = test::error_message(
+      [] { detail::translate_errors("a Thrust call", []() -> int { throw std::runtime_error("device fault"); }); });
+  CHECK(msg == "mixprec: a Thrust call: device fault");
+  CHECK(test::contains(test::error_message([] { (void)detail::allocate<float>(std::size_t{1} << 40, "a test"); }),
+                       "cannot allocate 1099511627776 elements (4.39805e+12 bytes) for a test: out of memory"));
+  CHECK(detail::translate_errors("fine", [] { return 7; }) == 7);
 }
 
 }

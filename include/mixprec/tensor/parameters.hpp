@@ -252,10 +252,28 @@ class parameters {
   // there are none) from `init`, then the model copy rounded to nearest.
   template <class Init>
   void initialize(std::size_t index, const Init& init, std::uint64_t seed, stream s = {}) {
-    static_assert(std::is_invocable_v<const Init&, std::uint64_t, std::size_t, std::size_t, const mixprec::shape&>,
+    constexpr bool callable =
+        std::is_invocable_v<const Init&, std::uint64_t, std::size_t, std::size_t, const mixprec::shape&>;
+    static_assert(callable,
                   "parameters::initialize: the initialiser must be callable as init(seed, parameter index, element "
                   "index, shape), e.g. mixprec::init::constant{0.5} or mixprec::init::kaiming_uniform{}; a plain "
                   "number is not an initialiser");
+    if constexpr (callable) initialize_with(index, init, seed, s);
+  }
+  template <class Init>
+  void initialize(const std::string& name, const Init& init, std::uint64_t seed, stream s = {}) {
+    initialize(index_of(name), init, seed, s);
+  }
+  // Initialises every parameter of `group` (all parameters when group is empty).
+  template <class Init>
+  void initialize_all(const Init& init, std::uint64_t seed, const std::string& group = "", stream s = {}) {
+    for (const parameter& p : params_)
+      if (group.empty() || p.group == group) initialize(p.index, init, seed, s);
+  }
+
+ private:
+  template <class Init>
+  void initialize_with(std::size_t index, const Init& init, std::uint64_t seed, stream s) {
     require_finalized("initialize");
     const parameter& p = (*this)[index];
     std::vector<float> values(p.size);
@@ -271,17 +289,8 @@ class parameters {
       detail::write_to_device(rounded.data(), model_data() + p.offset, p.size, s);
     }
   }
-  template <class Init>
-  void initialize(const std::string& name, const Init& init, std::uint64_t seed, stream s = {}) {
-    initialize(index_of(name), init, seed, s);
-  }
-  // Initialises every parameter of `group` (all parameters when group is empty).
-  template <class Init>
-  void initialize_all(const Init& init, std::uint64_t seed, const std::string& group = "", stream s = {}) {
-    for (const parameter& p : params_)
-      if (group.empty() || p.group == group) initialize(p.index, init, seed, s);
-  }
 
+ public:
   // model = master rounded under `round` (the whole arena, one launch).
   template <class O = weight_overflow<Model>, class R = round_nearest_even>
   void sync_model(R round = {}, stream s = {}) {
