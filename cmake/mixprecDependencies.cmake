@@ -38,4 +38,7 @@ macro(mixprec_find_dependencies)
       "Device system for CCCL::Thrust (set by mixprec)" FORCE)
   find_package(CCCL CONFIG REQUIRED
     HINTS "${CUDAToolkit_LIBRARY_DIR}/cmake" "${CUDAToolkit_LIBRARY_ROOT}/lib64/cmake")
+
+  # Optional: the JSON parser of io/safetensors.hpp (target mixprec::safetensors).
+  find_package(nlohmann_json 3 CONFIG QUIET)
 endmacro()

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs what building and testing mixprec needs beyond the CUDA toolkit,
 # from Debian's packages, when it is missing. Needs root (or sudo) only when
-# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [fuzz]
+# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [fuzz] [python]
+#   python: a virtual environment in build/venv with safetensors, numpy and
+#   ml_dtypes from PyPI (the safetensors interop tests); skipped with a
+#   warning when PyPI cannot be reached.
 set -euo pipefail
 
 want=()
+venv=0
 for what in "$@"; do
   case "$what" in
-    test) want+=(doctest-dev cmake g++) ;;
+    test) want+=(doctest-dev nlohmann-json3-dev cmake g++) ;;
     example) want+=(cmake g++ zlib1g-dev python3-matplotlib) ;;
     bench) want+=(libbenchmark-dev python3-torch) ;;
-    fuzz) want+=(clang libclang-rt-14-dev) ;;
+    fuzz) want+=(clang libclang-rt-14-dev nlohmann-json3-dev) ;;
+    python) want+=(python3-venv) ; venv=1 ;;
     *) echo "install-deps: unknown group '$what'" >&2; exit 2 ;;
   esac
 done
@@ -19,11 +24,24 @@ missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
-echo "install-deps: installing ${missing[*]}"
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ $venv -eq 1 ]; then
+  cd "$(dirname "$0")/.."
+  if ! build/venv/bin/python -c "import safetensors, numpy, ml_dtypes" 2>/dev/null; then
+    echo "install-deps: creating build/venv (safetensors, numpy, ml_dtypes from PyPI)"
+    mkdir -p build
+    if ! { /usr/bin/python3 -m venv build/venv &&
+           build/venv/bin/pip install -q --disable-pip-version-check safetensors numpy ml_dtypes; }; then
+      echo "install-deps: warning: could not set up build/venv; the safetensors interop tests will be off" >&2
+    fi
+  fi
+fi

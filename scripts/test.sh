@@ -3,7 +3,7 @@
 # builds and runs every test on the host backend (cmake --workflow --preset host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh test
+scripts/install-deps.sh test python
 scripts/check-test-names.sh
 cmake --workflow --preset host
 # Every discovered test carries a label (its TEST_SUITE).

@@ -145,6 +145,7 @@ class parameters {
     return params_[index];
   }
   const parameter& operator[](const std::string& name) const { return params_[index_of(name)]; }
+  bool contains(const std::string& name) const { return index_.find(name) != index_.end(); }
   std::size_t index_of(const std::string& name) const {
     const auto it = index_.find(name);
     detail::require(it != index_.end(), "parameters: no parameter named \"", name, "\"");
