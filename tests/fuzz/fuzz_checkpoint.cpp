@@ -47,7 +47,7 @@ struct fixture {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   fixture& f = fixture::get();
   if (const char* dir = std::getenv("MIXPREC_FUZZ_SEED_DIR")) {
-    const std::vector<std::uint8_t> seed = mixprec::serialize_checkpoint(f.params, f.state);
+    const std::vector<std::uint8_t> seed = mixprec::serialize_checkpoint(make_chain(), f.params, f.state);
     const std::string path = std::string(dir) + "/seed.ckpt";
     if (std::FILE* out = std::fopen(path.c_str(), "wb")) {
       std::fwrite(seed.data(), 1, seed.size(), out);
@@ -67,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
   }
   try {
-    mixprec::deserialize_checkpoint(bytes.data(), bytes.size(), f.params, f.state);
+    mixprec::deserialize_checkpoint(bytes.data(), bytes.size(), make_chain(), f.params, f.state);
   } catch (const mixprec::error&) {
   }
   return 0;

@@ -35,9 +35,8 @@ std::vector<unsigned char> role_and_state_bytes(Arena& p, State& s) {
   if constexpr (Arena::has_master) add(bytes_of(p.master_data(), p.padded_size()));
   add(bytes_of(p.model_data(), p.padded_size()));
   add(bytes_of(p.grad_data(), p.padded_size()));
-  std::apply([&](auto&... b) { ((
-      [&](auto& buf) { for (auto& slot : buf.slots) add(bytes_of(detail::raw(slot), slot.size())); }(b)), ...); },
-             detail::checkpoint_access::buffers(s));
+  for (auto& f : detail::checkpoint_access::fields(s))
+    if (f.used) add(bytes_of(detail::raw(f.bytes), f.bytes.size()));
   return all;
 }
 

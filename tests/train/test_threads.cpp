@@ -39,9 +39,9 @@ std::vector<float> run(int id, const std::string& shared_path) {
     step.apply(p, state);
   }
   const std::string own = "/tmp/mixprec_test_thread_" + std::to_string(id) + ".ckpt";
-  save_checkpoint(own, p, state);
-  save_checkpoint(shared_path, p, state);
-  load_checkpoint(own, p, state);
+  save_checkpoint(own, step, p, state);
+  save_checkpoint(shared_path, step, p, state);
+  load_checkpoint(own, step, p, state);
   std::remove(own.c_str());
   std::vector<float> out = p.to_host(role::master);
   out.push_back(state.loss_scale());

@@ -16,10 +16,8 @@
 
 namespace mixprec {
 
-struct clip_adaptive : component_defaults {
+struct clip_adaptive {
   static constexpr const char* name = "clip_adaptive";
-  static constexpr rule_kind kind = rule_kind::unit_multiplier;
-  static constexpr bool needs_unit_norms = true;
 
   float clipping = 0.01f;
   float eps = 1e-3f;
@@ -27,20 +25,31 @@ struct clip_adaptive : component_defaults {
   clip_adaptive() = default;
   explicit clip_adaptive(float c, float e = 1e-3f) : clipping(c), eps(e) {}
 
-  scalars initial_scalars() const {
+  static constexpr statistic statistics[] = {
+      {"input_sq", scope::slice, reduction::power_sum, source::input},
+      {"weight_sq", scope::slice, reduction::power_sum, source::weights}};
+  static constexpr stat_id<0> input_sq{};
+  static constexpr stat_id<1> weight_sq{};
+
+  no_scalars initial_scalars() const {
     detail::require(std::isfinite(clipping) && clipping > 0, "clip_adaptive: clipping must be positive and finite (got ",
                     clipping, ")");
     detail::require(std::isfinite(eps) && eps >= 0, "clip_adaptive: eps must be non-negative (got ", eps, ")");
     return {};
   }
-  MIXPREC_HOST_DEVICE float tile_factor(const scalars&, const tile_stats& t) const {
-    const float w = static_cast<float>(sqrt(t.unit_weight_sq));
-    const float g = static_cast<float>(sqrt(t.unit_input_sq));
+  // The unit's factor (the same for every element of a tile: computed once).
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    const float w = static_cast<float>(sqrt(ctx.statistic(weight_sq)));
+    const float g = static_cast<float>(sqrt(ctx.statistic(input_sq)));
     const float max = (w > eps ? w : eps) * clipping;
-    return g < max ? 1.0f : max / (g > 1e-6f ? g : 1e-6f);
+    return u * (g < max ? 1.0f : max / (g > 1e-6f ? g : 1e-6f));
   }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.tile_factor; }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("clipping", clipping);
+    v("eps", eps);
+  }
 };
 
 }  // namespace mixprec

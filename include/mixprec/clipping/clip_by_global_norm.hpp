@@ -7,16 +7,18 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
 
 namespace mixprec {
 
-struct clip_by_global_norm : component_defaults {
+struct clip_by_global_norm {
   static constexpr const char* name = "clip_by_global_norm";
-  static constexpr rule_kind kind = rule_kind::multiplier;
-  static constexpr bool needs_global_norm = true;
+  struct traits : component_traits {
+    static constexpr bool uniform_multiplier = true;
+  };
 
   float max_norm = 1.0f;
   float p = 2.0f;
@@ -28,22 +30,40 @@ struct clip_by_global_norm : component_defaults {
     float norm;  // the last measured norm (read it back for logging)
     float coef;  // the multiplier of the step being applied
   };
+  static constexpr statistic statistics[] = {{"norm", scope::global, reduction::power_sum, source::input}};
+  static constexpr stat_id<0> norm{};
+  MIXPREC_HOST_DEVICE float power(std::size_t) const { return p; }
 
-  MIXPREC_HOST_DEVICE float norm_order() const { return p; }
   scalars initial_scalars() const {
     detail::require(std::isfinite(max_norm) && max_norm > 0, "clip_by_global_norm: max_norm must be positive and finite (got ",
                     max_norm, ")");
     detail::require(p >= 1.0f, "clip_by_global_norm: the norm order p must be >= 1 or infinity_norm (got ", p, ")");
     return {0.0f, 1.0f};
   }
-  MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const {
-    s.norm = static_cast<float>(ctx.norm);
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
+    s.norm = static_cast<float>(detail::root_of(ctx.statistic(norm), p));
     const float coef = max_norm / (s.norm + 1e-6f);
     s.coef = coef < 1.0f ? coef : 1.0f;  // NaN norm: coef is NaN, as in PyTorch
   }
-  MIXPREC_HOST_DEVICE float multiplier_of(const scalars& s) const { return s.coef; }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.scalars.coef; }
+  MIXPREC_HOST_DEVICE float multiplier(const scalars& s) const { return s.coef; }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    return u * ctx.scalars().coef;
+  }
+  MIXPREC_HOST_DEVICE float report(quantity q, const scalars&, const scalars& now) const {
+    return q == quantity::clip_coefficient ? now.coef : q == quantity::gradient_norm ? now.norm : NAN;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("max_norm", max_norm);
+    v("p", p);
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("norm", s.norm);
+    v("coef", s.coef);
+  }
 };
 
 }  // namespace mixprec

@@ -9,24 +9,29 @@
 
 namespace mixprec {
 
-struct clip_by_value : component_defaults {
+struct clip_by_value {
   static constexpr const char* name = "clip_by_value";
-  static constexpr rule_kind kind = rule_kind::elementwise;
-  static constexpr bool linear = false;
+  struct traits : component_traits {
+    static constexpr bool before_statistics = true;  // non-linear: norms after it are measured, not scaled
+  };
 
   float limit = 1.0f;
 
   clip_by_value() = default;
   explicit clip_by_value(float l) : limit(l) {}
 
-  scalars initial_scalars() const {
+  no_scalars initial_scalars() const {
     detail::require(limit > 0 && !std::isnan(limit), "clip_by_value: limit must be positive (got ", limit, ")");
     return {};
   }
-  MIXPREC_HOST_DEVICE float clip(float u) const { return u > limit ? limit : (u < -limit ? -limit : u); }
-  MIXPREC_HOST_DEVICE float prepass(float u, const scalars&) const { return clip(u); }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO&) const { return clip(u); }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx&) const {
+    return u > limit ? limit : (u < -limit ? -limit : u);
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("limit", limit);
+  }
 };
 
 }  // namespace mixprec

@@ -3,3 +3,4 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
+#include <mixprec/component/protocol.hpp>

@@ -1,65 +1,147 @@
-// The component protocol: what a loss scaler, a clipper, an optimizer stage
-// or a schedule-driven stage provides so that train/chain.hpp can fold any
-// sequence of them, at compile time, into one statistics pass, one scalar
-// rule run on the device, and one update pass.
+// The component protocol: what a loss scaler, a clipper, an optimizer stage,
+// a weight writer or a monitor provides so that chain() (train/chain.hpp)
+// can fold any sequence of them into statistics passes, scalar rules run on
+// the device between them, and one update pass.
 //
 // Every component transforms the stream of updates (initially the gradient,
-// as in Optax). A component is a small trivially copyable value type holding
-// its hyperparameters; it derives from component_defaults and overrides what
-// it needs:
+// as in Optax). A component is a trivially copyable value type holding its
+// hyperparameters. All members but `name` are optional:
 //
-//   static constexpr const char* name;          identifies it (checkpoints)
-//   static constexpr rule_kind kind;             how its element rule behaves
-//   static constexpr bool needs_non_finite;      wants the non-finite flag
-//   static constexpr bool needs_global_norm;     wants ||input||_p (p = norm_order())
-//   static constexpr bool needs_unit_norms;      wants per-unit ||input||, ||w||
-//   static constexpr bool needs_segment_norms;   wants per-parameter ||input||, ||w||
-//   static constexpr bool guards;                may skip the step
-//   static constexpr bool linear;                elementwise rule is u -> c * u (commutes with norms)
-//   static constexpr bool is_writer;             writes the weights (train/writers.hpp)
-//   static constexpr bool replayable;            can recompute its output from stored state
-//   static constexpr bool holds;                 may end a step early, after itself (every_k)
-//   static constexpr bool can_bypass;            bypassed() (host) may switch the rule off entirely
-//   struct scalars;                              its device-resident scalar state
-//   scalars initial_scalars() const;             host; throws mixprec::error on bad hyperparameters
-//   std::size_t state_slots() const;             per-element state arrays (moments)
-//   float initial_state(std::size_t slot) const; their initial value
-//   using state_format;                          their format (float or bfloat16)
-//   void decide(scalars&, decide_context&) const;        the scalar rule, once per step on the device
-//   float prepass(float u, const scalars&) const;        element rule in the statistics pass (kind elementwise)
-//   float tile_factor(const scalars&, const tile_stats&) const;  per-tile value (unit/segment multipliers)
-//   float apply(float u, element_io<...>&) const;        element rule in the update pass
-//   float multiplier_of(const scalars&) const;           (kind multiplier) the decided multiplier
+//   static constexpr const char* name;        who it is (plans, checkpoints, messages)
+//   struct traits : component_traits {...};   how its element rule behaves (below)
+//   struct scalars {...};                     its device-resident scalar state
+//   scalars initial_scalars() const;          host; throws mixprec::error on bad hyperparameters
+//   static constexpr state_field state[];     named state fields with format and extent
+//   bool uses(std::size_t field) const;       whether the options need a field (default: all)
+//   float initial_state(std::size_t field) const;   (default 0)
+//   static constexpr statistic statistics[];  the reductions it needs, by scope, op and source
+//   float power(std::size_t stat) const;      p of a power_sum statistic (default 2)
+//   void decide(scalars&, decide_context&) const;            the scalar rule, once per step on the device
+//   void decide_row / decide_column / decide_parameter(entry&) const;   per-entry rules (row, column, parameter state)
+//   float update(float u, element_context&) const;            the element rule (default: identity)
+//   float multiplier(const scalars&) const;   (uniform multipliers) the factor every element was multiplied by
+//   float report(quantity, const scalars& at_start, const scalars& now) const;  values for monitors
+//   void visit_hyperparameters(V&&) const;    v(name, value) for each hyperparameter (checkpoints, plans)
+//   static void visit_scalars(scalars&, V&&); v(name, field) for each scalar (checkpoints by name)
 //
-// Kinds:
-//   elementwise      depends only on the element and on scalars known before
-//                    this step's statistics (loss scale, clip by value): it
-//                    is applied inside the statistics pass too;
-//   multiplier       multiplies every element by one positive scalar decided
-//                    from the statistics (clip by global norm): later norms
-//                    are scaled by it instead of being measured again;
-//   unit_multiplier  one positive scalar per unit (adaptive clipping);
-//   stage            needs weights, per-element state or the step count
-//                    (optimizer stages): runs in the update pass only.
-//
-// A component that needs statistics of an input produced by a stage (LAMB's
-// trust ratio, clipping after Adam) splits the update pass in two: the first
-// runs the stages and measures, the second replays the stages from their
-// stored state (apply() is then called with io.replay set and must not write
-// state) and finishes the chain.
+// The element rule is called in whichever pass runs it, with a context that
+// says which (statistics, measuring, update) and gives the element's index,
+// parameter, shape, row and column, weight, group multipliers, step number,
+// the component's scalars and statistics, and its state. State is written
+// through ctx.state(field).update(f): f maps the stored value to the new
+// one, the new value is stored (rounded to the field's format) and
+// returned. When a pass recomputes a component's output from state that an
+// earlier pass of the same step already updated (a chain whose statistics
+// need an optimizer's output, as LAMB's trust ratio), the engine hands the
+// rule a read-only view: update() then returns the stored value without
+// calling f, so no rule needs an `if` for it.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/core/config.hpp>
+#include <mixprec/format/format_traits.hpp>
 
 namespace mixprec {
 
-enum class rule_kind { elementwise, multiplier, unit_multiplier, stage };
+// How a component's element rule behaves; derive and override what differs.
+struct component_traits {
+  // The rule depends only on the element and on scalars known when the step
+  // starts (unscaling by the loss scale in effect, clipping by value): it is
+  // applied in the statistics pass too, and sees its scalars as they were
+  // when the step started. Such a component keeps no per-element state.
+  static constexpr bool before_statistics = false;
+  // The rule is u -> c * u with c finite, non-zero and the same for every
+  // element of a step: norms of later values follow by scaling.
+  static constexpr bool linear = false;
+  // Linear with c decided this step from its statistics (clipping by the
+  // global norm); provides float multiplier(const scalars&). Statistics of
+  // later values are measured before it and scaled by c.
+  static constexpr bool uniform_multiplier = false;
+  // Its scalar rule may skip the step (ctx.skip()): nothing is then written.
+  static constexpr bool may_skip = false;
+  // Its scalar rule may end a step after itself (ctx.hold(): gradient accumulation).
+  static constexpr bool may_hold = false;
+  // It writes the weights (see train/writers.hpp); at most one per chain.
+  static constexpr bool writes_weights = false;
+  // Its output can be recomputed from its updated state (false for Lion,
+  // whose output uses the state before the update).
+  static constexpr bool replayable = true;
+  // It is a loss scaler: its scalars have `float scale`, the loss scale in
+  // effect for the next backward pass (chain_state::loss_scale()).
+  static constexpr bool loss_scaler = false;
+  // Its scalar rule runs after every other one (monitors reading reports).
+  static constexpr bool observes = false;
+  // Its element rule reads ctx.row() / ctx.col().
+  static constexpr bool needs_position = false;
+};
+
+// Where a state field has entries.
+enum class extent : std::uint8_t {
+  element,    // one per element of the arena (moments)
+  parameter,  // one per parameter
+  row,        // one per row of a parameter's last two dimensions (Adafactor's factors)
+  column,     // one per column of a parameter's last two dimensions
+  scalar      // one
+};
+// Which parameters a field covers (rows and columns of a parameter of rank
+// below 2 are those of it as one row: a vector [n] is [1, n]).
+enum class parameter_set : std::uint8_t { all, matrices, vectors };  // rank >= 2, rank < 2
+
+struct state_field {
+  const char* name;
+  format_id format;  // float or bfloat16
+  extent where = extent::element;
+  parameter_set on = parameter_set::all;
+  bool saved = true;       // false: recomputed every step (not in checkpoints)
+  bool stochastic = true;  // bfloat16 entries are written with stochastic rounding (else to nearest)
+};
+
+enum class scope : std::uint8_t {
+  global,     // one value over the whole arena
+  parameter,  // one per parameter
+  row,        // one per row (last two dimensions)
+  column,     // one per column (last two dimensions)
+  slice       // one per first-axis slice ([out, ...] layout; a parameter of rank <= 1 is one slice)
+};
+enum class reduction : std::uint8_t {
+  sum,                      // sum of x
+  power_sum,                // sum of |x|^p (p = power(k); max |x| when p is infinite)
+  max_abs,                  // max |x| (NaN if any is NaN)
+  non_finite_count,         // number of inf/NaN (at least 1 when any, exact when measured alone)
+  zero_or_subnormal_count   // number of zero or subnormal values in the gradients' own format
+};
+enum class source : std::uint8_t {
+  input,     // the update as it reaches the component
+  output,    // the update as it leaves the component
+  weights,   // the weights when the step starts (fp32 master, or the model)
+  gradient   // the gradients as stored (scaled, in their own format)
+};
+struct statistic {
+  const char* name;
+  scope where;
+  reduction op;
+  source of;
+};
+
+// Compile-time handles of a component's fields and statistics: declare
+// `static constexpr field_id<0> m{};` and write ctx.state(m), ctx.statistic(s).
+template <std::size_t K>
+struct field_id {
+  static constexpr std::size_t index = K;
+};
+template <std::size_t K>
+struct stat_id {
+  static constexpr std::size_t index = K;
+};
+
+// Values a component can report to monitors (record_statistics).
+enum class quantity : std::uint8_t { loss_scale, clip_coefficient, gradient_norm, learning_rate };
 
 // The order p of a norm: any p >= 1, or infinity_norm.
 inline constexpr float infinity_norm = std::numeric_limits<float>::infinity();
@@ -68,10 +150,9 @@ inline constexpr float infinity_norm = std::numeric_limits<float>::infinity();
 struct step_scalars {
   std::uint64_t count = 0;          // completed updates (not skipped, not held)
   std::uint64_t skipped_total = 0;  // steps skipped so far
+  std::uint64_t t = 0;              // the step being applied (count + 1)
   std::uint32_t skip = 0;           // this step is skipped (set by guards)
-  std::uint32_t non_finite = 0;     // this step's statistics saw inf or NaN
   std::uint32_t hold = 0;           // this step only accumulates (every_k before the update)
-  std::uint32_t reserved = 0;
 };
 
 // Per-group multipliers of the hyperparameters (e.g. no weight decay on biases).
@@ -80,99 +161,9 @@ struct group_hyper {
   float weight_decay_scale = 1.0f;
 };
 
-// What a component's scalar rule sees.
-struct decide_context {
-  step_scalars* step;  // guards set step->skip
-  std::uint64_t t;     // the number of this step if it completes (count + 1)
-  double norm;         // the component's measured global norm of its input (if it asked)
-  bool non_finite;     // a gradient element or a measured norm is inf/NaN this step
-};
-
-// What tile_factor() sees: per-unit and per-segment sums of squares of the
-// component's input and of the weights, when the component asked for them.
-struct tile_stats {
-  double unit_input_sq, unit_weight_sq;
-  double segment_input_sq, segment_weight_sq;
-  std::uint32_t segment, unit;
-};
-
-// Per-element state of a component: up to 4 arrays of F in the arena layout.
-template <class F>
-struct state_arrays {
-  F* slot[4];
-  std::uint64_t seed;  // stochastic rounding key of narrow state formats
-};
-
-// One element's view of its component's state. Narrow formats (bfloat16
-// moments) are written with stochastic rounding keyed on (seed + slot, step,
-// index); store() returns the value as stored, so later arithmetic sees
-// exactly what the next step will load.
-template <class F>
-struct state_ref {
-  const state_arrays<F>* arrays;
-  std::size_t index;
-  std::uint64_t stream;
-  MIXPREC_HOST_DEVICE float load(int k) const { return to_float(arrays->slot[k][index]); }
-  MIXPREC_HOST_DEVICE float store(int k, float v) const {
-    if constexpr (std::is_same_v<F, float>) {
-      arrays->slot[k][index] = v;
-      return v;
-    } else {
-      const F r = convert<F>(v, round_stochastic{arrays->seed + static_cast<std::uint64_t>(k), stream}, index);
-      arrays->slot[k][index] = r;
-      return to_float(r);
-    }
-  }
-};
-
-// What a component's element rule sees in the update pass.
-template <class Scalars, class F>
-struct element_io {
-  const Scalars& scalars;     // the component's decided scalars
-  state_ref<F> state;         // its per-element state
-  std::size_t index;          // arena index of the element
-  float weight;               // current weight (fp32 master, or the model value)
-  float tile_factor;          // the component's tile_factor() for this tile
-  const group_hyper& group;   // the element's group multipliers
-  std::uint64_t t;            // the number of the step being applied (1 for the first)
-  bool replay;                // recomputing the output from stored state: write nothing
-  float* weight_factor;       // the weight is multiplied by this before the update is added
-};
-
-// Defaults for every protocol member; components derive and override.
-struct component_defaults {
-  struct scalars {
-    std::uint32_t unused = 0;
-  };
-  static constexpr rule_kind kind = rule_kind::elementwise;
-  static constexpr bool needs_non_finite = false;
-  static constexpr bool needs_global_norm = false;
-  static constexpr bool needs_unit_norms = false;
-  static constexpr bool needs_segment_norms = false;
-  static constexpr bool guards = false;
-  static constexpr bool linear = true;
-  static constexpr bool is_writer = false;
-  static constexpr bool replayable = true;  // apply() in replay mode reproduces its output
-  static constexpr bool holds = false;
-  static constexpr bool can_bypass = false;  // see bypassed()
-  using state_format = float;
-
-  MIXPREC_HOST_DEVICE float norm_order() const { return 2.0f; }
-  std::size_t state_slots() const { return 0; }
-  float initial_state(std::size_t) const { return 0.0f; }
-  // True when the options make the element rule the identity (SGD without
-  // momentum): the update pass is then instantiated without it, so that no
-  // element loop branches on an option (host loops vectorise).
-  bool bypassed() const { return false; }
-
-  template <class S>
-  MIXPREC_HOST_DEVICE void decide(S&, decide_context&) const {}
-  template <class S>
-  MIXPREC_HOST_DEVICE float prepass(float u, const S&) const { return u; }
-  template <class S>
-  MIXPREC_HOST_DEVICE float tile_factor(const S&, const tile_stats&) const { return 1.0f; }
-  template <class S>
-  MIXPREC_HOST_DEVICE float multiplier_of(const S&) const { return 1.0f; }
+// Defaults for components that need no scalars.
+struct no_scalars {
+  std::uint32_t unused = 0;
 };
 
 namespace detail {
@@ -183,6 +174,13 @@ MIXPREC_HOST_DEVICE float reciprocal_as_pytorch(float scale) {
 }
 
 MIXPREC_HOST_DEVICE bool finite(double x) { return x - x == 0.0; }
+
+// |x|^p combined by sum, or |x| combined by max for p = infinity.
+MIXPREC_HOST_DEVICE double root_of(double acc, float p) {
+  if (p == 2.0f) return sqrt(acc);
+  if (p == 1.0f || p == infinity_norm) return acc;
+  return pow(acc, 1.0 / static_cast<double>(p));
+}
 
 }  // namespace detail
 }  // namespace mixprec

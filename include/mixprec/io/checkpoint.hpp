@@ -1,19 +1,32 @@
 // Checkpoints: parameters (fp32 master and model copy), the gradients'
 // format, and the whole state of a chain (scaler scale and counters,
 // optimizer moments, schedule step count, stochastic-rounding stream, group
-// multipliers) in one file, so that a resumed run continues bit for bit.
+// multipliers), field by field and with every hyperparameter, plus a block
+// of user metadata, in one file, so that a resumed run continues bit for bit.
 //
-// Format (version 1, little-endian):
+//   save_checkpoint(path, step, params, state, {{"epoch", "3"}});
+//   checkpoint_metadata m = load_checkpoint(path, step, params, state);
+//
+// Format (version 2, little-endian; strings are u32 length + bytes):
 //   "MIXPRECK", u32 version, u32 reserved, u64 total size
-//   arena: u8 model format, u8 gradient format, u8 has master, u8 model is
-//          master, u64 padded size, u32 count, then per parameter: name,
-//          rank, extents, group
-//   chain: u32 count, per component: name, u64 scalar bytes, u8 state
-//          format, u32 state arrays; u64 + the device scalar block; u32 +
-//          groups (name, lr scale, weight-decay scale)
-//   data:  master weights, model copy, each component's state arrays
+//   arena:    u8 model format, u8 gradient format, u8 has master, u8 model
+//             is master, u64 padded size, u32 count, per parameter: name,
+//             rank, extents, group
+//   chain:    u32 count, per component: its path ("adamw/scale_by_adam"),
+//             u32 + hyperparameters, u32 + scalars (each: name, u8 kind,
+//             value), u32 + state fields (name, u8 format, u8 extent, u8
+//             parameter set, u8 used, u8 saved, u64 entries)
+//   step:     u64 completed steps, u64 skipped steps
+//   groups:   u32 count, per group: name, f32 lr scale, f32 weight-decay scale
+//   metadata: u32 count, per entry: key, value (bytes)
+//   data:     master weights, model copy, every used and saved state field
 //   u32 CRC-32 of everything before it
-// Strings are u32 length + bytes.
+//
+// Loading checks every name, shape, format and field, and the
+// hyperparameters: a checkpoint written with other values is refused with
+// the field named, unless checkpoint_options::take_new_hyperparameters
+// (then the chain's own values apply from the next step). Files of version
+// 1 (mixprec 0.1) still load (io/checkpoint_v1.hpp).
 //
 // save_checkpoint streams the file into a temporary of its own next to the
 // target and renames it over the target only when complete and synced
@@ -21,14 +34,14 @@
 // and concurrent saves to one path each land whole. load_checkpoint checks
 // the header first (a file that is not a checkpoint is rejected after 24
 // bytes), then the checksum of the whole file, then every name, shape,
-// format and the chain's layout, and only then copies the data in: any
-// mismatch raises a mixprec::error saying what did not match, and changes
-// nothing. Both move device memory through a fixed 4 MiB host buffer, so
-// they need no host memory in proportion to the checkpoint.
+// format and field, and only then copies the data in: any mismatch raises a
+// mixprec::error saying what did not match, and changes nothing. Both move
+// device memory through a fixed 4 MiB host buffer.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -42,10 +55,18 @@
 #include <mixprec/train/chain.hpp>
 
 namespace mixprec {
+
+using checkpoint_metadata = std::map<std::string, std::string>;
+
+struct checkpoint_options {
+  // Accept a checkpoint written with other hyperparameters (keep this chain's).
+  bool take_new_hyperparameters = false;
+};
+
 namespace detail {
 
 inline constexpr char checkpoint_magic[8] = {'M', 'I', 'X', 'P', 'R', 'E', 'C', 'K'};
-inline constexpr std::uint32_t checkpoint_version = 1;
+inline constexpr std::uint32_t checkpoint_version = 2;
 inline constexpr std::size_t checkpoint_header = 8 + 4 + 4 + 8;
 
 inline std::string shape_text(const std::vector<std::uint64_t>& dims) {
@@ -59,7 +80,7 @@ struct checkpoint_access {
   template <class Arena, class... C>
   static auto& block(chain_state<Arena, C...>& s) { return s.block_; }
   template <class Arena, class... C>
-  static auto& buffers(chain_state<Arena, C...>& s) { return s.buffers_; }
+  static auto& fields(chain_state<Arena, C...>& s) { return s.fields_; }
   template <class Arena, class... C>
   static auto& groups(chain_state<Arena, C...>& s) { return s.groups_; }
   template <class Arena, class... C>
@@ -67,59 +88,177 @@ struct checkpoint_access {
   template <class Arena, class... C>
   static const arena_signature& arena(const chain_state<Arena, C...>& s) { return s.arena_; }
 };
-template <class Arena, class... C>
-const arena_signature& state_arena(const chain_state<Arena, C...>& s) {
-  return checkpoint_access::arena(s);
+
+// Typed values of hyperparameters and scalars.
+enum class value_kind : std::uint8_t { f32 = 1, f64 = 2, u32 = 3, u64 = 4, boolean = 5 };
+template <class T>
+constexpr value_kind kind_of() {
+  if constexpr (std::is_same_v<T, float>) return value_kind::f32;
+  else if constexpr (std::is_same_v<T, double>) return value_kind::f64;
+  else if constexpr (std::is_same_v<T, std::uint32_t>) return value_kind::u32;
+  else if constexpr (std::is_same_v<T, std::uint64_t>) return value_kind::u64;
+  else {
+    static_assert(std::is_same_v<T, bool>, "checkpoints store float, double, uint32, uint64 and bool fields");
+    return value_kind::boolean;
+  }
+}
+inline std::size_t kind_size(value_kind k) {
+  switch (k) {
+    case value_kind::f32: case value_kind::u32: return 4;
+    case value_kind::f64: case value_kind::u64: return 8;
+    case value_kind::boolean: return 1;
+  }
+  return 0;
+}
+inline const char* kind_name(value_kind k) {
+  switch (k) {
+    case value_kind::f32: return "float";
+    case value_kind::f64: return "double";
+    case value_kind::u32: return "uint32";
+    case value_kind::u64: return "uint64";
+    case value_kind::boolean: return "bool";
+  }
+  return "unknown";
 }
 
-template <class Arena, class... C>
-void write_components(record_writer& w, chain_state<Arena, C...>& state) {
-  auto& buffers = checkpoint_access::buffers(state);
-  w.put(static_cast<std::uint32_t>(sizeof...(C)));
-  std::size_t k = 0;
-  std::apply(
-      [&](auto&... b) {
-        (
-            [&](auto& buf) {
-              using B = std::remove_reference_t<decltype(buf)>;
-              constexpr const char* names[] = {C::name...};
-              constexpr std::size_t sizes[] = {sizeof(typename C::scalars)...};
-              w.put_string(names[k]);
-              w.put(static_cast<std::uint64_t>(sizes[k]));
-              w.put(static_cast<std::uint8_t>(format_traits<typename B::F>::id));
-              w.put(static_cast<std::uint32_t>(buf.slots.size()));
-              ++k;
-            }(b),
-            ...);
-      },
-      buffers);
-}
-
-// The device arrays of a checkpoint's data section, in file order: master
-// weights, model copy, each component's state arrays.
-struct device_array {
-  void* data;
-  std::size_t bytes;
+struct named_value {
+  std::string name;
+  value_kind kind;
+  std::vector<std::uint8_t> bytes;
+  std::string text() const {
+    char b[8] = {};
+    std::memcpy(b, bytes.data(), bytes.size() < 8 ? bytes.size() : 8);
+    switch (kind) {
+      case value_kind::f32: { float v; std::memcpy(&v, b, 4); return concat(v); }
+      case value_kind::f64: { double v; std::memcpy(&v, b, 8); return concat(v); }
+      case value_kind::u32: { std::uint32_t v; std::memcpy(&v, b, 4); return concat(v); }
+      case value_kind::u64: { std::uint64_t v; std::memcpy(&v, b, 8); return concat(v); }
+      case value_kind::boolean: return b[0] ? "true" : "false";
+    }
+    return "?";
+  }
 };
-template <class Arena, class... C>
-std::vector<device_array> data_arrays(Arena& params, chain_state<Arena, C...>& state) {
-  std::vector<device_array> arrays;
-  const std::size_t n = params.padded_size();
-  if constexpr (Arena::has_master) arrays.push_back({params.master_data(), n * sizeof(float)});
-  if constexpr (!Arena::model_is_master)
-    arrays.push_back({params.model_data(), n * sizeof(typename Arena::model_type)});
-  std::apply([&](auto&... b) { ((
-      [&](auto& buf) {
-        using F = typename std::remove_reference_t<decltype(buf)>::F;
-        for (auto& slot : buf.slots) arrays.push_back({raw(slot), n * sizeof(F)});
-      }(b)), ...); },
-             checkpoint_access::buffers(state));
-  return arrays;
+
+struct value_collector {
+  std::vector<named_value>* out;
+  template <class T>
+  void operator()(const char* name, const T& x) const {
+    named_value v{name, kind_of<T>(), std::vector<std::uint8_t>(sizeof(T))};
+    std::memcpy(v.bytes.data(), &x, sizeof(T));
+    out->push_back(std::move(v));
+  }
+};
+
+template <class C>
+std::vector<named_value> hyperparameters_of(const C& c) {
+  std::vector<named_value> v;
+  if constexpr (has_visit_hyperparameters<C>::value) c.visit_hyperparameters(value_collector{&v});
+  return v;
+}
+template <class C>
+std::vector<named_value> scalars_of_value(scalars_of<C> s) {
+  std::vector<named_value> v;
+  if constexpr (has_visit_scalars<C>::value) {
+    C::visit_scalars(s, value_collector{&v});
+  } else {
+    static_assert(std::is_same_v<scalars_of<C>, no_scalars>,
+                  "mixprec: a component with scalars must name them in visit_scalars (checkpoints save them by name)");
+  }
+  return v;
+}
+// Sets each scalar of s from the checkpoint's values, by name.
+template <class C>
+void assign_scalars(scalars_of<C>& s, const std::vector<named_value>& saved, const std::string& who) {
+  if constexpr (has_visit_scalars<C>::value) {
+    C::visit_scalars(s, [&](const char* name, auto& field) {
+      using T = std::remove_reference_t<decltype(field)>;
+      for (const named_value& v : saved)
+        if (v.name == name) {
+          require(v.kind == kind_of<T>(), "checkpoint: scalar ", who, ".", name, " is ", kind_name(v.kind),
+                  " in the checkpoint but ", kind_name(kind_of<T>()), " here");
+          std::memcpy(&field, v.bytes.data(), sizeof(T));
+          return;
+        }
+      throw error(concat("checkpoint: scalar ", who, ".", name, " is missing from the checkpoint"));
+    });
+  }
 }
 
-// Everything between the header and the data section.
-template <class Arena, class... C>
-void write_metadata(record_writer& w, Arena& params, chain_state<Arena, C...>& state, stream s) {
+inline void put_value(record_writer& w, const named_value& v) {
+  w.put_string(v.name);
+  w.put(static_cast<std::uint8_t>(v.kind));
+  w.put_bytes(v.bytes.data(), v.bytes.size());
+}
+inline named_value get_value(record_reader& r) {
+  named_value v;
+  v.name = r.get_string("a value's name");
+  v.kind = static_cast<value_kind>(r.get<std::uint8_t>("a value's kind"));
+  const std::size_t n = kind_size(v.kind);
+  require(n > 0, "checkpoint: value ", v.name, " has an unknown kind (corrupted?)");
+  v.bytes.resize(n);
+  r.get_bytes(v.bytes.data(), n, "a value");
+  return v;
+}
+
+// The chain as the user composed it, from component paths ("adamw/scale_by_adam").
+inline std::string user_chain_text(const std::vector<std::string>& paths) {
+  std::string out, last_owner;
+  for (const std::string& p : paths) {
+    const auto slash = p.find('/');
+    const std::string owner = slash == std::string::npos ? "" : p.substr(0, slash);
+    if (!owner.empty() && owner == last_owner) continue;
+    out += (out.empty() ? "" : ", ") + (owner.empty() ? p : owner);
+    last_owner = owner;
+  }
+  return "[" + out + "]";
+}
+
+template <class... T, std::size_t... K>
+std::tuple<T&...> as_refs_impl(pod_tuple<T...>& t, std::index_sequence<K...>) {
+  return std::tuple<T&...>(get<K>(t)...);
+}
+template <class... T>
+std::tuple<T&...> as_std_tuple_refs(pod_tuple<T...>& t) {
+  return as_refs_impl(t, std::index_sequence_for<T...>{});
+}
+template <class... T, std::size_t... K>
+std::tuple<T...> as_std_tuple_impl(const pod_tuple<T...>& t, std::index_sequence<K...>) {
+  return std::tuple<T...>(get<K>(t)...);
+}
+
+template <class... T>
+std::tuple<T...> as_std_tuple(const pod_tuple<T...>& t) {
+  return as_std_tuple_impl(t, std::index_sequence_for<T...>{});
+}
+template <class A, class B>
+void copy_if_same(A& out, const B& x) {
+  if constexpr (std::is_same_v<A, B>) out = x;
+}
+// The scalars of component k in a block (a runtime k over the pack).
+template <class T, class Block>
+scalars_of<T> component_scalars(const Block& block, std::size_t k) {
+  scalars_of<T> out{};
+  std::size_t j = 0;
+  std::apply([&](const auto&... x) { ((j++ == k ? copy_if_same(out, x) : void()), ...); }, as_std_tuple(block.comps));
+  return out;
+}
+template <class T, class S>
+void assign_if_same(S& s, const std::vector<named_value>& saved, const std::string& who) {
+  if constexpr (std::is_same_v<S, scalars_of<T>>) assign_scalars<T>(s, saved, who);
+}
+
+template <class T, class Tuple, std::size_t... K>
+void set_scalars_at(Tuple& comps, std::size_t k, const std::vector<named_value>& saved, const std::string& who,
+                    std::index_sequence<K...>) {
+  ((K == k ? assign_if_same<T>(get<K>(comps), saved, who) : void()), ...);
+}
+template <class T, class Block>
+void set_component_scalars(Block& block, std::size_t k, const std::vector<named_value>& saved, const std::string& who) {
+  set_scalars_at<T>(block.comps, k, saved, who, std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
+}
+// The arena section (the same in versions 1 and 2).
+template <class Arena>
+void write_arena(record_writer& w, const Arena& params) {
   w.put(static_cast<std::uint8_t>(format_traits<typename Arena::model_type>::id));
   w.put(static_cast<std::uint8_t>(format_traits<typename Arena::grad_type>::id));
   w.put(static_cast<std::uint8_t>(Arena::has_master));
@@ -132,80 +271,9 @@ void write_metadata(record_writer& w, Arena& params, chain_state<Arena, C...>& s
     for (std::size_t e : p.shape) w.put(static_cast<std::uint64_t>(e));
     w.put_string(p.group);
   }
-  write_components(w, state);
-  auto& block = checkpoint_access::block(state);
-  w.put(static_cast<std::uint64_t>(sizeof(chain_block<C...>)));
-  w.put_device(raw(block), sizeof(chain_block<C...>), s);
-  const auto& names = checkpoint_access::group_names(state);
-  w.put(static_cast<std::uint32_t>(names.size()));
-  std::vector<group_hyper> groups(names.size());
-  copy_to_host(raw(checkpoint_access::groups(state)), groups.data(), groups.size(), s);
-  for (std::size_t g = 0; g < names.size(); ++g) {
-    w.put_string(names[g]);
-    w.put(groups[g].lr_scale);
-    w.put(groups[g].weight_decay_scale);
-  }
 }
-
-// Writes the whole checkpoint to `sink`, streaming the data section.
-template <class Arena, class... C>
-void encode_checkpoint(byte_sink& sink, Arena& params, chain_state<Arena, C...>& state, stream s) {
-  require(params.finalized(), "save_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "save_checkpoint: the chain state was not made by init()");
-  require(params.signature().hash == state_arena(state).hash, "save_checkpoint: the state was made by init() for "
-          "another parameter arena: ", state_arena(state).difference(params.signature()));
-  synchronize(s);
-  memory_sink meta;
-  {
-    record_writer m(meta);
-    write_metadata(m, params, state, s);
-  }
-  const std::vector<device_array> arrays = data_arrays(params, state);
-  std::uint64_t total = checkpoint_header + meta.bytes().size() + 4;
-  for (const device_array& a : arrays) total += a.bytes;
-  record_writer w(sink);
-  w.put_bytes(checkpoint_magic, sizeof checkpoint_magic);
-  w.put(checkpoint_version);
-  w.put(std::uint32_t{0});
-  w.put(total);
-  w.put_bytes(meta.bytes().data(), meta.bytes().size());
-  for (const device_array& a : arrays) w.put_device(a.data, a.bytes, s);
-  w.put_crc();
-}
-
-// Reads and checks a checkpoint from `src`; changes params and state only
-// when every check has passed.
-template <class Arena, class... C>
-void decode_checkpoint(const byte_source& src, Arena& params, chain_state<Arena, C...>& state, stream s) {
-  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
-  const std::uint64_t size = src.size();
-  // The header first: a file that is not a checkpoint stops here.
-  require(size >= checkpoint_header, "checkpoint is truncated: ", size, " bytes, shorter than its ", checkpoint_header,
-          "-byte header");
-  std::uint8_t header[checkpoint_header];
-  src.read_at(0, header, checkpoint_header);
-  require(std::memcmp(header, checkpoint_magic, 8) == 0, "not a mixprec checkpoint (bad magic)");
-  std::uint32_t version;
-  std::uint64_t total;
-  std::memcpy(&version, header + 8, 4);
-  std::memcpy(&total, header + 16, 8);
-  require(version == checkpoint_version, "unsupported checkpoint version ", version, " (this build reads version ",
-          checkpoint_version, ")");
-  require(size >= total, "checkpoint is truncated: ", size, " of ", total, " bytes");
-  require(size == total, "checkpoint has ", size - total, " unexpected bytes after its end");
-  // Then the checksum of everything.
-  {
-    record_reader all(src, "checkpoint", size - 4);
-    all.skip(size - 4, "the checkpoint");
-    std::uint32_t stored;
-    src.read_at(size - 4, &stored, 4);
-    require(all.crc() == stored, "checkpoint checksum mismatch: the file is corrupted");
-  }
-  record_reader body(src, "checkpoint", size - 4);
-  body.skip(checkpoint_header, "header");
-
-  // The arena.
+template <class Arena>
+void check_arena(record_reader& body, const Arena& params) {
   auto format_of = [](std::uint8_t id) { return std::string(format_name(static_cast<format_id>(id))); };
   const auto model_id = body.get<std::uint8_t>("model format");
   const auto grad_id = body.get<std::uint8_t>("gradient format");
@@ -238,33 +306,282 @@ void decode_checkpoint(const byte_source& src, Arena& params, chain_state<Arena,
   }
   require(padded == params.padded_size(), "checkpoint arena has ", padded, " elements but this arena ",
           params.padded_size());
+}
 
-  // The chain.
-  const auto ncomp = body.get<std::uint32_t>("component count");
-  require(ncomp == sizeof...(C), "checkpoint chain has ", ncomp, " components but this chain has ", sizeof...(C));
-  constexpr const char* names[] = {C::name...};
-  constexpr std::size_t sizes[] = {sizeof(typename C::scalars)...};
-  constexpr std::uint8_t formats[] = {static_cast<std::uint8_t>(format_traits<typename C::state_format>::id)...};
-  std::vector<std::size_t> slots;
-  std::apply([&](auto&... b) { (slots.push_back(b.slots.size()), ...); }, checkpoint_access::buffers(state));
-  for (std::size_t k = 0; k < sizeof...(C); ++k) {
-    const std::string name = body.get_string("component name");
-    require(name == names[k], "chain component ", k, " is ", name, " in the checkpoint but ", names[k], " in this chain");
-    const auto bytes = body.get<std::uint64_t>("component scalars");
-    require(bytes == sizes[k], "chain component ", k, " (", name, ") keeps ", bytes, " bytes of scalars in the checkpoint but ",
-            sizes[k], " here");
-    const auto f = body.get<std::uint8_t>("state format");
-    require(f == formats[k], "chain component ", k, " (", name, ") keeps its state in ", format_of(f),
-            " in the checkpoint but ", format_of(formats[k]), " here");
-    const auto nslots = body.get<std::uint32_t>("state arrays");
-    require(nslots == slots[k], "chain component ", k, " (", name, ") has ", nslots, " state arrays in the checkpoint but ",
-            slots[k], " here (different options, e.g. amsgrad or momentum)");
+// The device arrays of the data section, in file order: master weights,
+// model copy, each used and saved state field.
+struct device_array {
+  void* data;
+  std::size_t bytes;
+};
+template <class C>
+void add_component_arrays(std::vector<device_array>& arrays, std::vector<field_buffer>& fields, std::size_t& f,
+                          bool saved_only) {
+  for (std::size_t j = 0; j < field_count<C>(); ++j, ++f) {
+    field_buffer& b = fields[f];
+    if (!b.used || (saved_only && !field_of<C>(j).saved)) continue;
+    arrays.push_back({raw(b.bytes), b.bytes.size()});
   }
-  const auto block_size = body.get<std::uint64_t>("scalar block size");
-  require(block_size == sizeof(chain_block<C...>), "checkpoint scalar block has ", block_size, " bytes but this chain's has ",
-          sizeof(chain_block<C...>));
-  chain_block<C...> block;
-  body.get_bytes(&block, sizeof block, "scalar block");
+}
+
+template <class Arena, class... C>
+std::vector<device_array> data_arrays(Arena& params, chain_state<Arena, C...>& state, bool saved_only) {
+  std::vector<device_array> arrays;
+  const std::size_t n = params.padded_size();
+  if constexpr (Arena::has_master) arrays.push_back({params.master_data(), n * sizeof(float)});
+  if constexpr (!Arena::model_is_master)
+    arrays.push_back({params.model_data(), n * sizeof(typename Arena::model_type)});
+  std::size_t f = 0;
+  auto& fields = checkpoint_access::fields(state);
+  (add_component_arrays<C>(arrays, fields, f, saved_only), ...);
+  return arrays;
+}
+// Everything between the header and the data section.
+template <class Arena, class... C>
+void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
+                    const checkpoint_metadata& user, stream s) {
+  write_arena(w, params);
+  const chain_block<C...> block = read_back(raw(checkpoint_access::block(state)), s);
+  w.put(static_cast<std::uint32_t>(sizeof...(C)));
+  auto& fields = checkpoint_access::fields(state);
+  std::size_t k = 0, f = 0;
+  std::apply(
+      [&](const auto&... comp) {
+        (
+            [&](const auto& c) {
+              using T = std::decay_t<decltype(c)>;
+              w.put_string(chain.path(k));
+              const std::vector<named_value> hyper = hyperparameters_of(c);
+              w.put(static_cast<std::uint32_t>(hyper.size()));
+              for (const named_value& v : hyper) put_value(w, v);
+              const std::vector<named_value> sc = scalars_of_value<T>(component_scalars<T>(block, k));
+              w.put(static_cast<std::uint32_t>(sc.size()));
+              for (const named_value& v : sc) put_value(w, v);
+              w.put(static_cast<std::uint32_t>(field_count<T>()));
+              for (std::size_t j = 0; j < field_count<T>(); ++j, ++f) {
+                const state_field fd = field_of<T>(j);
+                w.put_string(fd.name);
+                w.put(static_cast<std::uint8_t>(fd.format));
+                w.put(static_cast<std::uint8_t>(fd.where));
+                w.put(static_cast<std::uint8_t>(fd.on));
+                w.put(static_cast<std::uint8_t>(fields[f].used));
+                w.put(static_cast<std::uint8_t>(fd.saved));
+                w.put(static_cast<std::uint64_t>(fields[f].entries));
+              }
+              ++k;
+            }(comp),
+            ...);
+      },
+      chain.as_tuple());
+  w.put(block.step.count);
+  w.put(block.step.skipped_total);
+  const auto& names = checkpoint_access::group_names(state);
+  w.put(static_cast<std::uint32_t>(names.size()));
+  std::vector<group_hyper> groups(names.size());
+  copy_to_host(raw(checkpoint_access::groups(state)), groups.data(), groups.size(), s);
+  for (std::size_t g = 0; g < names.size(); ++g) {
+    w.put_string(names[g]);
+    w.put(groups[g].lr_scale);
+    w.put(groups[g].weight_decay_scale);
+  }
+  w.put(static_cast<std::uint32_t>(user.size()));
+  for (const auto& [key, value] : user) {
+    w.put_string(key);
+    w.put_string(value);
+  }
+}
+
+// Writes the whole checkpoint to `sink`, streaming the data section.
+template <class Arena, class... C>
+void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
+                       const checkpoint_metadata& user, stream s) {
+  require(params.finalized(), "save_checkpoint: the parameters are not finalized");
+  require(state.initialized(), "save_checkpoint: the chain state was not made by init()");
+  require(params.signature().hash == checkpoint_access::arena(state).hash,
+          "save_checkpoint: the state was made by init() for another parameter arena: ",
+          checkpoint_access::arena(state).difference(params.signature()));
+  synchronize(s);
+  memory_sink meta;
+  {
+    record_writer m(meta);
+    write_metadata(m, chain, params, state, user, s);
+  }
+  const std::vector<device_array> arrays = data_arrays(params, state, true);
+  std::uint64_t total = checkpoint_header + meta.bytes().size() + 4;
+  for (const device_array& a : arrays) total += a.bytes;
+  record_writer w(sink);
+  w.put_bytes(checkpoint_magic, sizeof checkpoint_magic);
+  w.put(checkpoint_version);
+  w.put(std::uint32_t{0});
+  w.put(total);
+  w.put_bytes(meta.bytes().data(), meta.bytes().size());
+  for (const device_array& a : arrays) w.put_device(a.data, a.bytes, s);
+  w.put_crc();
+}
+
+// The header and checksum of a checkpoint; returns its version.
+inline std::uint32_t check_header_and_crc(const byte_source& src) {
+  const std::uint64_t size = src.size();
+  require(size >= checkpoint_header, "checkpoint is truncated: ", size, " bytes, shorter than its ", checkpoint_header,
+          "-byte header");
+  std::uint8_t header[checkpoint_header];
+  src.read_at(0, header, checkpoint_header);
+  require(std::memcmp(header, checkpoint_magic, 8) == 0, "not a mixprec checkpoint (bad magic)");
+  std::uint32_t version;
+  std::uint64_t total;
+  std::memcpy(&version, header + 8, 4);
+  std::memcpy(&total, header + 16, 8);
+  require(version == 1 || version == checkpoint_version, "unsupported checkpoint version ", version,
+          " (this build reads versions 1 and ", checkpoint_version, ")");
+  require(size >= total, "checkpoint is truncated: ", size, " of ", total, " bytes");
+  require(size == total, "checkpoint has ", size - total, " unexpected bytes after its end");
+  record_reader all(src, "checkpoint", size - 4);
+  all.skip(size - 4, "the checkpoint");
+  std::uint32_t stored;
+  src.read_at(size - 4, &stored, 4);
+  require(all.crc() == stored, "checkpoint checksum mismatch: the file is corrupted");
+  return version;
+}
+
+}  // namespace detail
+}  // namespace mixprec
+
+#include <mixprec/io/checkpoint_v1.hpp>
+
+namespace mixprec {
+namespace detail {
+
+// Reads and checks a checkpoint from `src`; changes params and state only
+// when every check has passed. Returns the user metadata.
+template <class Arena, class... C>
+checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...>& chain, Arena& params,
+                                      chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
+  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
+  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+  const std::uint32_t version = check_header_and_crc(src);
+  if (version == 1) return decode_checkpoint_v1(src, chain, params, state, s);
+  record_reader body(src, "checkpoint", src.size() - 4);
+  body.skip(checkpoint_header, "header");
+  check_arena(body, params);
+
+  // The chain, component by component.
+  const auto ncomp = body.get<std::uint32_t>("component count");
+  require(ncomp <= 4096, "checkpoint has ", ncomp, " components (corrupted)");
+  struct saved_component {
+    std::string path;
+    std::vector<named_value> hyper, scalars;
+    struct field {
+      std::string name;
+      std::uint8_t format, where, on, used, saved;
+      std::uint64_t entries;
+    };
+    std::vector<field> fields;
+  };
+  std::vector<saved_component> saved(ncomp);
+  std::vector<std::string> paths;
+  for (auto& c : saved) {
+    c.path = body.get_string("component path");
+    paths.push_back(c.path);
+    const auto nh = body.get<std::uint32_t>("hyperparameter count");
+    require(nh <= 4096, "checkpoint: ", nh, " hyperparameters (corrupted)");
+    for (std::uint32_t j = 0; j < nh; ++j) c.hyper.push_back(get_value(body));
+    const auto ns = body.get<std::uint32_t>("scalar count");
+    require(ns <= 4096, "checkpoint: ", ns, " scalars (corrupted)");
+    for (std::uint32_t j = 0; j < ns; ++j) c.scalars.push_back(get_value(body));
+    const auto nf = body.get<std::uint32_t>("field count");
+    require(nf <= 4096, "checkpoint: ", nf, " state fields (corrupted)");
+    for (std::uint32_t j = 0; j < nf; ++j) {
+      typename saved_component::field f;
+      f.name = body.get_string("field name");
+      f.format = body.get<std::uint8_t>("field format");
+      f.where = body.get<std::uint8_t>("field extent");
+      f.on = body.get<std::uint8_t>("field parameters");
+      f.used = body.get<std::uint8_t>("field used");
+      f.saved = body.get<std::uint8_t>("field saved");
+      f.entries = body.get<std::uint64_t>("field entries");
+      c.fields.push_back(f);
+    }
+  }
+  std::vector<std::string> mine;
+  for (std::size_t k = 0; k < sizeof...(C); ++k) mine.push_back(chain.path(k));
+  require(ncomp == sizeof...(C), "checkpoint chain is ", user_chain_text(paths), " but this chain is ",
+          user_chain_text(mine));
+  for (std::size_t k = 0; k < ncomp; ++k)
+    require(saved[k].path == mine[k], "checkpoint chain is ", user_chain_text(paths), " but this chain is ",
+            user_chain_text(mine), ": component ", k + 1, " is ", saved[k].path, " in the checkpoint but ", mine[k],
+            " here");
+
+  chain_block<C...> block = read_back(raw(checkpoint_access::block(state)), s);
+  auto& fields = checkpoint_access::fields(state);
+  {
+    std::size_t k = 0, f = 0;
+    std::apply(
+        [&](const auto&... comp) {
+          (
+              [&](const auto& c) {
+                using T = std::decay_t<decltype(c)>;
+                const saved_component& sv = saved[k];
+                // Hyperparameters, by name.
+                const std::vector<named_value> hyper = hyperparameters_of(c);
+                for (const named_value& h : hyper) {
+                  const named_value* in = nullptr;
+                  for (const named_value& x : sv.hyper)
+                    if (x.name == h.name) in = &x;
+                  require(in != nullptr || options.take_new_hyperparameters, "checkpoint: hyperparameter ", mine[k],
+                          ".", h.name, " is missing from the checkpoint");
+                  require(in == nullptr || options.take_new_hyperparameters ||
+                              (in->kind == h.kind && in->bytes == h.bytes),
+                          "checkpoint: hyperparameter ", mine[k], ".", h.name, " is ", in ? in->text() : "",
+                          " in the checkpoint but ", h.text(),
+                          " in this chain (pass checkpoint_options{true} to take the new value)");
+                }
+                if (!options.take_new_hyperparameters)
+                  for (const named_value& x : sv.hyper) {
+                    bool known = false;
+                    for (const named_value& h : hyper) known = known || h.name == x.name;
+                    require(known, "checkpoint: hyperparameter ", mine[k], ".", x.name,
+                            " of the checkpoint is unknown to this chain");
+                  }
+                // Scalars, by name.
+                for (const named_value& x : sv.scalars) {
+                  bool known = false;
+                  for (const named_value& y : scalars_of_value<T>(scalars_of<T>{})) known = known || y.name == x.name;
+                  require(known, "checkpoint: scalar ", mine[k], ".", x.name, " of the checkpoint is unknown to this "
+                          "chain (written by another version?)");
+                }
+                set_component_scalars<T>(block, k, sv.scalars, mine[k]);
+                // State fields, by name and in order.
+                require(sv.fields.size() == field_count<T>(), "checkpoint: ", mine[k], " has ", sv.fields.size(),
+                        " state fields in the checkpoint but ", field_count<T>(), " here");
+                for (std::size_t j = 0; j < field_count<T>(); ++j, ++f) {
+                  const state_field fd = field_of<T>(j);
+                  const auto& x = sv.fields[j];
+                  const std::string who = mine[k] + "." + fd.name;
+                  require(x.name == fd.name, "checkpoint: state field ", j, " of ", mine[k], " is ", x.name,
+                          " in the checkpoint but ", fd.name, " here");
+                  require(x.format == static_cast<std::uint8_t>(fd.format), "checkpoint: state field ", who, " is ",
+                          format_name(static_cast<format_id>(x.format)), " in the checkpoint but ",
+                          format_name(fd.format), " here");
+                  require(x.where == static_cast<std::uint8_t>(fd.where) && x.on == static_cast<std::uint8_t>(fd.on),
+                          "checkpoint: state field ", who, " has another extent in the checkpoint");
+                  require(x.used == static_cast<std::uint8_t>(fields[f].used), "checkpoint: state field ", who,
+                          x.used ? " is in the checkpoint but not used here" : " is not in the checkpoint but used here",
+                          " (different options, e.g. amsgrad or momentum)");
+                  require(!x.used || x.entries == fields[f].entries, "checkpoint: state field ", who, " has ",
+                          x.entries, " entries in the checkpoint but ", fields[f].entries, " here");
+                }
+                ++k;
+              }(comp),
+              ...);
+        },
+        chain.as_tuple());
+  }
+  block.step.count = body.get<std::uint64_t>("step count");
+  block.step.skipped_total = body.get<std::uint64_t>("skipped steps");
+  block.step.t = block.step.count;
+  block.step.skip = 0;
+  block.step.hold = 0;
+
   const auto ngroups = body.get<std::uint32_t>("group count");
   const auto& my_groups = checkpoint_access::group_names(state);
   require(ngroups == my_groups.size(), "checkpoint has ", ngroups, " groups but this arena has ", my_groups.size());
@@ -275,9 +592,15 @@ void decode_checkpoint(const byte_source& src, Arena& params, chain_state<Arena,
     groups[g].lr_scale = body.get<float>("group lr scale");
     groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
   }
+  checkpoint_metadata user;
+  const auto nmeta = body.get<std::uint32_t>("metadata count");
+  for (std::uint32_t j = 0; j < nmeta; ++j) {
+    std::string key = body.get_string("metadata key");
+    user[key] = body.get_string("metadata value", 1u << 30);
+  }
 
   // The data: its size is known now.
-  const std::vector<device_array> arrays = data_arrays(params, state);
+  const std::vector<device_array> arrays = data_arrays(params, state, true);
   std::uint64_t data_bytes = 0;
   for (const device_array& a : arrays) data_bytes += a.bytes;
   const std::uint64_t data_at = body.position();
@@ -294,39 +617,47 @@ void decode_checkpoint(const byte_source& src, Arena& params, chain_state<Arena,
     source_to_device(src, at, a.data, a.bytes, s);
     at += a.bytes;
   }
+  return user;
 }
 
 }  // namespace detail
 
 // The checkpoint as bytes (what save_checkpoint writes to its file).
 template <class Arena, class... C>
-std::vector<std::uint8_t> serialize_checkpoint(Arena& params, chain_state<Arena, C...>& state, stream s = {}) {
+std::vector<std::uint8_t> serialize_checkpoint(const chain_t<C...>& chain, Arena& params,
+                                               chain_state<Arena, C...>& state, const checkpoint_metadata& user = {},
+                                               stream s = {}) {
   detail::memory_sink sink;
-  detail::encode_checkpoint(sink, params, state, s);
+  detail::encode_checkpoint(sink, chain, params, state, user, s);
   return std::move(sink.bytes());
 }
 
 // Loads a checkpoint from bytes; checks everything first, changes nothing on error.
 template <class Arena, class... C>
-void deserialize_checkpoint(const std::uint8_t* data, std::size_t size, Arena& params, chain_state<Arena, C...>& state,
-                            stream s = {}) {
-  detail::decode_checkpoint(detail::memory_source(data, size), params, state, s);
+checkpoint_metadata deserialize_checkpoint(const std::uint8_t* data, std::size_t size, const chain_t<C...>& chain,
+                                           Arena& params, chain_state<Arena, C...>& state,
+                                           const checkpoint_options& options = {}, stream s = {}) {
+  return detail::decode_checkpoint(detail::memory_source(data, size), chain, params, state, options, s);
 }
 
 // Writes params and state to `path` atomically (see the header comment).
 template <class Arena, class... C>
-void save_checkpoint(const std::string& path, Arena& params, chain_state<Arena, C...>& state, stream s = {}) {
+void save_checkpoint(const std::string& path, const chain_t<C...>& chain, Arena& params,
+                     chain_state<Arena, C...>& state, const checkpoint_metadata& user = {}, stream s = {}) {
   detail::atomic_file_writer file(path, "save_checkpoint");
   detail::file_sink sink(file);
-  detail::encode_checkpoint(sink, params, state, s);
+  detail::encode_checkpoint(sink, chain, params, state, user, s);
   file.commit();
 }
 
 // Loads params and state from `path`; nothing changes if it throws.
+// Returns the metadata saved with it.
 template <class Arena, class... C>
-void load_checkpoint(const std::string& path, Arena& params, chain_state<Arena, C...>& state, stream s = {}) {
+checkpoint_metadata load_checkpoint(const std::string& path, const chain_t<C...>& chain, Arena& params,
+                                    chain_state<Arena, C...>& state, const checkpoint_options& options = {},
+                                    stream s = {}) {
   const detail::file_reader file(path, "load_checkpoint");
-  detail::decode_checkpoint(detail::file_source(file), params, state, s);
+  return detail::decode_checkpoint(detail::file_source(file), chain, params, state, options, s);
 }
 
 }  // namespace mixprec

@@ -129,7 +129,7 @@ class file_reader {
   file_reader(const std::string& path, const char* who) : path_(path), who_(who) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) throw error(concat(who_, ": cannot open ", path_, ": ", os_reason(errno)));
-    struct stat st {};
+    struct ::stat st {};
     if (::fstat(fd_, &st) != 0) {
       const int err = errno;
       ::close(fd_);

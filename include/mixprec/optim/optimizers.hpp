@@ -60,7 +60,8 @@ auto sgd(const sgd_options& o, Schedule lr) {
   momentum.dampening = o.dampening;
   momentum.nesterov = o.nesterov;
   return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, add_decayed_weights{o.weight_decay}, momentum,
-               scale_by_learning_rate<Schedule>{lr});
+               scale_by_learning_rate<Schedule>{lr})
+      .named("sgd");
 }
 template <class StateFormat = float>
 auto sgd(const sgd_options& o) { return sgd<StateFormat>(o, constant_schedule{o.lr}); }
@@ -80,7 +81,8 @@ scale_by_adam<StateFormat> adam_stage(const adam_options& o) {
 template <class StateFormat = float, class Schedule = constant_schedule>
 auto adam(const adam_options& o, Schedule lr) {
   return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, add_decayed_weights{o.weight_decay},
-               detail::adam_stage<StateFormat>(o), scale_by_learning_rate<Schedule>{lr});
+               detail::adam_stage<StateFormat>(o), scale_by_learning_rate<Schedule>{lr})
+      .named("adam");
 }
 template <class StateFormat = float>
 auto adam(const adam_options& o) { return adam<StateFormat>(o, constant_schedule{o.lr}); }
@@ -91,7 +93,8 @@ auto adamw(const adamw_options& o, Schedule lr) {
   decay.weight_decay = o.weight_decay;
   decay.lr = lr;
   return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, decay, detail::adam_stage<StateFormat>(o),
-               scale_by_learning_rate<Schedule>{lr});
+               scale_by_learning_rate<Schedule>{lr})
+      .named("adamw");
 }
 template <class StateFormat = float>
 auto adamw(const adamw_options& o) { return adamw<StateFormat>(o, constant_schedule{o.lr}); }
@@ -102,7 +105,8 @@ auto adagrad(const adagrad_options& o) {
   rss.eps = o.eps;
   rss.initial_accumulator = o.initial_accumulator_value;
   return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, add_decayed_weights{o.weight_decay}, rss,
-               scale_by_learning_rate<inverse_time_decay>{inverse_time_decay{o.lr, o.lr_decay}});
+               scale_by_learning_rate<inverse_time_decay>{inverse_time_decay{o.lr, o.lr_decay}})
+      .named("adagrad");
 }
 
 template <class StateFormat = float, class Schedule = constant_schedule>
@@ -111,7 +115,8 @@ auto lamb(const lamb_options& o, Schedule lr) {
   a.b1 = o.beta1;
   a.b2 = o.beta2;
   a.eps = o.eps;
-  return chain(a, add_decayed_weights{o.weight_decay}, scale_by_trust_ratio{}, scale_by_learning_rate<Schedule>{lr});
+  return chain(a, add_decayed_weights{o.weight_decay}, scale_by_trust_ratio{}, scale_by_learning_rate<Schedule>{lr})
+      .named("lamb");
 }
 template <class StateFormat = float>
 auto lamb(const lamb_options& o) { return lamb<StateFormat>(o, constant_schedule{o.lr}); }
@@ -121,7 +126,7 @@ auto lion(const lion_options& o, Schedule lr) {
   scale_by_lion<StateFormat> l;
   l.b1 = o.beta1;
   l.b2 = o.beta2;
-  return chain(l, add_decayed_weights{o.weight_decay}, scale_by_learning_rate<Schedule>{lr});
+  return chain(l, add_decayed_weights{o.weight_decay}, scale_by_learning_rate<Schedule>{lr}).named("lion");
 }
 template <class StateFormat = float>
 auto lion(const lion_options& o) { return lion<StateFormat>(o, constant_schedule{o.lr}); }

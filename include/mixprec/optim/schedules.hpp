@@ -12,7 +12,8 @@
 //   warmup<Then>{steps, start, then}         linear from start to then(0) over `steps`, then then(s - steps)
 //
 // Every value a schedule can produce is a learning rate: validate() (run by
-// chain::init) refuses NaN, infinite and negative values and factors.
+// chain::init) refuses NaN, infinite and negative values and factors;
+// visit(v) names each field (checkpoints save them).
 #pragma once
 
 #include <cmath>
@@ -33,12 +34,22 @@ inline void require_rate(float v, const char* schedule, const char* field) {
 struct constant_schedule {
   float value = 1e-3f;
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t) const { return value; }
+  template <class V>
+  void visit(V&& v) const {
+    v("value", value);
+  }
   void validate() const { detail::require_rate(value, "constant_schedule", "the learning rate"); }
 };
 
 struct linear_schedule {
   float from = 0.0f, to = 1e-3f;
   std::uint64_t steps = 1;
+  template <class V>
+  void visit(V&& v) const {
+    v("from", from);
+    v("to", to);
+    v("steps", steps);
+  }
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     if (s >= steps) return to;
     const double f = static_cast<double>(s) / static_cast<double>(steps);
@@ -55,6 +66,12 @@ struct cosine_decay {
   float init = 1e-3f;
   std::uint64_t decay_steps = 1000;
   float alpha = 0.0f;  // final value as a fraction of init
+  template <class V>
+  void visit(V&& v) const {
+    v("init", init);
+    v("decay_steps", decay_steps);
+    v("alpha", alpha);
+  }
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     const double t = static_cast<double>(s < decay_steps ? s : decay_steps) / static_cast<double>(decay_steps);
     const double cosine = 0.5 * (1.0 + cos(3.14159265358979323846 * t));
@@ -71,6 +88,12 @@ struct step_decay {
   float init = 1e-3f;
   std::uint64_t step_size = 1000;
   float gamma = 0.1f;
+  template <class V>
+  void visit(V&& v) const {
+    v("init", init);
+    v("step_size", step_size);
+    v("gamma", gamma);
+  }
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     return static_cast<float>(init * pow(static_cast<double>(gamma), static_cast<double>(s / step_size)));
   }
@@ -84,6 +107,11 @@ struct step_decay {
 struct exponential_decay {
   float init = 1e-3f;
   float gamma = 0.999f;
+  template <class V>
+  void visit(V&& v) const {
+    v("init", init);
+    v("gamma", gamma);
+  }
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     return static_cast<float>(init * pow(static_cast<double>(gamma), static_cast<double>(s)));
   }
@@ -97,6 +125,11 @@ struct exponential_decay {
 struct inverse_time_decay {
   float init = 1e-2f;
   float decay = 0.0f;
+  template <class V>
+  void visit(V&& v) const {
+    v("init", init);
+    v("decay", decay);
+  }
   // Adagrad's clr = lr / (1 + (step - 1) * lr_decay), in double as Python computes it.
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     return static_cast<float>(static_cast<double>(init) / (1.0 + static_cast<double>(s) * decay));
@@ -112,6 +145,12 @@ struct warmup {
   std::uint64_t steps = 100;
   float start = 0.0f;
   Then then{};
+  template <class V>
+  void visit(V&& v) const {
+    v("warmup_steps", steps);
+    v("warmup_start", start);
+    then.visit(v);
+  }
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     if (s >= steps) return then(s - steps);
     const double f = static_cast<double>(s) / static_cast<double>(steps);

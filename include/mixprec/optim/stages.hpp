@@ -19,10 +19,12 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
 #include <mixprec/component/component.hpp>
+#include <mixprec/component/protocol.hpp>
 #include <mixprec/core/error.hpp>
 #include <mixprec/optim/schedules.hpp>
 
@@ -38,40 +40,50 @@ void validate_schedule(const S& s) {
 }
 }  // namespace detail
 
-struct stage_defaults : component_defaults {
-  static constexpr rule_kind kind = rule_kind::stage;
-};
-
-struct scale_by_constant : stage_defaults {
+struct scale_by_constant {
   static constexpr const char* name = "scale_by_constant";
+  struct traits : component_traits {
+    static constexpr bool before_statistics = true;
+    static constexpr bool linear = true;
+  };
   float factor = 1.0f;
   scale_by_constant() = default;
   explicit scale_by_constant(float c) : factor(c) {}
-  scalars initial_scalars() const {
+  no_scalars initial_scalars() const {
     detail::require(std::isfinite(factor), "scale_by_constant: the factor must be finite");
     return {};
   }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO&) const { return u * factor; }  // exact for factor 1
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx&) const {
+    return u * factor;  // exact for factor 1
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("factor", factor);
+  }
 };
 
-struct add_decayed_weights : stage_defaults {
+struct add_decayed_weights {
   static constexpr const char* name = "add_decayed_weights";
   float weight_decay = 0.0f;
   add_decayed_weights() = default;
   explicit add_decayed_weights(float wd) : weight_decay(wd) {}
-  scalars initial_scalars() const {
+  no_scalars initial_scalars() const {
     detail::require(weight_decay >= 0 && std::isfinite(weight_decay), "add_decayed_weights: weight_decay must be >= 0");
     return {};
   }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    return u + io.weight * (weight_decay * io.group.weight_decay_scale);  // adds 0 without decay
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    return u + ctx.weight() * (weight_decay * ctx.group().weight_decay_scale);  // adds 0 without decay
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("weight_decay", weight_decay);
   }
 };
 
 template <class Schedule = constant_schedule>
-struct decoupled_weight_decay : stage_defaults {
+struct decoupled_weight_decay {
   static constexpr const char* name = "decoupled_weight_decay";
   float weight_decay = 0.0f;
   Schedule lr{};
@@ -83,55 +95,75 @@ struct decoupled_weight_decay : stage_defaults {
     detail::validate_schedule(lr);
     return {lr(0)};
   }
-  MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const { s.lr = lr(ctx.t - 1); }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
+    s.lr = lr(ctx.t() - 1);
+  }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     // PyTorch AdamW: param.mul_(1 - lr * weight_decay), the factor in double, applied in float.
-    const double factor = 1.0 - static_cast<double>(io.scalars.lr * io.group.lr_scale) *
-                                    static_cast<double>(weight_decay * io.group.weight_decay_scale);
-    *io.weight_factor *= static_cast<float>(factor);
+    const double factor = 1.0 - static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale) *
+                                    static_cast<double>(weight_decay * ctx.group().weight_decay_scale);
+    ctx.scale_weight(static_cast<float>(factor));
     return u;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("weight_decay", weight_decay);
+    lr.visit(detail::prefixed(v, "lr"));
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("lr", s.lr);
   }
 };
 
 template <class F = float>
-struct trace : stage_defaults {
+struct trace {
   static_assert(detail::is_state_format_v<F>, "trace: the momentum buffer is float or bfloat16");
   static constexpr const char* name = "trace";
-  using state_format = F;
+  static constexpr state_field state[] = {{"momentum_buffer", format_traits<F>::id}};
+  static constexpr field_id<0> buffer{};
   float momentum = 0.0f, dampening = 0.0f;
   bool nesterov = false;
-  std::size_t state_slots() const { return momentum != 0.0f ? 1 : 0; }
-  scalars initial_scalars() const {
+  bool uses(std::size_t) const { return momentum != 0.0f; }  // without momentum: no buffer, no rule
+  no_scalars initial_scalars() const {
     detail::require(momentum >= 0 && momentum < 1, "trace: momentum must lie in [0, 1) (got ", momentum, ")");
     detail::require(dampening >= 0 && dampening <= 1, "trace: dampening must lie in [0, 1]");
     detail::require(!nesterov || (momentum > 0 && dampening == 0), "trace: Nesterov momentum requires a momentum and zero dampening");
     return {};
   }
-  // Without momentum there is no buffer and no rule.
-  static constexpr bool can_bypass = true;
-  bool bypassed() const { return momentum == 0.0f; }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    const float old = io.state.load(0);
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    if (momentum == 0.0f) return u;
     // PyTorch: the first step copies the gradient (no dampening).
-    float buf = io.replay ? old : (io.t == 1 ? u : old * momentum + u * (1.0f - dampening));
-    if (!io.replay) buf = io.state.store(0, buf);
+    const bool first = ctx.t() == 1;
+    const float buf = ctx.state(buffer).update([&](float old) { return first ? u : old * momentum + u * (1.0f - dampening); });
     return nesterov ? u + buf * momentum : buf;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("momentum", momentum);
+    v("dampening", dampening);
+    v("nesterov", nesterov);
   }
 };
 
 template <class F = float>
-struct scale_by_adam : stage_defaults {
+struct scale_by_adam {
   static_assert(detail::is_state_format_v<F>, "scale_by_adam: moments are float or bfloat16");
   static constexpr const char* name = "scale_by_adam";
-  using state_format = F;
+  static constexpr state_field state[] = {
+      {"exp_avg", format_traits<F>::id}, {"exp_avg_sq", format_traits<F>::id}, {"max_exp_avg_sq", format_traits<F>::id}};
+  static constexpr field_id<0> m{};
+  static constexpr field_id<1> v{};
+  static constexpr field_id<2> vmax{};
   float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   bool amsgrad = false;
   struct scalars {
     float bias_correction1, bias_correction2_sqrt;
   };
-  std::size_t state_slots() const { return amsgrad ? 3 : 2; }
+  bool uses(std::size_t k) const { return k < 2 || amsgrad; }
   scalars initial_scalars() const {
     detail::require(b1 >= 0 && b1 < 1, "scale_by_adam: b1 must lie in [0, 1) (got ", b1, ")");
     detail::require(b2 >= 0 && b2 < 1, "scale_by_adam: b2 must lie in [0, 1) (got ", b2, ")");
@@ -140,96 +172,114 @@ struct scale_by_adam : stage_defaults {
                     "): with eps = 0 an element whose gradients were all zero becomes 0 / 0 = NaN");
     return {1.0f, 1.0f};
   }
-  MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const {
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     // As PyTorch: bias corrections in double (Python floats), then used in float.
-    const double t = static_cast<double>(ctx.t);
+    const double t = static_cast<double>(ctx.t());
     s.bias_correction1 = static_cast<float>(1.0 - pow(static_cast<double>(b1), t));
     s.bias_correction2_sqrt = static_cast<float>(sqrt(1.0 - pow(static_cast<double>(b2), t)));
   }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    float m = io.state.load(0), v = io.state.load(1);
-    if (!io.replay) {
-      m = io.state.store(0, m * b1 + u * (1.0f - b1));
-      v = io.state.store(1, v * b2 + u * u * (1.0f - b2));
-    }
-    // amsgrad: the running max of the raw second moment, as PyTorch. Without
-    // amsgrad the max slot is the second moment itself (see state_alias), so
-    // this is branch-free and the element loop vectorises either way.
-    const int k = amsgrad ? 2 : 1;
-    float vmax = io.state.load(k);
-    vmax = vmax > v ? vmax : v;
-    if (!io.replay) vmax = io.state.store(k, vmax);
-    const float denom = sqrtf(vmax) / io.scalars.bias_correction2_sqrt + eps;
-    return (m / io.scalars.bias_correction1) / denom;
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    const float mt = ctx.state(m).update([&](float old) { return old * b1 + u * (1.0f - b1); });
+    const float vt = ctx.state(v).update([&](float old) { return old * b2 + u * u * (1.0f - b2); });
+    // amsgrad: the running max of the raw second moment, as PyTorch.
+    float vmaxt = vt;
+    if (amsgrad) vmaxt = ctx.state(vmax).update([&](float old) { return old > vt ? old : vt; });
+    const float denom = sqrtf(vmaxt) / ctx.scalars().bias_correction2_sqrt + eps;
+    return (mt / ctx.scalars().bias_correction1) / denom;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& vis) const {
+    vis("b1", b1);
+    vis("b2", b2);
+    vis("eps", eps);
+    vis("amsgrad", amsgrad);
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& vis) {
+    vis("bias_correction1", s.bias_correction1);
+    vis("bias_correction2_sqrt", s.bias_correction2_sqrt);
   }
 };
 
 template <class F = float>
-struct scale_by_rss : stage_defaults {
+struct scale_by_rss {
   static_assert(detail::is_state_format_v<F>, "scale_by_rss: the sum is float or bfloat16");
   static constexpr const char* name = "scale_by_rss";
-  using state_format = F;
+  static constexpr state_field state[] = {{"sum", format_traits<F>::id}};
+  static constexpr field_id<0> sum{};
   float eps = 1e-10f;
   float initial_accumulator = 0.0f;
-  std::size_t state_slots() const { return 1; }
   float initial_state(std::size_t) const { return initial_accumulator; }
-  scalars initial_scalars() const {
+  no_scalars initial_scalars() const {
     detail::require(eps > 0 && std::isfinite(eps), "scale_by_rss: eps must be finite and positive (got ", eps,
                     "): with eps = 0 an element whose gradients were all zero becomes 0 / 0 = NaN");
     detail::require(initial_accumulator >= 0 && std::isfinite(initial_accumulator),
                     "scale_by_rss: initial_accumulator must be finite and non-negative (got ", initial_accumulator, ")");
     return {};
   }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    float sum = io.state.load(0);
-    if (!io.replay) sum = io.state.store(0, sum + u * u);
-    return u / (sqrtf(sum) + eps);
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    const float s = ctx.state(sum).update([&](float old) { return old + u * u; });
+    return u / (sqrtf(s) + eps);
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("eps", eps);
+    v("initial_accumulator", initial_accumulator);
   }
 };
 
 template <class F = float>
-struct scale_by_lion : stage_defaults {
+struct scale_by_lion {
   static_assert(detail::is_state_format_v<F>, "scale_by_lion: the momentum is float or bfloat16");
   static constexpr const char* name = "scale_by_lion";
-  using state_format = F;
+  // The output uses the momentum before this step's update, so a later pass
+  // cannot recompute it from the stored momentum.
+  struct traits : component_traits {
+    static constexpr bool replayable = false;
+  };
+  static constexpr state_field state[] = {{"exp_avg", format_traits<F>::id}};
+  static constexpr field_id<0> m{};
   float b1 = 0.9f, b2 = 0.99f;
-  std::size_t state_slots() const { return 1; }
-  scalars initial_scalars() const {
+  no_scalars initial_scalars() const {
     detail::require(b1 >= 0 && b1 <= 1 && b2 >= 0 && b2 <= 1, "scale_by_lion: b1 and b2 must lie in [0, 1]");
     return {};
   }
   // sign(0) = 0, as torch.sign and jnp.sign: a zero interpolation moves nothing.
   MIXPREC_HOST_DEVICE static float sign(float c) { return c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : c); }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    // The output uses the momentum before this step's update; in replay mode
-    // the stored momentum is already updated, so the output cannot be
-    // recomputed: Lion is not supported before a split (statically rejected).
-    const float m = io.state.load(0);
-    const float c = m * b1 + u * (1.0f - b1);
-    if (!io.replay) io.state.store(0, m * b2 + u * (1.0f - b2));
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    const auto momentum = ctx.state(m);
+    const float c = momentum.get() * b1 + u * (1.0f - b1);
+    momentum.update([&](float old) { return old * b2 + u * (1.0f - b2); });
     return sign(c);
   }
-  static constexpr bool replayable = false;
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("b1", b1);
+    v("b2", b2);
+  }
 };
 
-struct scale_by_trust_ratio : stage_defaults {
+struct scale_by_trust_ratio {
   static constexpr const char* name = "scale_by_trust_ratio";
-  static constexpr bool needs_segment_norms = true;
-  scalars initial_scalars() const { return {}; }
-  MIXPREC_HOST_DEVICE float tile_factor(const scalars&, const tile_stats& t) const {
-    const float w = static_cast<float>(sqrt(t.segment_weight_sq));
-    const float u = static_cast<float>(sqrt(t.segment_input_sq));
-    return (w > 0.0f && u > 0.0f) ? w / u : 1.0f;
+  static constexpr statistic statistics[] = {
+      {"update_sq", scope::parameter, reduction::power_sum, source::input},
+      {"weight_sq", scope::parameter, reduction::power_sum, source::weights}};
+  static constexpr stat_id<0> update_sq{};
+  static constexpr stat_id<1> weight_sq{};
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    const float w = static_cast<float>(sqrt(ctx.statistic(weight_sq)));
+    const float n = static_cast<float>(sqrt(ctx.statistic(update_sq)));
+    return u * ((w > 0.0f && n > 0.0f) ? w / n : 1.0f);
   }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.tile_factor; }
 };
 
 template <class Schedule = constant_schedule>
-struct scale_by_learning_rate : stage_defaults {
+struct scale_by_learning_rate {
   static constexpr const char* name = "scale_by_learning_rate";
   Schedule lr{};
   scale_by_learning_rate() = default;
@@ -241,9 +291,25 @@ struct scale_by_learning_rate : stage_defaults {
     detail::validate_schedule(lr);
     return {lr(0)};
   }
-  MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const { s.lr = lr(ctx.t - 1); }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return -(io.scalars.lr * io.group.lr_scale) * u; }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
+    s.lr = lr(ctx.t() - 1);
+  }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    return -(ctx.scalars().lr * ctx.group().lr_scale) * u;
+  }
+  MIXPREC_HOST_DEVICE float report(quantity q, const scalars&, const scalars& now) const {
+    return q == quantity::learning_rate ? now.lr : NAN;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    lr.visit(detail::prefixed(v, "lr"));
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("lr", s.lr);
+  }
 };
 
 }  // namespace mixprec

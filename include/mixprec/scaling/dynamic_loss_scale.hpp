@@ -41,11 +41,14 @@
 
 namespace mixprec {
 
-struct dynamic_loss_scale : component_defaults {
+struct dynamic_loss_scale {
   static constexpr const char* name = "dynamic_loss_scale";
-  static constexpr rule_kind kind = rule_kind::elementwise;
-  static constexpr bool needs_non_finite = true;
-  static constexpr bool guards = true;
+  struct traits : component_traits {
+    static constexpr bool before_statistics = true;  // unscales by the scale in effect for the step
+    static constexpr bool linear = true;
+    static constexpr bool may_skip = true;
+    static constexpr bool loss_scaler = true;
+  };
 
   float init_scale = 65536.0f;
   double growth_factor = 2.0;
@@ -57,12 +60,14 @@ struct dynamic_loss_scale : component_defaults {
   float max_scale = std::numeric_limits<float>::infinity();
 
   struct scalars {
-    float scale;           // multiply the next loss by this
-    float inv_scale;       // 1 / scale, PyTorch's rounding (statistics pass)
-    float step_inv_scale;  // the inverse scale of the step being applied
+    float scale;      // multiply the next loss by this
+    float inv_scale;  // 1 / scale, PyTorch's rounding
     std::uint32_t growth_tracker;
     std::uint32_t hysteresis_left;
   };
+  // Whether the unscaled gradient (this component's output) has inf or NaN.
+  static constexpr statistic statistics[] = {{"non_finite", scope::global, reduction::non_finite_count, source::output}};
+  static constexpr stat_id<0> non_finite{};
 
   scalars initial_scalars() const {
     constexpr float smallest_normal = std::numeric_limits<float>::min();
@@ -82,18 +87,19 @@ struct dynamic_loss_scale : component_defaults {
                     max_scale, ")");
     detail::require(init_scale >= min_scale && init_scale <= max_scale, "dynamic_loss_scale: init_scale ", init_scale,
                     " lies outside [min_scale, max_scale] = [", min_scale, ", ", max_scale, "]");
-    const float inv = detail::reciprocal_as_pytorch(init_scale);
-    return {init_scale, inv, inv, 0u, hysteresis};
+    return {init_scale, detail::reciprocal_as_pytorch(init_scale), 0u, hysteresis};
   }
 
-  MIXPREC_HOST_DEVICE float prepass(float u, const scalars& s) const { return u * s.inv_scale; }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.scalars.step_inv_scale; }
+  // The scalars here are those of the step's start: the scale the loss was multiplied by.
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    return u * ctx.scalars().inv_scale;
+  }
 
-  MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const {
-    s.step_inv_scale = s.inv_scale;
-    if (ctx.non_finite) {
-      ctx.step->skip = 1;
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
+    if (ctx.statistic(non_finite) != 0.0) {
+      ctx.skip();
       if (s.hysteresis_left <= 1) {
         const float backed = static_cast<float>(static_cast<double>(s.scale) * backoff_factor);  // as PyTorch
         s.scale = backed > min_scale ? backed : min_scale;
@@ -114,6 +120,29 @@ struct dynamic_loss_scale : component_defaults {
       }
     }
     s.inv_scale = detail::reciprocal_as_pytorch(s.scale);
+  }
+
+  MIXPREC_HOST_DEVICE float report(quantity q, const scalars& at_start, const scalars&) const {
+    return q == quantity::loss_scale ? at_start.scale : NAN;
+  }
+
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("init_scale", init_scale);
+    v("growth_factor", growth_factor);
+    v("backoff_factor", backoff_factor);
+    v("growth_interval", growth_interval);
+    v("hysteresis", hysteresis);
+    v("consecutive_hysteresis", consecutive_hysteresis);
+    v("min_scale", min_scale);
+    v("max_scale", max_scale);
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("scale", s.scale);
+    v("inv_scale", s.inv_scale);
+    v("growth_tracker", s.growth_tracker);
+    v("hysteresis_left", s.hysteresis_left);
   }
 };
 

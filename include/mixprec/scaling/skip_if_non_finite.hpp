@@ -1,5 +1,5 @@
 // A guard without scaling: skips the step (nothing changes, the step count
-// does not advance) when a gradient element or a measured norm is inf or
+// does not advance) when an element of the update reaching it is inf or
 // NaN. Optax's apply_if_finite without its retry budget.
 #pragma once
 
@@ -7,17 +7,19 @@
 
 namespace mixprec {
 
-struct skip_if_non_finite : component_defaults {
+struct skip_if_non_finite {
   static constexpr const char* name = "skip_if_non_finite";
-  static constexpr rule_kind kind = rule_kind::elementwise;
-  static constexpr bool needs_non_finite = true;
-  static constexpr bool guards = true;
+  struct traits : component_traits {
+    static constexpr bool before_statistics = true;
+    static constexpr bool linear = true;  // the identity
+    static constexpr bool may_skip = true;
+  };
+  static constexpr statistic statistics[] = {{"non_finite", scope::global, reduction::non_finite_count, source::input}};
+  static constexpr stat_id<0> non_finite{};
 
-  scalars initial_scalars() const { return {}; }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO&) const { return u; }
-  MIXPREC_HOST_DEVICE void decide(scalars&, decide_context& ctx) const {
-    if (ctx.non_finite) ctx.step->skip = 1;
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(no_scalars&, const Ctx& ctx) const {
+    if (ctx.statistic(non_finite) != 0.0) ctx.skip();
   }
 };
 

@@ -12,9 +12,13 @@
 
 namespace mixprec {
 
-struct static_loss_scale : component_defaults {
+struct static_loss_scale {
   static constexpr const char* name = "static_loss_scale";
-  static constexpr rule_kind kind = rule_kind::elementwise;
+  struct traits : component_traits {
+    static constexpr bool before_statistics = true;
+    static constexpr bool linear = true;
+    static constexpr bool loss_scaler = true;
+  };
 
   float scale = 1.0f;
 
@@ -31,9 +35,22 @@ struct static_loss_scale : component_defaults {
                     "): a smaller scale's reciprocal overflows");
     return {scale, detail::reciprocal_as_pytorch(scale)};
   }
-  MIXPREC_HOST_DEVICE float prepass(float u, const scalars& s) const { return u * s.inv_scale; }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const { return u * io.scalars.inv_scale; }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    return u * ctx.scalars().inv_scale;
+  }
+  MIXPREC_HOST_DEVICE float report(quantity q, const scalars& s, const scalars&) const {
+    return q == quantity::loss_scale ? s.scale : NAN;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("scale", scale);
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("scale", s.scale);
+    v("inv_scale", s.inv_scale);
+  }
 };
 
 }  // namespace mixprec

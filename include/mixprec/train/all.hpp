@@ -1,8 +1,12 @@
 // Umbrella header of the train layer: includes every header of its folder.
 #pragma once
 
-#include <mixprec/train/analysis.hpp>
 #include <mixprec/train/chain.hpp>
+#include <mixprec/train/context.hpp>
+#include <mixprec/train/environment.hpp>
 #include <mixprec/train/every_k.hpp>
+#include <mixprec/train/layout.hpp>
+#include <mixprec/train/pass_runner.hpp>
 #include <mixprec/train/passes.hpp>
+#include <mixprec/train/plan.hpp>
 #include <mixprec/train/writers.hpp>

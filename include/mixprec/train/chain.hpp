@@ -1,23 +1,24 @@
-// chain(components...): loss scalers, clippers, optimizer stages and a
-// weight writer composed at compile time into one training step.
+// chain(components...): loss scalers, clippers, optimizer stages, monitors
+// and a weight writer composed at compile time into one training step.
 //
 //   auto step = mixprec::chain(mixprec::dynamic_loss_scale{},
 //                              mixprec::clip_by_global_norm{1.0f},
 //                              mixprec::adamw(options));
 //   auto state = step.init(params);
 //   ... backward writes loss * state.loss_scale() gradients into params.grad_data()
-//   step.apply(params, state);   // statistics pass, device scalar rules, update pass
+//   step.apply(params, state);   // the plan's passes and scalar rules, no host sync
 //
 // Nested chains (the named optimizers are chains) are flattened; components
-// act in the order given. apply() launches: one statistics pass over the
-// gradients (when a component needs the non-finite flag or a norm), one
-// single-thread kernel for the scalar rules, and one update pass reading
-// gradients, weights and state once and writing them once; a chain with a
-// statistic after an optimizer stage (LAMB) adds one measuring pass. Nothing
-// is copied to the host, so on CUDA a step can be captured in a graph. A
-// skipped step (a guard saw inf/NaN) changes no weight, state or count.
+// act in the order given. The plan (train/plan.hpp; step.describe()) says
+// which passes a step makes: a statistics pass when a component needs
+// statistics of values known when the step starts, one measuring pass per
+// later level of statistics, then the update pass, which reads gradients,
+// weights and state once and writes them once. Nothing is copied to the
+// host, so on CUDA a step can be captured in a graph. A skipped step (a
+// guard saw inf/NaN) changes no weight, state or count.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -28,16 +29,19 @@
 #include <vector>
 
 #include <mixprec/component/pod_tuple.hpp>
+#include <mixprec/component/protocol.hpp>
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/detail/trace.hpp>
 #include <mixprec/detail/workspace.hpp>
-#include <mixprec/scaling/dynamic_loss_scale.hpp>
-#include <mixprec/scaling/static_loss_scale.hpp>
+#include <mixprec/tensor/arena_signature.hpp>
 #include <mixprec/tensor/elementwise.hpp>
-#include <mixprec/train/analysis.hpp>
+#include <mixprec/train/environment.hpp>
+#include <mixprec/train/layout.hpp>
+#include <mixprec/train/pass_runner.hpp>
 #include <mixprec/train/passes.hpp>
+#include <mixprec/train/plan.hpp>
 
 namespace mixprec {
 
@@ -53,50 +57,56 @@ template <class T>
 struct is_chain : std::false_type {};
 template <class... C>
 struct is_chain<chain_t<C...>> : std::true_type {};
-
-template <class T>
-auto flatten(const T& x) {
-  if constexpr (is_chain<T>::value) return x.as_tuple();
-  else return std::make_tuple(x);
-}
-template <class... C>
-chain_t<C...> chain_from_tuple(const std::tuple<C...>& t) {
-  return std::apply([](const C&... c) { return chain_t<C...>(c...); }, t);
-}
-
-// Per-element state arrays of one component.
-template <class C>
-struct component_buffers {
-  using F = typename C::state_format;
-  std::vector<device_vector<F>> slots;
-  state_arrays<F> arrays{};
-};
-
 template <class T>
 struct is_chain_state : std::false_type {};
 template <class Arena, class... C>
 struct is_chain_state<chain_state<Arena, C...>> : std::true_type {};
 
-template <class T, class... C>
-constexpr std::size_t index_of_first() {
-  constexpr bool match[] = {std::is_same_v<T, C>..., false};
-  for (std::size_t k = 0; k < sizeof...(C); ++k)
-    if (match[k]) return k;
-  return sizeof...(C);
+// A flattened component and the named chain it came from (nullptr: none).
+template <class T>
+auto flatten(const T& x) {
+  if constexpr (is_chain<T>::value) return std::make_pair(x.as_tuple(), x.owners());
+  else return std::make_pair(std::make_tuple(x), std::array<const char*, 1>{nullptr});
 }
+template <std::size_t... N>
+auto join_owners(const std::array<const char*, N>&... a) {
+  std::array<const char*, (N + ... + 0)> out{};
+  std::size_t k = 0;
+  ((std::copy(a.begin(), a.end(), out.begin() + static_cast<long>(k)), k += N), ...);
+  return out;
+}
+
+// One state field of a component, allocated.
+struct field_buffer {
+  device_vector<std::uint8_t> bytes;
+  device_vector<std::uint64_t> base;
+  std::vector<std::uint64_t> base_h;
+  std::uint64_t entries = 0;
+  bool used = false;
+};
+
+// The buffers of one measuring pass.
+struct pass_buffers {
+  std::vector<device_vector<double>> rows, columns;  // partials per row / column statistic
+  device_vector<std::uint8_t> field_out;            // the global combination, then one per parameter
+};
 
 }  // namespace detail
 
 // Composes components (and chains of them) into one chain.
 template <class... Args>
 auto chain(const Args&... args) {
-  return detail::chain_from_tuple(std::tuple_cat(detail::flatten(args)...));
+  auto parts = std::make_tuple(detail::flatten(args)...);
+  auto comps = std::apply([](const auto&... p) { return std::tuple_cat(p.first...); }, parts);
+  auto owners = std::apply([](const auto&... p) { return detail::join_owners(p.second...); }, parts);
+  return std::apply([&](const auto&... c) { return chain_t<std::decay_t<decltype(c)>...>(owners, c...); }, comps);
 }
 
 template <class Arena, class... C>
 class chain_state {
-  using analysis = detail::chain_analysis<C...>;
-  static constexpr std::size_t slots = analysis::norm_slots;
+  using plan = chain_plan<C...>;
+  using env_type = detail::step_env<Arena, C...>;
+  static constexpr detail::plan_data d = plan::data;
 
  public:
   using arena_type = Arena;
@@ -114,6 +124,7 @@ class chain_state {
   bool last_step_skipped(stream s) const { return step(s).skip != 0; }
   std::uint64_t count() const { return step().count; }
   std::uint64_t count(stream s) const { return step(s).count; }
+  // The scalars of component K (of the flattened chain).
   template <std::size_t K>
   auto scalars() const {
     return detail::get<K>(block().comps);
@@ -122,15 +133,26 @@ class chain_state {
   auto scalars(stream s) const {
     return detail::get<K>(block(s).comps);
   }
-  // The loss scale of the chain's scaler (multiply the loss by it).
+  // The loss scale of the chain's loss scaler (multiply the loss by it); 1
+  // when the chain has none.
   float loss_scale() const { return loss_scale(last_stream_); }
-  float loss_scale(stream s) const { return scalars<scaler_index()>(s).scale; }
+  float loss_scale(stream s) const {
+    if constexpr (d.scaler >= 0) return detail::get<static_cast<std::size_t>(d.scaler)>(block(s).comps).scale;
+    else {
+      require_initialized("a read-back");
+      return 1.0f;
+    }
+  }
   // The same value in device memory, for a backward pass that reads it
   // there (on CUDA a device pointer: read it in a kernel, not on the host).
   const float* loss_scale_data() const {
     require_initialized("loss_scale_data");
-    const detail::chain_block<C...>* b = detail::raw(block_);
-    return &detail::get<scaler_index()>(b->comps).scale;
+    if constexpr (d.scaler >= 0) {
+      const detail::chain_block<C...>* b = detail::raw(block_);
+      return &detail::get<static_cast<std::size_t>(d.scaler)>(b->comps).scale;
+    } else {
+      return detail::raw(one_);
+    }
   }
 
   // Multipliers of the learning rate and weight decay for one group of the arena.
@@ -148,6 +170,17 @@ class chain_state {
     throw error(detail::concat("chain_state::set_group: the arena has no group named \"", group, "\""));
   }
 
+  // Bytes of state the chain keeps (every field of every component), and
+  // per element of the arena.
+  std::size_t state_bytes() const {
+    std::size_t b = 0;
+    for (const auto& f : fields_) b += f.bytes.size();
+    return b;
+  }
+  double bytes_per_parameter() const {
+    return elements_ == 0 ? 0.0 : static_cast<double>(state_bytes()) / static_cast<double>(elements_);
+  }
+
   detail::chain_block<C...> block() const { return block(last_stream_); }
   detail::chain_block<C...> block(stream s) const {
     require_initialized("a read-back");
@@ -155,96 +188,124 @@ class chain_state {
   }
 
  private:
+  template <class...>
+  friend class chain_t;
+  friend struct detail::checkpoint_access;
+
   void require_initialized(const char* what) const {
     detail::require(initialized(), "chain_state: ", what, " on a state that init() did not make (call step.init(params) "
                     "first)");
   }
 
-  template <class...>
-  friend class chain_t;
-  friend struct detail::checkpoint_access;
-
-  static constexpr std::size_t scaler_index() {
-    constexpr std::size_t d = detail::index_of_first<dynamic_loss_scale, C...>();
-    constexpr std::size_t st = detail::index_of_first<static_loss_scale, C...>();
-    static_assert(d < sizeof...(C) || st < sizeof...(C), "this chain has no loss scaler");
-    return d < st ? d : st;
-  }
-
   detail::device_vector<detail::chain_block<C...>> block_;
+  detail::device_vector<float> one_;  // the loss scale of a chain without a scaler
   stream last_stream_{};
   detail::arena_signature arena_;
-  std::tuple<detail::component_buffers<C>...> buffers_;
-  bool use_units_ = false;
-  tiling unit_tiling_;
-  using first_stats = detail::first_pass_stats<slots, analysis::any_units>;
-  detail::device_vector<first_stats> first_global_, unit_stats_;
-  detail::device_vector<detail::split_stats> split_global_, segment_stats_;
+  detail::step_layout layout_;
+  std::vector<detail::field_buffer> fields_;  // all components' fields, in order
+  std::vector<detail::device_vector<double>> stats_;  // reduced statistics
+  std::vector<detail::device_vector<double>> slice_rows_;  // per-row values of per-slice statistics
+  std::vector<detail::pass_buffers> passes_;
   detail::workspace ws_;
   detail::device_vector<group_hyper> groups_;
+  detail::device_vector<std::uint32_t> groups_of_;
   std::vector<std::string> group_names_;
+  std::size_t elements_ = 0;
 };
 
 template <class... C>
 class chain_t {
   static_assert((std::is_trivially_copyable_v<C> && ...), "chain components must be trivially copyable value types");
-  using analysis = detail::chain_analysis<C...>;
-  static constexpr std::size_t slots = analysis::norm_slots;
+  using plan_type = chain_plan<C...>;
+  static constexpr detail::plan_data d = plan_type::data;
+  static_assert(plan_type::valid, "mixprec::chain: see the rule above");
 
  public:
-  explicit chain_t(const C&... c) : components_(c...) {}
+  using plan = plan_type;
+  static constexpr std::size_t n = sizeof...(C);
+
+  explicit chain_t(const C&... c) : components_(c...) { owners_.fill(nullptr); }
+  chain_t(const std::array<const char*, n>& owners, const C&... c) : components_(c...), owners_(owners) {}
+
+  // This chain under a name (the named optimizers: "adamw"), used in
+  // messages and checkpoints.
+  chain_t named(const char* label) const {
+    chain_t r = *this;
+    r.owners_.fill(label);
+    return r;
+  }
 
   std::tuple<C...> as_tuple() const { return components_; }
+  const std::array<const char*, n>& owners() const { return owners_; }
   template <std::size_t K>
   const auto& component() const {
     return std::get<K>(components_);
   }
-  static constexpr std::size_t size() { return sizeof...(C); }
+  static constexpr std::size_t size() { return n; }
 
-  // Whether the chain has a loss scaler (chain_state::loss_scale() needs one).
-  static constexpr bool has_loss_scaler =
-      detail::index_of_first<dynamic_loss_scale, C...>() < sizeof...(C) ||
-      detail::index_of_first<static_loss_scale, C...>() < sizeof...(C);
+  // The chain as the user composed it: named chains by their names.
+  std::vector<std::string> user_names() const {
+    std::vector<std::string> out;
+    constexpr const char* names[] = {C::name..., ""};
+    for (std::size_t k = 0; k < n; ++k) {
+      if (owners_[k] == nullptr) out.push_back(names[k]);
+      else if (k == 0 || owners_[k - 1] != owners_[k]) out.push_back(owners_[k]);
+    }
+    return out;
+  }
+  // Component k's name with its owner: "adamw/scale_by_adam".
+  std::string path(std::size_t k) const {
+    constexpr const char* names[] = {C::name..., ""};
+    return owners_[k] ? std::string(owners_[k]) + "/" + names[k] : std::string(names[k]);
+  }
 
-  // State for `params`: device scalars, per-element state, reduction
-  // workspace, all allocated here so that apply() allocates nothing.
-  // Throws mixprec::error on invalid hyperparameters.
+  // Whether the chain has a loss scaler (else loss_scale() is 1).
+  static constexpr bool has_loss_scaler = d.scaler >= 0;
+  static std::string describe() { return plan::describe(); }
+
+  // State for `params`: device scalars, state fields, statistics and
+  // reduction buffers, all allocated here so that apply() allocates
+  // nothing. Throws mixprec::error on invalid hyperparameters.
   template <class Arena>
   chain_state<Arena, C...> init(const Arena& params, stream s = {}) const {
     detail::require(params.finalized(), "chain::init: finalize() the parameters first");
     chain_state<Arena, C...> st;
     st.last_stream_ = s;
     st.arena_ = params.signature();
+    st.elements_ = params.element_count();
     detail::chain_block<C...> block{};
     block.comps = initial_scalars(std::index_sequence_for<C...>{});
-    const arena_layout& layout = params.layout();
-    allocate_buffers(st, params.padded_size(), s, std::index_sequence_for<C...>{});
+    block.at_start = block.comps;
+
+    std::vector<shape> shapes;
+    std::vector<std::size_t> offsets;
+    std::vector<std::uint32_t> groups;
+    for (const auto& p : params.list()) {
+      shapes.push_back(p.shape);
+      offsets.push_back(p.offset);
+      groups.push_back(p.group_id);
+    }
+    bool column_stats = false, slices = false;
+    for (int j = 0; j < d.nstats; ++j) {
+      column_stats = column_stats || d.stats[j].decl.where == scope::column;
+      slices = slices || d.stats[j].decl.where == scope::slice;
+    }
+    st.layout_ = detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices);
+    allocate_fields(st, params, s, std::index_sequence_for<C...>{});
+    allocate_statistics(st, params.count());
+
     st.block_ = detail::allocate<detail::chain_block<C...>>(1, "the chain's scalar state");
     detail::write_to_device(&block, detail::raw(st.block_), 1, s);
-
-    st.use_units_ = analysis::any_units;
-    if constexpr (analysis::any_units) {
-      std::vector<std::size_t> unit_lengths;
-      // A first-axis slice per unit; an empty parameter ({0, 5}, say) has no units.
-      for (const auto& p : params.list())
-        unit_lengths.push_back(p.shape.rank() >= 2 && p.shape[0] > 0 ? p.size / p.shape[0] : 0);
-      st.unit_tiling_ = layout.unit_tiling(unit_lengths);
-    }
-    const tiling& tiles = st.use_units_ ? st.unit_tiling_ : layout.tiling();
-    using first_stats = detail::first_pass_stats<slots, analysis::any_units>;
-    st.first_global_ = detail::allocate<first_stats>(1, "step statistics");
-    st.unit_stats_ = detail::allocate<first_stats>(analysis::any_units ? tiles.unit_count() : 0, "per-unit statistics");
-    st.split_global_ = detail::allocate<detail::split_stats>(1, "step statistics");
-    st.segment_stats_ = detail::allocate<detail::split_stats>(analysis::has_split ? tiles.segment_count() : 0,
-                                                             "per-parameter statistics");
-    const std::size_t partial = sizeof(first_stats) > sizeof(detail::split_stats) ? sizeof(first_stats)
-                                                                                  : sizeof(detail::split_stats);
-    st.ws_.reserve(detail::workspace::round_up(tiles.tile_count() * partial));
+    st.one_ = detail::allocate<float>(1, "a constant");
+    const float one = 1.0f;
+    detail::write_to_device(&one, detail::raw(st.one_), 1, s);
 
     st.group_names_ = params.group_names();
-    const std::vector<group_hyper> groups(st.group_names_.size());
-    st.groups_ = detail::allocate<group_hyper>(groups.size(), "the group table");
-    detail::write_to_device(groups.data(), detail::raw(st.groups_), groups.size(), s);
+    const std::vector<group_hyper> g(st.group_names_.size());
+    st.groups_ = detail::allocate<group_hyper>(g.size(), "the group table");
+    detail::write_to_device(g.data(), detail::raw(st.groups_), g.size(), s);
+    st.groups_of_ = detail::allocate<std::uint32_t>(groups.size(), "the parameters' groups");
+    detail::write_to_device(groups.data(), detail::raw(st.groups_of_), groups.size(), s);
     return st;
   }
 
@@ -252,15 +313,14 @@ class chain_t {
   // from the gradients in params (or changes nothing if a guard skips it).
   template <class Arena, class State>
   void apply(Arena& params, State& state, stream s = {}) const {
-    if constexpr (state_matches<Arena, State>()) run<detail::update_mode::full>(params, state, s);
+    if constexpr (state_matches<Arena, State>()) run<false>(params, state, s);
   }
 
   // Runs the chain and writes the transformed update back into the
   // gradients instead of updating weights (e.g. unscale and clip alone).
   template <class Arena, class State>
   void transform_gradients(Arena& params, State& state, stream s = {}) const {
-    static_assert(!analysis::has_split, "transform_gradients: this chain needs a split update pass; use apply()");
-    if constexpr (state_matches<Arena, State>()) run<detail::update_mode::to_gradients>(params, state, s);
+    if constexpr (state_matches<Arena, State>()) run<true>(params, state, s);
   }
 
  private:
@@ -284,29 +344,91 @@ class chain_t {
   }
 
   template <std::size_t... K>
-  detail::pod_tuple<typename C::scalars...> initial_scalars(std::index_sequence<K...>) const {
-    return detail::make_pod_tuple(std::get<K>(components_).initial_scalars()...);
+  detail::pod_tuple<detail::scalars_of<C>...> initial_scalars(std::index_sequence<K...>) const {
+    return detail::make_pod_tuple(detail::initial_scalars_of(std::get<K>(components_))...);
   }
 
+  // Every state field: entries per the field's extent and parameter set,
+  // filled with its initial value.
   template <class Arena, std::size_t... K>
-  void allocate_buffers(chain_state<Arena, C...>& st, std::size_t n, stream s, std::index_sequence<K...>) const {
-    (allocate_one<K>(st, n, s), ...);
+  void allocate_fields(chain_state<Arena, C...>& st, const Arena& params, stream s, std::index_sequence<K...>) const {
+    st.fields_.resize(detail::total_fields<C...>());
+    (allocate_component_fields<K>(st, params, s), ...);
   }
   template <std::size_t K, class Arena>
-  void allocate_one(chain_state<Arena, C...>& st, std::size_t n, stream s) const {
+  void allocate_component_fields(chain_state<Arena, C...>& st, const Arena& params, stream s) const {
+    using component = std::tuple_element_t<K, std::tuple<C...>>;
     const auto& c = std::get<K>(components_);
-    auto& b = std::get<K>(st.buffers_);
-    using F = typename std::remove_reference_t<decltype(b)>::F;
-    const std::size_t count = c.state_slots();
-    detail::require(count <= 4, c.name, ": at most 4 per-element state arrays");
-    b.slots.resize(count);
-    for (std::size_t k = 0; k < count; ++k) {
-      b.slots[k] = detail::allocate<F>(n, "optimizer state");
-      const float v = c.initial_state(k);
-      if (v != 0.0f) fill(tensor_view<F>(detail::raw(b.slots[k]), n), v, round_nearest_even{}, s);
+    constexpr std::size_t nf = detail::field_count<component>();
+    for (std::size_t j = 0; j < nf; ++j) {
+      const state_field f = detail::field_of<component>(j);
+      detail::field_buffer& b = st.fields_[detail::first_field<C...>(K) + j];
+      b.used = detail::uses_field(c, j);
+      if (!b.used) continue;
+      const auto& geo = st.layout_.geometry;
+      b.base_h.assign(geo.size(), detail::no_entry);
+      std::uint64_t next = 0;
+      for (std::size_t p = 0; p < geo.size(); ++p) {
+        const bool matrix = geo[p].rank >= 2;
+        const bool covered = f.on == parameter_set::all || (f.on == parameter_set::matrices) == matrix;
+        if (!covered) continue;
+        switch (f.where) {
+          case extent::element:
+            b.base_h[p] = f.on == parameter_set::all ? geo[p].offset : next;
+            next += geo[p].size;
+            break;
+          case extent::row: b.base_h[p] = next; next += geo[p].rows; break;
+          case extent::column: b.base_h[p] = next; next += geo[p].batches * geo[p].cols; break;
+          case extent::parameter: b.base_h[p] = next; next += 1; break;
+          case extent::scalar: b.base_h[p] = 0; next = 1; break;
+        }
+      }
+      if (f.where == extent::element && f.on == parameter_set::all) next = params.padded_size();
+      b.entries = next;
+      const std::size_t width = f.format == format_id::bf16 ? 2 : 4;
+      b.bytes = detail::allocate<std::uint8_t>(next * width, "optimizer state");
+      b.base = detail::allocate<std::uint64_t>(b.base_h.size(), "a state table");
+      detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);
+      const float v = detail::initial_state_of(c, j);  // the buffer starts at zero
+      if (v != 0.0f && f.format == format_id::bf16)
+        fill(tensor_view<bfloat16>(reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next), v, round_nearest_even{}, s);
+      else if (v != 0.0f)
+        fill(tensor_view<float>(reinterpret_cast<float*>(detail::raw(b.bytes)), next), v, round_nearest_even{}, s);
     }
-    for (std::size_t k = 0; k < count; ++k) b.arrays.slot[k] = detail::raw(b.slots[k]);
-    b.arrays.seed = 0x6d69787072656300ull + K;  // "mixprec" + component index
+  }
+
+  template <class Arena>
+  void allocate_statistics(chain_state<Arena, C...>& st, std::size_t params) const {
+    const detail::step_layout& L = st.layout_;
+    st.stats_.clear();
+    st.slice_rows_.clear();
+    for (int j = 0; j < d.nstats; ++j) {
+      const scope w = d.stats[j].decl.where;
+      const std::size_t n = w == scope::global ? 1
+                            : w == scope::parameter ? params
+                            : w == scope::row ? L.rows
+                            : w == scope::column ? L.columns
+                                                 : L.slices;
+      st.stats_.push_back(detail::allocate<double>(n > 0 ? n : 1, "step statistics"));
+      st.slice_rows_.push_back(
+          detail::allocate<double>(w == scope::slice ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices"));
+    }
+    st.passes_.clear();
+    std::size_t partial_bytes = 16;
+    for (int q = 0; q + 1 < d.npasses; ++q) {
+      const detail::pass_entry& p = d.passes[q];
+      detail::pass_buffers b;
+      for (int k = 0; k < p.row_stats; ++k)
+        b.rows.push_back(detail::allocate<double>(L.row_partials > 0 ? L.row_partials : 1, "per-row partials"));
+      for (int k = 0; k < p.column_stats; ++k)
+        b.columns.push_back(
+            detail::allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials"));
+      const std::size_t value = sizeof(double) * static_cast<std::size_t>(p.fields > 0 ? p.fields : 1);
+      b.field_out = detail::allocate<std::uint8_t>(value * (1 + params), "step statistics");
+      partial_bytes = std::max(partial_bytes, value * L.tile_count());
+      st.passes_.push_back(std::move(b));
+    }
+    st.ws_.reserve(detail::workspace::round_up(partial_bytes));
   }
 
   template <class Arena>
@@ -318,126 +440,177 @@ class chain_t {
                                  st.arena_.difference(params.signature()), " (the state's arena first, this one second)"));
     detail::step_env<Arena, C...> env{};
     env.comps = std::apply([](const C&... c) { return detail::make_pod_tuple(c...); }, components_);
-    fill_states(env, st, std::index_sequence_for<C...>{});
-    fill_orders(env, std::make_index_sequence<analysis::prefix>{});
     env.block = detail::raw(st.block_);
     if constexpr (Arena::has_master) env.arena.master = params.master_data();
     env.arena.model = params.model_data();
     env.arena.grad = params.grad_data();
-    const tiling& tiles = st.use_units_ ? st.unit_tiling_ : params.layout().tiling();
-    env.tiles = tiles.tiles();
-    env.segment_groups = params.layout().segment_groups();
+    env.tiles = detail::raw(st.layout_.tiles);
+    env.geometry = detail::raw(st.layout_.geometry_d);
+    env.params = params.count();
+    env.groups_of = detail::raw(st.groups_of_);
     env.groups = detail::raw(st.groups_);
-    env.first_global = detail::raw(st.first_global_);
-    env.unit_stats = detail::raw(st.unit_stats_);
-    env.split_global = detail::raw(st.split_global_);
-    env.segment_stats = detail::raw(st.segment_stats_);
+    for (std::size_t f = 0; f < st.fields_.size(); ++f) {
+      detail::field_buffer& b = st.fields_[f];
+      env.fields[f] = {b.used ? static_cast<void*>(detail::raw(b.bytes)) : nullptr,
+                       b.used ? detail::raw(b.base) : nullptr, 0x6d69787072656300ull + component_of_field(f) +
+                                                                   (f - first_field_of(component_of_field(f)))};
+    }
+    for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
+    env.rows = st.layout_.rows;
+    env.columns = st.layout_.columns;
+    env.slices = st.layout_.slices;
     return env;
   }
-  template <class Env, class Arena, std::size_t... K>
-  static void fill_states(Env& env, chain_state<Arena, C...>& st, std::index_sequence<K...>) {
-    ((detail::get<K>(env.states) = std::get<K>(st.buffers_).arrays), ...);
+  static constexpr std::size_t component_of_field(std::size_t f) {
+    constexpr std::size_t counts[] = {detail::field_count<C>()..., 0};
+    std::size_t k = 0, at = 0;
+    while (k < n && at + counts[k] <= f) at += counts[k++];
+    return k;
   }
-  template <class Env, std::size_t... K>
-  void fill_orders(Env& env, std::index_sequence<K...>) const {
-    (fill_order<K>(env), ...);
-  }
-  template <std::size_t K, class Env>
-  void fill_order(Env& env) const {
-    if constexpr (analysis::global[K]) env.slot_order[analysis::norm_slot(K)] = std::get<K>(components_).norm_order();
-  }
+  static constexpr std::size_t first_field_of(std::size_t k) { return detail::first_field<C...>(k); }
 
-  template <detail::update_mode Mode, class Arena>
+  template <bool ToGradients, class Arena>
   void run(Arena& params, chain_state<Arena, C...>& st, stream s) const {
     using namespace detail;
-    const step_env<Arena, C...> env = environment(params, st);
+    using env_t = step_env<Arena, C...>;
+    const env_t env = environment(params, st);
     st.last_stream_ = s;
-    const tiling& tiles = st.use_units_ ? st.unit_tiling_ : params.layout().tiling();
+    const std::size_t ntiles = st.layout_.tile_count();
+    run_levels<0, ToGradients>(env, st, ntiles, s);
+    trace_pass(ToGradients ? "update (to gradients)" : "update", true, !ToGradients);
+    run_update(s, ntiles, update_body<ToGradients, env_t, Arena>{env});
+  }
 
-    constexpr bool statistics = analysis::any_non_finite || analysis::norm_slots > 0 || analysis::any_units;
-    if constexpr (statistics) {
-      bool squares = true;
-      if constexpr (analysis::norm_slots > 0)
-        for (std::size_t k = 0; k < analysis::norm_slots; ++k) squares = squares && env.slot_order[k] == 2.0f;
-      if (squares) statistics_pass<true>(env, st, tiles, s);
-      else statistics_pass<false>(env, st, tiles, s);
+  // For each level: its measuring pass (if it has statistics), then its
+  // scalar rules and entry rules.
+  template <int L, bool ToGradients, class Env, class Arena>
+  void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
+    if constexpr (L <= d.max_level) {
+      constexpr int q = pass_of_level(L);
+      if constexpr (q >= 0) measure<q>(env, st, ntiles, s);
+      detail::run_single(s, detail::decide_body<L, Env>{env});
+      run_entries<L>(env, st, s, std::index_sequence_for<C...>{});
+      run_levels<L + 1, ToGradients>(env, st, ntiles, s);
     }
-    run_single(s, decide_body<Arena, C...>{env, false});
-
-    launch_update<Mode, analysis::bypassable>(bypass_mask(), env, st, tiles, s);
+  }
+  static constexpr int pass_of_level(int L) {
+    for (int q = 0; q + 1 < d.npasses; ++q)
+      if (d.passes[q].level == L) return q;
+    return -1;
   }
 
-  // Pass 1: the non-finite flag and every norm the prefix asks for, in one
-  // read of the gradients.
-  template <bool Squares, class Env, class Arena>
-  void statistics_pass(const Env& env, chain_state<Arena, C...>& st, const tiling& tiles, stream s) const {
+  template <int L, class Env, class Arena, std::size_t... K>
+  void run_entries(const Env& env, chain_state<Arena, C...>& st, stream s, std::index_sequence<K...>) const {
+    (run_entries_of<L, K>(env, st, s), ...);
+  }
+  template <int L, std::size_t K, class Env, class Arena>
+  void run_entries_of(const Env& env, chain_state<Arena, C...>& st, stream s) const {
+    using component = std::tuple_element_t<K, std::tuple<C...>>;
+    if constexpr (d.level[K] == L) {
+      if constexpr (detail::has_decide_row<component>::value)
+        detail::for_each_index(s, st.layout_.rows, detail::entry_body<K, extent::row, Env>{env});
+      if constexpr (detail::has_decide_column<component>::value)
+        detail::for_each_index(s, st.layout_.columns, detail::entry_body<K, extent::column, Env>{env});
+      if constexpr (detail::has_decide_parameter<component>::value)
+        detail::for_each_index(s, env.params, detail::entry_body<K, extent::parameter, Env>{env});
+    }
+  }
+
+  // Measuring pass q: per-tile partials, then the fixed-order combinations
+  // into every statistic it reduces.
+  template <int q, class Env, class Arena>
+  void measure(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
     using namespace detail;
-    using stats = first_pass_stats<slots, analysis::any_units>;
-    const std::size_t ntiles = tiles.tile_count();
-    trace_pass("statistics", true, false);
-    const statistics_body<Squares, Arena, C...> body{{env.tiles}, env};
-    stats* partials = st.ws_.template slice<stats>(0, ntiles);
-    reduce_tiles(s, ntiles, body, partials);
-    combine_all(s, body, static_cast<const stats*>(partials), ntiles, detail::raw(st.first_global_));
-    if constexpr (analysis::any_units)
-      combine_segments(s, body, static_cast<const stats*>(partials), tiles.unit_offsets(), tiles.unit_count(),
-                       detail::raw(st.unit_stats_));
+    constexpr pass_entry p = d.passes[q];
+    trace_pass(p.kind == pass_kind::statistics ? "statistics" : "update (measure)", true, false);
+    bool squares = true;
+    float power[max_statistics];
+    int k = 0;
+    for (int j = 0; j < d.nstats; ++j) {
+      if (d.stats[j].pass != q) continue;
+      const float pw = power_of_stat(j);
+      power[k++] = pw;
+      if (d.stats[j].decl.op == reduction::power_sum) squares = squares && pw == 2.0f;
+    }
+    if (squares) measure_with<q, true>(env, st, ntiles, s, power);
+    else measure_with<q, false>(env, st, ntiles, s, power);
   }
-
-  // The measuring half of a split update pass.
-  template <detail::update_mode Mode, std::uint32_t Bypass, class Env, class Arena>
-  void measure_pass(const Env& env, chain_state<Arena, C...>& st, const tiling& tiles, stream s) const {
-    using namespace detail;
-    const std::size_t ntiles = tiles.tile_count();
-    trace_pass("update (measure)", true, false);
-    const update_body<Mode, Bypass, Arena, C...> measure{{env.tiles}, env};
-    split_stats* partials = st.ws_.template slice<split_stats>(0, ntiles);
-    reduce_tiles(s, ntiles, measure, partials);
-    combine_all(s, measure, static_cast<const split_stats*>(partials), ntiles, detail::raw(st.split_global_));
-    combine_segments(s, measure, static_cast<const split_stats*>(partials), tiles.segment_offsets(),
-                     tiles.segment_count(), detail::raw(st.segment_stats_));
-  }
-
-  // The components switched off by their options, as a bit mask.
-  std::uint32_t bypass_mask() const {
-    std::uint32_t mask = 0;
+  float power_of_stat(int j) const {
+    float p = 2.0f;
+    const int comp = d.stats[j].component;
+    const std::size_t local = static_cast<std::size_t>(d.stats[j].local);
     std::size_t k = 0;
-    std::apply([&](const C&... c) { ((mask |= (c.bypassed() && k < 32) ? (1u << k) : 0u, ++k), ...); }, components_);
-    return mask & analysis::bypassable;
+    std::apply([&](const C&... c) { ((p = (static_cast<int>(k++) == comp) ? detail::power_of(c, local) : p), ...); },
+               components_);
+    return p;
   }
 
-  // Runs the update pass instantiated for the bypass mask that matches
-  // `mask`: one instantiation per subset of the bypassable components.
-  template <detail::update_mode Mode, std::uint32_t Sub, class Env, class Arena>
-  void launch_update(std::uint32_t mask, const Env& env, chain_state<Arena, C...>& st, const tiling& tiles,
-                     stream s) const {
-    if (mask == Sub) {
-      update_for<Mode, Sub>(env, st, tiles, s);
-    } else if constexpr (Sub != 0) {
-      launch_update<Mode, ((Sub - 1) & analysis::bypassable)>(mask, env, st, tiles, s);
-    }
-  }
-
-  template <detail::update_mode Mode, std::uint32_t Bypass, class Env, class Arena>
-  void update_for(const Env& env, chain_state<Arena, C...>& st, const tiling& tiles, stream s) const {
+  template <int q, bool Squares, class Env, class Arena>
+  void measure_with(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s,
+                    const float* power) const {
     using namespace detail;
-    const std::size_t ntiles = tiles.tile_count();
-    if constexpr (analysis::has_split) {
-      if (std::get<analysis::split>(components_).norm_order() == infinity_norm)
-        measure_pass<update_mode::measure_max, Bypass>(env, st, tiles, s);
-      else
-        measure_pass<update_mode::measure, Bypass>(env, st, tiles, s);
-      run_single(s, decide_body<Arena, C...>{env, true});
-      trace_pass("update (finish)", true, true);
-      for_each_tile(s, ntiles, update_body<update_mode::finish, Bypass, Arena, C...>{{env.tiles}, env});
-    } else {
-      trace_pass(Mode == update_mode::to_gradients ? "update (to gradients)" : "update", true,
-                 Mode != update_mode::to_gradients);
-      for_each_tile(s, ntiles, update_body<Mode, Bypass, Arena, C...>{{env.tiles}, env});
+    using body_t = measure_body<q, Squares, Env>;
+    using value_t = typename body_t::value_type;
+    constexpr pass_entry p = d.passes[q];
+    body_t body{};
+    body.env = env;
+    for (int k = 0; k < body_t::nstats; ++k) body.power[k] = power[k];
+    body.min_normal = format_traits<typename Arena::grad_type>::min_normal();
+    pass_buffers& pb = st.passes_[q];
+    for (int k = 0; k < p.row_stats; ++k) body.row_partials[k] = raw(pb.rows[static_cast<std::size_t>(k)]);
+    for (int k = 0; k < p.column_stats; ++k) body.column_partials[k] = raw(pb.columns[static_cast<std::size_t>(k)]);
+    value_t* partials = st.ws_.template slice<value_t>(0, ntiles);
+    run_measure(s, ntiles, body, partials);
+    // Global and per-parameter statistics: the tile partials combined.
+    value_t* out = reinterpret_cast<value_t*>(raw(pb.field_out));
+    combine_all(s, body, static_cast<const value_t*>(partials), ntiles, out);
+    combine_segments(s, body, static_cast<const value_t*>(partials), raw(st.layout_.param_tile_offsets), env.params,
+                     out + 1);
+    for_each_index(s, env.params > 0 ? env.params : 1, scatter_fields<q, value_t, Env>{env, out, env.params});
+    // Per-row, per-column and per-slice statistics.
+    for (int j = 0; j < d.nstats; ++j) {
+      const stat_entry& e = d.stats[j];
+      if (e.pass != q || e.field) continue;
+      const bool is_max = e.decl.op == reduction::max_abs ||
+                          (e.decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
+      if (e.decl.where == scope::column) {
+        for_each_index(s, st.layout_.columns,
+                       strided_combine{raw(pb.columns[static_cast<std::size_t>(e.slot)]),
+                                       raw(st.layout_.column_ranges), target, is_max});
+      } else if (e.decl.where == scope::row) {
+        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
+                                                           raw(st.layout_.row_ranges), target, is_max});
+      } else {
+        double* rows = raw(st.slice_rows_[static_cast<std::size_t>(j)]);
+        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
+                                                           raw(st.layout_.row_ranges), rows, is_max});
+        for_each_index(s, st.layout_.slices, strided_combine{rows, raw(st.layout_.slice_ranges), target, is_max});
+      }
     }
   }
+
+  // Copies the combined fields of pass q into the per-statistic arrays.
+  template <int q, class Value, class Env>
+  struct scatter_fields {
+    Env env;
+    const Value* out;  // [0]: global, [1 + p]: parameter p
+    std::size_t params;
+    MIXPREC_HOST_DEVICE void operator()(std::size_t p) const {
+      for (int j = 0; j < d.nstats; ++j) {
+        const detail::stat_entry& e = d.stats[j];
+        if (e.pass != q || !e.field) continue;
+        if (e.decl.where == scope::global) {
+          if (p == 0) env.stats[j][0] = out[0].v[e.slot];
+        } else if (p < params) {
+          env.stats[j][p] = out[1 + p].v[e.slot];
+        }
+      }
+    }
+  };
 
   std::tuple<C...> components_;
+  std::array<const char*, n> owners_{};
 };
 
 }  // namespace mixprec

@@ -21,10 +21,13 @@
 
 namespace mixprec {
 
-struct every_k : component_defaults {
+struct every_k {
   static constexpr const char* name = "every_k";
-  static constexpr rule_kind kind = rule_kind::stage;
-  static constexpr bool holds = true;
+  struct traits : component_traits {
+    static constexpr bool may_hold = true;
+  };
+  static constexpr state_field state[] = {{"accumulator", format_id::f32}};
+  static constexpr field_id<0> accumulator{};
 
   std::uint32_t k = 1;
 
@@ -34,27 +37,34 @@ struct every_k : component_defaults {
   struct scalars {
     std::uint32_t phase;  // position of this micro-batch in its group, 1..k
   };
-  std::size_t state_slots() const { return 1; }
   scalars initial_scalars() const {
     detail::require(k >= 1, "every_k: k must be at least 1");
     return {0};
   }
-  MIXPREC_HOST_DEVICE void decide(scalars& s, decide_context& ctx) const {
-    if (ctx.step->skip) return;  // a skipped micro-batch does not count
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
+    if (ctx.skipped()) return;  // a skipped micro-batch does not count
     s.phase = s.phase % k + 1;
-    ctx.step->hold = s.phase != k ? 1u : 0u;
+    if (s.phase != k) ctx.hold();
   }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO& io) const {
-    const std::uint32_t phase = io.scalars.phase;
-    if (io.replay) return phase == k ? io.state.load(0) : 0.0f;
-    const float total = (phase == 1 ? 0.0f : io.state.load(0)) + u;
-    if (phase != k) {
-      io.state.store(0, total);
-      return 0.0f;
-    }
-    // Keep the mean: a replaying pass after a split reads it back.
-    return io.state.store(0, total / static_cast<float>(k));
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    const std::uint32_t phase = ctx.scalars().phase;
+    // The running total; on the k-th micro-batch the mean (kept, so that a
+    // later pass of the same step reads it back).
+    const float acc = ctx.state(accumulator).update([&](float old) {
+      const float total = (phase == 1 ? 0.0f : old) + u;
+      return phase == k ? total / static_cast<float>(k) : total;
+    });
+    return phase == k ? acc : 0.0f;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("k", k);
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("phase", s.phase);
   }
 };
 

@@ -1,18 +1,16 @@
-// The passes of a step, as tiled bodies over the arena (detail/tiles.hpp):
+// The passes of a step, as tiled bodies over the arena (the plan,
+// train/plan.hpp, says which passes there are):
 //
-//   statistics_body  pass 1: reads the gradients once (and the weights when
-//                    unit-wise clipping asks), applies the elementwise rules
-//                    known before the step, and accumulates the non-finite
-//                    flag, each measuring component's |u|^p (or max |u|), and
-//                    per-unit sums of squares;
-//   decide_body      one device thread: every component's scalar rule, in
-//                    chain order, and the step count;
-//   update_body      pass 2: gradient, weights and state in, update out;
-//                    in `measure` mode (split chains) it runs the stages up to
-//                    the split and accumulates their output's statistics, in
-//                    `finish` mode it replays them from stored state and
-//                    completes the chain; `to_gradients` writes the
-//                    transformed gradient back instead of updating weights.
+//   measure_body<Q>   a statistics or measuring pass: runs the components
+//                     the plan gives it (stages write their state the first
+//                     time a pass runs them; later passes recompute them
+//                     read-only) and returns, per tile, the values its
+//                     statistics are reduced from;
+//   update_body       the last pass: every component, then the weights (or,
+//                     transform_gradients, the gradients) are written;
+//   decide_body<L>    one device thread: the scalar rules of level L;
+//   entry_body<K, E>  one thread per row, column or parameter: component
+//                     K's entry rule.
 #pragma once
 
 #include <cmath>
@@ -24,434 +22,398 @@
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
-#include <mixprec/detail/tiles.hpp>
-#include <mixprec/tensor/reductions.hpp>
-#include <mixprec/tensor/tiling.hpp>
-#include <mixprec/train/analysis.hpp>
+#include <mixprec/component/protocol.hpp>
+#include <mixprec/train/context.hpp>
+#include <mixprec/train/environment.hpp>
+#include <mixprec/train/plan.hpp>
 #include <mixprec/train/writers.hpp>
 
 namespace mixprec::detail {
 
-// Device-resident scalar state of a chain.
-template <class... C>
-struct chain_block {
-  step_scalars step;
-  pod_tuple<typename C::scalars...> comps;
+template <class Env>
+struct tile_scalars {
+  typename Env::scalars_tuple now, at_start;
 };
-
-// Statistics of pass 1 (per tile, per unit, global). All fields are doubles
-// (the non-finite flag counts), so the host's interleaved accumulators
-// vectorise: [non_finite, acc[0..Slots), unit input^2, unit weight^2].
-template <std::size_t Slots, bool Units>
-struct first_pass_stats {
-  static constexpr std::size_t fields = 1 + Slots + (Units ? 2 : 0);
-  static constexpr std::size_t non_finite_field = 0;
-  static constexpr std::size_t acc_field(std::size_t s) { return 1 + s; }
-  static constexpr std::size_t unit_input_field = 1 + Slots, unit_weight_field = 2 + Slots;
-  double v[fields];
-  MIXPREC_HOST_DEVICE double non_finite() const { return v[0]; }
-  MIXPREC_HOST_DEVICE double& acc(std::size_t s) { return v[1 + s]; }
-  MIXPREC_HOST_DEVICE double acc(std::size_t s) const { return v[1 + s]; }
-  MIXPREC_HOST_DEVICE double unit_input_sq() const { return Units ? v[1 + Slots] : 0.0; }
-  MIXPREC_HOST_DEVICE double unit_weight_sq() const { return Units ? v[2 + Slots] : 0.0; }
-};
-
-// Statistics of the measuring half of a split update pass.
-struct split_stats {
-  static constexpr std::size_t fields = 4;
-  double v[fields];  // non-finite count, sum |u|^p (max |u| for p = inf), sum u^2, sum w^2
-  MIXPREC_HOST_DEVICE double non_finite() const { return v[0]; }
-  MIXPREC_HOST_DEVICE double input_p() const { return v[1]; }
-  MIXPREC_HOST_DEVICE double input_sq() const { return v[2]; }
-  MIXPREC_HOST_DEVICE double weight_sq() const { return v[3]; }
-};
-
-
-MIXPREC_HOST_DEVICE double power_of(float u, float p) {
-  const double a = fabs(static_cast<double>(u));
-  if (p == 2.0f) return a * a;
-  if (p == 1.0f) return a;
-  return pow(a, static_cast<double>(p));
+template <class Env>
+MIXPREC_HOST_DEVICE tile_scalars<Env> load_scalars(const Env& env) {
+  return {env.block->comps, env.block->at_start};
 }
-// |u|^p, or |u| for p = infinity (combined by max).
-MIXPREC_HOST_DEVICE double power_or_abs(float u, float p) {
-  return p == infinity_norm ? fabs(static_cast<double>(u)) : power_of(u, p);
+
+template <int Q, class Env, std::size_t... S>
+MIXPREC_HOST_DEVICE void load_tile_stats(const Env& env, tile_values<Env>& v, std::index_sequence<S...>);
+template <int Q, int S, class Env>
+MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v);
+
+// The per-tile values of pass Q.
+template <int Q, class Env>
+MIXPREC_HOST_DEVICE tile_values<Env> enter_tile(const Env& env, std::size_t t) {
+  constexpr plan_data d = Env::plan::data;
+  const step_tile& tile = env.tiles[t];
+  tile_values<Env> v;
+  v.geometry = env.geometry + tile.param;
+  v.param = tile.param;
+  v.row0 = tile.row0;
+  v.col0 = tile.col0;
+  v.batch = tile.batch;
+  v.slice = tile.slice;
+  v.group = env.groups[env.groups_of[tile.param]];
+  v.t = env.block->step.t;
+  v.skip = env.block->step.skip != 0;
+  v.hold = env.block->step.hold != 0;
+  for (std::size_t f = 0; f < Env::nfields; ++f)
+    v.field_base[f] = env.fields[f].data != nullptr ? env.fields[f].base[tile.param] : 0;
+  load_tile_stats<Q>(env, v, std::make_index_sequence<static_cast<std::size_t>(d.nstats)>{});
+  return v;
 }
-MIXPREC_HOST_DEVICE void add_power(double& acc, float u, float p) {
-  if (p == infinity_norm) {
-    const double a = fabs(static_cast<double>(u));
-    acc = (acc != acc || a != a) ? acc + a : (a > acc ? a : acc);
+
+// Statistics that components running in pass Q read per tile: the value
+// (global, per parameter, per slice) or the scale (per row, per column).
+template <int Q, class Env, std::size_t... S>
+MIXPREC_HOST_DEVICE void load_tile_stats(const Env& env, tile_values<Env>& v, std::index_sequence<S...>) {
+  (load_tile_stat<Q, static_cast<int>(S), Env>(env, v), ...);
+}
+template <int Q, int S, class Env>
+MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
+  constexpr plan_data d = Env::plan::data;
+  constexpr stat_entry e = d.stats[S];
+  // Read only where it is known: reduced by an earlier pass of this step.
+  if constexpr (e.pass < Q && runs_in(d, e.component, Q)) {
+    const auto& comp = get<static_cast<std::size_t>(e.component)>(env.comps);
+    const double scale = derived_scale<Env, S>(env.block->factor, power_of(comp, static_cast<std::size_t>(e.local)));
+    v.stat_scale[S] = scale;
+    const param_geometry& g = *v.geometry;
+    if constexpr (e.decl.where == scope::row || e.decl.where == scope::column) {
+      v.stat_value[S] = 0.0;
+    } else {
+      v.stat_value[S] = env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)] * scale;
+    }
   } else {
-    acc += power_of(u, p);
+    (void)env;
+    v.stat_value[S] = 0.0;
+    v.stat_scale[S] = 1.0;
   }
 }
-MIXPREC_HOST_DEVICE double combine_power(double a, double b, float p) {
-  if (p == infinity_norm) return (a != a || b != b) ? a + b : (a > b ? a : b);
-  return a + b;
-}
-MIXPREC_HOST_DEVICE double root_of(double acc, float p) {
-  if (p == 2.0f) return sqrt(acc);
-  if (p == 1.0f || p == infinity_norm) return acc;
-  return pow(acc, 1.0 / static_cast<double>(p));
-}
 
-// Device pointers to the arena's roles.
-template <class Arena>
-struct arena_access {
-  using model_type = typename Arena::model_type;
-  using grad_type = typename Arena::grad_type;
-  static constexpr bool has_master = Arena::has_master;
-  static constexpr bool model_is_master = Arena::model_is_master;
-  float* master;
-  model_type* model;
-  grad_type* grad;
-  MIXPREC_HOST_DEVICE float weight(std::size_t i) const {
-    if constexpr (has_master) return master[i];
-    else return to_float(model[i]);
-  }
-};
+// Runs components [0, end of pass Q) on one element; calls
+// capture(position, value) at every position a statistic of the pass reads.
+template <int Q, class Env>
+struct chain_runner {
+  static constexpr plan_data d = Env::plan::data;
+  static constexpr int end = d.passes[Q].end;
+  static constexpr bool update_pass = d.passes[Q].kind == pass_kind::update;
 
-// Everything a pass needs, passed to kernels by value.
-template <class Arena, class... C>
-struct step_env {
-  using analysis = chain_analysis<C...>;
-  static constexpr std::size_t n = sizeof...(C);
-  static constexpr std::size_t slots = analysis::norm_slots;
+  const Env& env;
+  const tile_values<Env>& tile;
+  const tile_scalars<Env>& sc;
 
-  pod_tuple<C...> comps;
-  pod_tuple<state_arrays<typename C::state_format>...> states;
-  float slot_order[slots > 0 ? slots : 1];
-  chain_block<C...>* block;
-  arena_access<Arena> arena;
-  const tile_desc* tiles;
-  const std::uint32_t* segment_groups;
-  const group_hyper* groups;
-  using first_stats = first_pass_stats<slots, analysis::any_units>;
-  const first_stats* first_global;
-  const first_stats* unit_stats;  // per unit, when a component needs units
-  const split_stats* split_global;
-  const split_stats* segment_stats;           // per segment, when the chain splits
-};
-
-// Squares: every measured norm has order 2 (instantiated apart so that the
-// element loop has no branch on the order and vectorises).
-template <bool Squares, class Arena, class... C>
-struct statistics_body : tiled {
-  static constexpr bool additive = Squares;
-  static constexpr bool pure_contribution = true;
-  using env_type = step_env<Arena, C...>;
-  using analysis = typename env_type::analysis;
-  using value_type = typename env_type::first_stats;
-  struct context {
-    pod_tuple<typename C::scalars...> scalars;
-  };
-  env_type env;
-
-  MIXPREC_HOST_DEVICE context enter(std::size_t) const { return {env.block->comps}; }
-  MIXPREC_HOST_DEVICE value_type identity() const {
-    value_type v{};
-    return v;
-  }
-  MIXPREC_HOST_DEVICE value_type contribution(std::size_t i, const context& ctx) const {
-    value_type c{};
-    const float g = to_float(env.arena.grad[i]);
-    if constexpr (analysis::any_non_finite && !analysis::norm_reveals_non_finite && !analysis::flag_at_guard)
-      c.v[value_type::non_finite_field] = non_finite_flag(g);
-    float w = 0.0f;
-    if constexpr (analysis::any_units) w = env.arena.weight(i);
-    measure(c, g, w, ctx, std::make_index_sequence<analysis::prefix>{});
-    return c;
-  }
-  // The non-finite count is left at 0 when a norm reveals inf/NaN anyway.
-  static constexpr bool unused_field(std::size_t f) {
-    return f == value_type::non_finite_field && (!analysis::any_non_finite || analysis::norm_reveals_non_finite);
-  }
-  MIXPREC_HOST_DEVICE bool field_is_max(std::size_t f) const {
-    if constexpr (env_type::slots > 0)
-      for (std::size_t s = 0; s < env_type::slots; ++s)
-        if (f == value_type::acc_field(s)) return env.slot_order[s] == infinity_norm;
-    return false;
-  }
-  template <std::size_t... K>
-  MIXPREC_HOST_DEVICE void measure(value_type& c, float u, float w, const context& ctx, std::index_sequence<K...>) const {
-    (measure_one<K>(c, u, w, ctx), ...);
-  }
-  template <std::size_t K>
-  MIXPREC_HOST_DEVICE void measure_one(value_type& c, float& u, float w, const context& ctx) const {
-    const auto& comp = get<K>(env.comps);
-    using component = std::remove_cv_t<std::remove_reference_t<decltype(comp)>>;
-    if constexpr (component::needs_global_norm) {
-      double& a = c.v[value_type::acc_field(analysis::norm_slot(K))];
-      if constexpr (Squares) a = static_cast<double>(u) * u;
-      else a = power_or_abs(u, comp.norm_order());
-    }
-    if constexpr (component::needs_unit_norms) {
-      c.v[value_type::unit_input_field] = static_cast<double>(u) * u;
-      c.v[value_type::unit_weight_field] = static_cast<double>(w) * w;
-    }
-    if constexpr (component::kind == rule_kind::elementwise) u = comp.prepass(u, get<K>(ctx.scalars));
-    if constexpr (K == analysis::guard && analysis::flag_at_guard && !analysis::norm_reveals_non_finite)
-      c.v[value_type::non_finite_field] = non_finite_flag(u);
-  }
-  // Widening keeps inf and NaN, so the flag is read off the float's exponent.
-  MIXPREC_HOST_DEVICE static double non_finite_flag(float u) {
-    return (bit_cast<std::uint32_t>(u) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
-  }
-  MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
-    value_type r;
-    for (std::size_t f = 0; f < value_type::fields; ++f) r.v[f] = a.v[f] + b.v[f];
-    if constexpr (env_type::slots > 0)
-      for (std::size_t s = 0; s < env_type::slots; ++s) r.acc(s) = combine_power(a.acc(s), b.acc(s), env.slot_order[s]);
-    return r;
-  }
-
-};
-
-// One thread: the scalar rules. `second` runs only the split component's
-// rule, with the norm measured by the split pass.
-template <class Arena, class... C>
-struct decide_body {
-  using env_type = step_env<Arena, C...>;
-  using analysis = typename env_type::analysis;
-  env_type env;
-  bool second;
-
-  MIXPREC_HOST_DEVICE void operator()(std::size_t) const {
-    chain_block<C...> block = *env.block;
-    if (!second) {
-      const auto& g = *env.first_global;
-      bool non_finite = g.non_finite() != 0;
-      if constexpr (env_type::slots > 0)
-        for (std::size_t s = 0; s < env_type::slots; ++s) non_finite = non_finite || !finite(g.acc(s));
-      block.step.skip = 0;
-      block.step.non_finite = non_finite ? 1u : 0u;
-      const std::uint64_t t = block.step.count + 1;
-      double multiplier = 1.0;
-      block.step.hold = 0;
-      run(block, t, non_finite, multiplier, std::make_index_sequence<sizeof...(C)>{});
-      if (block.step.skip) block.step.skipped_total += 1;
-      else if (!block.step.hold) block.step.count = t;
-    } else if constexpr (analysis::has_split) {
-      if (block.step.skip) return;
-      constexpr std::size_t k = analysis::split;
-      const auto& c = get<k>(env.comps);
-      decide_context ctx{&block.step, block.step.count, root_of(env.split_global->input_p(), c.norm_order()),
-                         block.step.non_finite != 0 || env.split_global->non_finite() != 0.0};
-      c.decide(get<k>(block.comps), ctx);
-    }
-    *env.block = block;
-  }
-  template <std::size_t... K>
-  MIXPREC_HOST_DEVICE void run(chain_block<C...>& block, std::uint64_t t, bool non_finite, double& multiplier,
-                               std::index_sequence<K...>) const {
-    (run_one<K>(block, t, non_finite, multiplier), ...);
-  }
-  template <std::size_t K>
-  MIXPREC_HOST_DEVICE void run_one(chain_block<C...>& block, std::uint64_t t, bool non_finite, double& multiplier) const {
-    if constexpr (analysis::has_split && K == analysis::split) return;
-    const auto& c = get<K>(env.comps);
-    using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
-    double norm = 0.0;
-    if constexpr (component::needs_global_norm && K < analysis::prefix)
-      norm = root_of(env.first_global->acc(analysis::norm_slot(K)), c.norm_order()) * multiplier;
-    decide_context ctx{&block.step, t, norm, non_finite};
-    c.decide(get<K>(block.comps), ctx);
-    if constexpr (component::kind == rule_kind::multiplier)
-      multiplier *= static_cast<double>(c.multiplier_of(get<K>(block.comps)));
-  }
-};
-
-// measure_max: measuring for a split component whose norm is max |u|.
-enum class update_mode { full, measure, measure_max, finish, to_gradients };
-
-// Bypass: bit k set when component k's rule is switched off for this launch.
-template <update_mode Mode, std::uint32_t Bypass, class Arena, class... C>
-struct update_body : tiled {
-  using env_type = step_env<Arena, C...>;
-  using analysis = typename env_type::analysis;
-  using value_type = split_stats;
-  static constexpr std::size_t n = sizeof...(C);
-  static constexpr bool measuring = Mode == update_mode::measure || Mode == update_mode::measure_max;
-  static constexpr bool additive = Mode != update_mode::measure_max;
-  static constexpr bool pure_contribution = false;  // measuring runs the stages, which write their state
-  // Components this pass runs: up to the split when measuring.
-  static constexpr std::size_t end = measuring ? analysis::split : n;
-
-  struct context {
-    pod_tuple<typename C::scalars...> scalars;
-    float factor[n > 0 ? n : 1];
-    group_hyper group;
-    std::uint64_t t;
-    bool skip;
-    bool hold;  // stop after the every_k component: this step only accumulates
-  };
-  env_type env;
-
-  MIXPREC_HOST_DEVICE context enter(std::size_t tile) const {
-    const tile_desc d = env.tiles[tile];
-    context ctx;
-    ctx.scalars = env.block->comps;
-    ctx.skip = env.block->step.skip != 0;
-    ctx.hold = env.block->step.hold != 0;
-    ctx.t = env.block->step.count;
-    ctx.group = env.groups[env.segment_groups[d.segment]];
-    tile_stats ts{0, 0, 0, 0, d.segment, d.unit};
-    if constexpr (analysis::any_units) {
-      ts.unit_input_sq = env.unit_stats[d.unit].unit_input_sq();
-      ts.unit_weight_sq = env.unit_stats[d.unit].unit_weight_sq();
-    }
-    if constexpr (analysis::has_split && !measuring) {
-      ts.segment_input_sq = env.segment_stats[d.segment].input_sq();
-      ts.segment_weight_sq = env.segment_stats[d.segment].weight_sq();
-    }
-    factors(ctx, ts, std::make_index_sequence<n>{});
-    return ctx;
-  }
-  template <std::size_t... K>
-  MIXPREC_HOST_DEVICE void factors(context& ctx, const tile_stats& ts, std::index_sequence<K...>) const {
-    ((ctx.factor[K] = get<K>(env.comps).tile_factor(get<K>(ctx.scalars), ts)), ...);
-  }
-
-  // The chain's element rules for components [0, end) on u; `decay`
-  // collects the factors decoupled weight decay applies to the weight.
-  template <std::size_t... K>
-  MIXPREC_HOST_DEVICE float run(float u, float w, std::size_t i, const context& ctx, float& decay,
-                                std::index_sequence<K...>) const {
-    ((u = apply_one<K>(u, w, i, ctx, decay)), ...);
+  template <class Capture>
+  MIXPREC_HOST_DEVICE float run(std::uint64_t i, std::uint32_t r, std::uint32_t c, float u, float w, float& decay,
+                                Capture&& capture) const {
+    bool stopped = false;
+    run_all(i, r, c, u, w, decay, stopped, capture, std::make_index_sequence<static_cast<std::size_t>(end)>{});
+    capture(std::integral_constant<int, end>{}, u);
     return u;
   }
-  template <std::size_t K>
-  MIXPREC_HOST_DEVICE float apply_one(float u, float w, std::size_t i, const context& ctx, float& decay) const {
-    const auto& c = get<K>(env.comps);
-    using component = std::remove_cv_t<std::remove_reference_t<decltype(c)>>;
-    if constexpr (K > analysis::hold_index) {
-      if (ctx.hold) return u;
+
+ private:
+  template <class Capture, std::size_t... K>
+  MIXPREC_HOST_DEVICE void run_all([[maybe_unused]] std::uint64_t i, [[maybe_unused]] std::uint32_t r,
+                                   [[maybe_unused]] std::uint32_t c, [[maybe_unused]] float& u,
+                                   [[maybe_unused]] float w, [[maybe_unused]] float& decay,
+                                   [[maybe_unused]] bool& stopped, [[maybe_unused]] Capture& capture,
+                                   std::index_sequence<K...>) const {
+    (run_one<K>(i, r, c, u, w, decay, stopped, capture), ...);
+  }
+  template <std::size_t K, class Capture>
+  MIXPREC_HOST_DEVICE void run_one([[maybe_unused]] std::uint64_t i, [[maybe_unused]] std::uint32_t r,
+                                   [[maybe_unused]] std::uint32_t c, float& u, [[maybe_unused]] float w,
+                                   [[maybe_unused]] float& decay, bool& stopped, Capture& capture) const {
+    capture(std::integral_constant<int, static_cast<int>(K)>{}, u);
+    if constexpr (d.holder >= 0 && static_cast<int>(K) > d.holder) {
+      if (tile.hold) stopped = true;  // this step only accumulates up to the holder
     }
-    if constexpr (component::is_writer || ((Bypass >> K) & 1u) != 0) {
-      return u;
-    } else {
-      using F = typename component::state_format;
-      const bool replay = Mode == update_mode::finish && K < analysis::split;
-      element_io<typename component::scalars, F> io{get<K>(ctx.scalars), state_ref<F>{&get<K>(env.states), i, ctx.t},
-                                                    i, w, ctx.factor[K], ctx.group, ctx.t, replay, &decay};
-      return c.apply(u, io);
+    using component = component_at<Env, K>;
+    if constexpr (runs_in(d, static_cast<int>(K), Q) && has_update<component>::value &&
+                  !traits_of<component>::writes_weights) {
+      if (stopped) return;
+      constexpr bool read_only = replays_in(d, static_cast<int>(K), Q);
+      // Rules known before the statistics read the scalars of the step's
+      // start: the current ones in the statistics pass (which runs before
+      // this step's rules), the snapshot taken then in later passes.
+      constexpr bool snapshot = reads_start_scalars<Env, K>() && d.passes[Q].level > 0;
+      const auto& scalars = snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
+      const element_context<Env, K, read_only> ctx{env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind};
+      u = get<K>(env.comps).update(u, ctx);
     }
   }
+};
 
-  // A skipped step touches nothing (checked once per tile).
-  MIXPREC_HOST_DEVICE bool active(const context& ctx) const { return !ctx.skip; }
+// The contribution of a value to one statistic.
+template <reduction Op>
+MIXPREC_HOST_DEVICE double contribution(float v, float p, float min_normal) {
+  if constexpr (Op == reduction::sum) {
+    return static_cast<double>(v);
+  } else if constexpr (Op == reduction::max_abs) {
+    return fabs(static_cast<double>(v));
+  } else if constexpr (Op == reduction::non_finite_count) {
+    return (bit_cast<std::uint32_t>(v) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
+  } else if constexpr (Op == reduction::zero_or_subnormal_count) {
+    return fabsf(v) < min_normal ? 1.0 : 0.0;
+  } else {
+    const double a = fabs(static_cast<double>(v));
+    if (p == 2.0f) return a * a;
+    if (p == 1.0f || p == infinity_norm) return a;
+    return pow(a, static_cast<double>(p));
+  }
+}
+template <reduction Op>
+MIXPREC_HOST_DEVICE bool combines_by_max(float p) {
+  return Op == reduction::max_abs || (Op == reduction::power_sum && p == infinity_norm);
+}
+MIXPREC_HOST_DEVICE double combine_values(double a, double b, bool is_max) {
+  if (!is_max) return a + b;
+  return ((b > a) | (b != b)) ? b : a;  // max; a NaN on either side wins
+}
 
-  // Pass 2 (full, finish, to_gradients).
-  MIXPREC_HOST_DEVICE void element(std::size_t i, const context& ctx) const {
+template <std::size_t F>
+struct pass_partial {
+  static constexpr std::size_t fields = F > 0 ? F : 1;
+  double v[fields];
+};
+
+// Statistics pass or measuring pass Q. Squares: every power_sum has p = 2
+// (instantiated apart so the element loop does not branch on p).
+template <int Q, bool Squares, class Env>
+struct measure_body {
+  static constexpr plan_data d = Env::plan::data;
+  static constexpr pass_entry pass = d.passes[Q];
+  static constexpr int F = pass.fields, NR = pass.row_stats, NC = pass.column_stats;
+  // The statistics of this pass, in plan order, with the value each reads.
+  static constexpr int nstats = F + NR + NC;
+  struct stat_list {
+    int s[nstats > 0 ? nstats : 1];
+  };
+  static constexpr stat_list list = [] {
+    stat_list l{};
+    int k = 0;
+    for (int s = 0; s < d.nstats; ++s)
+      if (d.stats[s].pass == Q) l.s[k++] = s;
+    return l;
+  }();
+  using value_type = pass_partial<static_cast<std::size_t>(F)>;
+  using context = tile_values<Env>;
+
+  Env env;
+  float power[nstats > 0 ? nstats : 1];  // p of each statistic (power_sum)
+  float min_normal;                      // of the gradients' format
+  double* row_partials[NR > 0 ? NR : 1];
+  double* column_partials[NC > 0 ? NC : 1];
+
+  MIXPREC_HOST_DEVICE std::size_t tiles_begin() const { return 0; }
+  MIXPREC_HOST_DEVICE context enter(std::size_t t) const { return enter_tile<Q>(env, t); }
+  // The statistics pass runs before this step's skip is decided (the flag is
+  // the last step's); later passes leave a skipped step alone.
+  MIXPREC_HOST_DEVICE bool active(const context& ctx) const { return pass.level == 0 || !ctx.skip; }
+  MIXPREC_HOST_DEVICE value_type identity() const {
+    value_type v{};
+    for (int k = 0; k < F; ++k) v.v[k] = 0.0;
+    return v;
+  }
+
+  // The values the pass's statistics read, for one element (running the
+  // components; stages write their state here if this pass is their first).
+  MIXPREC_HOST_DEVICE void values(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
+                                  const tile_scalars<Env>& sc,
+                                  float (&out)[nstats > 0 ? nstats : 1]) const {
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
-    const float u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
-    if constexpr (analysis::hold_index < n) {
-      if (ctx.hold) return;  // accumulated only: nothing to write
+    const chain_runner<Q, Env> runner{env, ctx, sc};
+    runner.run(i, r, c, g, w, decay, [&](auto position, float u) {
+      constexpr int pos = decltype(position)::value;
+      for (int k = 0; k < nstats; ++k)
+        if (d.stats[list.s[k]].position == pos) out[k] = u;
+    });
+    for (int k = 0; k < nstats; ++k) {
+      if (d.stats[list.s[k]].position == weights_position) out[k] = w;
+      if (d.stats[list.s[k]].position == gradient_position) out[k] = g;
     }
-    if constexpr (Mode == update_mode::to_gradients) {
-      env.arena.grad[i] = convert<typename Arena::grad_type>(u);
+  }
+
+  template <int k>
+  MIXPREC_HOST_DEVICE double contribution_of(float v) const {
+    constexpr reduction op = d.stats[list.s[k]].decl.op;
+    if constexpr (Squares && op == reduction::power_sum) {
+      const double a = static_cast<double>(v);
+      return a * a;
     } else {
-      const float decayed = w * decay;
-      write(decayed + u, decayed - w + u, w, i, ctx);
+      return contribution<op>(v, power[k], min_normal);
     }
   }
-
-  // updated = w * decay + u; `step` = updated - w (for Kahan summation).
-  MIXPREC_HOST_DEVICE void write(float updated, float step, float w, std::size_t i, const context& ctx) const {
-    using model_type = typename Arena::model_type;
-    constexpr std::size_t wk = writer_index();
-    static_assert(!narrow_only<wk>() || !std::is_same_v<model_type, float>,
-                  "mixprec: round_model_stochastic rounds the model copy to a narrower format (bfloat16, half, fp8), "
-                  "but this arena's model is float; use it with parameters<bfloat16, ...> or drop it");
-    static_assert(!(Arena::has_master && compensated<wk>()),
-                  "mixprec: kahan_summation is for arenas without master weights (Master = void); with fp32 master "
-                  "weights use round_model_nearest or round_model_stochastic");
-    if constexpr (Arena::has_master) {
-      env.arena.master[i] = updated;
-      if constexpr (!Arena::model_is_master) env.arena.model[i] = writer<wk>().template round<model_type>(updated, i, ctx.t);
-    } else {
-      if constexpr (compensated<wk>()) {
-        // Kahan: fold the carried error into the update, round, keep the new error.
-        using F = typename writer_type<wk>::state_format;
-        F& comp = get<wk>(env.states).slot[0][i];
-        const float y = step - to_float(comp);
-        const float sum = w + y;
-        const model_type rounded = convert<model_type>(sum);
-        comp = convert<F>((to_float(rounded) - w) - y);
-        env.arena.model[i] = rounded;
-      } else {
-        env.arena.model[i] = writer<wk>().template round<model_type>(updated, i, ctx.t);
-      }
-    }
+  template <int k>
+  MIXPREC_HOST_DEVICE bool is_max() const {
+    constexpr reduction op = d.stats[list.s[k]].decl.op;
+    if constexpr (Squares && op == reduction::power_sum) return false;
+    else return combines_by_max<op>(power[k]);
   }
-  template <std::size_t K>
-  static constexpr bool narrow_only() {
-    if constexpr (K < n) return writer_type<K>::needs_narrow_model;
-    else return false;
-  }
-  template <std::size_t K>
-  static constexpr bool compensated() {
-    if constexpr (K < n) return writer_type<K>::uses_compensation;
-    else return false;
-  }
-
-  static constexpr std::size_t writer_index() {
-    constexpr bool w[n + 1] = {C::is_writer..., true};
-    for (std::size_t k = 0; k < n; ++k)
-      if (w[k]) return k;
-    return n;
-  }
-  template <std::size_t K>
-  using writer_type = typename pod_tuple_element<K, pod_tuple<C...>>::type;
-  template <std::size_t K>
-  MIXPREC_HOST_DEVICE auto writer() const {
-    if constexpr (K < n) return get<K>(env.comps);
-    else return round_model_nearest{};
-  }
-
-  // Pass 2a (measure): run the stages before the split, accumulate the statistics of their output.
-  MIXPREC_HOST_DEVICE value_type identity() const {
-    value_type v{};
-    return v;
-  }
-  // The stages up to the split, once per element (they write their state):
-  // the update there and the weight.
-  MIXPREC_HOST_DEVICE void step_values(std::size_t i, const context& ctx, float& u, float& w) const {
-    const float g = to_float(env.arena.grad[i]);
-    w = env.arena.weight(i);
-    float decay = 1.0f;
-    u = run(g, w, i, ctx, decay, std::make_index_sequence<end>{});
-  }
-  MIXPREC_HOST_DEVICE value_type from_values(float u, float w) const {
-    value_type c{};
-    if constexpr (analysis::has_split) {
-      c.v[0] = (bit_cast<std::uint32_t>(u) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
-      c.v[1] = power_or_abs(u, get<analysis::split>(env.comps).norm_order());
-    }
-    c.v[2] = static_cast<double>(u) * u;
-    c.v[3] = static_cast<double>(w) * w;
-    return c;
-  }
-  MIXPREC_HOST_DEVICE value_type contribution(std::size_t i, const context& ctx) const {
-    float u, w;
-    step_values(i, ctx, u, w);
-    return from_values(u, w);
-  }
-  MIXPREC_HOST_DEVICE bool field_is_max(std::size_t f) const {
-    if constexpr (analysis::has_split) return f == 1 && get<analysis::split>(env.comps).norm_order() == infinity_norm;
-    else return false;
+  MIXPREC_HOST_DEVICE bool field_is_max(int f) const { return field_is_max_of(f, std::make_integer_sequence<int, F>{}); }
+  template <int... k>
+  MIXPREC_HOST_DEVICE bool field_is_max_of(int f, std::integer_sequence<int, k...>) const {
+    bool m = false;
+    ((m = (k == f) ? is_max<k>() : m), ...);
+    return m;
   }
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
     value_type r;
-    float p = 2.0f;
-    if constexpr (analysis::has_split) p = get<analysis::split>(env.comps).norm_order();
-    r.v[0] = a.v[0] + b.v[0];
-    r.v[1] = combine_power(a.v[1], b.v[1], p);
-    r.v[2] = a.v[2] + b.v[2];
-    r.v[3] = a.v[3] + b.v[3];
+    for (int k = 0; k < F; ++k) r.v[k] = combine_values(a.v[k], b.v[k], field_is_max(k));
     return r;
+  }
+};
+
+// The last pass: every component, then the weights (or the gradients).
+template <bool ToGradients, class Env, class Arena>
+struct update_body {
+  static constexpr plan_data d = Env::plan::data;
+  static constexpr int Q = d.npasses - 1;
+  using context = tile_values<Env>;
+  Env env;
+
+  MIXPREC_HOST_DEVICE context enter(std::size_t t) const { return enter_tile<Q>(env, t); }
+  MIXPREC_HOST_DEVICE bool active(const context& ctx) const { return !ctx.skip; }
+
+  MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
+                                   const tile_scalars<Env>& sc) const {
+    const float g = to_float(env.arena.grad[i]);
+    const float w = env.arena.weight(i);
+    float decay = 1.0f;
+    const chain_runner<Q, Env> runner{env, ctx, sc};
+    const float u = runner.run(i, r, c, g, w, decay, [](auto, float) {});
+    if constexpr (d.holder >= 0) {
+      if (ctx.hold) return;  // accumulated only: nothing to write
+    }
+    if constexpr (ToGradients) {
+      env.arena.grad[i] = convert<typename Arena::grad_type>(u);
+    } else {
+      const float decayed = w * decay;
+      const float updated = decayed + u;
+      if constexpr (d.writer >= 0) {
+        constexpr std::size_t W = static_cast<std::size_t>(d.writer);
+        const element_context<Env, W, false> wctx{env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update};
+        write(get<W>(env.comps), wctx, i, w, updated, decayed - w + u);
+      } else {
+        const no_writer_context none{i, ctx.t};
+        write(round_model_nearest{}, none, i, w, updated, decayed - w + u);
+      }
+    }
+  }
+  struct no_writer_context {
+    std::uint64_t i, t_;
+    MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
+    MIXPREC_HOST_DEVICE std::uint64_t t() const { return t_; }
+  };
+  template <class Writer, class Ctx>
+  MIXPREC_HOST_DEVICE void write(const Writer& writer, const Ctx& wctx, std::uint64_t i, float w, float updated,
+                                 float step) const {
+    using model_type = typename Arena::model_type;
+    static_assert(!(Writer::needs_narrow_model && std::is_same_v<model_type, float>),
+                  "mixprec: round_model_stochastic rounds the model copy to a narrower format (bfloat16, half, fp8), "
+                  "but this arena's model is float; use it with parameters<bfloat16, ...> or drop it");
+    if constexpr (Arena::has_master) {
+      static_assert(Writer::works_with_master,
+                    "mixprec: this weight writer (kahan_summation, say) is for arenas without master weights (Master "
+                    "= void); with fp32 master weights use round_model_nearest or round_model_stochastic");
+      env.arena.master[i] = updated;
+      if constexpr (!Arena::model_is_master) env.arena.model[i] = writer.template round_weight<model_type>(updated, wctx);
+    } else {
+      env.arena.model[i] = writer.template write_weight<model_type>(w, updated, step, wctx);
+    }
+  }
+};
+
+// One thread: the scalar rules of level L (in chain order; observers last
+// at the last level). Level 0 also starts the step: the start snapshot,
+// the step number, skip and hold, and (once skip and hold are known) the
+// counters.
+template <int L, class Env>
+struct decide_body {
+  static constexpr plan_data d = Env::plan::data;
+  using block_type = typename Env::block_type;
+  Env env;
+
+  MIXPREC_HOST_DEVICE void operator()(std::size_t) const {
+    block_type block = *env.block;
+    if constexpr (L == 0) {
+      block.at_start = block.comps;
+      block.step.t = block.step.count + 1;
+      block.step.skip = 0;
+      block.step.hold = 0;
+    }
+    if (L == 0 || !block.step.skip) run(block, std::make_index_sequence<Env::n>{}, false);
+    if constexpr (L == 0) {
+      if (block.step.skip) block.step.skipped_total += 1;
+      else if (!block.step.hold) block.step.count = block.step.t;
+    }
+    if constexpr (L == d.max_level) run(block, std::make_index_sequence<Env::n>{}, true);
+    *env.block = block;
+  }
+  template <std::size_t... K>
+  MIXPREC_HOST_DEVICE void run(block_type& block, std::index_sequence<K...>, bool observers) const {
+    (run_one<K>(block, observers), ...);
+  }
+  template <std::size_t K>
+  MIXPREC_HOST_DEVICE void run_one(block_type& block, bool observers) const {
+    using component = component_at<Env, K>;
+    if constexpr (has_decide<component>::value) {
+      constexpr bool observer = traits_of<component>::observes;
+      if (observer != observers) return;
+      if constexpr (observer || d.level[K] == L) {
+        const decide_context<Env, block_type, K> ctx{env, block};
+        get<K>(env.comps).decide(get<K>(block.comps), ctx);
+      }
+    }
+    if constexpr (traits_of<component>::uniform_multiplier && d.level[K] == L) {
+      if (!observers) block.factor[K] = static_cast<double>(get<K>(env.comps).multiplier(get<K>(block.comps)));
+    }
+  }
+};
+
+// The parameter of a global row (or column) number: a search of the bases.
+template <extent E>
+MIXPREC_HOST_DEVICE std::uint32_t parameter_of(const param_geometry* g, std::size_t params, std::uint64_t entry) {
+  std::size_t lo = 0, hi = params;
+  while (hi - lo > 1) {
+    const std::size_t mid = (lo + hi) / 2;
+    const std::uint64_t base = E == extent::row ? g[mid].row_base : g[mid].column_base;
+    if (base <= entry) lo = mid;
+    else hi = mid;
+  }
+  return static_cast<std::uint32_t>(lo);
+}
+
+// One thread per entry: component K's rule for extent E.
+template <std::size_t K, extent E, class Env>
+struct entry_body {
+  Env env;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t e) const {
+    const auto& block = *env.block;
+    if (block.step.skip) return;
+    std::uint32_t param = 0;
+    std::uint64_t local = 0;
+    if constexpr (E == extent::parameter) {
+      param = static_cast<std::uint32_t>(e);
+    } else {
+      param = parameter_of<E>(env.geometry, env.params, e);
+      // Skip empty parameters that share a base with the next.
+      while (param + 1 < env.params &&
+             (E == extent::row ? env.geometry[param + 1].row_base : env.geometry[param + 1].column_base) <= e)
+        ++param;
+      local = e - (E == extent::row ? env.geometry[param].row_base : env.geometry[param].column_base);
+    }
+    const entry_context<Env, K, E> ctx{env, get<K>(block.comps), e, param, local, block.step.t};
+    const auto& comp = get<K>(env.comps);
+    if constexpr (E == extent::row) comp.decide_row(ctx);
+    else if constexpr (E == extent::column) comp.decide_column(ctx);
+    else comp.decide_parameter(ctx);
   }
 };
 

@@ -3,7 +3,7 @@
 //
 //   round_model_nearest     with fp32 master weights: master += update, the
 //                           model copy is the master rounded to nearest even
-//                           (fp8 model copies saturate instead of
+//                           (8-bit model copies saturate instead of
 //                           overflowing); without master weights: the model
 //                           is rounded to nearest (small updates stall);
 //   round_model_stochastic  the same with stochastic rounding keyed on
@@ -12,7 +12,16 @@
 //                           expectation;
 //   kahan_summation<F>      without master weights: Kahan-compensated
 //                           updates of the low-precision weights, the lost
-//                           low part kept in a compensation array of format F.
+//                           low part kept in a compensation field of format F.
+//
+// A writer is a component with traits::writes_weights and two rules, both
+// given the element's context (state, index, step):
+//   Model round_weight<Model>(float master, ctx)                 the model copy of fp32 master weights
+//   Model write_weight<Model>(float w, float updated, float step, ctx)   without master weights:
+//         the new weight from the old one (w), its exact update (updated = w * decay + u)
+//         and the change (step = updated - w)
+// plus works_with_master (false: the arena must have no master weights) and
+// needs_narrow_model (true: the model copy must be narrower than float).
 #pragma once
 
 #include <cstdint>
@@ -23,45 +32,71 @@
 
 namespace mixprec {
 
-struct writer_defaults : component_defaults {
-  static constexpr rule_kind kind = rule_kind::stage;
-  static constexpr bool is_writer = true;
-  static constexpr bool uses_compensation = false;
-  static constexpr bool needs_narrow_model = false;
-  scalars initial_scalars() const { return {}; }
-  template <class IO>
-  MIXPREC_HOST_DEVICE float apply(float u, IO&) const { return u; }
+struct writer_traits : component_traits {
+  static constexpr bool writes_weights = true;
 };
 
-struct round_model_nearest : writer_defaults {
+struct round_model_nearest {
   static constexpr const char* name = "round_model_nearest";
-  template <class Model>
-  MIXPREC_HOST_DEVICE Model round(float x, std::size_t, std::uint64_t) const {
-    return convert<Model, weight_overflow<Model>>(x);
+  using traits = writer_traits;
+  static constexpr bool works_with_master = true;
+  static constexpr bool needs_narrow_model = false;
+  template <class Model, class Ctx>
+  MIXPREC_HOST_DEVICE Model round_weight(float v, const Ctx&) const {
+    return convert<Model, weight_overflow<Model>>(v);
+  }
+  template <class Model, class Ctx>
+  MIXPREC_HOST_DEVICE Model write_weight(float, float updated, float, const Ctx&) const {
+    return convert<Model, weight_overflow<Model>>(updated);
   }
 };
 
-struct round_model_stochastic : writer_defaults {
+struct round_model_stochastic {
   static constexpr const char* name = "round_model_stochastic";
+  using traits = writer_traits;
+  static constexpr bool works_with_master = true;
   static constexpr bool needs_narrow_model = true;  // rounding to float would change nothing
   std::uint64_t seed = 0;
   round_model_stochastic() = default;
   explicit round_model_stochastic(std::uint64_t s) : seed(s) {}
-  template <class Model>
-  MIXPREC_HOST_DEVICE Model round(float x, std::size_t index, std::uint64_t t) const {
-    return convert<Model, weight_overflow<Model>>(x, round_stochastic{seed, t}, index);
+  template <class Model, class Ctx>
+  MIXPREC_HOST_DEVICE Model round_weight(float v, const Ctx& ctx) const {
+    return convert<Model, weight_overflow<Model>>(v, round_stochastic{seed, ctx.t()}, ctx.index());
+  }
+  template <class Model, class Ctx>
+  MIXPREC_HOST_DEVICE Model write_weight(float, float updated, float, const Ctx& ctx) const {
+    return round_weight<Model>(updated, ctx);
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("seed", seed);
   }
 };
 
 template <class F = bfloat16>
-struct kahan_summation : writer_defaults {
+struct kahan_summation {
+  static_assert(std::is_same_v<F, float> || std::is_same_v<F, bfloat16>,
+                "kahan_summation: the compensation is float or bfloat16");
   static constexpr const char* name = "kahan_summation";
-  static constexpr bool uses_compensation = true;
-  using state_format = F;
-  std::size_t state_slots() const { return 1; }
-  template <class Model>
-  MIXPREC_HOST_DEVICE Model round(float x, std::size_t, std::uint64_t) const {
-    return convert<Model>(x);
+  using traits = writer_traits;
+  static constexpr bool works_with_master = false;
+  static constexpr bool needs_narrow_model = false;
+  // The low part each weight lost, rounded to nearest (it is a correction).
+  static constexpr state_field state[] = {
+      {"compensation", format_traits<F>::id, extent::element, parameter_set::all, true, false}};
+  static constexpr field_id<0> compensation{};
+  template <class Model, class Ctx>
+  MIXPREC_HOST_DEVICE Model round_weight(float v, const Ctx&) const {
+    return convert<Model>(v);
+  }
+  template <class Model, class Ctx>
+  MIXPREC_HOST_DEVICE Model write_weight(float w, float, float step, const Ctx& ctx) const {
+    // Kahan: fold the carried error into the update, round, keep the new error.
+    const auto carried = ctx.state(compensation);
+    const float y = step - carried.get();
+    const Model rounded = convert<Model>(w + y);
+    carried.set((to_float(rounded) - w) - y);
+    return rounded;
   }
 };
 

@@ -1,0 +1,135 @@
+// What the engine reads off a component type: its optional protocol members
+// (component/component.hpp), each detected, with a default when absent.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include <mixprec/component/component.hpp>
+
+namespace mixprec::detail {
+
+template <class C, class = void>
+struct traits_of_impl {
+  using type = component_traits;
+};
+template <class C>
+struct traits_of_impl<C, std::void_t<typename C::traits>> {
+  using type = typename C::traits;
+};
+template <class C>
+using traits_of = typename traits_of_impl<C>::type;
+
+template <class C, class = void>
+struct scalars_of_impl {
+  using type = no_scalars;
+};
+template <class C>
+struct scalars_of_impl<C, std::void_t<typename C::scalars>> {
+  using type = typename C::scalars;
+};
+template <class C>
+using scalars_of = typename scalars_of_impl<C>::type;
+
+#define MIXPREC_DETECT(trait, expr)                                                     \
+  template <class C, class = void>                                                      \
+  struct trait : std::false_type {};                                                    \
+  template <class C>                                                                    \
+  struct trait<C, std::void_t<decltype(expr)>> : std::true_type {};
+
+MIXPREC_DETECT(has_initial_scalars, std::declval<const C&>().initial_scalars())
+MIXPREC_DETECT(has_state, C::state[0])
+MIXPREC_DETECT(has_statistics, C::statistics[0])
+MIXPREC_DETECT(has_uses, std::declval<const C&>().uses(std::size_t{0}))
+MIXPREC_DETECT(has_initial_state, std::declval<const C&>().initial_state(std::size_t{0}))
+MIXPREC_DETECT(has_power, std::declval<const C&>().power(std::size_t{0}))
+MIXPREC_DETECT(has_decide, &C::template decide<int>)
+MIXPREC_DETECT(has_update, &C::template update<int>)
+MIXPREC_DETECT(has_decide_row, &C::template decide_row<int>)
+MIXPREC_DETECT(has_decide_column, &C::template decide_column<int>)
+MIXPREC_DETECT(has_decide_parameter, &C::template decide_parameter<int>)
+MIXPREC_DETECT(has_multiplier, std::declval<const C&>().multiplier(std::declval<const scalars_of<C>&>()))
+MIXPREC_DETECT(has_report, std::declval<const C&>().report(quantity::loss_scale, std::declval<const scalars_of<C>&>(),
+                                                           std::declval<const scalars_of<C>&>()))
+#undef MIXPREC_DETECT
+
+// A visitor that accepts anything (to detect visit members).
+struct any_visitor {
+  template <class T>
+  void operator()(const char*, T&&) const {}
+};
+template <class C, class = void>
+struct has_visit_hyperparameters : std::false_type {};
+template <class C>
+struct has_visit_hyperparameters<C, std::void_t<decltype(std::declval<const C&>().visit_hyperparameters(any_visitor{}))>>
+    : std::true_type {};
+template <class C, class = void>
+struct has_visit_scalars : std::false_type {};
+template <class C>
+struct has_visit_scalars<C, std::void_t<decltype(C::visit_scalars(std::declval<scalars_of<C>&>(), any_visitor{}))>>
+    : std::true_type {};
+
+template <class C>
+constexpr std::size_t field_count() {
+  if constexpr (has_state<C>::value) return sizeof(C::state) / sizeof(C::state[0]);
+  else return 0;
+}
+template <class C>
+constexpr std::size_t statistic_count() {
+  if constexpr (has_statistics<C>::value) return sizeof(C::statistics) / sizeof(C::statistics[0]);
+  else return 0;
+}
+template <class C>
+constexpr state_field field_of(std::size_t k) {
+  if constexpr (has_state<C>::value) return C::state[k];
+  else return {"", format_id::f32};
+}
+template <class C>
+constexpr statistic statistic_of(std::size_t k) {
+  if constexpr (has_statistics<C>::value) return C::statistics[k];
+  else return {"", scope::global, reduction::sum, source::input};
+}
+
+template <class C>
+scalars_of<C> initial_scalars_of(const C& c) {
+  if constexpr (has_initial_scalars<C>::value) return c.initial_scalars();
+  else return {};
+}
+template <class C>
+bool uses_field(const C& c, std::size_t k) {
+  if constexpr (has_uses<C>::value) return c.uses(k);
+  else return true;
+}
+template <class C>
+float initial_state_of(const C& c, std::size_t k) {
+  if constexpr (has_initial_state<C>::value) return c.initial_state(k);
+  else return 0.0f;
+}
+template <class C>
+MIXPREC_HOST_DEVICE float power_of(const C& c, std::size_t k) {
+  if constexpr (has_power<C>::value) return c.power(k);
+  else return 2.0f;
+}
+
+// A visitor that names fields "prefix.name" (a schedule inside a stage).
+template <class V>
+struct prefixed_visitor {
+  V& v;
+  const char* prefix;
+  template <class T>
+  void operator()(const char* name, const T& x) const {
+    v((std::string(prefix) + "." + name).c_str(), x);
+  }
+};
+template <class V>
+prefixed_visitor<V> prefixed(V& v, const char* prefix) {
+  return {v, prefix};
+}
+
+// Storage type of a state field format (float or bfloat16).
+template <format_id F>
+using field_storage_t = std::conditional_t<F == format_id::bf16, bfloat16, float>;
+
+}  // namespace mixprec::detail

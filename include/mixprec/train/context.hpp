@@ -1,0 +1,260 @@
+// What a component's rules see (component/component.hpp):
+//
+//   element_context   its element rule, in whichever pass runs it: the
+//                     element's index, parameter, shape, row and column,
+//                     weight, group multipliers, step number and pass; the
+//                     component's scalars, statistics and state fields.
+//   decide_context    its scalar rule (one device thread per step): the
+//                     step number, skip and hold, its global statistics,
+//                     other components' reports.
+//   entry_context     its per-row, per-column and per-parameter rules (one
+//                     device thread per entry): the entry, its statistics
+//                     and the state fields of that extent.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include <mixprec/component/component.hpp>
+#include <mixprec/component/protocol.hpp>
+#include <mixprec/train/environment.hpp>
+
+namespace mixprec::detail {
+
+// Per-tile values every element of a tile shares, loaded once per tile.
+template <class Env>
+struct tile_values {
+  static constexpr std::size_t nstats = Env::plan::data.nstats > 0 ? Env::plan::data.nstats : 1;
+  const param_geometry* geometry;
+  std::uint32_t param;
+  std::uint32_t row0, col0, batch, slice;
+  group_hyper group;
+  std::uint64_t t;
+  bool skip, hold;
+  std::uint64_t field_base[Env::nfields > 0 ? Env::nfields : 1];
+  double stat_value[nstats];  // global, per-parameter and per-slice statistics of this tile
+  double stat_scale[nstats];  // per-row and per-column statistics: their scale
+};
+
+template <class Env, std::size_t K>
+constexpr bool reads_start_scalars() {
+  return traits_of<component_at<Env, K>>::before_statistics;
+}
+
+// A state field of a component, at one element's (or entry's) place.
+template <format_id F, bool Stochastic, bool ReadOnly, bool Writable>
+struct state_handle {
+  field_entry<F, Stochastic> entry;
+  // The stored value.
+  MIXPREC_HOST_DEVICE float get() const { return entry.load(); }
+  // Stores f(stored) (rounded to the field's format) and returns it; when
+  // the pass recomputes the component read-only, returns the stored value.
+  template <class Fn>
+  MIXPREC_HOST_DEVICE float update(Fn&& f) const {
+    static_assert(Writable, "mixprec: an element rule writes only per-element state; write row, column and parameter "
+                            "state in decide_row / decide_column / decide_parameter");
+    if constexpr (ReadOnly) return entry.load();
+    else return entry.store(f(entry.load()));
+  }
+  // Stores v (no-op when read-only); returns the value as stored.
+  MIXPREC_HOST_DEVICE float set(float v) const {
+    static_assert(Writable, "mixprec: this state field is not writable here");
+    if constexpr (ReadOnly) return entry.load();
+    else return entry.store(v);
+  }
+};
+
+template <class Env, std::size_t K, bool ReadOnly>
+struct element_context {
+  using component = component_at<Env, K>;
+  using scalars_type = scalars_of<component>;
+  static constexpr std::size_t field0 = Env::field_offset(K);
+
+  const Env& env;
+  const tile_values<Env>& tile;
+  const scalars_type& sc;
+  std::uint64_t i;
+  std::uint32_t r, c;
+  float w;
+  float* weight_factor;
+  pass_kind which;
+
+  MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
+  MIXPREC_HOST_DEVICE std::uint32_t parameter() const { return tile.param; }
+  MIXPREC_HOST_DEVICE const param_geometry& geometry() const { return *tile.geometry; }
+  MIXPREC_HOST_DEVICE std::uint32_t rank() const { return tile.geometry->rank; }
+  MIXPREC_HOST_DEVICE std::uint64_t extent(std::uint32_t axis) const { return tile.geometry->extents[axis]; }
+  // Row and column of the element in its parameter's last two dimensions
+  // (traits::needs_position, or row/column state or statistics).
+  MIXPREC_HOST_DEVICE std::uint64_t row() const {
+    static_assert(Env::plan::data.positions, "mixprec: ctx.row() needs traits::needs_position");
+    return tile.row0 + r;
+  }
+  MIXPREC_HOST_DEVICE std::uint64_t col() const {
+    static_assert(Env::plan::data.positions, "mixprec: ctx.col() needs traits::needs_position");
+    return tile.col0 + c;
+  }
+  MIXPREC_HOST_DEVICE std::uint64_t batch() const { return tile.batch; }
+  MIXPREC_HOST_DEVICE float weight() const { return w; }
+  MIXPREC_HOST_DEVICE const group_hyper& group() const { return tile.group; }
+  MIXPREC_HOST_DEVICE std::uint64_t t() const { return tile.t; }
+  MIXPREC_HOST_DEVICE pass_kind pass() const { return which; }
+  MIXPREC_HOST_DEVICE bool read_only() const { return ReadOnly; }
+  MIXPREC_HOST_DEVICE const scalars_type& scalars() const { return sc; }
+  // Decoupled weight decay: the weight is multiplied by f before the update is added.
+  MIXPREC_HOST_DEVICE void scale_weight(float f) const { *weight_factor *= f; }
+
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
+    constexpr int s = stat_index<Env, K>(J);
+    constexpr scope where = Env::plan::data.stats[s].decl.where;
+    if constexpr (where == scope::row || where == scope::column) {
+      const param_geometry& g = *tile.geometry;
+      return env.stats[s][stat_offset(where, g, tile.param, row(), tile.batch, col(), 0)] * tile.stat_scale[s];
+    } else {
+      return tile.stat_value[s];
+    }
+  }
+
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
+    constexpr state_field f = field_of<component>(J);
+    constexpr std::size_t g = field0 + J;
+    const field_storage& fs = env.fields[g];
+    const std::uint64_t base = tile.field_base[g];
+    std::uint64_t at = base;
+    if constexpr (f.where == extent::element) at = base + (i - tile.geometry->offset);
+    else if constexpr (f.where == extent::row) at = base + row();
+    else if constexpr (f.where == extent::column) at = base + tile.batch * tile.geometry->cols + col();
+    else if constexpr (f.where == extent::scalar) at = 0;
+    using F = field_storage_t<f.format>;
+    return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element>{
+        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data), at, fs.seed, tile.t}};
+  }
+};
+
+template <class Env, class Block, std::size_t K>
+struct decide_context {
+  using component = component_at<Env, K>;
+  const Env& env;
+  Block& block;
+
+  MIXPREC_HOST_DEVICE std::uint64_t t() const { return block.step.t; }
+  MIXPREC_HOST_DEVICE const step_scalars& step() const { return block.step; }
+  MIXPREC_HOST_DEVICE bool skipped() const { return block.step.skip != 0; }
+  MIXPREC_HOST_DEVICE void skip() const {
+    static_assert(traits_of<component>::may_skip, "mixprec: ctx.skip() needs traits::may_skip");
+    block.step.skip = 1;
+  }
+  MIXPREC_HOST_DEVICE void hold() const {
+    static_assert(traits_of<component>::may_hold, "mixprec: ctx.hold() needs traits::may_hold");
+    block.step.hold = 1;
+  }
+  MIXPREC_HOST_DEVICE std::size_t parameters() const { return env.params; }
+  // A global statistic (as reduced: the sum, or the max; roots are the component's).
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
+    constexpr int s = stat_index<Env, K>(J);
+    static_assert(Env::plan::data.stats[s].decl.where == scope::global,
+                  "mixprec: a scalar rule reads global statistics; read per-entry ones in decide_row / "
+                  "decide_column / decide_parameter or in the element rule");
+    const auto& comp = get<K>(env.comps);
+    return env.stats[s][0] * derived_scale<Env, s>(block.factor, power_of(comp, J));
+  }
+  // What another component reports (NaN when none does).
+  MIXPREC_HOST_DEVICE float report(quantity q) const {
+    return report_from(q, std::make_index_sequence<Env::n>{});
+  }
+
+ private:
+  template <std::size_t... M>
+  MIXPREC_HOST_DEVICE float report_from(quantity q, std::index_sequence<M...>) const {
+    float v = NAN;
+    ((v = v == v ? v : report_one<M>(q)), ...);
+    return v;
+  }
+  template <std::size_t M>
+  MIXPREC_HOST_DEVICE float report_one(quantity q) const {
+    using other = component_at<Env, M>;
+    if constexpr (has_report<other>::value) return get<M>(env.comps).report(q, get<M>(block.at_start), get<M>(block.comps));
+    else return NAN;
+  }
+};
+
+template <class Env, std::size_t K, extent E>
+struct entry_context {
+  using component = component_at<Env, K>;
+  using scalars_type = scalars_of<component>;
+  static constexpr std::size_t field0 = Env::field_offset(K);
+
+  const Env& env;
+  const scalars_type& sc;
+  std::uint64_t entry;  // global: row, column or parameter number
+  std::uint32_t param;
+  std::uint64_t local;  // row in its parameter, column (batch * cols + col), or 0
+  std::uint64_t t_;
+
+  MIXPREC_HOST_DEVICE std::uint32_t parameter() const { return param; }
+  MIXPREC_HOST_DEVICE const param_geometry& geometry() const { return env.geometry[param]; }
+  MIXPREC_HOST_DEVICE std::uint32_t rank() const { return env.geometry[param].rank; }
+  MIXPREC_HOST_DEVICE std::uint64_t rows() const { return env.geometry[param].rows; }
+  MIXPREC_HOST_DEVICE std::uint64_t cols() const { return env.geometry[param].cols; }
+  MIXPREC_HOST_DEVICE std::uint64_t index() const { return local; }
+  MIXPREC_HOST_DEVICE std::uint64_t t() const { return t_; }
+  MIXPREC_HOST_DEVICE const scalars_type& scalars() const { return sc; }
+
+  // The statistic for this entry: its own for a statistic of the same
+  // scope, the parameter's for a per-parameter one, the global value.
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
+    constexpr int s = stat_index<Env, K>(J);
+    constexpr scope where = Env::plan::data.stats[s].decl.where;
+    const param_geometry& g = env.geometry[param];
+    std::uint64_t at = 0;
+    if constexpr (where == scope::parameter) at = param;
+    else if constexpr (where == scope::row) {
+      static_assert(E == extent::row, "mixprec: per-row statistics are read in decide_row");
+      at = g.row_base + local;
+    } else if constexpr (where == scope::column) {
+      static_assert(E == extent::column, "mixprec: per-column statistics are read in decide_column");
+      at = g.column_base + local;
+    } else if constexpr (where == scope::slice) {
+      static_assert(E == extent::row, "mixprec: per-slice statistics are read in decide_row");
+      at = g.slice_base + (g.rows_per_slice ? local / g.rows_per_slice : 0);
+    }
+    return env.stats[s][at] * derived_scale<Env, s>(env.block->factor, power_of(get<K>(env.comps), J));
+  }
+
+  // Whether a field has entries for this entry's parameter.
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE bool covers(field_id<J>) const {
+    const field_storage& fs = env.fields[field0 + J];
+    return fs.data != nullptr && fs.base[param] != no_entry;
+  }
+  // This entry's place in a field of the same extent (or the parameter's).
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
+    constexpr state_field f = field_of<component>(J);
+    static_assert(f.where == E || f.where == extent::parameter || f.where == extent::scalar,
+                  "mixprec: an entry rule reads state of its own extent, of its parameter, or scalar state");
+    const field_storage& fs = env.fields[field0 + J];
+    const std::uint64_t at = f.where == extent::scalar ? 0 : fs.base[param] + (f.where == E ? local : 0);
+    using F = field_storage_t<f.format>;
+    return state_handle<f.format, f.stochastic, false, true>{
+        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data), at, fs.seed, t_}};
+  }
+  // In a per-parameter rule: row r or column j of the parameter in a row or column field.
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE auto state_at(field_id<J>, std::uint64_t k) const {
+    constexpr state_field f = field_of<component>(J);
+    static_assert(E == extent::parameter && (f.where == extent::row || f.where == extent::column),
+                  "mixprec: state_at(field, k) reads row or column k of a parameter in decide_parameter");
+    const field_storage& fs = env.fields[field0 + J];
+    using F = field_storage_t<f.format>;
+    return state_handle<f.format, f.stochastic, false, true>{
+        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data), fs.base[param] + k, fs.seed, t_}};
+  }
+};
+
+}  // namespace mixprec::detail

@@ -1,0 +1,166 @@
+// Everything the passes and rules of a step read, passed to kernels by
+// value: the components, the device scalar block, the arena's roles, the
+// tiles and geometry, the state fields and the reduced statistics.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include <mixprec/cast/convert.hpp>
+#include <mixprec/component/component.hpp>
+#include <mixprec/component/pod_tuple.hpp>
+#include <mixprec/component/protocol.hpp>
+#include <mixprec/train/layout.hpp>
+#include <mixprec/train/plan.hpp>
+
+namespace mixprec::detail {
+
+template <class... C>
+inline constexpr std::size_t at_least_one = sizeof...(C) > 0 ? sizeof...(C) : 1;
+
+// Device-resident scalar state of a chain: the step counters, every
+// component's scalars now and as they were when the step started (the
+// rules known before the statistics read those), and this step's
+// multiplier factors.
+template <class... C>
+struct chain_block {
+  step_scalars step;
+  pod_tuple<scalars_of<C>...> comps;
+  pod_tuple<scalars_of<C>...> at_start;
+  double factor[at_least_one<C...>];
+};
+
+// One state field of one component, on the device.
+struct field_storage {
+  void* data;                 // float or bfloat16 entries
+  const std::uint64_t* base;  // per parameter: its first entry (no_entry if the field does not cover it)
+  std::uint64_t seed;         // stochastic rounding key (bfloat16 fields)
+};
+inline constexpr std::uint64_t no_entry = ~std::uint64_t{0};
+
+// Device pointers to the arena's roles.
+template <class Arena>
+struct arena_access {
+  using model_type = typename Arena::model_type;
+  using grad_type = typename Arena::grad_type;
+  static constexpr bool has_master = Arena::has_master;
+  static constexpr bool model_is_master = Arena::model_is_master;
+  float* master;
+  model_type* model;
+  grad_type* grad;
+  MIXPREC_HOST_DEVICE float weight(std::size_t i) const {
+    if constexpr (has_master) return master[i];
+    else return to_float(model[i]);
+  }
+};
+
+template <class... C>
+constexpr std::size_t total_fields() {
+  return (field_count<C>() + ... + 0);
+}
+template <class... C>
+constexpr std::size_t first_field(std::size_t k) {
+  constexpr std::size_t counts[] = {field_count<C>()..., 0};
+  std::size_t f = 0;
+  for (std::size_t j = 0; j < k; ++j) f += counts[j];
+  return f;
+}
+
+template <class Arena, class... C>
+struct step_env {
+  using plan = chain_plan<C...>;
+  using arena_type = Arena;
+  using scalars_tuple = pod_tuple<scalars_of<C>...>;
+  using block_type = chain_block<C...>;
+  static constexpr std::size_t n = sizeof...(C);
+  static constexpr std::size_t nfields = total_fields<C...>();
+
+  pod_tuple<C...> comps;
+  chain_block<C...>* block;
+  arena_access<Arena> arena;
+  const step_tile* tiles;
+  const param_geometry* geometry;
+  std::size_t params;
+  const std::uint32_t* groups_of;  // group id per parameter
+  const group_hyper* groups;
+  static constexpr std::size_t field_offset(std::size_t k) { return first_field<C...>(k); }
+
+  field_storage fields[nfields > 0 ? nfields : 1];
+  double* stats[plan::data.nstats > 0 ? plan::data.nstats : 1];  // reduced statistics (global: one value)
+  std::uint64_t rows, columns, slices;
+};
+
+template <class Env, std::size_t K>
+using component_at = std::remove_cv_t<std::remove_reference_t<decltype(get<K>(std::declval<Env&>().comps))>>;
+
+// The factor a statistic measured before some multipliers is scaled by
+// once they are decided: |c|^p for sums of |x|^p, |c| for max |x| and sum
+// (sign aside), 1 for counts.
+template <class Env, int J>
+MIXPREC_HOST_DEVICE double derived_scale(const double* factor, float p) {
+  constexpr stat_entry e = Env::plan::data.stats[J];
+  if constexpr (e.derived_mask == 0 || e.decl.op == reduction::non_finite_count ||
+                e.decl.op == reduction::zero_or_subnormal_count) {
+    (void)factor, (void)p;
+    return 1.0;
+  } else {
+    double c = 1.0;
+    for (int m = 0; m < static_cast<int>(Env::n); ++m)
+      if ((e.derived_mask >> m) & 1u) c *= factor[m];
+    if constexpr (e.decl.op == reduction::power_sum) {
+      const double a = fabs(c);
+      if (p == infinity_norm) return a;
+      return p == 2.0f ? a * a : pow(a, static_cast<double>(p));
+    } else if constexpr (e.decl.op == reduction::max_abs) {
+      return fabs(c);
+    } else {
+      return c;
+    }
+  }
+}
+
+// Index of the statistic entry of component K's local statistic j.
+template <class Env, std::size_t K>
+constexpr int stat_index(std::size_t j) {
+  return Env::plan::data.comp[K].first_stat + static_cast<int>(j);
+}
+
+// Where entry `local` of a statistic of scope `sc` lies for parameter g.
+MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g, std::uint32_t param,
+                                             std::uint64_t row, std::uint64_t batch, std::uint64_t col,
+                                             std::uint64_t slice) {
+  switch (sc) {
+    case scope::global: return 0;
+    case scope::parameter: return param;
+    case scope::row: return g.row_base + row;
+    case scope::column: return g.column_base + batch * g.cols + col;
+    case scope::slice: return g.slice_base + slice;
+  }
+  return 0;
+}
+
+// Reads and writes one entry of a state field, rounding narrow formats
+// stochastically keyed on (seed, step, entry).
+template <format_id F, bool Stochastic = true>
+struct field_entry {
+  using storage = field_storage_t<F>;
+  storage* data;
+  std::uint64_t index;
+  std::uint64_t seed, stream;
+  MIXPREC_HOST_DEVICE float load() const { return to_float(data[index]); }
+  MIXPREC_HOST_DEVICE float store(float v) const {
+    if constexpr (F == format_id::f32) {
+      data[index] = v;
+      return v;
+    } else {
+      storage r;
+      if constexpr (Stochastic) r = convert<storage>(v, round_stochastic{seed, stream}, index);
+      else r = convert<storage>(v);
+      data[index] = r;
+      return to_float(r);
+    }
+  }
+};
+
+}  // namespace mixprec::detail

@@ -1,0 +1,183 @@
+// Where a step's work and statistics live: the tiles of the passes, the
+// rows, columns and slices of each parameter, and the tables that combine
+// tile partials into per-parameter, per-row, per-column and per-slice
+// statistics.
+//
+// Rows and columns are those of a parameter's last two dimensions, as
+// Adafactor factors them: a parameter [..., R, C] is B = prod(...) matrices
+// of R rows and C columns, so it has B * R rows and B * C columns; a vector
+// [n] is one row of n columns, a scalar one row of one column. Slices are
+// first-axis slices ([out, ...]); a parameter of rank <= 1 is one slice.
+//
+// Without positions (no component needs rows, columns or slices) a tile is a
+// run of at most 4096 consecutive elements of one parameter, as the arena's
+// own tiling. With positions a tile is a block of `height` rows by `width`
+// columns of one matrix (and one slice), so an element's row and column
+// come from the loop indices, and a tile's per-row and per-column partial
+// sums have fixed places: row r's partials are consecutive (one per column
+// block), column c's are C apart (one per row band).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <mixprec/detail/memory.hpp>
+#include <mixprec/detail/tiles.hpp>
+#include <mixprec/tensor/shape.hpp>
+
+namespace mixprec::detail {
+
+struct step_tile {
+  std::uint64_t begin;    // arena index of element (0, 0)
+  std::uint32_t height;   // rows
+  std::uint32_t width;    // columns; element (r, c) is begin + r * stride + c
+  std::uint32_t stride;
+  std::uint32_t param;
+  std::uint32_t row0;     // parameter-local row of r = 0
+  std::uint32_t col0;     // column of c = 0
+  std::uint32_t batch;    // which matrix of the leading dimensions
+  std::uint32_t slice;    // parameter-local first-axis slice
+  std::uint32_t block;    // column block (row partials)
+  std::uint32_t band;     // row band within its matrix (column partials)
+};
+
+// The shape facts of a parameter that passes and rules read.
+struct param_geometry {
+  std::uint64_t offset, size;
+  std::uint32_t rank, group;
+  std::uint64_t extents[shape::max_rank];
+  std::uint64_t rows, cols, matrix_rows, batches;  // rows = B * R, cols = C (per matrix), matrix_rows = R
+  std::uint64_t row_base, column_base, slice_base;  // first global row / column / slice
+  std::uint64_t slices, rows_per_slice;
+  std::uint64_t blocks, bands;                      // column blocks per row, row bands per matrix
+  std::uint64_t row_partial_base, column_partial_base;
+};
+
+// A combination: out[e] = combine of parts[start + k * stride], k < count.
+struct strided_range {
+  std::uint64_t start, count, stride;
+};
+
+struct step_layout {
+  bool positions = false;
+  std::vector<param_geometry> geometry;  // host copy
+  device_vector<param_geometry> geometry_d;
+  std::vector<step_tile> tiles_h;
+  device_vector<step_tile> tiles;
+  device_vector<std::size_t> param_tile_offsets;  // tiles of parameter p: [offsets[p], offsets[p + 1])
+  std::uint64_t rows = 0, columns = 0, slices = 0, row_partials = 0, column_partials = 0;
+  device_vector<strided_range> row_ranges, column_ranges, slice_ranges;  // per row / column / slice
+
+  std::size_t tile_count() const { return tiles_h.size(); }
+};
+
+inline constexpr std::uint32_t narrow_column_block = 64;  // columns per tile when column statistics are kept
+
+// shapes, offsets and groups of the parameters; `positions`: tiles of rows;
+// `column_stats`: keep tiles narrow so column partials stay small;
+// `slices`: tiles never cross a first-axis slice.
+inline step_layout make_step_layout(const std::vector<shape>& shapes, const std::vector<std::size_t>& offsets,
+                                    const std::vector<std::uint32_t>& groups, bool positions, bool column_stats,
+                                    bool slices) {
+  step_layout L;
+  L.positions = positions;
+  std::vector<std::size_t> tile_offsets{0};
+  std::vector<strided_range> row_ranges, column_ranges, slice_ranges;
+  for (std::size_t p = 0; p < shapes.size(); ++p) {
+    const shape& s = shapes[p];
+    param_geometry g{};
+    g.offset = offsets[p];
+    g.size = s.size();
+    g.rank = static_cast<std::uint32_t>(s.rank());
+    g.group = groups[p];
+    for (std::size_t a = 0; a < s.rank(); ++a) g.extents[a] = s[a];
+    const std::size_t r = s.rank();
+    g.cols = r == 0 ? 1 : s[r - 1];
+    g.matrix_rows = r <= 1 ? 1 : s[r - 2];
+    g.batches = 1;
+    for (std::size_t a = 0; a + 2 < r; ++a) g.batches *= s[a];
+    g.rows = g.batches * g.matrix_rows;
+    g.slices = r <= 1 ? 1 : s[0];
+    g.rows_per_slice = g.slices == 0 ? 0 : g.rows / g.slices;
+    g.row_base = L.rows;
+    g.column_base = L.columns;
+    g.slice_base = L.slices;
+    L.rows += g.rows;
+    L.columns += g.batches * g.cols;
+    L.slices += g.slices;
+
+    if (!positions) {
+      // Runs of up to tile_size elements.
+      for (std::uint64_t b = 0; b < g.size; b += tile_size) {
+        const std::uint64_t n = std::min<std::uint64_t>(tile_size, g.size - b);
+        L.tiles_h.push_back({g.offset + b, 1, static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(n),
+                             static_cast<std::uint32_t>(p), 0, static_cast<std::uint32_t>(b), 0, 0, 0, 0});
+      }
+    } else if (g.size > 0) {
+      // Blocks of rows x columns within one matrix (and one slice).
+      std::uint64_t width, height;
+      if (g.rows == 1) {
+        width = std::min<std::uint64_t>(g.cols, tile_size);
+        height = 1;
+      } else if (column_stats) {
+        width = std::min<std::uint64_t>(g.cols, narrow_column_block);
+        height = std::max<std::uint64_t>(1, tile_size / width);
+      } else {
+        width = std::min<std::uint64_t>(g.cols, tile_size);
+        height = std::max<std::uint64_t>(1, tile_size / width);
+      }
+      if (slices && r == 2) height = 1;  // a slice is a row
+      g.blocks = (g.cols + width - 1) / width;
+      g.bands = (g.matrix_rows + height - 1) / height;
+      g.row_partial_base = L.row_partials;
+      g.column_partial_base = L.column_partials;
+      L.row_partials += g.rows * g.blocks;
+      L.column_partials += g.batches * g.bands * g.cols;
+      for (std::uint64_t b = 0; b < g.batches; ++b)
+        for (std::uint64_t band = 0; band < g.bands; ++band) {
+          const std::uint64_t mr0 = band * height;
+          const std::uint64_t h = std::min(height, g.matrix_rows - mr0);
+          const std::uint64_t row0 = b * g.matrix_rows + mr0;
+          for (std::uint64_t blk = 0; blk < g.blocks; ++blk) {
+            const std::uint64_t c0 = blk * width;
+            const std::uint64_t w = std::min(width, g.cols - c0);
+            const std::uint64_t slice = g.rows_per_slice == 0 ? 0 : row0 / g.rows_per_slice;
+            L.tiles_h.push_back({g.offset + row0 * g.cols + c0, static_cast<std::uint32_t>(h),
+                                 static_cast<std::uint32_t>(w), static_cast<std::uint32_t>(g.cols),
+                                 static_cast<std::uint32_t>(p), static_cast<std::uint32_t>(row0),
+                                 static_cast<std::uint32_t>(c0), static_cast<std::uint32_t>(b),
+                                 static_cast<std::uint32_t>(slice), static_cast<std::uint32_t>(blk),
+                                 static_cast<std::uint32_t>(band)});
+          }
+        }
+    }
+    if (positions) {
+      for (std::uint64_t row = 0; row < g.rows; ++row)
+        row_ranges.push_back({g.row_partial_base + row * g.blocks, g.size > 0 ? g.blocks : 0, 1});
+      for (std::uint64_t b = 0; b < g.batches; ++b)
+        for (std::uint64_t c = 0; c < g.cols; ++c)
+          column_ranges.push_back({g.column_partial_base + b * g.bands * g.cols + c, g.size > 0 ? g.bands : 0, g.cols});
+      for (std::uint64_t sl = 0; sl < g.slices; ++sl)
+        slice_ranges.push_back({g.row_base + sl * g.rows_per_slice, g.rows_per_slice, 1});
+    }
+    tile_offsets.push_back(L.tiles_h.size());
+    L.geometry.push_back(g);
+  }
+  auto upload = [](const auto& host, const char* what) {
+    using T = typename std::decay_t<decltype(host)>::value_type;
+    device_vector<T> d = allocate<T>(host.size(), what);
+    write_to_device(host.data(), raw(d), host.size());
+    return d;
+  };
+  L.geometry_d = upload(L.geometry, "parameter geometry");
+  L.tiles = upload(L.tiles_h, "a tile table");
+  L.param_tile_offsets = upload(tile_offsets, "per-parameter tile offsets");
+  L.row_ranges = upload(row_ranges, "row ranges");
+  L.column_ranges = upload(column_ranges, "column ranges");
+  L.slice_ranges = upload(slice_ranges, "slice ranges");
+  return L;
+}
+
+}  // namespace mixprec::detail

@@ -1,0 +1,315 @@
+// Launching a step's passes over its tiles (train/layout.hpp), on CUDA and
+// on the host backends.
+//
+// A tile is a block of `height` rows by `width` columns (one row of up to
+// 4096 elements without positions). CUDA: a thread block per tile. Host:
+// an OpenMP iteration per tile, the column loop vectorised.
+//
+// Measuring passes return per-tile partials of their global and
+// per-parameter statistics and write per-row and per-column partials to
+// fixed places; every combination is in a fixed order, so the results are
+// the same bits run to run (the CUDA and host orders differ).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+
+#include <mixprec/core/error.hpp>
+#include <mixprec/detail/execution.hpp>
+#include <mixprec/detail/tiles.hpp>
+#include <mixprec/train/layout.hpp>
+#include <mixprec/train/passes.hpp>
+
+#if defined(MIXPREC_BACKEND_CUDA)
+#include <cub/block/block_reduce.cuh>
+#endif
+
+namespace mixprec::detail {
+
+// Where a measuring pass writes its per-row and per-column partials.
+template <class Body>
+MIXPREC_HOST_DEVICE std::uint64_t row_partial_at(const param_geometry& g, const step_tile& t, std::uint32_t r) {
+  return g.row_partial_base + static_cast<std::uint64_t>(t.row0 + r) * g.blocks + t.block;
+}
+template <class Body>
+MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, const step_tile& t, std::uint32_t c) {
+  return g.column_partial_base + (static_cast<std::uint64_t>(t.batch) * g.bands + t.band) * g.cols + t.col0 + c;
+}
+
+#if defined(MIXPREC_BACKEND_CUDA)
+
+template <class Body>
+__global__ void __launch_bounds__(block_threads) update_kernel(Body body, std::size_t ntiles) {
+  constexpr bool positions = Body::d.positions;
+  for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
+    const step_tile tile = body.env.tiles[t];
+    const auto ctx = body.enter(t);
+    if (!body.active(ctx)) continue;
+    const auto sc = load_scalars(body.env);
+    const std::uint32_t n = tile.height * tile.width;
+    for (std::uint32_t e = threadIdx.x; e < n; e += block_threads) {
+      const std::uint32_t r = positions ? e / tile.width : 0;
+      const std::uint32_t c = positions ? e - r * tile.width : e;
+      body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
+    }
+  }
+}
+
+template <class Body>
+struct pass_combine_op {
+  const Body* body;
+  template <class T>
+  __device__ T operator()(const T& a, const T& b) const { return body->combine(a, b); }
+};
+
+template <class Body>
+__global__ void __launch_bounds__(block_threads)
+    measure_kernel(Body body, std::size_t ntiles, typename Body::value_type* partials) {
+  using T = typename Body::value_type;
+  using block_reduce = cub::BlockReduce<T, block_threads>;
+  __shared__ typename block_reduce::TempStorage storage;
+  extern __shared__ float staged[];  // [row and column statistics][tile elements]
+  constexpr int N = Body::nstats > 0 ? Body::nstats : 1;
+  constexpr bool positions = Body::d.positions;
+  for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
+    const step_tile tile = body.env.tiles[t];
+    const auto ctx = body.enter(t);
+    T acc = body.identity();
+    const bool active = body.active(ctx);
+    const std::uint32_t n = tile.height * tile.width;
+    if (active) {
+      const auto sc = load_scalars(body.env);
+      for (std::uint32_t e = threadIdx.x; e < n; e += block_threads) {
+        const std::uint32_t r = positions ? e / tile.width : 0;
+        const std::uint32_t c = positions ? e - r * tile.width : e;
+        float v[N];
+        body.values(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc, v);
+        accumulate_fields(body, acc, v, std::make_integer_sequence<int, Body::nstats>{});
+        if constexpr (Body::NR + Body::NC > 0) stage(body, staged, e, v, std::make_integer_sequence<int, Body::nstats>{});
+      }
+    }
+    const T total = block_reduce(storage).Reduce(acc, pass_combine_op<Body>{&body});
+    if (threadIdx.x == 0) partials[t] = total;
+    if constexpr (Body::NR + Body::NC > 0) {
+      __syncthreads();
+      if (active) reduce_staged(body, staged, tile, std::make_integer_sequence<int, Body::nstats>{});
+    }
+    __syncthreads();
+  }
+}
+
+template <class Body, int... k>
+__device__ void accumulate_fields(const Body& body, typename Body::value_type& acc, const float* v,
+                                  std::integer_sequence<int, k...>) {
+  (accumulate_field<k>(body, acc, v), ...);
+}
+template <int k, class Body>
+__device__ void accumulate_field(const Body& body, typename Body::value_type& acc, const float* v) {
+  constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
+  if constexpr (e.field) acc.v[e.slot] = combine_values(acc.v[e.slot], body.template contribution_of<k>(v[k]),
+                                                        body.template is_max<k>());
+}
+template <class Body, int... k>
+__device__ void stage(const Body&, float* staged, std::uint32_t e, const float* v, std::integer_sequence<int, k...>) {
+  int j = 0;
+  ((Body::d.stats[Body::list.s[k]].field ? void() : void(staged[(j++) * tile_size + e] = v[k])), ...);
+}
+template <class Body, int... k>
+__device__ void reduce_staged(const Body& body, const float* staged, const step_tile& tile,
+                              std::integer_sequence<int, k...>) {
+  int j = 0;
+  (reduce_staged_one<k>(body, staged, tile, j), ...);
+}
+template <int k, class Body>
+__device__ void reduce_staged_one(const Body& body, const float* staged, const step_tile& tile, int& j) {
+  constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
+  if constexpr (!e.field) {
+    const float* vals = staged + (j++) * tile_size;
+    const param_geometry& g = body.env.geometry[tile.param];
+    const bool is_max = body.template is_max<k>();
+    if constexpr (e.decl.where == scope::column) {
+      for (std::uint32_t c = threadIdx.x; c < tile.width; c += block_threads) {
+        double a = 0.0;
+        for (std::uint32_t r = 0; r < tile.height; ++r)
+          a = combine_values(a, body.template contribution_of<k>(vals[r * tile.width + c]), is_max);
+        body.column_partials[e.slot][column_partial_at<Body>(g, tile, c)] = a;
+      }
+    } else {
+      for (std::uint32_t r = threadIdx.x; r < tile.height; r += block_threads) {
+        double a = 0.0;
+        for (std::uint32_t c = 0; c < tile.width; ++c)
+          a = combine_values(a, body.template contribution_of<k>(vals[r * tile.width + c]), is_max);
+        body.row_partials[e.slot][row_partial_at<Body>(g, tile, r)] = a;
+      }
+    }
+  }
+}
+
+#else  // host backends
+
+template <class Body>
+struct host_update_runner {
+  Body body;
+  void operator()(std::size_t t) const {
+    const Body local = body;  // loop-invariant fields (see detail/tiles.hpp)
+    const step_tile tile = local.env.tiles[t];
+    const auto ctx = local.enter(t);
+    if (!local.active(ctx)) return;
+    const auto sc = load_scalars(local.env);
+    for (std::uint32_t r = 0; r < tile.height; ++r) {
+      const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
+      const std::uint32_t w = tile.width;
+      MIXPREC_PRAGMA_SIMD
+      for (std::uint32_t c = 0; c < w; ++c) local.element(row + c, r, c, ctx, sc);
+    }
+  }
+};
+
+inline constexpr int pass_lanes = 16;
+
+template <class Body>
+struct host_measure_runner {
+  Body body;
+  typename Body::value_type* partials;
+
+  void operator()(std::size_t t) const {
+    using T = typename Body::value_type;
+    constexpr int N = Body::nstats > 0 ? Body::nstats : 1;
+    const Body local = body;
+    const step_tile tile = local.env.tiles[t];
+    const auto ctx = local.enter(t);
+    T out = local.identity();
+    if (local.active(ctx)) {
+      const auto sc = load_scalars(local.env);
+      // One sweep runs the components (stages write their state once) into
+      // a buffer per statistic; then each statistic is reduced from its buffer.
+      float values[N][tile_size];
+      const std::uint32_t w = tile.width;
+      for (std::uint32_t r = 0; r < tile.height; ++r) {
+        const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
+        float* at[N];
+        for (int k = 0; k < N; ++k) at[k] = values[k] + r * w;
+        MIXPREC_PRAGMA_SIMD
+        for (std::uint32_t c = 0; c < w; ++c) {
+          float v[N];
+          local.values(row + c, r, c, ctx, sc, v);
+          for (int k = 0; k < N; ++k) at[k][c] = v[k];
+        }
+      }
+      reduce_all(local, tile, values, out, std::make_integer_sequence<int, Body::nstats>{});
+    }
+    partials[t] = out;
+  }
+
+  template <int... k>
+  static void reduce_all(const Body& b, const step_tile& tile, const float (*values)[tile_size],
+                         typename Body::value_type& out, std::integer_sequence<int, k...>) {
+    (reduce_one<k>(b, tile, values[k], out), ...);
+  }
+  template <int k>
+  static void reduce_one(const Body& b, const step_tile& tile, const float* vals, typename Body::value_type& out) {
+    constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
+    const bool is_max = b.template is_max<k>();
+    const std::uint32_t n = tile.height * tile.width;
+    if constexpr (e.field) {
+      // Sixteen interleaved accumulators (a fixed tree), vectorised.
+      double lane[pass_lanes];
+      for (int l = 0; l < pass_lanes; ++l) lane[l] = 0.0;
+      std::uint32_t i = 0;
+      if (is_max) {
+        for (; i + pass_lanes <= n; i += pass_lanes)
+          for (int l = 0; l < pass_lanes; ++l)
+            lane[l] = combine_values(lane[l], b.template contribution_of<k>(vals[i + l]), true);
+        for (int l = 0; i < n; ++i, ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(vals[i]), true);
+      } else {
+        for (; i + pass_lanes <= n; i += pass_lanes) {
+          MIXPREC_PRAGMA_SIMD
+          for (int l = 0; l < pass_lanes; ++l) lane[l] += b.template contribution_of<k>(vals[i + l]);
+        }
+        for (int l = 0; i < n; ++i, ++l) lane[l] += b.template contribution_of<k>(vals[i]);
+      }
+      for (int width = pass_lanes / 2; width > 0; width /= 2)
+        for (int l = 0; l < width; ++l) lane[l] = combine_values(lane[l], lane[l + width], is_max);
+      out.v[e.slot] = lane[0];
+    } else {
+      const param_geometry& g = b.env.geometry[tile.param];
+      if constexpr (e.decl.where == scope::column) {
+        double acc[tile_size];
+        const std::uint32_t w = tile.width;
+        for (std::uint32_t c = 0; c < w; ++c) acc[c] = 0.0;
+        for (std::uint32_t r = 0; r < tile.height; ++r) {
+          if (is_max) {
+            for (std::uint32_t c = 0; c < w; ++c)
+              acc[c] = combine_values(acc[c], b.template contribution_of<k>(vals[r * w + c]), true);
+          } else {
+            MIXPREC_PRAGMA_SIMD
+            for (std::uint32_t c = 0; c < w; ++c) acc[c] += b.template contribution_of<k>(vals[r * w + c]);
+          }
+        }
+        for (std::uint32_t c = 0; c < w; ++c) b.column_partials[e.slot][column_partial_at<Body>(g, tile, c)] = acc[c];
+      } else {
+        for (std::uint32_t r = 0; r < tile.height; ++r) {
+          double a = 0.0;
+          for (std::uint32_t c = 0; c < tile.width; ++c)
+            a = combine_values(a, b.template contribution_of<k>(vals[r * tile.width + c]), is_max);
+          b.row_partials[e.slot][row_partial_at<Body>(g, tile, r)] = a;
+        }
+      }
+    }
+  }
+};
+
+#endif
+
+// The update pass over every tile.
+template <class Body>
+void run_update(stream s, std::size_t ntiles, const Body& body) {
+  if (ntiles == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  update_kernel<<<grid_for(ntiles), block_threads, 0, s.handle>>>(body, ntiles);
+  MIXPREC_CHECK_LAUNCH("update pass");
+#else
+  translate_errors("update pass", [&] {
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, host_update_runner<Body>{body});
+  });
+#endif
+}
+
+// A measuring pass: one partial per tile into partials[0, ntiles).
+template <class Body>
+void run_measure(stream s, std::size_t ntiles, const Body& body, typename Body::value_type* partials) {
+  if (ntiles == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  constexpr std::size_t staged = static_cast<std::size_t>(Body::NR + Body::NC) * tile_size * sizeof(float);
+  if constexpr (staged > 48 * 1024) {
+    MIXPREC_CUDA_CHECK(cudaFuncSetAttribute(measure_kernel<Body>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(staged)));
+  }
+  measure_kernel<<<grid_for(ntiles), block_threads, staged, s.handle>>>(body, ntiles, partials);
+  MIXPREC_CHECK_LAUNCH("measuring pass");
+#else
+  translate_errors("measuring pass", [&] {
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles,
+                       host_measure_runner<Body>{body, partials});
+  });
+#endif
+}
+
+// out[e] = combination (in order) of parts[r.start + k * r.stride], k < r.count.
+struct strided_combine {
+  const double* parts;
+  const strided_range* ranges;
+  double* out;
+  bool is_max;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t e) const {
+    const strided_range r = ranges[e];
+    double a = 0.0;
+    for (std::uint64_t k = 0; k < r.count; ++k) a = combine_values(a, parts[r.start + k * r.stride], is_max);
+    out[e] = a;
+  }
+};
+
+}  // namespace mixprec::detail

@@ -1,0 +1,503 @@
+// The plan of a chain: which passes a step makes, which components each
+// runs, which statistics each reduces, and where each scalar rule runs,
+// computed at compile time from the components' declarations
+// (component/component.hpp), with the rules it enforces.
+//
+// Every statistic has a level: the first pass in which its source value
+// can be computed. The statistics pass (level 0) runs only the rules known
+// when the step starts (unscaling, clipping by value); values after a
+// uniform multiplier (clipping by the global norm) are measured before it
+// and scaled by its factor once that is decided; values after an optimizer
+// stage need a pass that runs the stage (it writes the stage's state; a
+// later pass recomputes the stage's output read-only). One pass per level
+// that has statistics, each followed by the scalar rules of its level, then
+// the update pass: the fewest passes the declarations allow.
+//
+//   chain_plan<C...>::describe()   the plan in words
+//   chain_plan<C...>::passes()     how many passes a step makes
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include <mixprec/component/component.hpp>
+#include <mixprec/component/protocol.hpp>
+#include <mixprec/format/format_traits.hpp>
+
+namespace mixprec {
+
+enum class pass_kind : std::uint8_t { statistics, measure, update };
+
+namespace detail {
+
+inline constexpr int max_components = 64;  // bit masks of components
+inline constexpr int max_statistics = 64;
+inline constexpr int max_passes = 66;
+
+struct component_summary {
+  const char* name = "";
+  bool before_statistics = false, linear = false, multiplier = false, may_skip = false, may_hold = false,
+       writes_weights = false, replayable = true, loss_scaler = false, observes = false, needs_position = false;
+  bool has_decide = false, has_entry_rules = false;
+  int first_stat = 0, nstats = 0, nfields = 0;
+  bool position_fields = false;  // row or column fields
+};
+
+template <class C>
+constexpr component_summary summary_of() {
+  using T = traits_of<C>;
+  component_summary s;
+  s.name = C::name;
+  s.before_statistics = T::before_statistics;
+  s.linear = T::linear || T::uniform_multiplier;
+  s.multiplier = T::uniform_multiplier;
+  s.may_skip = T::may_skip;
+  s.may_hold = T::may_hold;
+  s.writes_weights = T::writes_weights;
+  s.replayable = T::replayable;
+  s.loss_scaler = T::loss_scaler;
+  s.observes = T::observes;
+  s.needs_position = T::needs_position;
+  s.has_decide = has_decide<C>::value;
+  s.has_entry_rules = has_decide_row<C>::value || has_decide_column<C>::value || has_decide_parameter<C>::value;
+  s.nstats = static_cast<int>(statistic_count<C>());
+  s.nfields = static_cast<int>(field_count<C>());
+  for (int k = 0; k < s.nfields; ++k) {
+    const extent e = field_of<C>(static_cast<std::size_t>(k)).where;
+    s.position_fields = s.position_fields || e == extent::row || e == extent::column;
+  }
+  return s;
+}
+
+// Positions of values: component k's input is position k, its output k + 1.
+inline constexpr int gradient_position = -1;  // the gradients as stored
+inline constexpr int weights_position = -2;
+
+struct stat_entry {
+  int component = 0, local = 0;
+  statistic decl{"", scope::global, reduction::sum, source::input};
+  int position = 0;
+  int level = 0;
+  int pass = 0;                    // the measuring pass that reduces it
+  std::uint64_t derived_mask = 0;  // multipliers whose factors scale the measured value
+  int slot = 0;                    // index among its pass's statistics of the same kind
+  bool field = true;               // global or per-parameter (a field of the tile partials); else per row/column/slice
+};
+
+struct pass_entry {
+  pass_kind kind = pass_kind::update;
+  int level = 0;
+  int end = 0;          // runs components [0, end)
+  int fields = 0;       // global and per-parameter statistics
+  int row_stats = 0;    // per-row and per-slice statistics
+  int column_stats = 0;
+};
+
+enum class plan_error {
+  none,
+  too_many_components,
+  too_many_statistics,
+  stateful_before_statistics,
+  output_statistics_of_stage,
+  guard_after_stage,
+  not_replayable,
+  writer_before_statistics,
+  two_writers,
+  two_holders
+};
+
+struct plan_data {
+  int n = 0;
+  component_summary comp[max_components + 1]{};
+  int level[max_components + 1]{};
+  int first_pass[max_components + 1]{};  // the pass that first runs a component and writes its state
+  stat_entry stats[max_statistics]{};
+  int nstats = 0;
+  pass_entry passes[max_passes]{};
+  int npasses = 0;  // measuring passes and the update pass
+  int max_level = 0;
+  bool positions = false;  // tiles of whole rows, with row and column indices
+  int writer = -1, holder = -1, scaler = -1;
+  plan_error error = plan_error::none;
+  int error_component = 0, error_other = 0;
+};
+
+constexpr int max_of(int a, int b) { return a > b ? a : b; }
+
+template <class... C>
+constexpr plan_data make_plan() {
+  plan_data d;
+  d.n = static_cast<int>(sizeof...(C));
+  if (d.n > max_components) {
+    d.error = plan_error::too_many_components;
+    return d;
+  }
+  {
+    const component_summary all[] = {summary_of<C>()..., component_summary{}};
+    for (int k = 0; k < d.n; ++k) d.comp[k] = all[k];
+  }
+  // Flatten the statistics.
+  {
+    int k = 0;
+    const auto add = [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      d.comp[k].first_stat = d.nstats;
+      for (int j = 0; j < static_cast<int>(statistic_count<T>()); ++j) {
+        if (d.nstats == max_statistics) {
+          d.error = plan_error::too_many_statistics;
+          return;
+        }
+        stat_entry& e = d.stats[d.nstats++];
+        e.component = k;
+        e.local = j;
+        e.decl = statistic_of<T>(static_cast<std::size_t>(j));
+      }
+      ++k;
+    };
+    (add(std::common_type<C>{}), ...);
+    if (d.error != plan_error::none) return d;
+  }
+  for (int k = 0; k < d.n; ++k) {
+    const component_summary& c = d.comp[k];
+    if (c.before_statistics && c.nfields > 0) {
+      d.error = plan_error::stateful_before_statistics;
+      d.error_component = k;
+      return d;
+    }
+    if (c.writes_weights) {
+      if (c.before_statistics) {
+        d.error = plan_error::writer_before_statistics;
+        d.error_component = k;
+        return d;
+      }
+      if (d.writer >= 0) {
+        d.error = plan_error::two_writers;
+        d.error_component = k;
+        d.error_other = d.writer;
+        return d;
+      }
+      d.writer = k;
+    }
+    if (c.may_hold) {
+      if (d.holder >= 0) {
+        d.error = plan_error::two_holders;
+        d.error_component = k;
+        d.error_other = d.holder;
+        return d;
+      }
+      d.holder = k;
+    }
+    if (c.loss_scaler && d.scaler < 0) d.scaler = k;
+    d.positions = d.positions || c.needs_position || c.position_fields;
+  }
+
+  // Levels: avail = the first pass in which the value at a position can be
+  // computed; mask = the multipliers it is measured without (and scaled by).
+  int avail = 0;
+  std::uint64_t mask = 0;
+  bool derived = false;  // the value at this position lacks the multipliers in mask
+  for (int k = 0; k < d.n; ++k) {
+    const component_summary& c = d.comp[k];
+    int lvl = 0;
+    for (int j = c.first_stat; j < c.first_stat + c.nstats; ++j) {
+      stat_entry& e = d.stats[j];
+      if (e.decl.of == source::weights) {
+        e.position = weights_position;
+        e.level = 0;
+      } else if (e.decl.of == source::gradient) {
+        e.position = gradient_position;
+        e.level = 0;
+      } else if (e.decl.of == source::input) {
+        e.position = k;
+        e.level = avail;
+        e.derived_mask = derived ? mask : 0;
+      } else {
+        if (!c.before_statistics && !c.multiplier) {
+          d.error = plan_error::output_statistics_of_stage;
+          d.error_component = k;
+          return d;
+        }
+        e.position = k + 1;
+        e.level = avail;  // before-statistics rules run in every pass; a multiplier scales its own output
+        e.derived_mask = (derived ? mask : 0) | (c.multiplier ? (std::uint64_t{1} << k) : 0);
+      }
+      lvl = max_of(lvl, e.level);
+    }
+    // Output statistics of a linear rule whose own level is later: the
+    // value after a non-linear rule needs the pending multipliers applied.
+    if (c.before_statistics && !c.linear && derived) {
+      for (int j = c.first_stat; j < c.first_stat + c.nstats; ++j)
+        if (d.stats[j].decl.of == source::output) {
+          d.stats[j].level = avail + 1;
+          d.stats[j].derived_mask = 0;
+          lvl = max_of(lvl, avail + 1);
+        }
+    }
+    // A component's statistics are reduced together, in the pass of its
+    // latest one (weights are the same in every pass before the update).
+    for (int j = c.first_stat; j < c.first_stat + c.nstats; ++j)
+      if (d.stats[j].level < lvl) {
+        d.stats[j].level = lvl;
+        if (d.stats[j].derived_mask != 0) d.stats[j].derived_mask = 0;  // measured where it is known exactly
+      }
+    d.level[k] = lvl;
+    if (c.may_skip && lvl > 0) {
+      d.error = plan_error::guard_after_stage;
+      d.error_component = k;
+      return d;
+    }
+    // The value after k.
+    if (c.before_statistics) {
+      if (!c.linear && derived) {
+        avail = avail + 1;  // the pending multipliers must be applied first
+        mask = 0;
+        derived = false;
+      }
+    } else if (c.multiplier) {
+      if (avail <= lvl) {
+        avail = lvl;
+        mask = (derived ? mask : 0) | (std::uint64_t{1} << k);
+        derived = true;
+      }
+    } else {
+      avail = max_of(avail, lvl + 1);
+      mask = 0;
+      derived = false;
+    }
+  }
+
+  // Passes: one per level with statistics, then the update pass.
+  d.max_level = 0;
+  for (int k = 0; k < d.n; ++k) d.max_level = max_of(d.max_level, d.level[k]);
+  for (int L = 0; L <= d.max_level; ++L) {
+    int end = -1;
+    for (int j = 0; j < d.nstats; ++j)
+      if (d.stats[j].level == L) end = max_of(end, max_of(d.stats[j].position, 0));
+    if (end < 0) continue;
+    pass_entry& p = d.passes[d.npasses];
+    p.kind = L == 0 ? pass_kind::statistics : pass_kind::measure;
+    p.level = L;
+    p.end = end;
+    for (int j = 0; j < d.nstats; ++j) {
+      stat_entry& e = d.stats[j];
+      if (e.level != L) continue;
+      e.pass = d.npasses;
+      const scope w = e.decl.where;
+      e.field = w == scope::global || w == scope::parameter;
+      if (e.field) e.slot = p.fields++;
+      else if (w == scope::column) e.slot = p.column_stats++;
+      else e.slot = p.row_stats++;
+      d.positions = d.positions || !e.field;
+    }
+    ++d.npasses;
+  }
+  pass_entry& last = d.passes[d.npasses];
+  last.kind = pass_kind::update;
+  last.level = d.max_level + 1;
+  last.end = d.n;
+  const int update_pass = d.npasses++;
+
+  // Which pass first runs each component (and writes its state); a later
+  // pass recomputes its output read-only, which it must be able to do.
+  for (int k = 0; k < d.n; ++k) {
+    d.first_pass[k] = update_pass;
+    for (int q = 0; q < update_pass; ++q) {
+      const pass_entry& p = d.passes[q];
+      if (k < p.end && (d.comp[k].before_statistics || d.level[k] < p.level)) {
+        d.first_pass[k] = q;
+        break;
+      }
+    }
+    if (d.first_pass[k] < update_pass && !d.comp[k].before_statistics && !d.comp[k].replayable) {
+      d.error = plan_error::not_replayable;
+      d.error_component = k;
+      for (int j = 0; j < d.nstats; ++j)
+        if (d.stats[j].position > k) {
+          d.error_other = d.stats[j].component;
+          break;
+        }
+      return d;
+    }
+  }
+  return d;
+}
+
+// Whether component k runs its element rule in pass q (else it is skipped:
+// not yet reached, or a multiplier whose factor is decided after q).
+constexpr bool runs_in(const plan_data& d, int k, int q) {
+  const pass_entry& p = d.passes[q];
+  if (p.kind == pass_kind::update) return true;
+  return k < p.end && (d.comp[k].before_statistics || d.level[k] < p.level);
+}
+// Whether pass q recomputes component k from state an earlier pass wrote.
+constexpr bool replays_in(const plan_data& d, int k, int q) {
+  return runs_in(d, k, q) && !d.comp[k].before_statistics && d.first_pass[k] < q;
+}
+
+template <class T>
+inline constexpr bool always_false_v = false;
+
+// A violated rule, reported with the offending component's type (the
+// compiler names it in "In instantiation of ... Component = ...").
+template <plan_error E, class Component, class Other>
+struct chain_rule {
+  static constexpr bool ok = true;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::too_many_components, Component, Other> {
+  static_assert(always_false_v<Component>, "mixprec::chain: at most 64 components per chain");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::too_many_statistics, Component, Other> {
+  static_assert(always_false_v<Component>, "mixprec::chain: at most 64 statistics per chain");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::stateful_before_statistics, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: a component whose traits say before_statistics runs in every pass and may keep no "
+                "state fields (Component names it)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::output_statistics_of_stage, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: statistics of a component's output are only for before_statistics components and "
+                "uniform multipliers; measure the input of the next component instead (Component names it)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::guard_after_stage, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: a component that may skip the step needs statistics that are known before any "
+                "optimizer stage writes its state; move it before the stages (Component names it)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::not_replayable, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: a statistic of a later component (Other) needs a pass that runs this stage and a "
+                "later pass that recomputes its output, which it cannot do (traits::replayable is false); reorder "
+                "the chain (Component names the stage)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::writer_before_statistics, Component, Other> {
+  static_assert(always_false_v<Component>, "mixprec::chain: a weight writer cannot be a before_statistics component");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::two_writers, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: at most one weight writer per chain (Component and Other both write weights)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::two_holders, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: at most one component may hold a step (every_k); Component and Other both do");
+  static constexpr bool ok = false;
+};
+
+template <int K, class... C>
+struct type_at {
+  using type = void;
+};
+template <int K, class H, class... T>
+struct type_at<K, H, T...> {
+  using type = std::conditional_t<K == 0, H, typename type_at<K - 1, T...>::type>;
+};
+
+inline const char* scope_name(scope s) {
+  switch (s) {
+    case scope::global: return "global";
+    case scope::parameter: return "per parameter";
+    case scope::row: return "per row";
+    case scope::column: return "per column";
+    case scope::slice: return "per slice";
+  }
+  return "?";
+}
+inline const char* reduction_name(reduction r) {
+  switch (r) {
+    case reduction::sum: return "sum";
+    case reduction::power_sum: return "sum |x|^p";
+    case reduction::max_abs: return "max |x|";
+    case reduction::non_finite_count: return "non-finite count";
+    case reduction::zero_or_subnormal_count: return "zero/subnormal count";
+  }
+  return "?";
+}
+inline const char* pass_name(pass_kind k) {
+  return k == pass_kind::statistics ? "statistics" : k == pass_kind::measure ? "measure" : "update";
+}
+
+}  // namespace detail
+
+template <class... C>
+struct chain_plan {
+  static constexpr detail::plan_data data = detail::make_plan<C...>();
+  static constexpr bool valid =
+      detail::chain_rule<data.error, typename detail::type_at<data.error_component, C...>::type,
+                         typename detail::type_at<data.error_other, C...>::type>::ok;
+
+  static constexpr int passes() { return data.npasses; }
+  static constexpr int update_pass() { return data.npasses - 1; }
+  static constexpr bool uses_positions() { return data.positions; }
+
+  // The plan in words, one line per pass and per scalar-rule phase.
+  static std::string describe() {
+    std::string out;
+    auto list = [](int from, int to, auto&& pick) {
+      std::string s;
+      for (int k = from; k < to; ++k)
+        if (pick(k)) s += std::string(s.empty() ? "" : ", ") + data.comp[k].name;
+      return s.empty() ? std::string("-") : s;
+    };
+    for (int q = 0; q < data.npasses; ++q) {
+      const detail::pass_entry& p = data.passes[q];
+      out += "pass " + std::to_string(q + 1) + " (" + detail::pass_name(p.kind) + "): runs " +
+             list(0, data.n, [&](int k) { return detail::runs_in(data, k, q); });
+      const std::string replayed = list(0, data.n, [&](int k) { return detail::replays_in(data, k, q); });
+      if (replayed != "-") out += "; recomputes " + replayed + " read-only";
+      if (p.kind == pass_kind::update) {
+        out += "; writes the weights (";
+        out += data.writer >= 0 ? data.comp[data.writer].name : "round_model_nearest";
+        out += ")\n";
+      } else {
+        out += "; measures";
+        for (int j = 0; j < data.nstats; ++j) {
+          const detail::stat_entry& e = data.stats[j];
+          if (e.pass != q) continue;
+          out += std::string(" ") + data.comp[e.component].name + "." + e.decl.name + " (" +
+                 detail::scope_name(e.decl.where) + " " + detail::reduction_name(e.decl.op) + " of " +
+                 (e.decl.of == source::input    ? "its input"
+                  : e.decl.of == source::output ? "its output"
+                  : e.decl.of == source::weights ? "the weights"
+                                                  : "the gradients") +
+                 (e.derived_mask ? ", scaled by later multipliers" : "") + ");";
+        }
+        out.back() = '\n';
+        const int L = p.level;
+        const std::string rules = list(0, data.n, [&](int k) {
+          return data.level[k] == L && !data.comp[k].observes &&
+                 (data.comp[k].has_decide || data.comp[k].has_entry_rules);
+        });
+        if (rules != "-") out += "  then scalar rules: " + rules + "\n";
+      }
+    }
+    const std::string early = list(0, data.n, [&](int k) {
+      return data.level[k] == 0 && !data.comp[k].observes && (data.comp[k].has_decide || data.comp[k].has_entry_rules);
+    });
+    if (data.passes[0].kind != pass_kind::statistics && early != "-")
+      out = "scalar rules before the first pass: " + early + "\n" + out;
+    const std::string observers = list(0, data.n, [&](int k) { return data.comp[k].observes; });
+    if (observers != "-") out += "last scalar rules (observers): " + observers + "\n";
+    return out;
+  }
+};
+
+}  // namespace mixprec
