@@ -13,6 +13,8 @@
 //   scalars initial_scalars() const;          host; throws mixprec::error on bad hyperparameters
 //   static constexpr state_field state[];     named state fields with format and extent
 //   bool uses(std::size_t field) const;       whether the options need a field (default: all)
+//   static constexpr int variants; int variant() const;   alternative element rules chosen by the
+//                                             options (ctx.variant, a constant: no element loop branches)
 //   float initial_state(std::size_t field) const;   (default 0)
 //   static constexpr statistic statistics[];  the reductions it needs, by scope, op and source
 //   float power(std::size_t stat) const;      p of a power_sum statistic (default 2)

@@ -50,6 +50,7 @@ MIXPREC_DETECT(has_update, &C::template update<int>)
 MIXPREC_DETECT(has_decide_row, &C::template decide_row<int>)
 MIXPREC_DETECT(has_decide_column, &C::template decide_column<int>)
 MIXPREC_DETECT(has_decide_parameter, &C::template decide_parameter<int>)
+MIXPREC_DETECT(has_variants, C::variants)
 MIXPREC_DETECT(has_multiplier, std::declval<const C&>().multiplier(std::declval<const scalars_of<C>&>()))
 MIXPREC_DETECT(has_report, std::declval<const C&>().report(quantity::loss_scale, std::declval<const scalars_of<C>&>(),
                                                            std::declval<const scalars_of<C>&>()))
@@ -70,6 +71,20 @@ struct has_visit_scalars : std::false_type {};
 template <class C>
 struct has_visit_scalars<C, std::void_t<decltype(C::visit_scalars(std::declval<scalars_of<C>&>(), any_visitor{}))>>
     : std::true_type {};
+
+// Alternative element rules selected by the options (amsgrad on or off):
+// C::variants of them, c.variant() the one in use; the passes are
+// instantiated per variant so that no element loop branches on an option.
+template <class C>
+constexpr int variant_count() {
+  if constexpr (has_variants<C>::value) return C::variants;
+  else return 1;
+}
+template <class C>
+int variant_of(const C& c) {
+  if constexpr (has_variants<C>::value) return c.variant();
+  else return 0;
+}
 
 template <class C>
 constexpr std::size_t field_count() {

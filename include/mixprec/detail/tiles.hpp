@@ -1,30 +1,26 @@
-// Tiled passes: the one launch primitive the arena passes and reductions use.
+// Tiled reductions: the launch primitive of the device reductions
+// (detail/reduce.hpp, tensor/segment_reductions.hpp). The training step has
+// its own passes (train/pass_runner.hpp) over its own tiles.
 //
-// A pass is split into tiles (contiguous index ranges of at most tile_size
-// elements, never crossing a parameter segment). On CUDA a thread block
-// handles a tile, its threads striding through it; on the host a tile is one
-// iteration of an OpenMP-parallel loop whose inner loop vectorises. Each tile
-// first computes its context (per-segment scalars, loaded once), then visits
-// its elements.
+// A reduction is split into tiles (contiguous index ranges of at most
+// tile_size elements, never crossing a parameter segment). On CUDA a thread
+// block handles a tile, its threads striding through it; on the host a tile
+// is one iteration of an OpenMP-parallel loop whose inner loop vectorises.
 //
 // Reductions write one partial per tile, then combine partials in a fixed
 // order (a fixed-shape tree per tile, a sequential or fixed-shape block tree
 // across tiles), so the result is the same bits run to run and independent
 // of thread count and scheduling.
 //
-// A tiled body B provides:
+// A tiled reduction body R provides:
 //   MIXPREC_HOST_DEVICE index_range range(std::size_t tile) const;
 //   using context = ...;
 //   MIXPREC_HOST_DEVICE context enter(std::size_t tile) const;
-//   MIXPREC_HOST_DEVICE void element(std::size_t i, const context&) const;
-// and optionally MIXPREC_HOST_DEVICE bool active(const context&) const: a
-// tile whose context is inactive (a skipped step) is left alone; checking it
-// once per tile keeps the element loop free of control flow, so it vectorises.
-// A tiled reduction body R provides range, context and enter, and:
 //   using value_type = ...;  (trivially copyable)
 //   MIXPREC_HOST_DEVICE value_type identity() const;
 //   MIXPREC_HOST_DEVICE void accumulate(value_type&, std::size_t i, const context&) const;
 //   MIXPREC_HOST_DEVICE value_type combine(const value_type&, const value_type&) const;
+// combine_all and combine_segments need only identity() and combine().
 #pragma once
 
 #include <cstddef>
@@ -66,65 +62,7 @@ struct uniform_tiling {
 
 struct no_context {};
 
-template <class Body, class Ctx, class = void>
-struct has_active : std::false_type {};
-template <class Body, class Ctx>
-struct has_active<Body, Ctx, std::void_t<decltype(std::declval<const Body&>().active(std::declval<const Ctx&>()))>>
-    : std::true_type {};
-
-template <class Body, class Ctx>
-MIXPREC_HOST_DEVICE bool tile_active(const Body& body, const Ctx& ctx) {
-  if constexpr (has_active<Body, Ctx>::value) return body.active(ctx);
-  else return true;
-}
-
-// Reduction bodies whose value type is made of `fields` doubles
-// (double v[fields]) provide, instead of accumulate(),
-//   value_type contribution(std::size_t i, const context&) const;
-//   static constexpr bool additive;            every field adds
-//   static constexpr bool pure_contribution;   contribution() has no side effects; if not,
-//     void step_values(i, ctx, float& a, float& b) const   (the side effects, once)
-//     value_type from_values(float a, float b) const       (pure)
-//   bool field_is_max(std::size_t f) const;    (not additive) the field takes the max
-// On the host each field keeps its 16 lanes contiguous (structure of arrays)
-// and the lane loop vectorises; on the device a thread combines the
-// contributions into its accumulator.
-template <class T, class = void>
-struct is_field_struct : std::false_type {};
-template <class T>
-struct is_field_struct<T, std::void_t<decltype(T::fields), decltype(std::declval<T&>().v[0])>> : std::true_type {};
-
-template <class Body, class = void>
-struct has_unused_field : std::false_type {};
-template <class Body>
-struct has_unused_field<Body, std::void_t<decltype(Body::unused_field(std::size_t{0}))>> : std::true_type {};
-
-MIXPREC_HOST_DEVICE double add_or_max(double acc, double x, bool is_max) {
-  const double m = ((x > acc) | (x != x)) ? x : acc;  // max; a NaN on either side wins
-  return is_max ? m : acc + x;
-}
-
-template <class Body, class T, class Ctx>
-MIXPREC_HOST_DEVICE void accumulate_into(const Body& body, T& acc, std::size_t i, const Ctx& ctx) {
-  if constexpr (is_field_struct<T>::value) {
-    const T c = body.contribution(i, ctx);
-    for (std::size_t f = 0; f < T::fields; ++f) acc.v[f] = add_or_max(acc.v[f], c.v[f], body.field_is_max(f));
-  } else {
-    body.accumulate(acc, i, ctx);
-  }
-}
-
 #if defined(MIXPREC_BACKEND_CUDA)
-
-template <class Body>
-__global__ void __launch_bounds__(block_threads) tile_kernel(Body body, std::size_t ntiles) {
-  for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
-    const index_range r = body.range(t);
-    const auto ctx = body.enter(t);
-    if (!tile_active(body, ctx)) continue;
-    for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.element(i, ctx);
-  }
-}
 
 template <class Body>
 struct combine_op {
@@ -141,8 +79,7 @@ __global__ void __launch_bounds__(block_threads) reduce_tiles_kernel(Body body, 
     const index_range r = body.range(t);
     const auto ctx = body.enter(t);
     T acc = body.identity();
-    if (tile_active(body, ctx))
-      for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) accumulate_into(body, acc, i, ctx);
+    for (std::size_t i = r.begin + threadIdx.x; i < r.end; i += block_threads) body.accumulate(acc, i, ctx);
     const T total = block_reduce(storage).Reduce(acc, combine_op<Body>{&body});
     if (threadIdx.x == 0) partials[t] = total;
     __syncthreads();
@@ -171,128 +108,31 @@ inline unsigned grid_for(std::size_t ntiles) {
 
 #else  // host backends
 
-template <class Body>
-struct host_tile_runner {
-  Body body;
-  void operator()(std::size_t t) const {
-    // A local copy: its fields (hyperparameters, pointers) cannot alias the
-    // arrays the loop writes, so the compiler treats them as loop-invariant
-    // (and unswitches on uniform options such as amsgrad).
-    const Body local = body;
-    const index_range r = local.range(t);
-    const auto ctx = local.enter(t);
-    if (!tile_active(local, ctx)) return;
-    const std::size_t b = r.begin, e = r.end;
-    MIXPREC_PRAGMA_SIMD
-    for (std::size_t i = b; i < e; ++i) local.element(i, ctx);
-  }
-};
-
 // Sixteen interleaved accumulators per tile: independent chains, so the
-// lane loop vectorises (two AVX2 vectors of doubles, say) without
-// reassociating any sum; combined by a fixed tree.
+// lane loop vectorises without reassociating any sum; combined by a fixed tree.
 inline constexpr int host_lanes = 16;
-
-template <class Body, class Ctx, std::size_t F, std::size_t f>
-void sum_field(const Body& body, const Ctx& ctx, index_range r, double (&lanes)[F][host_lanes]) {
-  if constexpr (has_unused_field<Body>::value) {
-    if (Body::unused_field(f)) return;  // a field the body never fills
-  }
-  std::size_t i = r.begin;
-  double lane[host_lanes];
-  for (int l = 0; l < host_lanes; ++l) lane[l] = lanes[f][l];
-  for (; i + host_lanes <= r.end; i += host_lanes) {
-    MIXPREC_PRAGMA_SIMD
-    for (int l = 0; l < host_lanes; ++l) lane[l] += body.contribution(i + l, ctx).v[f];
-  }
-  for (int l = 0; i < r.end; ++i, ++l) lane[l] += body.contribution(i, ctx).v[f];
-  for (int l = 0; l < host_lanes; ++l) lanes[f][l] = lane[l];
-}
-template <class Body, class Ctx, std::size_t F, std::size_t... f>
-void sum_fields(const Body& body, const Ctx& ctx, index_range r, double (&lanes)[F][host_lanes],
-                std::index_sequence<f...>) {
-  (sum_field<Body, Ctx, F, f>(body, ctx, r, lanes), ...);
-}
-
-template <class Body, std::size_t F, std::size_t f>
-void sum_value_field(const Body& body, const float* first, const float* second, std::size_t n,
-                     double (&lanes)[F][host_lanes]) {
-  double lane[host_lanes];
-  for (int l = 0; l < host_lanes; ++l) lane[l] = lanes[f][l];
-  std::size_t k = 0;
-  for (; k + host_lanes <= n; k += host_lanes) {
-    MIXPREC_PRAGMA_SIMD
-    for (int l = 0; l < host_lanes; ++l) lane[l] += body.from_values(first[k + l], second[k + l]).v[f];
-  }
-  for (int l = 0; k < n; ++k, ++l) lane[l] += body.from_values(first[k], second[k]).v[f];
-  for (int l = 0; l < host_lanes; ++l) lanes[f][l] = lane[l];
-}
-template <class Body, std::size_t F, std::size_t... f>
-void sum_value_fields(const Body& body, const float* first, const float* second, std::size_t n,
-                      double (&lanes)[F][host_lanes], std::index_sequence<f...>) {
-  (sum_value_field<Body, F, f>(body, first, second, n, lanes), ...);
-}
 
 template <class Body, class T>
 struct host_reduce_runner {
   Body body;
   T* partials;
   void operator()(std::size_t t) const {
-    const Body local = body;  // loop-invariant fields, as in host_tile_runner
+    // A local copy: its fields cannot alias the arrays the loop reads, so the
+    // compiler treats them as loop-invariant.
+    const Body local = body;
     const index_range r = local.range(t);
     const auto ctx = local.enter(t);
-    if constexpr (is_field_struct<T>::value) {
-      constexpr std::size_t F = T::fields;
-      const T init = local.identity();
-      double lanes[F][host_lanes];
-      for (std::size_t f = 0; f < F; ++f)
-        for (int l = 0; l < host_lanes; ++l) lanes[f][l] = init.v[f];
-      if (tile_active(local, ctx)) {
-        std::size_t i = r.begin;
-        if constexpr (Body::additive && Body::pure_contribution) {
-          // One sweep of the tile per field, each the proven 16-lane double
-          // sum; the other fields of a contribution are dead code there.
-          // (A single sweep with a struct per element does not vectorise.)
-          sum_fields(local, ctx, r, lanes, std::make_index_sequence<F>{});
-        } else if constexpr (Body::additive) {
-          // Bodies whose elements write state (the stages of a measuring
-          // pass) give two values per element: one vectorised sweep runs the
-          // stages into a tile buffer, then the fields are summed from it.
-          float first[tile_size], second[tile_size];
-          const std::size_t n = r.end - r.begin;
-          MIXPREC_PRAGMA_SIMD
-          for (std::size_t k = 0; k < n; ++k) local.step_values(r.begin + k, ctx, first[k], second[k]);
-          sum_value_fields(local, first, second, n, lanes, std::make_index_sequence<F>{});
-        } else {
-          bool is_max[F];
-          for (std::size_t f = 0; f < F; ++f) is_max[f] = local.field_is_max(f);
-          for (int l = 0; i < r.end; ++i, l = (l + 1) % host_lanes) {
-            const T c = local.contribution(i, ctx);
-            for (std::size_t f = 0; f < F; ++f) lanes[f][l] = add_or_max(lanes[f][l], c.v[f], is_max[f]);
-          }
-        }
-      }
-      T lane[host_lanes];
-      for (int l = 0; l < host_lanes; ++l)
-        for (std::size_t f = 0; f < F; ++f) lane[l].v[f] = lanes[f][l];
-      for (int width = host_lanes / 2; width > 0; width /= 2)
-        for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
-      partials[t] = lane[0];
-    } else {
-      T lane[host_lanes];
-      for (int l = 0; l < host_lanes; ++l) lane[l] = local.identity();
-      if (tile_active(local, ctx)) {
-        std::size_t i = r.begin;
-        for (; i + host_lanes <= r.end; i += host_lanes) {
-          MIXPREC_PRAGMA_SIMD
-          for (int l = 0; l < host_lanes; ++l) local.accumulate(lane[l], i + l, ctx);
-        }
-        for (int l = 0; i < r.end; ++i, ++l) local.accumulate(lane[l], i, ctx);
-      }
-      for (int width = host_lanes / 2; width > 0; width /= 2)
-        for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
-      partials[t] = lane[0];
+    T lane[host_lanes];
+    for (int l = 0; l < host_lanes; ++l) lane[l] = local.identity();
+    std::size_t i = r.begin;
+    for (; i + host_lanes <= r.end; i += host_lanes) {
+      MIXPREC_PRAGMA_SIMD
+      for (int l = 0; l < host_lanes; ++l) local.accumulate(lane[l], i + l, ctx);
     }
+    for (int l = 0; i < r.end; ++i, ++l) local.accumulate(lane[l], i, ctx);
+    for (int width = host_lanes / 2; width > 0; width /= 2)
+      for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
+    partials[t] = lane[0];
   }
 };
 
@@ -310,20 +150,6 @@ struct host_combine_runner {
 };
 
 #endif
-
-// Runs body over tiles [0, ntiles).
-template <class Body>
-void for_each_tile(stream s, std::size_t ntiles, const Body& body) {
-  if (ntiles == 0) return;
-#if defined(MIXPREC_BACKEND_CUDA)
-  tile_kernel<<<grid_for(ntiles), block_threads, 0, s.handle>>>(body, ntiles);
-  MIXPREC_CHECK_LAUNCH("for_each_tile");
-#else
-  translate_errors("for_each_tile", [&] {
-    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, host_tile_runner<Body>{body});
-  });
-#endif
-}
 
 // Writes one partial per tile to partials[0, ntiles) (device memory).
 template <class Body, class T = typename Body::value_type>

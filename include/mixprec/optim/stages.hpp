@@ -126,7 +126,10 @@ struct trace {
   static constexpr field_id<0> buffer{};
   float momentum = 0.0f, dampening = 0.0f;
   bool nesterov = false;
-  bool uses(std::size_t) const { return momentum != 0.0f; }  // without momentum: no buffer, no rule
+  // Without momentum: no buffer and the identity (variant 0).
+  static constexpr int variants = 2;
+  int variant() const { return momentum != 0.0f ? 1 : 0; }
+  bool uses(std::size_t) const { return momentum != 0.0f; }
   no_scalars initial_scalars() const {
     detail::require(momentum >= 0 && momentum < 1, "trace: momentum must lie in [0, 1) (got ", momentum, ")");
     detail::require(dampening >= 0 && dampening <= 1, "trace: dampening must lie in [0, 1]");
@@ -135,7 +138,7 @@ struct trace {
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    if (momentum == 0.0f) return u;
+    if constexpr (Ctx::variant == 0) return u;
     // PyTorch: the first step copies the gradient (no dampening).
     const bool first = ctx.t() == 1;
     const float buf = ctx.state(buffer).update([&](float old) { return first ? u : old * momentum + u * (1.0f - dampening); });
@@ -163,6 +166,8 @@ struct scale_by_adam {
   struct scalars {
     float bias_correction1, bias_correction2_sqrt;
   };
+  static constexpr int variants = 2;  // amsgrad off, on
+  int variant() const { return amsgrad ? 1 : 0; }
   bool uses(std::size_t k) const { return k < 2 || amsgrad; }
   scalars initial_scalars() const {
     detail::require(b1 >= 0 && b1 < 1, "scale_by_adam: b1 must lie in [0, 1) (got ", b1, ")");
@@ -185,7 +190,7 @@ struct scale_by_adam {
     const float vt = ctx.state(v).update([&](float old) { return old * b2 + u * u * (1.0f - b2); });
     // amsgrad: the running max of the raw second moment, as PyTorch.
     float vmaxt = vt;
-    if (amsgrad) vmaxt = ctx.state(vmax).update([&](float old) { return old > vt ? old : vt; });
+    if constexpr (Ctx::variant == 1) vmaxt = ctx.state(vmax).update([&](float old) { return old > vt ? old : vt; });
     const float denom = sqrtf(vmaxt) / ctx.scalars().bias_correction2_sqrt + eps;
     return (mt / ctx.scalars().bias_correction1) / denom;
   }

@@ -37,7 +37,7 @@ class arena_layout {
     sizes_ = sizes;
     groups_ = groups;
     padded_size_ = offset;
-    tiling_ = mixprec::tiling(offsets_, sizes_, std::vector<std::size_t>(sizes_.size(), 0));
+    tiling_ = mixprec::tiling(offsets_, sizes_);
     segment_groups_ = detail::allocate<std::uint32_t>(groups.size(), "the arena's group table");
     detail::write_to_device(groups.data(), detail::raw(segment_groups_), groups.size());
   }
@@ -64,16 +64,10 @@ class arena_layout {
     return n;
   }
 
-  // Tiles of whole parameters (each parameter is one unit).
+  // Tiles of whole parameters (segment reductions).
   const mixprec::tiling& tiling() const { return tiling_; }
   std::size_t tile_count() const { return tiling_.tile_count(); }
   const std::uint32_t* segment_groups() const { return detail::raw(segment_groups_); }  // device
-
-  // Tiles whose units are `unit_lengths[k]`-element slices of parameter k.
-  mixprec::tiling unit_tiling(const std::vector<std::size_t>& unit_lengths) const {
-    detail::require(unit_lengths.size() == sizes_.size(), "arena_layout::unit_tiling: one unit length per parameter");
-    return mixprec::tiling(offsets_, sizes_, unit_lengths);
-  }
 
  private:
   std::vector<std::size_t> sizes_, offsets_;

@@ -476,21 +476,38 @@ class chain_t {
     const env_t env = environment(params, st);
     st.last_stream_ = s;
     const std::size_t ntiles = st.layout_.tile_count();
-    run_levels<0, ToGradients>(env, st, ntiles, s);
-    trace_pass(ToGradients ? "update (to gradients)" : "update", true, !ToGradients);
-    run_update(s, ntiles, update_body<ToGradients, env_t, Arena>{env});
+    dispatch<variant_combinations<C...>() - 1, ToGradients>(variant_code(), env, st, ntiles, s);
+  }
+
+  // The combination of the components' variants their options select.
+  int variant_code() const {
+    int code = 0, radix = 1;
+    std::apply([&](const C&... c) {
+      ((code += detail::variant_of(c) * radix, radix *= detail::variant_count<C>()), ...);
+    }, components_);
+    return code;
+  }
+  template <int Code, bool ToGradients, class Env, class Arena>
+  void dispatch(int code, const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
+    if (code == Code) {
+      run_levels<0, ToGradients, Code>(env, st, ntiles, s);
+      detail::trace_pass(ToGradients ? "update (to gradients)" : "update", true, !ToGradients);
+      detail::run_update(s, ntiles, detail::update_body<ToGradients, Env, Arena, Code>{env});
+    } else if constexpr (Code > 0) {
+      dispatch<Code - 1, ToGradients>(code, env, st, ntiles, s);
+    }
   }
 
   // For each level: its measuring pass (if it has statistics), then its
   // scalar rules and entry rules.
-  template <int L, bool ToGradients, class Env, class Arena>
+  template <int L, bool ToGradients, int Code, class Env, class Arena>
   void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
     if constexpr (L <= d.max_level) {
       constexpr int q = pass_of_level(L);
-      if constexpr (q >= 0) measure<q>(env, st, ntiles, s);
+      if constexpr (q >= 0) measure<q, Code>(env, st, ntiles, s);
       detail::run_single(s, detail::decide_body<L, Env>{env});
       run_entries<L>(env, st, s, std::index_sequence_for<C...>{});
-      run_levels<L + 1, ToGradients>(env, st, ntiles, s);
+      run_levels<L + 1, ToGradients, Code>(env, st, ntiles, s);
     }
   }
   static constexpr int pass_of_level(int L) {
@@ -518,7 +535,7 @@ class chain_t {
 
   // Measuring pass q: per-tile partials, then the fixed-order combinations
   // into every statistic it reduces.
-  template <int q, class Env, class Arena>
+  template <int q, int Code, class Env, class Arena>
   void measure(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
     using namespace detail;
     constexpr pass_entry p = d.passes[q];
@@ -532,8 +549,8 @@ class chain_t {
       power[k++] = pw;
       if (d.stats[j].decl.op == reduction::power_sum) squares = squares && pw == 2.0f;
     }
-    if (squares) measure_with<q, true>(env, st, ntiles, s, power);
-    else measure_with<q, false>(env, st, ntiles, s, power);
+    if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
+    else measure_with<q, false, Code>(env, st, ntiles, s, power);
   }
   float power_of_stat(int j) const {
     float p = 2.0f;
@@ -545,11 +562,11 @@ class chain_t {
     return p;
   }
 
-  template <int q, bool Squares, class Env, class Arena>
+  template <int q, bool Squares, int Code, class Env, class Arena>
   void measure_with(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s,
                     const float* power) const {
     using namespace detail;
-    using body_t = measure_body<q, Squares, Env>;
+    using body_t = measure_body<q, Squares, Env, Code>;
     using value_t = typename body_t::value_type;
     constexpr pass_entry p = d.passes[q];
     body_t body{};

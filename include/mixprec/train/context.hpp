@@ -65,9 +65,10 @@ struct state_handle {
   }
 };
 
-template <class Env, std::size_t K, bool ReadOnly>
+template <class Env, std::size_t K, bool ReadOnly, int Variant = 0>
 struct element_context {
   using component = component_at<Env, K>;
+  static constexpr int variant = Variant;  // the component's variant in this instantiation
   using scalars_type = scalars_of<component>;
   static constexpr std::size_t field0 = Env::field_offset(K);
 
@@ -124,7 +125,9 @@ struct element_context {
     const field_storage& fs = env.fields[g];
     const std::uint64_t base = tile.field_base[g];
     std::uint64_t at = base;
-    if constexpr (f.where == extent::element) at = base + (i - tile.geometry->offset);
+    // Fields of every element are laid out as the arena: the element's own index.
+    if constexpr (f.where == extent::element && f.on == parameter_set::all) at = i;
+    else if constexpr (f.where == extent::element) at = base + (i - tile.geometry->offset);
     else if constexpr (f.where == extent::row) at = base + row();
     else if constexpr (f.where == extent::column) at = base + tile.batch * tile.geometry->cols + col();
     else if constexpr (f.where == extent::scalar) at = 0;

@@ -67,6 +67,19 @@ constexpr std::size_t first_field(std::size_t k) {
   return f;
 }
 
+// The passes are instantiated per combination of the components' variants
+// (component/protocol.hpp): `code` numbers a combination in mixed radix.
+template <class... C>
+constexpr int variant_combinations() {
+  return (variant_count<C>() * ... * 1);
+}
+template <std::size_t K, class... C>
+constexpr int variant_in(int code) {
+  constexpr int counts[] = {variant_count<C>()..., 1};
+  for (std::size_t j = 0; j < K; ++j) code /= counts[j];
+  return code % counts[K];
+}
+
 template <class Arena, class... C>
 struct step_env {
   using plan = chain_plan<C...>;
@@ -85,6 +98,10 @@ struct step_env {
   const std::uint32_t* groups_of;  // group id per parameter
   const group_hyper* groups;
   static constexpr std::size_t field_offset(std::size_t k) { return first_field<C...>(k); }
+  template <std::size_t K>
+  static constexpr int variant(int code) {
+    return variant_in<K, C...>(code);
+  }
 
   field_storage fields[nfields > 0 ? nfields : 1];
   double* stats[plan::data.nstats > 0 ? plan::data.nstats : 1];  // reduced statistics (global: one value)

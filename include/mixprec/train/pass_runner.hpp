@@ -91,8 +91,11 @@ __global__ void __launch_bounds__(block_threads)
         if constexpr (Body::NR + Body::NC > 0) stage(body, staged, e, v, std::make_integer_sequence<int, Body::nstats>{});
       }
     }
-    const T total = block_reduce(storage).Reduce(acc, pass_combine_op<Body>{&body});
-    if (threadIdx.x == 0) partials[t] = total;
+    T total = block_reduce(storage).Reduce(acc, pass_combine_op<Body>{&body});
+    if (threadIdx.x == 0) {
+      if (active) body.finish(total);
+      partials[t] = total;
+    }
     if constexpr (Body::NR + Body::NC > 0) {
       __syncthreads();
       if (active) reduce_staged(body, staged, tile, std::make_integer_sequence<int, Body::nstats>{});
@@ -109,8 +112,8 @@ __device__ void accumulate_fields(const Body& body, typename Body::value_type& a
 template <int k, class Body>
 __device__ void accumulate_field(const Body& body, typename Body::value_type& acc, const float* v) {
   constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
-  if constexpr (e.field) acc.v[e.slot] = combine_values(acc.v[e.slot], body.template contribution_of<k>(v[k]),
-                                                        body.template is_max<k>());
+  if constexpr (e.field && !Body::template revealed<k>())
+    acc.v[e.slot] = combine_values(acc.v[e.slot], body.template contribution_of<k>(v[k]), body.template is_max<k>());
 }
 template <class Body, int... k>
 __device__ void stage(const Body&, float* staged, std::uint32_t e, const float* v, std::integer_sequence<int, k...>) {
@@ -163,12 +166,82 @@ struct host_update_runner {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
       const std::uint32_t w = tile.width;
       MIXPREC_PRAGMA_SIMD
-      for (std::uint32_t c = 0; c < w; ++c) local.element(row + c, r, c, ctx, sc);
+      for (std::size_t c = 0; c < w; ++c)
+        local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc);
     }
   }
 };
 
 inline constexpr int pass_lanes = 16;
+
+// Adds row r of statistic k into sixteen interleaved accumulators (the
+// lane loop vectorises); the row's leftover elements go to the next lanes.
+template <int k, bool Max, class Body, class Value>
+void sweep_row(const Body& b, const Value& value, std::size_t r, std::size_t w, double (&lanes)[pass_lanes],
+               int& next) {
+  double lane[pass_lanes];
+  for (int l = 0; l < pass_lanes; ++l) lane[l] = lanes[l];
+  std::size_t c = 0;  // 64-bit indices: c + l cannot wrap, so the accesses are affine
+  for (; c + pass_lanes <= w; c += pass_lanes) {
+    if constexpr (Max) {
+      for (int l = 0; l < pass_lanes; ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
+    } else {
+      MIXPREC_PRAGMA_SIMD
+      for (int l = 0; l < pass_lanes; ++l) lane[l] += b.template contribution_of<k>(value(r, c + l));
+    }
+  }
+  for (; c < w; ++c, next = (next + 1) % pass_lanes)
+    lane[next] = combine_values(lane[next], b.template contribution_of<k>(value(r, c)), Max);
+  for (int l = 0; l < pass_lanes; ++l) lanes[l] = lane[l];
+}
+
+// Reduces statistic k of a tile from value(r, c) (its source value at row
+// r, column c of the tile) into the field partial or the row and column
+// partials, in a fixed order: sixteen interleaved accumulators over the
+// tile in row-major order (a fixed tree combines them), each row from left
+// to right, each column from top to bottom.
+template <int k, class Body, class Value>
+void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, typename Body::value_type& out) {
+  constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
+  const bool is_max = b.template is_max<k>();
+  const std::uint32_t w = tile.width;
+  if constexpr (Body::template revealed<k>()) {
+    return;  // set by finish() from the sum that reveals it
+  } else if constexpr (e.field) {
+    double lanes[pass_lanes];
+    for (int l = 0; l < pass_lanes; ++l) lanes[l] = 0.0;
+    int next = 0;  // the lane of the next leftover element
+    for (std::size_t r = 0; r < tile.height; ++r) {
+      if (is_max) sweep_row<k, true>(b, value, r, w, lanes, next);
+      else sweep_row<k, false>(b, value, r, w, lanes, next);
+    }
+    for (int width = pass_lanes / 2; width > 0; width /= 2)
+      for (int l = 0; l < width; ++l) lanes[l] = combine_values(lanes[l], lanes[l + width], is_max);
+    out.v[e.slot] = lanes[0];
+  } else {
+    const param_geometry& g = b.env.geometry[tile.param];
+    if constexpr (e.decl.where == scope::column) {
+      double acc[tile_size];
+      for (std::size_t c = 0; c < w; ++c) acc[c] = 0.0;
+      for (std::size_t r = 0; r < tile.height; ++r) {
+        if (is_max) {
+          for (std::size_t c = 0; c < w; ++c)
+            acc[c] = combine_values(acc[c], b.template contribution_of<k>(value(r, c)), true);
+        } else {
+          MIXPREC_PRAGMA_SIMD
+          for (std::size_t c = 0; c < w; ++c) acc[c] += b.template contribution_of<k>(value(r, c));
+        }
+      }
+      for (std::size_t c = 0; c < w; ++c) b.column_partials[e.slot][column_partial_at<Body>(g, tile, c)] = acc[c];
+    } else {
+      for (std::size_t r = 0; r < tile.height; ++r) {
+        double a = 0.0;
+        for (std::size_t c = 0; c < w; ++c) a = combine_values(a, b.template contribution_of<k>(value(r, c)), is_max);
+        b.row_partials[e.slot][row_partial_at<Body>(g, tile, r)] = a;
+      }
+    }
+  }
+}
 
 template <class Body>
 struct host_measure_runner {
@@ -177,88 +250,52 @@ struct host_measure_runner {
 
   void operator()(std::size_t t) const {
     using T = typename Body::value_type;
-    constexpr int N = Body::nstats > 0 ? Body::nstats : 1;
-    const Body local = body;
+    const Body local = body;  // loop-invariant fields (see detail/tiles.hpp)
     const step_tile tile = local.env.tiles[t];
     const auto ctx = local.enter(t);
     T out = local.identity();
     if (local.active(ctx)) {
       const auto sc = load_scalars(local.env);
-      // One sweep runs the components (stages write their state once) into
-      // a buffer per statistic; then each statistic is reduced from its buffer.
-      float values[N][tile_size];
-      const std::uint32_t w = tile.width;
-      for (std::uint32_t r = 0; r < tile.height; ++r) {
-        const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
-        float* at[N];
-        for (int k = 0; k < N; ++k) at[k] = values[k] + r * w;
-        MIXPREC_PRAGMA_SIMD
-        for (std::uint32_t c = 0; c < w; ++c) {
-          float v[N];
-          local.values(row + c, r, c, ctx, sc, v);
-          for (int k = 0; k < N; ++k) at[k][c] = v[k];
+      if constexpr (Body::pure) {
+        // No stage runs (the statistics pass): each statistic sweeps the
+        // tile itself, recomputing the few rules before it; the values of
+        // the other statistics are dead code there, and each sweep is one
+        // vectorised loop.
+        reduce_each(local, tile, out, [&](auto k, std::size_t r, std::size_t c) {
+          return local.template value<decltype(k)::value>(tile.begin + r * tile.stride + c,
+                                                          static_cast<std::uint32_t>(r), static_cast<std::uint32_t>(c),
+                                                          ctx, sc);
+        }, std::make_integer_sequence<int, Body::nstats>{});
+      } else {
+        // Stages write their state: one sweep runs the components into a
+        // buffer per statistic, then each statistic is reduced from it.
+        constexpr int N = Body::nstats > 0 ? Body::nstats : 1;
+        float values[N][tile_size];
+        const std::uint32_t w = tile.width;
+        for (std::size_t r = 0; r < tile.height; ++r) {
+          const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
+          MIXPREC_PRAGMA_SIMD
+          for (std::size_t c = 0; c < w; ++c) {
+            float v[N];
+            local.values(row + c, r, c, ctx, sc, v);
+            for (int k = 0; k < N; ++k) values[k][r * w + c] = v[k];
+          }
         }
+        reduce_each(local, tile, out, [&](auto k, std::size_t r, std::size_t c) {
+          return values[decltype(k)::value][r * w + c];
+        }, std::make_integer_sequence<int, Body::nstats>{});
       }
-      reduce_all(local, tile, values, out, std::make_integer_sequence<int, Body::nstats>{});
+      local.finish(out);
     }
     partials[t] = out;
   }
 
-  template <int... k>
-  static void reduce_all(const Body& b, const step_tile& tile, const float (*values)[tile_size],
-                         typename Body::value_type& out, std::integer_sequence<int, k...>) {
-    (reduce_one<k>(b, tile, values[k], out), ...);
-  }
-  template <int k>
-  static void reduce_one(const Body& b, const step_tile& tile, const float* vals, typename Body::value_type& out) {
-    constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
-    const bool is_max = b.template is_max<k>();
-    const std::uint32_t n = tile.height * tile.width;
-    if constexpr (e.field) {
-      // Sixteen interleaved accumulators (a fixed tree), vectorised.
-      double lane[pass_lanes];
-      for (int l = 0; l < pass_lanes; ++l) lane[l] = 0.0;
-      std::uint32_t i = 0;
-      if (is_max) {
-        for (; i + pass_lanes <= n; i += pass_lanes)
-          for (int l = 0; l < pass_lanes; ++l)
-            lane[l] = combine_values(lane[l], b.template contribution_of<k>(vals[i + l]), true);
-        for (int l = 0; i < n; ++i, ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(vals[i]), true);
-      } else {
-        for (; i + pass_lanes <= n; i += pass_lanes) {
-          MIXPREC_PRAGMA_SIMD
-          for (int l = 0; l < pass_lanes; ++l) lane[l] += b.template contribution_of<k>(vals[i + l]);
-        }
-        for (int l = 0; i < n; ++i, ++l) lane[l] += b.template contribution_of<k>(vals[i]);
-      }
-      for (int width = pass_lanes / 2; width > 0; width /= 2)
-        for (int l = 0; l < width; ++l) lane[l] = combine_values(lane[l], lane[l + width], is_max);
-      out.v[e.slot] = lane[0];
-    } else {
-      const param_geometry& g = b.env.geometry[tile.param];
-      if constexpr (e.decl.where == scope::column) {
-        double acc[tile_size];
-        const std::uint32_t w = tile.width;
-        for (std::uint32_t c = 0; c < w; ++c) acc[c] = 0.0;
-        for (std::uint32_t r = 0; r < tile.height; ++r) {
-          if (is_max) {
-            for (std::uint32_t c = 0; c < w; ++c)
-              acc[c] = combine_values(acc[c], b.template contribution_of<k>(vals[r * w + c]), true);
-          } else {
-            MIXPREC_PRAGMA_SIMD
-            for (std::uint32_t c = 0; c < w; ++c) acc[c] += b.template contribution_of<k>(vals[r * w + c]);
-          }
-        }
-        for (std::uint32_t c = 0; c < w; ++c) b.column_partials[e.slot][column_partial_at<Body>(g, tile, c)] = acc[c];
-      } else {
-        for (std::uint32_t r = 0; r < tile.height; ++r) {
-          double a = 0.0;
-          for (std::uint32_t c = 0; c < tile.width; ++c)
-            a = combine_values(a, b.template contribution_of<k>(vals[r * tile.width + c]), is_max);
-          b.row_partials[e.slot][row_partial_at<Body>(g, tile, r)] = a;
-        }
-      }
-    }
+  template <class Source, int... k>
+  static void reduce_each(const Body& b, const step_tile& tile, typename Body::value_type& out, const Source& source,
+                          std::integer_sequence<int, k...>) {
+    (reduce_statistic<k>(b, tile, [&](std::size_t r, std::size_t c) {
+      return source(std::integral_constant<int, k>{}, r, c);
+    }, out), ...);
   }
 };
 

@@ -96,7 +96,7 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
 
 // Runs components [0, end of pass Q) on one element; calls
 // capture(position, value) at every position a statistic of the pass reads.
-template <int Q, class Env>
+template <int Q, class Env, int Code>
 struct chain_runner {
   static constexpr plan_data d = Env::plan::data;
   static constexpr int end = d.passes[Q].end;
@@ -142,7 +142,8 @@ struct chain_runner {
       // this step's rules), the snapshot taken then in later passes.
       constexpr bool snapshot = reads_start_scalars<Env, K>() && d.passes[Q].level > 0;
       const auto& scalars = snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
-      const element_context<Env, K, read_only> ctx{env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind};
+      constexpr int variant = Env::template variant<K>(Code);
+      const element_context<Env, K, read_only, variant> ctx{env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind};
       u = get<K>(env.comps).update(u, ctx);
     }
   }
@@ -183,7 +184,7 @@ struct pass_partial {
 
 // Statistics pass or measuring pass Q. Squares: every power_sum has p = 2
 // (instantiated apart so the element loop does not branch on p).
-template <int Q, bool Squares, class Env>
+template <int Q, bool Squares, class Env, int Code>
 struct measure_body {
   static constexpr plan_data d = Env::plan::data;
   static constexpr pass_entry pass = d.passes[Q];
@@ -202,6 +203,8 @@ struct measure_body {
   }();
   using value_type = pass_partial<static_cast<std::size_t>(F)>;
   using context = tile_values<Env>;
+  // No stage runs in it (the statistics pass): values() has no side effects.
+  static constexpr bool pure = pass.level == 0;
 
   Env env;
   float power[nstats > 0 ? nstats : 1];  // p of each statistic (power_sum)
@@ -220,23 +223,64 @@ struct measure_body {
     return v;
   }
 
-  // The values the pass's statistics read, for one element (running the
-  // components; stages write their state here if this pass is their first).
+  // The value statistic k of the pass reads, for one element (running the
+  // components up to its position).
+  template <int k>
+  MIXPREC_HOST_DEVICE float value(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
+                                  const tile_scalars<Env>& sc) const {
+    constexpr int pos = d.stats[list.s[k]].position;
+    if constexpr (pos == weights_position) {
+      return env.arena.weight(i);
+    } else if constexpr (pos == gradient_position) {
+      return to_float(env.arena.grad[i]);
+    } else {
+      const float g = to_float(env.arena.grad[i]);
+      const float w = env.arena.weight(i);
+      float decay = 1.0f, out = 0.0f;
+      const chain_runner<Q, Env, Code> runner{env, ctx, sc};
+      runner.run(i, r, c, g, w, decay, [&](auto position, float u) {
+        if constexpr (decltype(position)::value == pos) out = u;
+      });
+      return out;
+    }
+  }
+  // The values of every statistic of the pass, for one element (running the
+  // components once; stages write their state here if this pass is their first).
   MIXPREC_HOST_DEVICE void values(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
-                                  const tile_scalars<Env>& sc,
-                                  float (&out)[nstats > 0 ? nstats : 1]) const {
+                                  const tile_scalars<Env>& sc, float (&out)[nstats > 0 ? nstats : 1]) const {
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
-    const chain_runner<Q, Env> runner{env, ctx, sc};
+    const chain_runner<Q, Env, Code> runner{env, ctx, sc};
     runner.run(i, r, c, g, w, decay, [&](auto position, float u) {
-      constexpr int pos = decltype(position)::value;
-      for (int k = 0; k < nstats; ++k)
-        if (d.stats[list.s[k]].position == pos) out[k] = u;
+      store_at<decltype(position)::value>(out, u, std::make_integer_sequence<int, nstats>{});
     });
-    for (int k = 0; k < nstats; ++k) {
-      if (d.stats[list.s[k]].position == weights_position) out[k] = w;
-      if (d.stats[list.s[k]].position == gradient_position) out[k] = g;
+    store_at<weights_position>(out, w, std::make_integer_sequence<int, nstats>{});
+    store_at<gradient_position>(out, g, std::make_integer_sequence<int, nstats>{});
+  }
+  template <int pos, int... k>
+  MIXPREC_HOST_DEVICE static void store_at(float (&out)[nstats > 0 ? nstats : 1], float u,
+                                           std::integer_sequence<int, k...>) {
+    ((d.stats[list.s[k]].position == pos ? void(out[k] = u) : void()), ...);
+  }
+
+  // Statistic k is a non-finite count that a sum of squares of this pass
+  // reveals (plan.hpp): in the squares instantiation it is not swept, and
+  // finish() sets it from the sum.
+  template <int k>
+  static constexpr bool revealed() {
+    return Squares && d.stats[list.s[k]].revealed_by >= 0;
+  }
+  MIXPREC_HOST_DEVICE void finish(value_type& v) const { finish_each(v, std::make_integer_sequence<int, nstats>{}); }
+  template <int... k>
+  MIXPREC_HOST_DEVICE void finish_each(value_type& v, std::integer_sequence<int, k...>) const {
+    (finish_one<k>(v), ...);
+  }
+  template <int k>
+  MIXPREC_HOST_DEVICE void finish_one(value_type& v) const {
+    if constexpr (revealed<k>()) {
+      constexpr stat_entry e = d.stats[list.s[k]];
+      v.v[e.slot] = finite(v.v[d.stats[e.revealed_by].slot]) ? 0.0 : 1.0;
     }
   }
 
@@ -271,7 +315,7 @@ struct measure_body {
 };
 
 // The last pass: every component, then the weights (or the gradients).
-template <bool ToGradients, class Env, class Arena>
+template <bool ToGradients, class Env, class Arena, int Code>
 struct update_body {
   static constexpr plan_data d = Env::plan::data;
   static constexpr int Q = d.npasses - 1;
@@ -286,7 +330,7 @@ struct update_body {
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
-    const chain_runner<Q, Env> runner{env, ctx, sc};
+    const chain_runner<Q, Env, Code> runner{env, ctx, sc};
     const float u = runner.run(i, r, c, g, w, decay, [](auto, float) {});
     if constexpr (d.holder >= 0) {
       if (ctx.hold) return;  // accumulated only: nothing to write
@@ -298,7 +342,8 @@ struct update_body {
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
-        const element_context<Env, W, false> wctx{env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update};
+        const element_context<Env, W, false, Env::template variant<W>(Code)> wctx{
+            env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update};
         write(get<W>(env.comps), wctx, i, w, updated, decayed - w + u);
       } else {
         const no_writer_context none{i, ctx.t};

@@ -84,6 +84,7 @@ struct stat_entry {
   std::uint64_t derived_mask = 0;  // multipliers whose factors scale the measured value
   int slot = 0;                    // index among its pass's statistics of the same kind
   bool field = true;               // global or per-parameter (a field of the tile partials); else per row/column/slice
+  int revealed_by = -1;            // a non-finite count another statistic's sum of squares reveals (see below)
 };
 
 struct pass_entry {
@@ -125,6 +126,9 @@ struct plan_data {
 };
 
 constexpr int max_of(int a, int b) { return a > b ? a : b; }
+
+struct plan_data;
+constexpr bool runs_in_level(const plan_data& d, int k, int level);
 
 template <class... C>
 constexpr plan_data make_plan() {
@@ -293,6 +297,26 @@ constexpr plan_data make_plan() {
     }
     ++d.npasses;
   }
+  // A global non-finite count is revealed by a global sum of squares (or
+  // max) of the same pass measured at or after it through linear rules
+  // only: that sum is inf or NaN exactly when some counted value is (the
+  // squares of finite floats cannot overflow a double sum). The pass then
+  // skips the count's own sweep when every p is 2 and reports 0 or 1.
+  for (int j = 0; j < d.nstats; ++j) {
+    stat_entry& e = d.stats[j];
+    if (e.decl.op != reduction::non_finite_count || e.decl.where != scope::global || e.position < 0) continue;
+    for (int r = 0; r < d.nstats && e.revealed_by < 0; ++r) {
+      const stat_entry& o = d.stats[r];
+      if (o.pass != e.pass || o.decl.op != reduction::power_sum || o.decl.where != scope::global ||
+          o.position < e.position)
+        continue;
+      bool linear = true;
+      for (int k = e.position; k < o.position; ++k)
+        linear = linear && (d.comp[k].linear || !runs_in_level(d, k, e.level));
+      if (linear) e.revealed_by = r;
+    }
+  }
+
   pass_entry& last = d.passes[d.npasses];
   last.kind = pass_kind::update;
   last.level = d.max_level + 1;
@@ -322,6 +346,11 @@ constexpr plan_data make_plan() {
     }
   }
   return d;
+}
+
+// Whether component k's rule is applied in the pass of `level` (before its end).
+constexpr bool runs_in_level(const plan_data& d, int k, int level) {
+  return d.comp[k].before_statistics || d.level[k] < level;
 }
 
 // Whether component k runs its element rule in pass q (else it is skipped:
