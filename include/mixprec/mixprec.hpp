@@ -11,4 +11,5 @@
 #include <mixprec/clipping/all.hpp>
 #include <mixprec/train/all.hpp>
 #include <mixprec/optim/all.hpp>
+#include <mixprec/monitor/all.hpp>
 #include <mixprec/io/all.hpp>

@@ -11,6 +11,7 @@
 //   struct traits : component_traits {...};   how its element rule behaves (below)
 //   struct scalars {...};                     its device-resident scalar state
 //   scalars initial_scalars() const;          host; throws mixprec::error on bad hyperparameters
+//   scalars initial_scalars(const arena_info&) const;   the same, seeing the arena (names, shapes, groups)
 //   static constexpr state_field state[];     named state fields with format and extent
 //   bool uses(std::size_t field) const;       whether the options need a field (default: all)
 //   static constexpr int variants; int variant() const;   alternative element rules chosen by the
@@ -43,7 +44,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/core/config.hpp>
@@ -79,6 +82,10 @@ struct component_traits {
   static constexpr bool loss_scaler = false;
   // Its scalar rule runs after every other one (monitors reading reports).
   static constexpr bool observes = false;
+  // Its element rule returns the update unchanged (it scales the weight, as
+  // decoupled weight decay, or keeps state, as an EMA of the weights):
+  // statistics after it need no pass that runs it.
+  static constexpr bool keeps_update = false;
   // Its element rule reads ctx.row() / ctx.col().
   static constexpr bool needs_position = false;
 };
@@ -93,15 +100,17 @@ enum class extent : std::uint8_t {
 };
 // Which parameters a field covers (rows and columns of a parameter of rank
 // below 2 are those of it as one row: a vector [n] is [1, n]).
-enum class parameter_set : std::uint8_t { all, matrices, vectors };  // rank >= 2, rank < 2
+// every_matrix: like matrices, and init() refuses an arena with a parameter of rank < 2.
+enum class parameter_set : std::uint8_t { all, matrices, vectors, every_matrix };  // rank >= 2, rank < 2
 
 struct state_field {
   const char* name;
   format_id format;  // float or bfloat16
   extent where = extent::element;
   parameter_set on = parameter_set::all;
-  bool saved = true;       // false: recomputed every step (not in checkpoints)
-  bool stochastic = true;  // bfloat16 entries are written with stochastic rounding (else to nearest)
+  bool saved = true;          // false: recomputed every step (not in checkpoints)
+  bool stochastic = true;     // bfloat16 entries are written with stochastic rounding (else to nearest)
+  bool from_weights = false;  // per-element: starts as a copy of the weights (else initial_state())
 };
 
 enum class scope : std::uint8_t {
@@ -140,6 +149,14 @@ struct field_id {
 template <std::size_t K>
 struct stat_id {
   static constexpr std::size_t index = K;
+};
+
+// The arena as init() shows it to initial_scalars(const arena_info&).
+struct arena_info {
+  std::vector<std::string> names, groups;  // per parameter
+  std::vector<std::vector<std::size_t>> shapes;
+  std::vector<std::string> group_names;    // group id -> name
+  std::vector<std::uint32_t> group_of;     // per parameter: its group id
 };
 
 // Values a component can report to monitors (record_statistics).

@@ -40,6 +40,7 @@ using scalars_of = typename scalars_of_impl<C>::type;
   struct trait<C, std::void_t<decltype(expr)>> : std::true_type {};
 
 MIXPREC_DETECT(has_initial_scalars, std::declval<const C&>().initial_scalars())
+MIXPREC_DETECT(has_initial_scalars_for_arena, std::declval<const C&>().initial_scalars(std::declval<const arena_info&>()))
 MIXPREC_DETECT(has_state, C::state[0])
 MIXPREC_DETECT(has_statistics, C::statistics[0])
 MIXPREC_DETECT(has_uses, std::declval<const C&>().uses(std::size_t{0}))
@@ -108,8 +109,9 @@ constexpr statistic statistic_of(std::size_t k) {
 }
 
 template <class C>
-scalars_of<C> initial_scalars_of(const C& c) {
-  if constexpr (has_initial_scalars<C>::value) return c.initial_scalars();
+scalars_of<C> initial_scalars_of(const C& c, const arena_info& arena) {
+  if constexpr (has_initial_scalars_for_arena<C>::value) return c.initial_scalars(arena);
+  else if constexpr (has_initial_scalars<C>::value) return c.initial_scalars();
   else return {};
 }
 template <class C>

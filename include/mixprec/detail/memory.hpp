@@ -75,6 +75,18 @@ void write_to_device(const T* host_src, T* device_dst, std::size_t n, stream s =
 #endif
 }
 
+// Device-to-device copy, in stream order.
+template <class T>
+void copy_device(const T* src, T* dst, std::size_t n, stream s = {}) {
+  if (n == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  MIXPREC_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice, s.handle));
+#else
+  (void)s;
+  std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), n * sizeof(T));
+#endif
+}
+
 template <class T>
 T read_back(const T* device_src, stream s = {}) {
   T v;

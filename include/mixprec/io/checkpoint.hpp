@@ -317,7 +317,7 @@ struct device_array {
 template <class C>
 void add_component_arrays(std::vector<device_array>& arrays, std::vector<field_buffer>& fields, std::size_t& f,
                           bool saved_only) {
-  for (std::size_t j = 0; j < field_count<C>(); ++j, ++f) {
+  for (std::size_t j = 0; j != field_count<C>(); ++j, ++f) {
     field_buffer& b = fields[f];
     if (!b.used || (saved_only && !field_of<C>(j).saved)) continue;
     arrays.push_back({raw(b.bytes), b.bytes.size()});
@@ -358,7 +358,7 @@ void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
               w.put(static_cast<std::uint32_t>(sc.size()));
               for (const named_value& v : sc) put_value(w, v);
               w.put(static_cast<std::uint32_t>(field_count<T>()));
-              for (std::size_t j = 0; j < field_count<T>(); ++j, ++f) {
+              for (std::size_t j = 0; j != field_count<T>(); ++j, ++f) {
                 const state_field fd = field_of<T>(j);
                 w.put_string(fd.name);
                 w.put(static_cast<std::uint8_t>(fd.format));
@@ -490,7 +490,7 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
     for (std::uint32_t j = 0; j < ns; ++j) c.scalars.push_back(get_value(body));
     const auto nf = body.get<std::uint32_t>("field count");
     require(nf <= 4096, "checkpoint: ", nf, " state fields (corrupted)");
-    for (std::uint32_t j = 0; j < nf; ++j) {
+    for (std::uint32_t j = 0; j != nf; ++j) {
       typename saved_component::field f;
       f.name = body.get_string("field name");
       f.format = body.get<std::uint8_t>("field format");
@@ -553,7 +553,7 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
                 // State fields, by name and in order.
                 require(sv.fields.size() == field_count<T>(), "checkpoint: ", mine[k], " has ", sv.fields.size(),
                         " state fields in the checkpoint but ", field_count<T>(), " here");
-                for (std::size_t j = 0; j < field_count<T>(); ++j, ++f) {
+                for (std::size_t j = 0; j != field_count<T>(); ++j, ++f) {
                   const state_field fd = field_of<T>(j);
                   const auto& x = sv.fields[j];
                   const std::string who = mine[k] + "." + fd.name;

@@ -112,7 +112,7 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
     auto map_one = [&](auto tag) {
       using T = typename decltype(tag)::type;
       std::uint32_t used = 0;
-      for (std::size_t j = 0; j < field_count<T>(); ++j, ++f) {
+      for (std::size_t j = 0; j != field_count<T>(); ++j, ++f) {
         if (!fields[f].used) continue;
         const state_field fd = field_of<T>(j);
         require(fd.where == extent::element && fd.on == parameter_set::all,

@@ -85,6 +85,9 @@ struct add_decayed_weights {
 template <class Schedule = constant_schedule>
 struct decoupled_weight_decay {
   static constexpr const char* name = "decoupled_weight_decay";
+  struct traits : component_traits {
+    static constexpr bool keeps_update = true;  // it scales the weight
+  };
   float weight_decay = 0.0f;
   Schedule lr{};
   struct scalars {

@@ -184,6 +184,9 @@ class parameters {
     require_finalized("grad_data");
     return detail::raw(grads_);
   }
+  const float* master_data() const { return const_cast<parameters&>(*this).master_data(); }
+  const Model* model_data() const { return const_cast<parameters&>(*this).model_data(); }
+  const Grad* grad_data() const { return const_cast<parameters&>(*this).grad_data(); }
 
   // Views of one parameter in each role.
   tensor_view<float> master(std::size_t index) {

@@ -181,6 +181,26 @@ class chain_state {
     return elements_ == 0 ? 0.0 : static_cast<double>(state_bytes()) / static_cast<double>(elements_);
   }
 
+  // A state field of component K (of the flattened chain), by name, as a
+  // view of its entries (per-element fields: the arena's layout, so
+  // parameter p's entries are at its offset). For reading (an EMA of the
+  // weights for evaluation, say) between steps.
+  template <std::size_t K, class T = float>
+  tensor_view<const T> field(const std::string& name) const {
+    require_initialized("field");
+    using component = std::tuple_element_t<K, std::tuple<C...>>;
+    for (std::size_t j = 0; j < detail::field_count<component>(); ++j) {
+      const state_field f = detail::field_of<component>(j);
+      if (name != f.name) continue;
+      detail::require(f.format == format_traits<T>::id, "chain_state::field: ", component::name, ".", name, " is ",
+                      format_name(f.format), ", not ", format_traits<T>::name);
+      const detail::field_buffer& b = fields_[detail::first_field<C...>(K) + j];
+      detail::require(b.used, "chain_state::field: ", component::name, ".", name, " is not used by these options");
+      return tensor_view<const T>(reinterpret_cast<const T*>(detail::raw(b.bytes)), b.entries);
+    }
+    throw error(detail::concat("chain_state::field: ", component::name, " has no state field \"", name, "\""));
+  }
+
   detail::chain_block<C...> block() const { return block(last_stream_); }
   detail::chain_block<C...> block(stream s) const {
     require_initialized("a read-back");
@@ -273,18 +293,23 @@ class chain_t {
     st.last_stream_ = s;
     st.arena_ = params.signature();
     st.elements_ = params.element_count();
-    detail::chain_block<C...> block{};
-    block.comps = initial_scalars(std::index_sequence_for<C...>{});
-    block.at_start = block.comps;
-
     std::vector<shape> shapes;
     std::vector<std::size_t> offsets;
     std::vector<std::uint32_t> groups;
+    arena_info info;
+    info.group_names = params.group_names();
     for (const auto& p : params.list()) {
       shapes.push_back(p.shape);
       offsets.push_back(p.offset);
       groups.push_back(p.group_id);
+      info.names.push_back(p.name);
+      info.groups.push_back(p.group);
+      info.shapes.emplace_back(p.shape.begin(), p.shape.end());
+      info.group_of.push_back(p.group_id);
     }
+    detail::chain_block<C...> block{};
+    block.comps = initial_scalars(info, std::index_sequence_for<C...>{});
+    block.at_start = block.comps;
     bool column_stats = false, slices = false;
     for (int j = 0; j < d.nstats; ++j) {
       column_stats = column_stats || d.stats[j].decl.where == scope::column;
@@ -344,8 +369,8 @@ class chain_t {
   }
 
   template <std::size_t... K>
-  detail::pod_tuple<detail::scalars_of<C>...> initial_scalars(std::index_sequence<K...>) const {
-    return detail::make_pod_tuple(detail::initial_scalars_of(std::get<K>(components_))...);
+  detail::pod_tuple<detail::scalars_of<C>...> initial_scalars(const arena_info& info, std::index_sequence<K...>) const {
+    return detail::make_pod_tuple(detail::initial_scalars_of(std::get<K>(components_), info)...);
   }
 
   // Every state field: entries per the field's extent and parameter set,
@@ -360,7 +385,7 @@ class chain_t {
     using component = std::tuple_element_t<K, std::tuple<C...>>;
     const auto& c = std::get<K>(components_);
     constexpr std::size_t nf = detail::field_count<component>();
-    for (std::size_t j = 0; j < nf; ++j) {
+    for (std::size_t j = 0; j != nf; ++j) {
       const state_field f = detail::field_of<component>(j);
       detail::field_buffer& b = st.fields_[detail::first_field<C...>(K) + j];
       b.used = detail::uses_field(c, j);
@@ -370,7 +395,12 @@ class chain_t {
       std::uint64_t next = 0;
       for (std::size_t p = 0; p < geo.size(); ++p) {
         const bool matrix = geo[p].rank >= 2;
-        const bool covered = f.on == parameter_set::all || (f.on == parameter_set::matrices) == matrix;
+        detail::require(f.on != parameter_set::every_matrix || matrix, component::name, ": state field \"", f.name,
+                        "\" has an entry per ", f.where == extent::column ? "column" : "row",
+                        " of every parameter's last two dimensions, but parameter \"", params[p].name, "\" has rank ",
+                        geo[p].rank);
+        const bool covered = f.on == parameter_set::all ||
+                             (f.on == parameter_set::vectors ? !matrix : matrix);
         if (!covered) continue;
         switch (f.where) {
           case extent::element:
@@ -389,6 +419,17 @@ class chain_t {
       b.bytes = detail::allocate<std::uint8_t>(next * width, "optimizer state");
       b.base = detail::allocate<std::uint64_t>(b.base_h.size(), "a state table");
       detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);
+      if (f.from_weights) {
+        detail::require(f.where == extent::element && f.on == parameter_set::all && f.format == format_id::f32,
+                        component::name, ": state field \"", f.name, "\" starts from the weights, so it must be a "
+                        "float field of every element");
+        if constexpr (Arena::has_master)
+          detail::copy_device(params.master_data(), reinterpret_cast<float*>(detail::raw(b.bytes)), next, s);
+        else
+          convert_n<float>(params.model_data(), next, reinterpret_cast<float*>(detail::raw(b.bytes)), round_nearest_even{},
+                           s);
+        continue;
+      }
       const float v = detail::initial_state_of(c, j);  // the buffer starts at zero
       if (v != 0.0f && f.format == format_id::bf16)
         fill(tensor_view<bfloat16>(reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next), v, round_nearest_even{}, s);
@@ -459,6 +500,7 @@ class chain_t {
     env.rows = st.layout_.rows;
     env.columns = st.layout_.columns;
     env.slices = st.layout_.slices;
+    env.elements = params.element_count();
     return env;
   }
   static constexpr std::size_t component_of_field(std::size_t f) {

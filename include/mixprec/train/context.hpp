@@ -105,6 +105,9 @@ struct element_context {
   MIXPREC_HOST_DEVICE const scalars_type& scalars() const { return sc; }
   // Decoupled weight decay: the weight is multiplied by f before the update is added.
   MIXPREC_HOST_DEVICE void scale_weight(float f) const { *weight_factor *= f; }
+  // The weight this step writes if u is the final update (the writer stores
+  // this value as the fp32 master weight): weight * decay + u.
+  MIXPREC_HOST_DEVICE float updated_weight(float u) const { return w * *weight_factor + u; }
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
@@ -165,6 +168,17 @@ struct decide_context {
     const auto& comp = get<K>(env.comps);
     return env.stats[s][0] * derived_scale<Env, s>(block.factor, power_of(comp, J));
   }
+  // A per-parameter statistic, for parameter p.
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE double statistic_at(stat_id<J>, std::size_t p) const {
+    constexpr int s = stat_index<Env, K>(J);
+    static_assert(Env::plan::data.stats[s].decl.where == scope::parameter,
+                  "mixprec: statistic_at(stat, p) reads a per-parameter statistic");
+    const auto& comp = get<K>(env.comps);
+    return env.stats[s][p] * derived_scale<Env, s>(block.factor, power_of(comp, J));
+  }
+  // Elements of the arena (without padding).
+  MIXPREC_HOST_DEVICE std::uint64_t elements() const { return env.elements; }
   // What another component reports (NaN when none does).
   MIXPREC_HOST_DEVICE float report(quantity q) const {
     return report_from(q, std::make_index_sequence<Env::n>{});

@@ -106,6 +106,7 @@ struct step_env {
   field_storage fields[nfields > 0 ? nfields : 1];
   double* stats[plan::data.nstats > 0 ? plan::data.nstats : 1];  // reduced statistics (global: one value)
   std::uint64_t rows, columns, slices;
+  std::uint64_t elements;  // of the arena, without padding
 };
 
 template <class Env, std::size_t K>

@@ -65,6 +65,53 @@ struct pass_combine_op {
   __device__ T operator()(const T& a, const T& b) const { return body->combine(a, b); }
 };
 
+template <int k, class Body>
+__device__ void accumulate_field(const Body& body, typename Body::value_type& acc, const float* v) {
+  constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
+  if constexpr (e.field && !Body::template revealed<k>())
+    acc.v[e.slot] = combine_values(acc.v[e.slot], body.template contribution_of<k>(v[k]), body.template is_max<k>());
+}
+template <class Body, int... k>
+__device__ void accumulate_fields(const Body& body, typename Body::value_type& acc, const float* v,
+                                  std::integer_sequence<int, k...>) {
+  (accumulate_field<k>(body, acc, v), ...);
+}
+template <class Body, int... k>
+__device__ void stage(const Body&, float* staged, std::uint32_t e, const float* v, std::integer_sequence<int, k...>) {
+  int j = 0;
+  ((Body::d.stats[Body::list.s[k]].field ? void() : void(staged[(j++) * tile_size + e] = v[k])), ...);
+}
+template <int k, class Body>
+__device__ void reduce_staged_one(const Body& body, const float* staged, const step_tile& tile, int& j) {
+  constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
+  if constexpr (!e.field) {
+    const float* vals = staged + (j++) * tile_size;
+    const param_geometry& g = body.env.geometry[tile.param];
+    const bool is_max = body.template is_max<k>();
+    if constexpr (e.decl.where == scope::column) {
+      for (std::uint32_t c = threadIdx.x; c < tile.width; c += block_threads) {
+        double a = 0.0;
+        for (std::uint32_t r = 0; r < tile.height; ++r)
+          a = combine_values(a, body.template contribution_of<k>(vals[r * tile.width + c]), is_max);
+        body.column_partials[e.slot][column_partial_at<Body>(g, tile, c)] = a;
+      }
+    } else {
+      for (std::uint32_t r = threadIdx.x; r < tile.height; r += block_threads) {
+        double a = 0.0;
+        for (std::uint32_t c = 0; c < tile.width; ++c)
+          a = combine_values(a, body.template contribution_of<k>(vals[r * tile.width + c]), is_max);
+        body.row_partials[e.slot][row_partial_at<Body>(g, tile, r)] = a;
+      }
+    }
+  }
+}
+
+template <class Body, int... k>
+__device__ void reduce_staged(const Body& body, const float* staged, const step_tile& tile,
+                              std::integer_sequence<int, k...>) {
+  int j = 0;
+  (reduce_staged_one<k>(body, staged, tile, j), ...);
+}
 template <class Body>
 __global__ void __launch_bounds__(block_threads)
     measure_kernel(Body body, std::size_t ntiles, typename Body::value_type* partials) {
@@ -101,53 +148,6 @@ __global__ void __launch_bounds__(block_threads)
       if (active) reduce_staged(body, staged, tile, std::make_integer_sequence<int, Body::nstats>{});
     }
     __syncthreads();
-  }
-}
-
-template <class Body, int... k>
-__device__ void accumulate_fields(const Body& body, typename Body::value_type& acc, const float* v,
-                                  std::integer_sequence<int, k...>) {
-  (accumulate_field<k>(body, acc, v), ...);
-}
-template <int k, class Body>
-__device__ void accumulate_field(const Body& body, typename Body::value_type& acc, const float* v) {
-  constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
-  if constexpr (e.field && !Body::template revealed<k>())
-    acc.v[e.slot] = combine_values(acc.v[e.slot], body.template contribution_of<k>(v[k]), body.template is_max<k>());
-}
-template <class Body, int... k>
-__device__ void stage(const Body&, float* staged, std::uint32_t e, const float* v, std::integer_sequence<int, k...>) {
-  int j = 0;
-  ((Body::d.stats[Body::list.s[k]].field ? void() : void(staged[(j++) * tile_size + e] = v[k])), ...);
-}
-template <class Body, int... k>
-__device__ void reduce_staged(const Body& body, const float* staged, const step_tile& tile,
-                              std::integer_sequence<int, k...>) {
-  int j = 0;
-  (reduce_staged_one<k>(body, staged, tile, j), ...);
-}
-template <int k, class Body>
-__device__ void reduce_staged_one(const Body& body, const float* staged, const step_tile& tile, int& j) {
-  constexpr stat_entry e = Body::d.stats[Body::list.s[k]];
-  if constexpr (!e.field) {
-    const float* vals = staged + (j++) * tile_size;
-    const param_geometry& g = body.env.geometry[tile.param];
-    const bool is_max = body.template is_max<k>();
-    if constexpr (e.decl.where == scope::column) {
-      for (std::uint32_t c = threadIdx.x; c < tile.width; c += block_threads) {
-        double a = 0.0;
-        for (std::uint32_t r = 0; r < tile.height; ++r)
-          a = combine_values(a, body.template contribution_of<k>(vals[r * tile.width + c]), is_max);
-        body.column_partials[e.slot][column_partial_at<Body>(g, tile, c)] = a;
-      }
-    } else {
-      for (std::uint32_t r = threadIdx.x; r < tile.height; r += block_threads) {
-        double a = 0.0;
-        for (std::uint32_t c = 0; c < tile.width; ++c)
-          a = combine_values(a, body.template contribution_of<k>(vals[r * tile.width + c]), is_max);
-        body.row_partials[e.slot][row_partial_at<Body>(g, tile, r)] = a;
-      }
-    }
   }
 }
 

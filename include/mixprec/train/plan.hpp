@@ -39,7 +39,8 @@ inline constexpr int max_passes = 66;
 struct component_summary {
   const char* name = "";
   bool before_statistics = false, linear = false, multiplier = false, may_skip = false, may_hold = false,
-       writes_weights = false, replayable = true, loss_scaler = false, observes = false, needs_position = false;
+       writes_weights = false, replayable = true, loss_scaler = false, observes = false, needs_position = false,
+       keeps_update = false;
   bool has_decide = false, has_entry_rules = false;
   int first_stat = 0, nstats = 0, nfields = 0;
   bool position_fields = false;  // row or column fields
@@ -60,6 +61,7 @@ constexpr component_summary summary_of() {
   s.loss_scaler = T::loss_scaler;
   s.observes = T::observes;
   s.needs_position = T::needs_position;
+  s.keeps_update = T::keeps_update;
   s.has_decide = has_decide<C>::value;
   s.has_entry_rules = has_decide_row<C>::value || has_decide_column<C>::value || has_decide_parameter<C>::value;
   s.nstats = static_cast<int>(statistic_count<C>());
@@ -259,6 +261,8 @@ constexpr plan_data make_plan() {
         mask = 0;
         derived = false;
       }
+    } else if (c.keeps_update) {
+      // The update passes through unchanged: available as before.
     } else if (c.multiplier) {
       if (avail <= lvl) {
         avail = lvl;
@@ -490,7 +494,8 @@ struct chain_plan {
       const detail::pass_entry& p = data.passes[q];
       out += "pass " + std::to_string(q + 1) + " (" + detail::pass_name(p.kind) + "): runs " +
              list(0, data.n, [&](int k) { return detail::runs_in(data, k, q); });
-      const std::string replayed = list(0, data.n, [&](int k) { return detail::replays_in(data, k, q); });
+      const std::string replayed =
+          list(0, data.n, [&](int k) { return detail::replays_in(data, k, q) && data.comp[k].nfields > 0; });
       if (replayed != "-") out += "; recomputes " + replayed + " read-only";
       if (p.kind == pass_kind::update) {
         out += "; writes the weights (";

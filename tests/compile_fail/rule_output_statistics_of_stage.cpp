@@ -1,0 +1,13 @@
+// Must not compile: a stage asks for statistics of its own output.
+#include <mixprec/mixprec.hpp>
+
+struct measures_itself {
+  static constexpr const char* name = "measures_itself";
+  static constexpr mixprec::statistic statistics[] = {
+      {"out", mixprec::scope::global, mixprec::reduction::power_sum, mixprec::source::output}};
+};
+
+int main() {
+  const auto step = mixprec::chain(measures_itself{}, mixprec::sgd(mixprec::sgd_options{}));
+  (void)step;
+}

@@ -1,0 +1,12 @@
+// Must not compile: 65 statistics in one chain.
+#include <mixprec/mixprec.hpp>
+
+struct curious {
+  static constexpr const char* name = "curious";
+  static constexpr mixprec::statistic statistics[65] = {};
+};
+
+int main() {
+  const auto step = mixprec::chain(curious{}, mixprec::sgd(mixprec::sgd_options{}));
+  (void)step;
+}
