@@ -21,7 +21,9 @@
 // Output: a table (or, with --json, a JSON array) on stdout, and two CSV
 // files in --out DIR: digits_curves.csv (per configuration and epoch: loss
 // and accuracy on the training and test sets, loss scale, skipped steps) and
-// digits_loss_scale.csv (the loss scale each step of the fp16 run used).
+// digits_steps.csv (what record_statistics saw at every step of the fp16
+// run: loss scale, skipped, unscaled gradient norm, learning rate, and the
+// fraction of fp16 gradients that were zero or subnormal).
 // examples/train_digits/plot.py turns them into DIR/digits_curves.png.
 //
 // The example owns its forward and backward passes: plain element loops in
@@ -104,7 +106,7 @@ void usage(std::FILE* f) {
                "  --weight-decay X  AdamW weight decay of the weights; biases get none (default 0.0001)\n"
                "  --seed N          seed of the initial weights and of the shuffling (default 1)\n"
                "  --data PATH       the digits .csv.gz (default %s)\n"
-               "  --out DIR         where digits_curves.csv and digits_loss_scale.csv go (default .)\n"
+               "  --out DIR         where digits_curves.csv and digits_steps.csv go (default .)\n"
                "  --no-csv          write no CSV files\n"
                "  --no-fp8          skip the sixth configuration (fp8 e4m3 model copy, bf16 gradients, fp32 master)\n"
                "  --controls        also run fp16 without loss scaling and pure bf16 with round-to-nearest updates\n"
@@ -326,8 +328,7 @@ struct linear_relu_forward {
 // `correct` is set, and when `dlogits` is set the gradient of
 // loss_scale * (mean loss over the batch) with respect to the logits,
 // rounded to the gradient format. `scale` points at the loss scale in device
-// memory (nullptr: 1); `scale_trace`, when set, receives it (the loss-scale
-// trace is recorded on the device, with no host round trip).
+// memory (nullptr: 1), read there with no host round trip.
 template <class Model, class Grad>
 struct output_layer_loss {
   const Model* h;       // [batch, hidden]
@@ -337,7 +338,6 @@ struct output_layer_loss {
   const int* rows;
   std::size_t batch;
   const float* scale;
-  float* scale_trace;
   float* loss;
   int* correct;
   Grad* dlogits;  // [batch, classes]
@@ -359,7 +359,6 @@ struct output_layer_loss {
     if (correct != nullptr) correct[b] = arg == label ? 1 : 0;
     if (dlogits != nullptr) {
       const float s = scale != nullptr ? *scale : 1.0f;
-      if (b == 0 && scale_trace != nullptr) *scale_trace = s;
       const float coef = s / static_cast<float>(batch);
       for (std::size_t o = 0; o < kClasses; ++o) {
         const float p = expf(z[o] - lse);
@@ -460,11 +459,10 @@ struct mlp {
 
   // One training batch: rows [first, first + n) of the epoch's order. Writes
   // the gradients of loss_scale * mean loss into the arena's gradients.
-  void forward_backward(const device_set& train, std::size_t first, std::size_t n, const float* scale,
-                        float* scale_trace) {
+  void forward_backward(const device_set& train, std::size_t first, std::size_t n, const float* scale) {
     const int* r = raw(rows) + first;
     launch(n * kHidden, linear_relu_forward<float, Model, Model>{train.x(), r, w1, b1, raw(h), kInputs, kHidden});
-    launch(n, output_layer_loss<Model, Grad>{raw(h), w2, b2, train.y(), r, n, scale, scale_trace, raw(loss), nullptr,
+    launch(n, output_layer_loss<Model, Grad>{raw(h), w2, b2, train.y(), r, n, scale, raw(loss), nullptr,
                                              raw(dlogits)});
     const linear_backward<Model, Grad, Model, Grad, Grad> fc2{raw(h), nullptr, raw(dlogits), w2, gw2, gb2, raw(dh),
                                                               n, kHidden, kClasses};
@@ -480,8 +478,8 @@ struct mlp {
   metrics evaluate(const device_set& s) {
     launch(s.count * kHidden, linear_relu_forward<float, Model, Model>{s.x(), nullptr, w1, b1, raw(h), kInputs,
                                                                        kHidden});
-    launch(s.count, output_layer_loss<Model, Grad>{raw(h), w2, b2, s.y(), nullptr, s.count, nullptr, nullptr,
-                                                   raw(loss), raw(correct), nullptr});
+    launch(s.count, output_layer_loss<Model, Grad>{raw(h), w2, b2, s.y(), nullptr, s.count, nullptr, raw(loss),
+                                                   raw(correct), nullptr});
     const auto n = static_cast<std::ptrdiff_t>(s.count);
     const double total = thrust::reduce(thrust::device, loss.begin(), loss.begin() + n, 0.0);
     const long hits = thrust::reduce(thrust::device, correct.begin(), correct.begin() + n, 0l);
@@ -500,10 +498,11 @@ struct epoch_row {
   float loss_scale;  // NaN: no scaler
   std::uint64_t skipped;
 };
-struct scale_row {
+// One step of a run with a statistics_log (mixprec::record_statistics).
+struct step_row {
   std::string config;
   std::uint64_t step;
-  float loss_scale;
+  mixprec::statistics_log::record stats;
 };
 
 struct result {
@@ -516,9 +515,11 @@ struct result {
   bool control;  // a negative control (--controls), not held to the fp32 accuracy
 };
 
+// `log`: the statistics_log the chain's record_statistics writes to, if any.
 template <class Model, class Grad, class Master, class Chain>
 result run_config(const std::string& name, const Chain& chain, const dataset& data, const options& opt,
-                  std::vector<epoch_row>& curves, std::vector<scale_row>& scales) {
+                  std::vector<epoch_row>& curves, std::vector<step_row>& steps,
+                  const mixprec::statistics_log* log = nullptr) {
   constexpr bool scaled = Chain::has_loss_scaler;
   const auto start = std::chrono::steady_clock::now();
 
@@ -532,8 +533,6 @@ result run_config(const std::string& name, const Chain& chain, const dataset& da
   const std::size_t n_train = data.train.count;
   const std::size_t capacity = std::max({opt.batch, n_train, data.test.count});
   mlp<Model, Grad> net(params, capacity, n_train);
-  const std::size_t steps_per_epoch = (n_train + opt.batch - 1) / opt.batch;
-  thrust::device_vector<float> scale_trace(scaled ? steps_per_epoch * static_cast<std::size_t>(opt.epochs) : 0);
 
   auto record_epoch = [&](int epoch, std::uint64_t step) {
     const auto tr = net.evaluate(data.train);
@@ -552,16 +551,16 @@ result run_config(const std::string& name, const Chain& chain, const dataset& da
     thrust::copy(order.begin(), order.end(), net.rows.begin());
     for (std::size_t first = 0; first < n_train; first += opt.batch, ++step) {
       const std::size_t n = std::min(opt.batch, n_train - first);
-      net.forward_backward(data.train, first, n, scale, scaled ? raw(scale_trace) + step : nullptr);
+      net.forward_backward(data.train, first, n, scale);
       chain.apply(params, state);
     }
     record_epoch(epoch, step);
   }
 
-  if constexpr (scaled) {
-    std::vector<float> trace(scale_trace.size());
-    thrust::copy(scale_trace.begin(), scale_trace.end(), trace.begin());
-    for (std::size_t s = 0; s < trace.size(); ++s) scales.push_back({name, s + 1, trace[s]});
+  // What every step saw, recorded on the device; read once, now.
+  if (log != nullptr) {
+    std::uint64_t k = 0;
+    for (const auto& rec : log->read()) steps.push_back({name, ++k, rec});
   }
 
   const epoch_row& last = curves.back();
@@ -592,10 +591,10 @@ std::string join_path(const std::string& dir, const char* file) {
   return dir.back() == '/' ? dir + file : dir + "/" + file;
 }
 
-void write_csv(const std::string& dir, const std::vector<epoch_row>& curves, const std::vector<scale_row>& scales,
-               std::string& curves_path, std::string& scales_path) {
+void write_csv(const std::string& dir, const std::vector<epoch_row>& curves, const std::vector<step_row>& steps,
+               std::string& curves_path, std::string& steps_path) {
   curves_path = join_path(dir, "digits_curves.csv");
-  scales_path = join_path(dir, "digits_loss_scale.csv");
+  steps_path = join_path(dir, "digits_steps.csv");
   std::FILE* f = std::fopen(curves_path.c_str(), "w");
   if (f == nullptr) throw std::runtime_error("cannot write " + curves_path);
   std::fprintf(f, "config,epoch,step,train_loss,train_accuracy,test_loss,test_accuracy,loss_scale,skipped_steps\n");
@@ -608,13 +607,35 @@ void write_csv(const std::string& dir, const std::vector<epoch_row>& curves, con
     std::fprintf(f, "%llu\n", static_cast<unsigned long long>(r.skipped));
   }
   const bool curves_ok = std::fclose(f) == 0;
-  f = std::fopen(scales_path.c_str(), "w");
-  if (!curves_ok || f == nullptr) throw std::runtime_error("cannot write " + (curves_ok ? scales_path : curves_path));
-  std::fprintf(f, "config,step,loss_scale\n");
-  for (const scale_row& r : scales)
-    std::fprintf(f, "%s,%llu,%.9g\n", r.config.c_str(), static_cast<unsigned long long>(r.step),
-                 static_cast<double>(r.loss_scale));
-  if (std::fclose(f) != 0) throw std::runtime_error("cannot write " + scales_path);
+  f = std::fopen(steps_path.c_str(), "w");
+  if (!curves_ok || f == nullptr) throw std::runtime_error("cannot write " + (curves_ok ? steps_path : curves_path));
+  std::fprintf(f, "config,step,loss_scale,skipped,gradient_norm,learning_rate,underflow_fraction\n");
+  for (const step_row& r : steps)
+    std::fprintf(f, "%s,%llu,%.9g,%d,%.9g,%.9g,%.9g\n", r.config.c_str(), static_cast<unsigned long long>(r.step),
+                 r.stats.loss_scale, r.stats.skipped ? 1 : 0, r.stats.gradient_norm, r.stats.learning_rate,
+                 r.stats.underflow_fraction);
+  if (std::fclose(f) != 0) throw std::runtime_error("cannot write " + steps_path);
+}
+
+// What record_statistics saw in the fp16 run, in a few numbers.
+void print_step_summary(const std::vector<step_row>& steps) {
+  if (steps.empty()) return;
+  const auto& first = steps.front().stats;
+  const auto& last = steps.back().stats;
+  std::size_t skipped = 0;
+  double norm_sum = 0.0, low = first.loss_scale, high = first.loss_scale;
+  for (const step_row& r : steps) {
+    skipped += r.stats.skipped;
+    if (!r.stats.skipped) norm_sum += r.stats.gradient_norm;
+    low = std::min(low, r.stats.loss_scale);
+    high = std::max(high, r.stats.loss_scale);
+  }
+  std::printf("\n%s, every step (record_statistics, read once after training): %zu steps, %zu skipped,\n"
+              "  loss scale %g..%g, mean unscaled gradient norm %.4g, fp16 gradients zero or subnormal:\n"
+              "  %.1f%% at the first step, %.1f%% at the last\n",
+              steps.front().config.c_str(), steps.size(), skipped, low, high,
+              norm_sum / static_cast<double>(steps.size() - skipped), 100.0 * first.underflow_fraction,
+              100.0 * last.underflow_fraction);
 }
 
 void print_json(const std::vector<result>& results) {
@@ -676,47 +697,52 @@ int main(int argc, char** argv) {
 
     std::vector<result> results;
     std::vector<epoch_row> curves;
-    std::vector<scale_row> scales;
-    std::string curves_path, scales_path;
-    if (opt.csv) write_csv(opt.out, curves, scales, curves_path, scales_path);  // fail now, not after training
+    std::vector<step_row> steps;
+    std::string curves_path, steps_path;
+    if (opt.csv) write_csv(opt.out, curves, steps, curves_path, steps_path);  // fail now, not after training
+    // Every step of the fp16 run, recorded on the device (read after training).
+    const std::size_t steps_per_run =
+        (data.train.count + opt.batch - 1) / opt.batch * static_cast<std::size_t>(opt.epochs);
+    mixprec::statistics_log fp16_log(steps_per_run);
     const auto t0 = std::chrono::steady_clock::now();
     results.push_back(run_config<float, float, float>("fp32", mixprec::chain(mixprec::adamw(o)), data, opt, curves,
-                                                      scales));
+                                                      steps));
     results.push_back(run_config<half, half, float>("fp16+master+dynamic-scale",
-                                                    mixprec::chain(scaler, mixprec::adamw(o)), data, opt, curves,
-                                                    scales));
+                                                    mixprec::chain(scaler, fp16_log.recorder(), mixprec::adamw(o)),
+                                                    data, opt, curves, steps, &fp16_log));
     results.push_back(run_config<bfloat16, bfloat16, float>("bf16+master", mixprec::chain(mixprec::adamw(o)), data,
-                                                            opt, curves, scales));
+                                                            opt, curves, steps));
     results.push_back(run_config<bfloat16, bfloat16, void>(
         "pure-bf16+stochastic",
         mixprec::chain(mixprec::adamw<bfloat16>(o), mixprec::round_model_stochastic{opt.seed}), data, opt, curves,
-        scales));
+        steps));
     results.push_back(run_config<bfloat16, bfloat16, void>(
         "bf16+kahan", mixprec::chain(mixprec::adamw(o), mixprec::kahan_summation<bfloat16>{}), data, opt, curves,
-        scales));
+        steps));
     if (opt.fp8)
       results.push_back(run_config<fp8_e4m3, bfloat16, float>("fp8-e4m3+master", mixprec::chain(mixprec::adamw(o)),
-                                                              data, opt, curves, scales));
+                                                              data, opt, curves, steps));
     if (opt.controls) {
       results.push_back(run_config<half, half, float>("control:fp16-no-scaling", mixprec::chain(mixprec::adamw(o)),
-                                                      data, opt, curves, scales));
+                                                      data, opt, curves, steps));
       results.back().control = true;
       results.push_back(run_config<bfloat16, bfloat16, void>("control:pure-bf16-nearest",
                                                              mixprec::chain(mixprec::adamw(o)), data, opt, curves,
-                                                             scales));
+                                                             steps));
       results.back().control = true;
     }
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    if (opt.csv) write_csv(opt.out, curves, scales, curves_path, scales_path);
+    if (opt.csv) write_csv(opt.out, curves, steps, curves_path, steps_path);
     if (opt.json) {
       print_json(results);
     } else {
       print_table(opt, data, results);
+      print_step_summary(steps);
       std::printf("total training time: %.2f s\n", total);
       if (opt.csv)
         std::printf("curves: %s, %s\nplot:   python3 examples/train_digits/plot.py --dir %s\n", curves_path.c_str(),
-                    scales_path.c_str(), opt.out.c_str());
+                    steps_path.c_str(), opt.out.c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_digits: %s\n", e.what());

@@ -2,9 +2,10 @@
 """Plots the curves written by train_digits.
 
 Reads DIR/digits_curves.csv (one row per configuration and epoch) and
-DIR/digits_loss_scale.csv (the loss scale of every step of the runs with a
-loss scaler) and writes a PNG with two panels: the training loss of every
-configuration, and the loss-scale trace of the fp16 run.
+DIR/digits_steps.csv (what mixprec::record_statistics saw at every step of
+the fp16 run) and writes a PNG with three panels: the training loss of every
+configuration, the loss-scale trace of the fp16 run, and that run's unscaled
+gradient norm and fraction of fp16 gradients that were zero or subnormal.
 
 Usage: python3 examples/train_digits/plot.py [--dir DIR] [--output PNG]
 (defaults: DIR = ., PNG = DIR/digits_curves.png). Needs matplotlib (Debian:
@@ -34,7 +35,7 @@ def main():
     parser.add_argument("--output", help="the PNG to write (default DIR/digits_curves.png)")
     args = parser.parse_args()
     curves_path = os.path.join(args.dir, "digits_curves.csv")
-    scale_path = os.path.join(args.dir, "digits_loss_scale.csv")
+    steps_path = os.path.join(args.dir, "digits_steps.csv")
     output = args.output or os.path.join(args.dir, "digits_curves.png")
     if not os.path.exists(curves_path):
         sys.exit(f"plot.py: {curves_path} not found; run train_digits --out {args.dir} first")
@@ -47,13 +48,19 @@ def main():
         a.append(100.0 * float(r["test_accuracy"]))
 
     scales = OrderedDict()  # config -> (steps, scales)
-    if os.path.exists(scale_path):
-        for r in read_rows(scale_path):
+    stats = OrderedDict()   # config -> (steps, gradient norms, underflow fractions)
+    if os.path.exists(steps_path):
+        for r in read_rows(steps_path):
             s, v = scales.setdefault(r["config"], ([], []))
             s.append(int(r["step"]))
             v.append(float(r["loss_scale"]))
+            if r["skipped"] == "0":
+                t, n, u = stats.setdefault(r["config"], ([], [], []))
+                t.append(int(r["step"]))
+                n.append(float(r["gradient_norm"]))
+                u.append(100.0 * float(r["underflow_fraction"]))
 
-    fig, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (ax_loss, ax_scale, ax_stats) = plt.subplots(1, 3, figsize=(18, 4.8))
     for config, (epochs, loss, acc) in losses.items():
         ax_loss.plot(epochs, loss, marker=".", markersize=3, linewidth=1.2,
                      label=f"{config} (test {acc[-1]:.1f}%)")
@@ -83,6 +90,23 @@ def main():
     ax_scale.set_ylabel("loss scale used by the step")
     ax_scale.set_title("Dynamic loss scale (fp16 run)")
     ax_scale.grid(True, which="both", alpha=0.3)
+
+    if stats:
+        config = next(iter(stats))
+        steps, norms, underflow = stats[config]
+        ax_stats.plot(steps, norms, linewidth=1.0, color="tab:blue", label="unscaled gradient norm")
+        ax_stats.set_yscale("log")
+        ax_stats.set_ylabel("gradient norm (L2, all parameters)")
+        twin = ax_stats.twinx()
+        twin.plot(steps, underflow, linewidth=1.0, color="tab:orange", label="fp16 gradients zero or subnormal")
+        twin.set_ylabel("% of fp16 gradients zero or subnormal")
+        lines = ax_stats.get_lines() + twin.get_lines()
+        ax_stats.legend(lines, [l.get_label() for l in lines], fontsize=8)
+        ax_stats.set_title(f"record_statistics ({config})")
+    else:
+        ax_stats.text(0.5, 0.5, "no statistics recorded", ha="center", va="center", transform=ax_stats.transAxes)
+    ax_stats.set_xlabel("step")
+    ax_stats.grid(True, which="both", alpha=0.3)
 
     fig.suptitle("train_digits: MLP 64-128-10 on the UCI digits")
     fig.tight_layout()
