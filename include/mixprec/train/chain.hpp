@@ -649,25 +649,6 @@ class chain_t {
     }
   }
 
-  // Copies the combined fields of pass q into the per-statistic arrays.
-  template <int q, class Value, class Env>
-  struct scatter_fields {
-    Env env;
-    const Value* out;  // [0]: global, [1 + p]: parameter p
-    std::size_t params;
-    MIXPREC_HOST_DEVICE void operator()(std::size_t p) const {
-      for (int j = 0; j < d.nstats; ++j) {
-        const detail::stat_entry& e = d.stats[j];
-        if (e.pass != q || !e.field) continue;
-        if (e.decl.where == scope::global) {
-          if (p == 0) env.stats[j][0] = out[0].v[e.slot];
-        } else if (p < params) {
-          env.stats[j][p] = out[1 + p].v[e.slot];
-        }
-      }
-    }
-  };
-
   std::tuple<C...> components_;
   std::array<const char*, n> owners_{};
 };

@@ -63,7 +63,7 @@ template <class... C>
 constexpr std::size_t first_field(std::size_t k) {
   constexpr std::size_t counts[] = {field_count<C>()..., 0};
   std::size_t f = 0;
-  for (std::size_t j = 0; j < k; ++j) f += counts[j];
+  for (std::size_t j = 0; j != k; ++j) f += counts[j];
   return f;
 }
 
@@ -76,7 +76,7 @@ constexpr int variant_combinations() {
 template <std::size_t K, class... C>
 constexpr int variant_in(int code) {
   constexpr int counts[] = {variant_count<C>()..., 1};
-  for (std::size_t j = 0; j < K; ++j) code /= counts[j];
+  for (std::size_t j = 0; j != K; ++j) code /= counts[j];
   return code % counts[K];
 }
 

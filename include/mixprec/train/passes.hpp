@@ -261,7 +261,11 @@ struct measure_body {
   template <int pos, int... k>
   MIXPREC_HOST_DEVICE static void store_at(float (&out)[nstats > 0 ? nstats : 1], float u,
                                            std::integer_sequence<int, k...>) {
-    ((d.stats[list.s[k]].position == pos ? void(out[k] = u) : void()), ...);
+    (store_one<pos, k>(out, u), ...);
+  }
+  template <int pos, int k>
+  MIXPREC_HOST_DEVICE static void store_one(float (&out)[nstats > 0 ? nstats : 1], float u) {
+    if constexpr (d.stats[list.s[k]].position == pos) out[k] = u;
   }
 
   // Statistic k is a non-finite count that a sum of squares of this pass
@@ -418,6 +422,32 @@ struct decide_body {
     }
     if constexpr (traits_of<component>::uniform_multiplier && d.level[K] == L) {
       if (!observers) block.factor[K] = static_cast<double>(get<K>(env.comps).multiplier(get<K>(block.comps)));
+    }
+  }
+};
+
+// Copies the combined global and per-parameter statistics of pass q (out[0]:
+// global, out[1 + p]: parameter p) into the per-statistic arrays.
+template <int q, class Value, class Env>
+struct scatter_fields {
+  static constexpr plan_data d = Env::plan::data;
+  Env env;
+  const Value* out;
+  std::size_t params;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t p) const { scatter(p, std::make_integer_sequence<int, d.nstats>{}); }
+  template <int... J>
+  MIXPREC_HOST_DEVICE void scatter(std::size_t p, std::integer_sequence<int, J...>) const {
+    (scatter_one<J>(p), ...);
+  }
+  template <int J>
+  MIXPREC_HOST_DEVICE void scatter_one(std::size_t p) const {
+    constexpr stat_entry e = d.stats[J];
+    if constexpr (e.pass == q && e.field) {
+      if constexpr (e.decl.where == scope::global) {
+        if (p == 0) env.stats[J][0] = out[0].v[e.slot];
+      } else {
+        if (p < params) env.stats[J][p] = out[1 + p].v[e.slot];
+      }
     }
   }
 };
