@@ -38,6 +38,11 @@ inline const char* role_name(role r) {
   return r == role::master ? "master weights" : r == role::model ? "model copy" : "gradients";
 }
 
+// Elements [begin, end) of an arena (padded indices).
+struct element_range {
+  std::size_t begin = 0, end = static_cast<std::size_t>(-1);
+};
+
 template <class Model, class Grad = Model, class Master = float>
 class parameters {
   static_assert(std::is_void_v<Master> || std::is_same_v<Master, float>,
@@ -99,8 +104,10 @@ class parameters {
   }
 
   // Lays the arena out and allocates every role (zero-filled). Nothing
-  // changes if it throws (e.g. on allocation failure).
-  void finalize() {
+  // changes if it throws (e.g. on allocation failure). `master_shard`
+  // keeps fp32 master weights only for those elements (ZeRO: each rank owns
+  // a shard of them, mixprec/dist); the model copy and gradients are whole.
+  void finalize(element_range master_shard = {}) {
     detail::require(!finalized_, "parameters::finalize: already finalized");
     detail::require(!params_.empty(), "parameters::finalize: empty parameter set (add parameters first)");
     std::vector<std::size_t> sizes;
@@ -111,9 +118,15 @@ class parameters {
     }
     // Allocate the roles first: a failure is cheap to report before the tile table is built.
     const std::size_t n = arena_layout::padded_size_of(sizes);
+    const std::size_t master_end = master_shard.end < n ? master_shard.end : n;
+    detail::require(master_shard.begin <= master_end, "parameters::finalize: master shard [", master_shard.begin, ", ",
+                    master_shard.end, ") is empty or reversed");
+    const bool sharded = master_shard.begin != 0 || master_end != n;
+    detail::require(!sharded || (has_master && !model_is_master), "parameters::finalize: only fp32 master weights "
+                    "kept apart from a narrower model copy can be sharded (a float model is its own master)");
     detail::device_vector<float> master;
     detail::device_vector<Model> model;
-    if constexpr (has_master) master = detail::allocate<float>(n, "the master weights");
+    if constexpr (has_master) master = detail::allocate<float>(master_end - master_shard.begin, "the master weights");
     if constexpr (!model_is_master) model = detail::allocate<Model>(n, "the model copy");
     detail::device_vector<Grad> grads = detail::allocate<Grad>(n, "the gradients");
     arena_layout layout(sizes, groups);
@@ -129,6 +142,8 @@ class parameters {
     master_ = std::move(master);
     model_ = std::move(model);
     grads_ = std::move(grads);
+    master_begin_ = has_master ? master_shard.begin : 0;
+    master_end_ = has_master ? master_end : 0;
     finalized_ = true;
   }
 
@@ -170,10 +185,20 @@ class parameters {
     require_finalized("signature");
     return signature_;
   }
+  // The master weights: element master_begin() is at master_data()[0]
+  // (master_begin() is 0 unless finalize() kept a shard).
   float* master_data() {
     static_assert(has_master, "this arena has no master weights (Master = void)");
     require_finalized("master_data");
     return detail::raw(master_);
+  }
+  std::size_t master_begin() const { return master_begin_; }
+  std::size_t master_end() const { return master_end_; }
+  bool master_sharded() const { return has_master && (master_begin_ != 0 || master_end_ != padded_size()); }
+  // Whether this arena keeps parameter k's master weights.
+  bool owns_master(std::size_t k) const {
+    const parameter& p = (*this)[k];
+    return has_master && p.offset >= master_begin_ && p.offset + p.size <= master_end_;
   }
   Model* model_data() {
     require_finalized("model_data");
@@ -190,8 +215,9 @@ class parameters {
 
   // Views of one parameter in each role.
   tensor_view<float> master(std::size_t index) {
+    require_owned(index, "master");
     const parameter& p = (*this)[index];
-    return tensor_view<float>(master_data() + p.offset, p.shape);
+    return tensor_view<float>(master_data() + (p.offset - master_begin_), p.shape);
   }
   tensor_view<Model> model(std::size_t index) {
     const parameter& p = (*this)[index];
@@ -283,14 +309,16 @@ class parameters {
     std::vector<float> values(p.size);
     for (std::size_t i = 0; i < p.size; ++i) values[i] = static_cast<float>(init(seed, p.index, i, p.shape));
     if constexpr (has_master) {
-      detail::write_to_device(values.data(), master_data() + p.offset, p.size, s);
-      if constexpr (!model_is_master)
-        convert_n<Model, weight_overflow<Model>>(master_data() + p.offset, p.size, model_data() + p.offset,
-                                                 round_nearest_even{}, s);
-    } else {
+      // The master weights this arena keeps, and the model copy rounded from the values.
+      const std::size_t b = std::max(p.offset, master_begin_), e = std::min(p.offset + p.size, master_end_);
+      if (b < e) detail::write_to_device(values.data() + (b - p.offset), master_data() + (b - master_begin_), e - b, s);
+    }
+    if constexpr (!model_is_master) {
       std::vector<Model> rounded(p.size);
       for (std::size_t i = 0; i < p.size; ++i) rounded[i] = convert<Model, weight_overflow<Model>>(values[i]);
       detail::write_to_device(rounded.data(), model_data() + p.offset, p.size, s);
+    } else {
+      detail::write_to_device(values.data(), model_data() + p.offset, p.size, s);
     }
   }
 
@@ -299,7 +327,8 @@ class parameters {
   template <class O = weight_overflow<Model>, class R = round_nearest_even>
   void sync_model(R round = {}, stream s = {}) {
     static_assert(has_master, "sync_model: this arena has no master weights");
-    if constexpr (!model_is_master) convert_n<Model, O>(master_data(), padded_size(), model_data(), round, s);
+    if constexpr (!model_is_master)
+      convert_n<Model, O>(master_data(), master_end_ - master_begin_, model_data() + master_begin_, round, s, master_begin_);
   }
 
   void zero_grads(stream s = {}) { fill(tensor_view<Grad>(grad_data(), padded_size()), 0.0f, round_nearest_even{}, s); }
@@ -318,7 +347,11 @@ class parameters {
     auto& self = const_cast<parameters&>(*this);  // the data accessors are non-const; nothing is written
     if (r == role::grad) return widen(self.grad_data() + offset, n, s);
     if (r == role::model) return widen(self.model_data() + offset, n, s);
-    if constexpr (has_master) return widen(self.master_data() + offset, n, s);
+    if constexpr (has_master) {
+      detail::require(offset >= master_begin_ && offset + n <= master_end_, "parameters::to_host: the master weights "
+                      "of elements [", offset, ", ", offset + n, ") are not kept here (sharded master weights)");
+      return widen(self.master_data() + (offset - master_begin_), n, s);
+    }
     throw error("parameters::to_host: this arena has no master weights (Master = void)");
   }
   void check_writable(role r, const std::string& name) const {
@@ -340,13 +373,19 @@ class parameters {
     } else if (r == role::model) {
       narrow(values, model_data() + offset, n, s);
     } else if constexpr (has_master) {
-      detail::write_to_device(values, master_data() + offset, n, s);
+      detail::require(offset >= master_begin_ && offset + n <= master_end_, "parameters::from_host: the master weights "
+                      "of elements [", offset, ", ", offset + n, ") are not kept here (sharded master weights)");
+      detail::write_to_device(values, master_data() + (offset - master_begin_), n, s);
       if constexpr (!model_is_master)
-        convert_n<Model, weight_overflow<Model>>(master_data() + offset, n, model_data() + offset,
-                                                         round_nearest_even{}, s);
+        convert_n<Model, weight_overflow<Model>>(master_data() + (offset - master_begin_), n, model_data() + offset,
+                                                 round_nearest_even{}, s);
     }
   }
 
+  void require_owned(std::size_t index, const char* what) const {
+    detail::require(owns_master(index), "parameters::", what, "(\"", (*this)[index].name, "\"): this arena does not "
+                    "keep its master weights (sharded master weights)");
+  }
   void require_finalized(const char* what) const {
     detail::require(finalized_, "parameters::", what, ": the arena is used before finalize()");
   }
@@ -360,6 +399,7 @@ class parameters {
   detail::device_vector<float> master_;
   detail::device_vector<Model> model_;
   detail::device_vector<Grad> grads_;
+  std::size_t master_begin_ = 0, master_end_ = 0;
 };
 
 }  // namespace mixprec

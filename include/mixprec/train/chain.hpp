@@ -50,6 +50,15 @@ class chain_t;
 template <class Arena, class... C>
 class chain_state;
 
+// What a distributed step does around the passes (mixprec/dist); nothing here.
+struct no_step_hooks {
+  template <class Arena>
+  void before_passes(Arena&, stream) {}
+  void combine(double*, std::size_t, bool, stream) {}
+  template <class Arena>
+  void after_update(Arena&, stream) {}
+};
+
 namespace detail {
 struct checkpoint_access;
 
@@ -231,6 +240,7 @@ class chain_state {
   detail::device_vector<std::uint32_t> groups_of_;
   std::vector<std::string> group_names_;
   std::size_t elements_ = 0;
+  element_range shard_{};
 };
 
 template <class... C>
@@ -285,11 +295,20 @@ class chain_t {
 
   // State for `params`: device scalars, state fields, statistics and
   // reduction buffers, all allocated here so that apply() allocates
-  // nothing. Throws mixprec::error on invalid hyperparameters.
+  // nothing. Throws mixprec::error on invalid hyperparameters. `shard`: the
+  // elements this state updates (a rank's shard, mixprec/dist): per-element
+  // state is kept for them only, and they must have master weights here.
   template <class Arena>
-  chain_state<Arena, C...> init(const Arena& params, stream s = {}) const {
+  chain_state<Arena, C...> init(const Arena& params, stream s = {}, element_range shard = {}) const {
     detail::require(params.finalized(), "chain::init: finalize() the parameters first");
+    shard.end = shard.end < params.padded_size() ? shard.end : params.padded_size();
+    detail::require(shard.begin <= shard.end, "chain::init: the shard is reversed");
+    if constexpr (Arena::has_master)
+      detail::require(shard.begin >= params.master_begin() && shard.end <= params.master_end(),
+                      "chain::init: the arena keeps master weights for elements [", params.master_begin(), ", ",
+                      params.master_end(), ") only, not for the shard [", shard.begin, ", ", shard.end, ")");
     chain_state<Arena, C...> st;
+    st.shard_ = shard;
     st.last_stream_ = s;
     st.arena_ = params.signature();
     st.elements_ = params.element_count();
@@ -315,7 +334,8 @@ class chain_t {
       column_stats = column_stats || d.stats[j].decl.where == scope::column;
       slices = slices || d.stats[j].decl.where == scope::slice;
     }
-    st.layout_ = detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices);
+    st.layout_ =
+        detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, shard.begin, shard.end);
     allocate_fields(st, params, s, std::index_sequence_for<C...>{});
     allocate_statistics(st, params.count());
 
@@ -336,16 +356,20 @@ class chain_t {
 
   // One training step: updates weights, model copy, state and step count
   // from the gradients in params (or changes nothing if a guard skips it).
-  template <class Arena, class State>
-  void apply(Arena& params, State& state, stream s = {}) const {
-    if constexpr (state_matches<Arena, State>()) run<false>(params, state, s);
+  // `hooks` (mixprec/dist) exchange the gradients before the passes,
+  // combine each pass's statistics across ranks before the scalar rules,
+  // and share the updated model copy after the update pass.
+  template <class Arena, class State, class Hooks = no_step_hooks>
+  void apply(Arena& params, State& state, stream s = {}, Hooks&& hooks = {}) const {
+    if constexpr (state_matches<Arena, State>()) run<false>(params, state, s, hooks);
   }
 
   // Runs the chain and writes the transformed update back into the
   // gradients instead of updating weights (e.g. unscale and clip alone).
   template <class Arena, class State>
   void transform_gradients(Arena& params, State& state, stream s = {}) const {
-    if constexpr (state_matches<Arena, State>()) run<true>(params, state, s);
+    no_step_hooks none;
+    if constexpr (state_matches<Arena, State>()) run<true>(params, state, s, none);
   }
 
  private:
@@ -395,6 +419,11 @@ class chain_t {
       std::uint64_t next = 0;
       for (std::size_t p = 0; p < geo.size(); ++p) {
         const bool matrix = geo[p].rank >= 2;
+        // The part of the parameter in the state's shard.
+        const std::uint64_t lo = std::min<std::uint64_t>(geo[p].size, st.shard_.begin > geo[p].offset
+                                                                          ? st.shard_.begin - geo[p].offset : 0);
+        const std::uint64_t hi = std::min<std::uint64_t>(geo[p].size, st.shard_.end > geo[p].offset
+                                                                          ? st.shard_.end - geo[p].offset : 0);
         detail::require(f.on != parameter_set::every_matrix || matrix, component::name, ": state field \"", f.name,
                         "\" has an entry per ", f.where == extent::column ? "column" : "row",
                         " of every parameter's last two dimensions, but parameter \"", params[p].name, "\" has rank ",
@@ -404,8 +433,9 @@ class chain_t {
         if (!covered) continue;
         switch (f.where) {
           case extent::element:
-            b.base_h[p] = f.on == parameter_set::all ? geo[p].offset : next;
-            next += geo[p].size;
+            // Index base + (i - offset): the arena's layout within the shard, compact for a subset.
+            b.base_h[p] = f.on == parameter_set::all ? geo[p].offset - st.shard_.begin : next - lo;
+            next += hi > lo ? hi - lo : 0;
             break;
           case extent::row: b.base_h[p] = next; next += geo[p].rows; break;
           case extent::column: b.base_h[p] = next; next += geo[p].batches * geo[p].cols; break;
@@ -413,7 +443,7 @@ class chain_t {
           case extent::scalar: b.base_h[p] = 0; next = 1; break;
         }
       }
-      if (f.where == extent::element && f.on == parameter_set::all) next = params.padded_size();
+      if (f.where == extent::element && f.on == parameter_set::all) next = st.shard_.end - st.shard_.begin;
       b.entries = next;
       const std::size_t width = f.format == format_id::bf16 ? 2 : 4;
       b.bytes = detail::allocate<std::uint8_t>(next * width, "optimizer state");
@@ -424,10 +454,11 @@ class chain_t {
                         component::name, ": state field \"", f.name, "\" starts from the weights, so it must be a "
                         "float field of every element");
         if constexpr (Arena::has_master)
-          detail::copy_device(params.master_data(), reinterpret_cast<float*>(detail::raw(b.bytes)), next, s);
+          detail::copy_device(params.master_data() + (st.shard_.begin - params.master_begin()),
+                              reinterpret_cast<float*>(detail::raw(b.bytes)), next, s);
         else
-          convert_n<float>(params.model_data(), next, reinterpret_cast<float*>(detail::raw(b.bytes)), round_nearest_even{},
-                           s);
+          convert_n<float>(params.model_data() + st.shard_.begin, next, reinterpret_cast<float*>(detail::raw(b.bytes)),
+                           round_nearest_even{}, s);
         continue;
       }
       const float v = detail::initial_state_of(c, j);  // the buffer starts at zero
@@ -482,7 +513,10 @@ class chain_t {
     detail::step_env<Arena, C...> env{};
     env.comps = std::apply([](const C&... c) { return detail::make_pod_tuple(c...); }, components_);
     env.block = detail::raw(st.block_);
-    if constexpr (Arena::has_master) env.arena.master = params.master_data();
+    if constexpr (Arena::has_master) {
+      env.arena.master = params.master_data();
+      env.arena.master_begin = params.master_begin();
+    }
     env.arena.model = params.model_data();
     env.arena.grad = params.grad_data();
     env.tiles = detail::raw(st.layout_.tiles);
@@ -501,6 +535,7 @@ class chain_t {
     env.columns = st.layout_.columns;
     env.slices = st.layout_.slices;
     env.elements = params.element_count();
+    env.shard_begin = st.shard_.begin;
     return env;
   }
   static constexpr std::size_t component_of_field(std::size_t f) {
@@ -511,14 +546,16 @@ class chain_t {
   }
   static constexpr std::size_t first_field_of(std::size_t k) { return detail::first_field<C...>(k); }
 
-  template <bool ToGradients, class Arena>
-  void run(Arena& params, chain_state<Arena, C...>& st, stream s) const {
+  template <bool ToGradients, class Arena, class Hooks>
+  void run(Arena& params, chain_state<Arena, C...>& st, stream s, Hooks& hooks) const {
     using namespace detail;
     using env_t = step_env<Arena, C...>;
     const env_t env = environment(params, st);
     st.last_stream_ = s;
     const std::size_t ntiles = st.layout_.tile_count();
-    dispatch<variant_combinations<C...>() - 1, ToGradients>(variant_code(), env, st, ntiles, s);
+    hooks.before_passes(params, s);
+    dispatch<variant_combinations<C...>() - 1, ToGradients>(variant_code(), env, st, ntiles, s, hooks);
+    hooks.after_update(params, s);
   }
 
   // The combination of the components' variants their options select.
@@ -529,27 +566,28 @@ class chain_t {
     }, components_);
     return code;
   }
-  template <int Code, bool ToGradients, class Env, class Arena>
-  void dispatch(int code, const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
+  template <int Code, bool ToGradients, class Env, class Arena, class Hooks>
+  void dispatch(int code, const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s,
+                Hooks& hooks) const {
     if (code == Code) {
-      run_levels<0, ToGradients, Code>(env, st, ntiles, s);
+      run_levels<0, ToGradients, Code>(env, st, ntiles, s, hooks);
       detail::trace_pass(ToGradients ? "update (to gradients)" : "update", true, !ToGradients);
       detail::run_update(s, ntiles, detail::update_body<ToGradients, Env, Arena, Code>{env});
     } else if constexpr (Code > 0) {
-      dispatch<Code - 1, ToGradients>(code, env, st, ntiles, s);
+      dispatch<Code - 1, ToGradients>(code, env, st, ntiles, s, hooks);
     }
   }
 
   // For each level: its measuring pass (if it has statistics), then its
   // scalar rules and entry rules.
-  template <int L, bool ToGradients, int Code, class Env, class Arena>
-  void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
+  template <int L, bool ToGradients, int Code, class Env, class Arena, class Hooks>
+  void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
     if constexpr (L <= d.max_level) {
       constexpr int q = pass_of_level(L);
-      if constexpr (q >= 0) measure<q, Code>(env, st, ntiles, s);
+      if constexpr (q >= 0) measure<q, Code>(env, st, ntiles, s, hooks);
       detail::run_single(s, detail::decide_body<L, Env>{env});
       run_entries<L>(env, st, s, std::index_sequence_for<C...>{});
-      run_levels<L + 1, ToGradients, Code>(env, st, ntiles, s);
+      run_levels<L + 1, ToGradients, Code>(env, st, ntiles, s, hooks);
     }
   }
   static constexpr int pass_of_level(int L) {
@@ -577,8 +615,8 @@ class chain_t {
 
   // Measuring pass q: per-tile partials, then the fixed-order combinations
   // into every statistic it reduces.
-  template <int q, int Code, class Env, class Arena>
-  void measure(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s) const {
+  template <int q, int Code, class Env, class Arena, class Hooks>
+  void measure(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
     using namespace detail;
     constexpr pass_entry p = d.passes[q];
     trace_pass(p.kind == pass_kind::statistics ? "statistics" : "update (measure)", true, false);
@@ -593,6 +631,14 @@ class chain_t {
     }
     if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
     else measure_with<q, false, Code>(env, st, ntiles, s, power);
+    // Every rank's statistics, combined before the scalar rules (mixprec/dist).
+    for (int j = 0; j < d.nstats; ++j) {
+      if (d.stats[j].pass != q) continue;
+      const bool is_max = d.stats[j].decl.op == reduction::max_abs ||
+                          (d.stats[j].decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      auto& values = st.stats_[static_cast<std::size_t>(j)];
+      hooks.combine(raw(values), values.size(), is_max, s);
+    }
   }
   float power_of_stat(int j) const {
     float p = 2.0f;

@@ -129,7 +129,7 @@ struct element_context {
     const std::uint64_t base = tile.field_base[g];
     std::uint64_t at = base;
     // Fields of every element are laid out as the arena: the element's own index.
-    if constexpr (f.where == extent::element && f.on == parameter_set::all) at = i;
+    if constexpr (f.where == extent::element && f.on == parameter_set::all) at = i - env.shard_begin;
     else if constexpr (f.where == extent::element) at = base + (i - tile.geometry->offset);
     else if constexpr (f.where == extent::row) at = base + row();
     else if constexpr (f.where == extent::column) at = base + tile.batch * tile.geometry->cols + col();

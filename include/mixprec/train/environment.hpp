@@ -46,13 +46,15 @@ struct arena_access {
   using grad_type = typename Arena::grad_type;
   static constexpr bool has_master = Arena::has_master;
   static constexpr bool model_is_master = Arena::model_is_master;
-  float* master;
+  float* master;              // element master_begin (a shard of them: mixprec/dist)
+  std::size_t master_begin;
   model_type* model;
   grad_type* grad;
   MIXPREC_HOST_DEVICE float weight(std::size_t i) const {
-    if constexpr (has_master) return master[i];
+    if constexpr (has_master) return master[i - master_begin];
     else return to_float(model[i]);
   }
+  MIXPREC_HOST_DEVICE void set_master(std::size_t i, float v) const { master[i - master_begin] = v; }
 };
 
 template <class... C>
@@ -107,6 +109,7 @@ struct step_env {
   double* stats[plan::data.nstats > 0 ? plan::data.nstats : 1];  // reduced statistics (global: one value)
   std::uint64_t rows, columns, slices;
   std::uint64_t elements;  // of the arena, without padding
+  std::uint64_t shard_begin;  // per-element fields hold elements [shard_begin, shard_end)
 };
 
 template <class Env, std::size_t K>

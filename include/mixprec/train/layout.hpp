@@ -77,10 +77,13 @@ inline constexpr std::uint32_t narrow_column_block = 64;  // columns per tile wh
 
 // shapes, offsets and groups of the parameters; `positions`: tiles of rows;
 // `column_stats`: keep tiles narrow so column partials stay small;
-// `slices`: tiles never cross a first-axis slice.
+// `slices`: tiles never cross a first-axis slice. Tiles cover only elements
+// [shard_begin, shard_end) (a rank's shard: mixprec/dist), which with
+// positions must begin and end at row boundaries.
 inline step_layout make_step_layout(const std::vector<shape>& shapes, const std::vector<std::size_t>& offsets,
                                     const std::vector<std::uint32_t>& groups, bool positions, bool column_stats,
-                                    bool slices) {
+                                    bool slices, std::size_t shard_begin = 0,
+                                    std::size_t shard_end = static_cast<std::size_t>(-1)) {
   step_layout L;
   L.positions = positions;
   std::vector<std::size_t> tile_offsets{0};
@@ -108,14 +111,19 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
     L.columns += g.batches * g.cols;
     L.slices += g.slices;
 
+    // The part of this parameter in the shard, as element indices within it.
+    const std::uint64_t lo = std::min<std::uint64_t>(g.size, shard_begin > g.offset ? shard_begin - g.offset : 0);
+    const std::uint64_t hi = std::min<std::uint64_t>(g.size, shard_end > g.offset ? shard_end - g.offset : 0);
     if (!positions) {
       // Runs of up to tile_size elements.
-      for (std::uint64_t b = 0; b < g.size; b += tile_size) {
-        const std::uint64_t n = std::min<std::uint64_t>(tile_size, g.size - b);
+      for (std::uint64_t b = lo; b < hi; b += tile_size) {
+        const std::uint64_t n = std::min<std::uint64_t>(tile_size, hi - b);
         L.tiles_h.push_back({g.offset + b, 1, static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(n),
                              static_cast<std::uint32_t>(p), 0, static_cast<std::uint32_t>(b), 0, 0, 0, 0});
       }
-    } else if (g.size > 0) {
+    } else if (lo < hi) {
+      require(lo % g.cols == 0 && (hi % g.cols == 0 || hi == g.size), "a shard of parameter ", p,
+              " does not begin and end at row boundaries");
       // Blocks of rows x columns within one matrix (and one slice).
       std::uint64_t width, height;
       if (g.rows == 1) {
@@ -135,11 +143,17 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
       g.column_partial_base = L.column_partials;
       L.row_partials += g.rows * g.blocks;
       L.column_partials += g.batches * g.bands * g.cols;
+      const std::uint64_t first_row = lo / g.cols, end_row = (hi + g.cols - 1) / g.cols;
       for (std::uint64_t b = 0; b < g.batches; ++b)
         for (std::uint64_t band = 0; band < g.bands; ++band) {
           const std::uint64_t mr0 = band * height;
-          const std::uint64_t h = std::min(height, g.matrix_rows - mr0);
-          const std::uint64_t row0 = b * g.matrix_rows + mr0;
+          const std::uint64_t full = std::min(height, g.matrix_rows - mr0);
+          // The band's rows within the shard.
+          const std::uint64_t band_lo = std::max(b * g.matrix_rows + mr0, first_row);
+          const std::uint64_t band_hi = std::min(b * g.matrix_rows + mr0 + full, end_row);
+          if (band_lo >= band_hi) continue;
+          const std::uint64_t h = band_hi - band_lo;
+          const std::uint64_t row0 = band_lo;
           for (std::uint64_t blk = 0; blk < g.blocks; ++blk) {
             const std::uint64_t c0 = blk * width;
             const std::uint64_t w = std::min(width, g.cols - c0);

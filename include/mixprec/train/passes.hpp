@@ -60,7 +60,7 @@ MIXPREC_HOST_DEVICE tile_values<Env> enter_tile(const Env& env, std::size_t t) {
   v.t = env.block->step.t;
   v.skip = env.block->step.skip != 0;
   v.hold = env.block->step.hold != 0;
-  for (std::size_t f = 0; f < Env::nfields; ++f)
+  for (std::size_t f = 0; f != Env::nfields; ++f)
     v.field_base[f] = env.fields[f].data != nullptr ? env.fields[f].base[tile.param] : 0;
   load_tile_stats<Q>(env, v, std::make_index_sequence<static_cast<std::size_t>(d.nstats)>{});
   return v;
@@ -371,7 +371,7 @@ struct update_body {
       static_assert(Writer::works_with_master,
                     "mixprec: this weight writer (kahan_summation, say) is for arenas without master weights (Master "
                     "= void); with fp32 master weights use round_model_nearest or round_model_stochastic");
-      env.arena.master[i] = updated;
+      env.arena.set_master(i, updated);
       if constexpr (!Arena::model_is_master) env.arena.model[i] = writer.template round_weight<model_type>(updated, wctx);
     } else {
       env.arena.model[i] = writer.template write_weight<model_type>(w, updated, step, wctx);
