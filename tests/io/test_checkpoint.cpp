@@ -5,6 +5,7 @@
 // match and changes nothing; a failed write leaves the previous file intact.
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -133,10 +134,10 @@ TEST_CASE("malformed checkpoints raise clear errors and change nothing") {
     bad[0] = 'X';
     CHECK(test::contains(load(bad), "not a mixprec checkpoint"));
     bad = good;
-    bad[8] = 3;  // version 3, with a valid checksum
+    bad[8] = 4;  // version 4, with a valid checksum
     const std::uint32_t crc = detail::crc32(bad.data(), bad.size() - 4);
     std::memcpy(bad.data() + bad.size() - 4, &crc, 4);
-    CHECK(test::contains(load(bad), "unsupported checkpoint version 3 (this build reads versions 1 and 2)"));
+    CHECK(test::contains(load(bad), "unsupported checkpoint version 4 (this build reads versions 1 to 3)"));
     CHECK(unchanged());
   }
   SUBCASE("a corrupted byte in the data section") {
@@ -290,6 +291,122 @@ TEST_CASE("a version-1 checkpoint loads and equals the same run in this version"
                          load_checkpoint(std::string(MIXPREC_TEST_DATA_DIR) + "/checkpoint_v1.ckpt", other, old, st);
                        }),
                        "version-1 checkpoint chain is [dynamic_loss_scale, clip_by_global_norm, scale_by_constant, "));
+}
+
+TEST_CASE("a version-2 checkpoint (no range section) loads") {
+  // Version 2 is version 3 without the 24-byte range section after the
+  // arena: rebuild a version-2 file from a version-3 one by that rule.
+  const auto step = make_chain();
+  arena a;
+  build(a);
+  auto sa = step.init(a);
+  for (int t = 1; t <= 4; ++t) {
+    write_gradients(a, t);
+    step.apply(a, sa);
+  }
+  const std::vector<std::uint8_t> v3 = serialize_checkpoint(step, a, sa);
+  std::size_t arena_bytes = 1 + 1 + 1 + 1 + 8 + 4;
+  for (const auto& p : a.list()) arena_bytes += 4 + p.name.size() + 4 + 8 * p.shape.rank() + 4 + p.group.size();
+  const std::size_t range_at = 24 + arena_bytes;
+  std::uint64_t first, end;
+  std::memcpy(&first, v3.data() + range_at, 8);
+  std::memcpy(&end, v3.data() + range_at + 8, 8);
+  REQUIRE(first == 0);
+  REQUIRE(end == a.padded_size());
+  std::vector<std::uint8_t> v2(v3.begin(), v3.begin() + static_cast<std::ptrdiff_t>(range_at));
+  v2.insert(v2.end(), v3.begin() + static_cast<std::ptrdiff_t>(range_at + 24), v3.end() - 4);
+  v2[8] = 2;
+  const std::uint64_t total = v2.size() + 4;
+  std::memcpy(v2.data() + 16, &total, 8);
+  const std::uint32_t crc = detail::crc32(v2.data(), v2.size());
+  v2.resize(v2.size() + 4);
+  std::memcpy(v2.data() + v2.size() - 4, &crc, 4);
+
+  arena b;
+  build(b);
+  b.initialize_all(init::zeros{}, 0);
+  auto sb = step.init(b);
+  deserialize_checkpoint(v2.data(), v2.size(), step, b, sb);
+  CHECK(serialize_checkpoint(step, b, sb) == v3);
+}
+
+TEST_CASE("a checkpoint in shards loads whole and a whole one loads into shards; both continue bit for bit") {
+  // States that each update a shard of one arena (what each rank of a
+  // ZeRO run holds, mixprec/dist) with a chain whose updates need no
+  // statistics of other elements: the shards together equal one state.
+  adamw_options o;
+  o.lr = 1e-2f;
+  const auto step = chain(adamw(o), round_model_stochastic{9});
+  const std::size_t cut = 136;  // inside fc1.bias, not on a 16-element boundary
+  arena whole, split;
+  build(whole);
+  build(split);
+  auto sw = step.init(whole);
+  auto s0 = step.init(split, {}, element_range{0, cut});
+  auto s1 = step.init(split, {}, element_range{cut, split.padded_size()});
+  CHECK(s0.shard().end == cut);
+  CHECK(s1.shard().end == split.padded_size());
+  auto run = [&](int from, int to) {
+    for (int t = from; t <= to; ++t) {
+      write_gradients(whole, t * 2 + 1);  // odd: no inf (no scaler here)
+      write_gradients(split, t * 2 + 1);
+      step.apply(whole, sw);
+      step.apply(split, s0);
+      step.apply(split, s1);
+    }
+  };
+  run(1, 5);
+  CHECK(split.to_host(role::master) == whole.to_host(role::master));
+  CHECK(split.to_host(role::model) == whole.to_host(role::model));
+  const std::string f0 = temp_path("shard0.ckpt"), f1 = temp_path("shard1.ckpt"), fw = temp_path("whole.ckpt");
+  save_checkpoint(f0, step, split, s0);
+  save_checkpoint(f1, step, split, s1);
+  save_checkpoint(fw, step, whole, sw);
+  run(6, 9);
+  const std::vector<std::uint8_t> after = serialize_checkpoint(step, whole, sw);
+
+  // Shards into a whole arena.
+  arena c;
+  build(c);
+  c.initialize_all(init::zeros{}, 0);
+  auto sc = step.init(c);
+  load_checkpoint(std::vector<std::string>{f1, f0}, step, c, sc);
+  for (int t = 6; t <= 9; ++t) {
+    write_gradients(c, t * 2 + 1);
+    step.apply(c, sc);
+  }
+  CHECK(serialize_checkpoint(step, c, sc) == after);
+
+  // A whole checkpoint into shards cut elsewhere (three of them).
+  arena d;
+  build(d);
+  d.initialize_all(init::zeros{}, 0);
+  const std::size_t cuts[] = {0, 64, 150, d.padded_size()};
+  std::vector<decltype(step.init(d))> parts;
+  for (int k = 0; k < 3; ++k) parts.push_back(step.init(d, {}, element_range{cuts[k], cuts[k + 1]}));
+  for (auto& part : parts) load_checkpoint(std::vector<std::string>{fw}, step, d, part);
+  for (int t = 6; t <= 9; ++t) {
+    write_gradients(d, t * 2 + 1);
+    for (auto& part : parts) step.apply(d, part);
+  }
+  CHECK(d.to_host(role::master) == whole.to_host(role::master));
+  CHECK(d.to_host(role::model) == whole.to_host(role::model));
+
+  // Sets that do not hold everything, or mix steps: refused, nothing changed.
+  const std::vector<std::uint8_t> before = serialize_checkpoint(step, c, sc);
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(f0, step, c, sc); }),
+                       "this file holds elements [0, 136) of 208 only, one shard of a sharded checkpoint"));
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(std::vector<std::string>{f0}, step, c, sc); }),
+                       "the files do not hold every element of the master weights"));
+  save_checkpoint(f1, step, split, s1);  // step 9 now
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(std::vector<std::string>{f0, f1}, step, c, sc); }),
+                       "checkpoint files of different steps (5 and 9)"));
+  CHECK(test::contains(test::error_message([&] {
+                         load_checkpoint(std::vector<std::string>{f0, temp_path("no_such_shard.ckpt")}, step, c, sc);
+                       }),
+                       "cannot open /tmp/mixprec_test_no_such_shard.ckpt"));
+  CHECK(serialize_checkpoint(step, c, sc) == before);
+  for (const std::string& f : {f0, f1, fw}) std::remove(f.c_str());
 }
 
 TEST_CASE("a failed write leaves the previous checkpoint intact and no temporary behind") {

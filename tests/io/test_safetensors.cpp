@@ -94,6 +94,35 @@ TEST_CASE("a safetensors round trip restores the model copy bit for bit and the 
   std::remove(master_path.c_str());
 }
 
+TEST_CASE("an arena that keeps a shard of the master weights loads its part of them and the whole model copy") {
+  parameters<bfloat16, half> a;
+  build(a);
+  a.from_host(role::master, synthetic(a.element_count(), 4));
+  const std::string path = temp_path("shard_master.safetensors");
+  save_safetensors(path, a, role::master);
+  // fc.weight is elements [0, 24), fc.bias [32, 38), norm [48, 51): keep [16, 40).
+  parameters<bfloat16, half> b;
+  b.add("fc.weight", {4, 6});
+  b.add("fc.bias", {6}, "no_decay");
+  b.add("norm", {3});
+  b.finalize(element_range{16, 40});
+  CHECK(b.master_sharded());
+  CHECK(b.owns_master(1));
+  CHECK_FALSE(b.owns_master(0));
+  load_safetensors(path, b);
+  CHECK(b.to_host(role::model) == a.to_host(role::model));
+  CHECK(b.to_host(role::master, "fc.bias") == a.to_host(role::master, "fc.bias"));
+  std::vector<float> kept(24), all(a.padded_size());
+  detail::copy_to_host(b.master_data(), kept.data(), kept.size());
+  detail::copy_to_host(a.master_data(), all.data(), all.size());
+  CHECK(kept == std::vector<float>(all.begin() + 16, all.begin() + 40));
+  CHECK(test::contains(test::error_message([&] { (void)b.to_host(role::master, "fc.weight"); }),
+                       "are not kept here (sharded master weights)"));
+  CHECK(test::contains(test::error_message([&] { save_safetensors(path, b, role::master); }),
+                       "keeps the master weights of elements [16, 40) only"));
+  std::remove(path.c_str());
+}
+
 TEST_CASE("safetensors files that do not fit the arena are refused and change nothing") {
   parameters<bfloat16, bfloat16> a;
   build(a);

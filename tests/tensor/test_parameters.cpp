@@ -49,6 +49,38 @@ TEST_CASE("a float model is its own master copy") {
   CHECK(p.model_data() == p.master_data());
 }
 
+TEST_CASE("an arena can keep the master weights of a shard of its elements") {
+  parameters<bfloat16, half> whole, part;
+  for (auto* p : {&whole, &part}) {
+    p->add("w", {8, 5});
+    p->add("b", {5});
+  }
+  whole.finalize();
+  part.finalize(element_range{48, 53});  // b's five elements only (w is [0, 40), padded to 48)
+  CHECK_FALSE(whole.master_sharded());
+  CHECK(part.master_sharded());
+  CHECK(part.master_begin() == 48);
+  CHECK(part.master_end() == 53);
+  whole.initialize_all(init::kaiming_uniform{}, 7);
+  part.initialize_all(init::kaiming_uniform{}, 7);
+  // The whole model copy, and the kept master weights, as in the whole arena.
+  CHECK(part.to_host(role::model) == whole.to_host(role::model));
+  CHECK(part.to_host(role::master, "b") == whole.to_host(role::master, "b"));
+  CHECK(part.master("b").size() == 5);
+  CHECK(test::contains(test::error_message([&] { (void)part.master("w"); }),
+                       "parameters::master(\"w\"): this arena does not keep its master weights"));
+  // Only fp32 master weights apart from a narrower model can be sharded.
+  parameters<float> f;
+  f.add("w", {4});
+  CHECK(test::contains(test::error_message([&] { f.finalize(element_range{0, 8}); }),
+                       "only fp32 master weights kept apart from a narrower model copy can be sharded"));
+  CHECK_FALSE(f.finalized());
+  parameters<half> r;
+  r.add("w", {40});
+  CHECK(test::contains(test::error_message([&] { r.finalize(element_range{20, 10}); }), "master shard [20, 10) is reversed"));
+  CHECK_FALSE(r.finalized());
+}
+
 TEST_CASE("initialisers are deterministic per seed and follow their distributions") {
   parameters<bfloat16> p;
   p.add("w", {256, 512});

@@ -7,11 +7,14 @@
 //   save_checkpoint(path, step, params, state, {{"epoch", "3"}});
 //   checkpoint_metadata m = load_checkpoint(path, step, params, state);
 //
-// Format (version 2, little-endian; strings are u32 length + bytes):
+// Format (version 3, little-endian; strings are u32 length + bytes):
 //   "MIXPRECK", u32 version, u32 reserved, u64 total size
 //   arena:    u8 model format, u8 gradient format, u8 has master, u8 model
 //             is master, u64 padded size, u32 count, per parameter: name,
 //             rank, extents, group
+//   range:    u64 first element, u64 end element (the elements the data
+//             section holds: all of them, or one rank's shard), u64 save id
+//             (the same in every file of one sharded save, mixprec/dist)
 //   chain:    u32 count, per component: its path ("adamw/scale_by_adam"),
 //             u32 + hyperparameters, u32 + scalars (each: name, u8 kind,
 //             value), u32 + state fields (name, u8 format, u8 extent, u8
@@ -19,8 +22,11 @@
 //   step:     u64 completed steps, u64 skipped steps
 //   groups:   u32 count, per group: name, f32 lr scale, f32 weight-decay scale
 //   metadata: u32 count, per entry: key, value (bytes)
-//   data:     master weights, model copy, every used and saved state field
+//   data:     master weights and model copy of the range, every used and
+//             saved state field (per-element fields: the range's elements)
 //   u32 CRC-32 of everything before it
+//
+// Version 2 is version 3 without the range section (every element).
 //
 // Loading checks every name, shape, format and field, and the
 // hyperparameters: a checkpoint written with other values is refused with
@@ -39,9 +45,11 @@
 // device memory through a fixed 4 MiB host buffer.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -66,7 +74,7 @@ struct checkpoint_options {
 namespace detail {
 
 inline constexpr char checkpoint_magic[8] = {'M', 'I', 'X', 'P', 'R', 'E', 'C', 'K'};
-inline constexpr std::uint32_t checkpoint_version = 2;
+inline constexpr std::uint32_t checkpoint_version = 3;
 inline constexpr std::size_t checkpoint_header = 8 + 4 + 4 + 8;
 
 inline std::string shape_text(const std::vector<std::uint64_t>& dims) {
@@ -256,7 +264,7 @@ template <class T, class Block>
 void set_component_scalars(Block& block, std::size_t k, const std::vector<named_value>& saved, const std::string& who) {
   set_scalars_at<T>(block.comps, k, saved, who, std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
 }
-// The arena section (the same in versions 1 and 2).
+// The arena section (the same in every version).
 template <class Arena>
 void write_arena(record_writer& w, const Arena& params) {
   w.put(static_cast<std::uint8_t>(format_traits<typename Arena::model_type>::id));
@@ -308,39 +316,47 @@ void check_arena(record_reader& body, const Arena& params) {
           params.padded_size());
 }
 
-// The device arrays of the data section, in file order: master weights,
-// model copy, each used and saved state field.
+// The device arrays of the data section (version 1).
 struct device_array {
   void* data;
   std::size_t bytes;
 };
+
+template <class Arena>
+std::vector<segment_geometry> segment_geometry_of(const Arena& params) {
+  std::vector<segment_geometry> out;
+  for (const auto& p : params.list())
+    out.push_back({p.offset, p.size, static_cast<std::uint32_t>(p.shape.rank())});
+  return out;
+}
+inline std::size_t field_width(const state_field& f) { return f.format == format_id::bf16 ? 2 : 4; }
+
+// Every state field of the chain, in file order, with its buffer.
+struct field_ref {
+  state_field decl;
+  field_buffer* buffer;
+};
 template <class C>
-void add_component_arrays(std::vector<device_array>& arrays, std::vector<field_buffer>& fields, std::size_t& f,
-                          bool saved_only) {
-  for (std::size_t j = 0; j != field_count<C>(); ++j, ++f) {
-    field_buffer& b = fields[f];
-    if (!b.used || (saved_only && !field_of<C>(j).saved)) continue;
-    arrays.push_back({raw(b.bytes), b.bytes.size()});
-  }
+void add_field_refs(std::vector<field_ref>& out, std::vector<field_buffer>& fields, std::size_t& f) {
+  for (std::size_t j = 0; j != field_count<C>(); ++j, ++f) out.push_back({field_of<C>(j), &fields[f]});
+}
+template <class Arena, class... C>
+std::vector<field_ref> field_refs(chain_state<Arena, C...>& state) {
+  std::vector<field_ref> out;
+  std::size_t f = 0;
+  (add_field_refs<C>(out, checkpoint_access::fields(state), f), ...);
+  return out;
 }
 
-template <class Arena, class... C>
-std::vector<device_array> data_arrays(Arena& params, chain_state<Arena, C...>& state, bool saved_only) {
-  std::vector<device_array> arrays;
-  const std::size_t n = params.padded_size();
-  if constexpr (Arena::has_master) arrays.push_back({params.master_data(), n * sizeof(float)});
-  if constexpr (!Arena::model_is_master)
-    arrays.push_back({params.model_data(), n * sizeof(typename Arena::model_type)});
-  std::size_t f = 0;
-  auto& fields = checkpoint_access::fields(state);
-  (add_component_arrays<C>(arrays, fields, f, saved_only), ...);
-  return arrays;
-}
 // Everything between the header and the data section.
 template <class Arena, class... C>
 void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
-                    const checkpoint_metadata& user, stream s) {
+                    const checkpoint_metadata& user, std::uint64_t set_id, stream s) {
   write_arena(w, params);
+  const element_range r = state.shard();
+  w.put(static_cast<std::uint64_t>(r.begin));
+  w.put(static_cast<std::uint64_t>(r.end));
+  w.put(set_id);
   const chain_block<C...> block = read_back(raw(checkpoint_access::block(state)), s);
   w.put(static_cast<std::uint32_t>(sizeof...(C)));
   auto& fields = checkpoint_access::fields(state);
@@ -391,10 +407,12 @@ void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
   }
 }
 
-// Writes the whole checkpoint to `sink`, streaming the data section.
+// Writes the whole checkpoint to `sink`, streaming the data section: the
+// elements of the state's shard (all of them unless it has one). `set_id`
+// ties the files of one sharded save together (mixprec/dist).
 template <class Arena, class... C>
 void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
-                       const checkpoint_metadata& user, stream s) {
+                       const checkpoint_metadata& user, stream s, std::uint64_t set_id = 0) {
   require(params.finalized(), "save_checkpoint: the parameters are not finalized");
   require(state.initialized(), "save_checkpoint: the chain state was not made by init()");
   require(params.signature().hash == checkpoint_access::arena(state).hash,
@@ -404,9 +422,16 @@ void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& param
   memory_sink meta;
   {
     record_writer m(meta);
-    write_metadata(m, chain, params, state, user, s);
+    write_metadata(m, chain, params, state, user, set_id, s);
   }
-  const std::vector<device_array> arrays = data_arrays(params, state, true);
+  const element_range r = state.shard();
+  std::vector<device_array> arrays;
+  if constexpr (Arena::has_master)
+    arrays.push_back({params.master_data() + (r.begin - params.master_begin()), (r.end - r.begin) * sizeof(float)});
+  if constexpr (!Arena::model_is_master)
+    arrays.push_back({params.model_data() + r.begin, (r.end - r.begin) * sizeof(typename Arena::model_type)});
+  for (const field_ref& f : field_refs(state))
+    if (f.buffer->used && f.decl.saved) arrays.push_back({raw(f.buffer->bytes), f.buffer->bytes.size()});
   std::uint64_t total = checkpoint_header + meta.bytes().size() + 4;
   for (const device_array& a : arrays) total += a.bytes;
   record_writer w(sink);
@@ -431,8 +456,8 @@ inline std::uint32_t check_header_and_crc(const byte_source& src) {
   std::uint64_t total;
   std::memcpy(&version, header + 8, 4);
   std::memcpy(&total, header + 16, 8);
-  require(version == 1 || version == checkpoint_version, "unsupported checkpoint version ", version,
-          " (this build reads versions 1 and ", checkpoint_version, ")");
+  require(version >= 1 && version <= checkpoint_version, "unsupported checkpoint version ", version,
+          " (this build reads versions 1 to ", checkpoint_version, ")");
   require(size >= total, "checkpoint is truncated: ", size, " of ", total, " bytes");
   require(size == total, "checkpoint has ", size - total, " unexpected bytes after its end");
   record_reader all(src, "checkpoint", size - 4);
@@ -451,18 +476,47 @@ inline std::uint32_t check_header_and_crc(const byte_source& src) {
 namespace mixprec {
 namespace detail {
 
-// Reads and checks a checkpoint from `src`; changes params and state only
-// when every check has passed. Returns the user metadata.
+// One checkpoint file, read and checked against the chain and arena; what
+// it holds, ready to be copied in.
+template <class Block>
+struct checked_checkpoint {
+  const byte_source* src = nullptr;
+  std::uint32_t version = 0;
+  std::uint64_t first = 0, end = 0, set_id = 0;  // the elements its data section holds
+  Block block{};                                 // the state's block with the file's scalars and counters
+  std::vector<group_hyper> groups;
+  checkpoint_metadata user;
+  std::vector<std::uint64_t> entries;  // per state field (0 if unused)
+  std::uint64_t data_at = 0;
+};
+
+// Where to load elements: the master weights, the model copy and the
+// per-element state fields each want a range of the arena.
+struct load_ranges {
+  element_range master, model, fields;
+};
+
+// Reads the metadata of `src` and checks it against chain, arena and state;
+// throws mixprec::error on any mismatch, changes nothing.
 template <class Arena, class... C>
-checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...>& chain, Arena& params,
-                                      chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
-  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
-  const std::uint32_t version = check_header_and_crc(src);
-  if (version == 1) return decode_checkpoint_v1(src, chain, params, state, s);
+checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, const chain_t<C...>& chain,
+                                                        Arena& params, chain_state<Arena, C...>& state,
+                                                        const checkpoint_options& options, stream s) {
+  checked_checkpoint<chain_block<C...>> out;
+  out.src = &src;
+  out.version = check_header_and_crc(src);
   record_reader body(src, "checkpoint", src.size() - 4);
   body.skip(checkpoint_header, "header");
   check_arena(body, params);
+  out.first = 0;
+  out.end = params.padded_size();
+  if (out.version >= 3) {
+    out.first = body.get<std::uint64_t>("first element");
+    out.end = body.get<std::uint64_t>("end element");
+    out.set_id = body.get<std::uint64_t>("save id");
+    require(out.first <= out.end && out.end <= params.padded_size(), "checkpoint holds elements [", out.first, ", ",
+            out.end, ") of an arena of ", params.padded_size(), " (corrupted)");
+  }
 
   // The chain, component by component.
   const auto ncomp = body.get<std::uint32_t>("component count");
@@ -511,8 +565,10 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
             user_chain_text(mine), ": component ", k + 1, " is ", saved[k].path, " in the checkpoint but ", mine[k],
             " here");
 
-  chain_block<C...> block = read_back(raw(checkpoint_access::block(state)), s);
+  chain_block<C...>& block = out.block;
+  block = read_back(raw(checkpoint_access::block(state)), s);
   auto& fields = checkpoint_access::fields(state);
+  const std::vector<segment_geometry> geo = segment_geometry_of(params);
   {
     std::size_t k = 0, f = 0;
     std::apply(
@@ -567,8 +623,13 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
                   require(x.used == static_cast<std::uint8_t>(fields[f].used), "checkpoint: state field ", who,
                           x.used ? " is in the checkpoint but not used here" : " is not in the checkpoint but used here",
                           " (different options, e.g. amsgrad or momentum)");
-                  require(!x.used || x.entries == fields[f].entries, "checkpoint: state field ", who, " has ",
-                          x.entries, " entries in the checkpoint but ", fields[f].entries, " here");
+                  // A per-element field holds the file's elements; any other, every entry.
+                  const std::uint64_t expected =
+                      fd.where == extent::element ? entries_of(element_segments(geo, fd.on, out.first, out.end))
+                                                  : fields[f].entries;
+                  require(!x.used || x.entries == expected, "checkpoint: state field ", who, " has ", x.entries,
+                          " entries in the checkpoint but ", expected, " here");
+                  out.entries.push_back(x.used ? x.entries : 0);
                 }
                 ++k;
               }(comp),
@@ -585,39 +646,172 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
   const auto ngroups = body.get<std::uint32_t>("group count");
   const auto& my_groups = checkpoint_access::group_names(state);
   require(ngroups == my_groups.size(), "checkpoint has ", ngroups, " groups but this arena has ", my_groups.size());
-  std::vector<group_hyper> groups(ngroups);
+  out.groups.resize(ngroups);
   for (std::uint32_t g = 0; g < ngroups; ++g) {
     const std::string name = body.get_string("group name");
     require(name == my_groups[g], "group ", g, " is \"", name, "\" in the checkpoint but \"", my_groups[g], "\" here");
-    groups[g].lr_scale = body.get<float>("group lr scale");
-    groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
+    out.groups[g].lr_scale = body.get<float>("group lr scale");
+    out.groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
   }
-  checkpoint_metadata user;
   const auto nmeta = body.get<std::uint32_t>("metadata count");
   for (std::uint32_t j = 0; j < nmeta; ++j) {
     std::string key = body.get_string("metadata key");
-    user[key] = body.get_string("metadata value", 1u << 30);
+    out.user[key] = body.get_string("metadata value", 1u << 30);
   }
 
   // The data: its size is known now.
-  const std::vector<device_array> arrays = data_arrays(params, state, true);
+  const std::uint64_t elements = out.end - out.first;
   std::uint64_t data_bytes = 0;
-  for (const device_array& a : arrays) data_bytes += a.bytes;
-  const std::uint64_t data_at = body.position();
+  if constexpr (Arena::has_master) data_bytes += elements * sizeof(float);
+  if constexpr (!Arena::model_is_master) data_bytes += elements * sizeof(typename Arena::model_type);
+  {
+    const std::vector<field_ref> refs = field_refs(state);
+    for (std::size_t f = 0; f < refs.size(); ++f)
+      if (refs[f].decl.saved) data_bytes += out.entries[f] * field_width(refs[f].decl);
+  }
+  out.data_at = body.position();
   require(body.remaining() >= data_bytes, "checkpoint is truncated: its data section needs ", data_bytes,
           " bytes but only ", body.remaining(), " remain");
   require(body.remaining() == data_bytes, "checkpoint has ", body.remaining() - data_bytes,
           " unexpected bytes in its data section");
+  return out;
+}
 
-  // Commit.
-  write_to_device(&block, raw(checkpoint_access::block(state)), 1, s);
-  write_to_device(groups.data(), raw(checkpoint_access::groups(state)), groups.size(), s);
-  std::uint64_t at = data_at;
-  for (const device_array& a : arrays) {
-    source_to_device(src, at, a.data, a.bytes, s);
-    at += a.bytes;
+// Copies the elements both the file's segments (at `at` in src) and the
+// target's segments (in device memory at dst) hold. Both lists are sorted.
+inline void copy_overlap(const byte_source& src, std::uint64_t at, const std::vector<element_segment>& file,
+                         std::uint8_t* dst, const std::vector<element_segment>& target, std::size_t width, stream s) {
+  std::size_t a = 0, b = 0;
+  while (a < file.size() && b < target.size()) {
+    const element_segment& f = file[a];
+    const element_segment& t = target[b];
+    const std::uint64_t lo = std::max(f.first, t.first);
+    const std::uint64_t hi = std::min(f.first + f.count, t.first + t.count);
+    if (lo < hi)
+      source_to_device(src, at + (f.index + (lo - f.first)) * width, dst + (t.index + (lo - t.first)) * width,
+                       (hi - lo) * width, s);
+    if (f.first + f.count <= t.first + t.count) ++a;
+    else ++b;
   }
-  return user;
+}
+
+// Whether the files' element ranges together cover [r.begin, r.end).
+template <class Checked>
+bool files_cover(const std::vector<Checked>& files, element_range r) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
+  for (const Checked& c : files) spans.push_back({c.first, c.end});
+  std::sort(spans.begin(), spans.end());
+  std::uint64_t reached = r.begin;
+  for (const auto& [b, e] : spans)
+    if (b <= reached && e > reached) reached = e;
+  return reached >= r.end;
+}
+
+// Copies checked files into params and state: the elements of `want` from
+// whichever file holds them, everything else from the first file. The
+// files must agree on their step and save (checked here first).
+template <class Arena, class... C>
+void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
+                       chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
+  require(!files.empty(), "load_checkpoint: no checkpoint files");
+  const auto& head = files.front();
+  for (const auto& c : files) {
+    require(c.set_id == head.set_id, "checkpoint files from different saves (save ids ", head.set_id, " and ",
+            c.set_id, ")");
+    require(c.block.step.count == head.block.step.count, "checkpoint files of different steps (", head.block.step.count,
+            " and ", c.block.step.count, ")");
+  }
+  auto hole = [&](const char* what, element_range r) {
+    return concat("checkpoint: the files do not hold every element of the ", what, " this ",
+                  "process loads (elements [", r.begin, ", ", r.end, "))");
+  };
+  if constexpr (Arena::has_master) require(files_cover(files, want.master), hole("master weights", want.master));
+  if constexpr (!Arena::model_is_master) require(files_cover(files, want.model), hole("model copy", want.model));
+  require(files_cover(files, want.fields), hole("optimizer state", want.fields));
+
+  write_to_device(&head.block, raw(checkpoint_access::block(state)), 1, s);
+  write_to_device(head.groups.data(), raw(checkpoint_access::groups(state)), head.groups.size(), s);
+  const std::vector<segment_geometry> geo = segment_geometry_of(params);
+  const std::vector<field_ref> refs = field_refs(state);
+  for (const auto& c : files) {
+    const std::uint64_t elements = c.end - c.first;
+    const std::vector<element_segment> file_range{{c.first, elements, 0}};
+    std::uint64_t at = c.data_at;
+    if constexpr (Arena::has_master) {
+      const element_range m = want.master;
+      copy_overlap(*c.src, at, file_range, reinterpret_cast<std::uint8_t*>(params.master_data()),
+                   {{m.begin, m.end - m.begin, m.begin - params.master_begin()}}, sizeof(float), s);
+      at += elements * sizeof(float);
+    }
+    if constexpr (!Arena::model_is_master) {
+      using model_type = typename Arena::model_type;
+      const element_range m = want.model;
+      copy_overlap(*c.src, at, file_range, reinterpret_cast<std::uint8_t*>(params.model_data()),
+                   {{m.begin, m.end - m.begin, m.begin}}, sizeof(model_type), s);
+      at += elements * sizeof(model_type);
+    }
+    for (std::size_t f = 0; f < refs.size(); ++f) {
+      const state_field& d = refs[f].decl;
+      if (!refs[f].buffer->used || !d.saved) continue;
+      const std::size_t width = field_width(d);
+      std::uint8_t* dst = raw(refs[f].buffer->bytes);
+      if (d.where == extent::element)
+        copy_overlap(*c.src, at, element_segments(geo, d.on, c.first, c.end), dst,
+                     element_segments(geo, d.on, want.fields.begin, want.fields.end), width, s);
+      else if (&c == &head)
+        source_to_device(*c.src, at, dst, c.entries[f] * width, s);
+      at += c.entries[f] * width;
+    }
+  }
+}
+
+// Reads and checks a checkpoint from `src`; changes params and state only
+// when every check has passed. Returns the user metadata.
+template <class Arena, class... C>
+checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...>& chain, Arena& params,
+                                      chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
+  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
+  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+  const std::uint32_t version = check_header_and_crc(src);
+  if (version == 1) return decode_checkpoint_v1(src, chain, params, state, s);
+  std::vector<checked_checkpoint<chain_block<C...>>> files{check_checkpoint(src, chain, params, state, options, s)};
+  const auto& c = files.front();
+  require(c.first == 0 && c.end == params.padded_size(), "load_checkpoint: this file holds elements [", c.first, ", ",
+          c.end, ") of ", params.padded_size(), " only, one shard of a sharded checkpoint: load the whole set with "
+          "mixprec::dist::load_checkpoint");
+  load_ranges want;
+  want.master = {params.master_begin(), params.master_end()};
+  want.model = {0, params.padded_size()};
+  want.fields = state.shard();
+  commit_checkpoint(files, params, state, want, s);
+  return c.user;
+}
+
+// Loads from a set of files that together hold the elements `want` asks
+// for (the shards of a sharded save, or one whole checkpoint): every file
+// is checked before anything is copied.
+template <class Arena, class... C>
+checkpoint_metadata load_checkpoint_files(const std::vector<std::string>& paths, const chain_t<C...>& chain,
+                                          Arena& params, chain_state<Arena, C...>& state,
+                                          const checkpoint_options& options, const load_ranges& want, stream s) {
+  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
+  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+  require(!paths.empty(), "load_checkpoint: no checkpoint files");
+  std::vector<std::unique_ptr<file_reader>> readers;
+  std::vector<std::unique_ptr<file_source>> sources;
+  std::vector<checked_checkpoint<chain_block<C...>>> files;
+  for (const std::string& path : paths) {
+    readers.push_back(std::make_unique<file_reader>(path, "load_checkpoint"));
+    sources.push_back(std::make_unique<file_source>(*readers.back()));
+    try {
+      files.push_back(check_checkpoint(*sources.back(), chain, params, state, options, s));
+    } catch (const error& e) {
+      throw error(concat(path, ": ", e.what()));
+    }
+    require(files.back().version >= 2, path, ": a version-1 checkpoint cannot be part of a set");
+  }
+  commit_checkpoint(files, params, state, want, s);
+  return files.front().user;
 }
 
 }  // namespace detail
@@ -658,6 +852,24 @@ checkpoint_metadata load_checkpoint(const std::string& path, const chain_t<C...>
                                     stream s = {}) {
   const detail::file_reader file(path, "load_checkpoint");
   return detail::decode_checkpoint(detail::file_source(file), chain, params, state, options, s);
+}
+
+// Loads params and state from several files that together hold what this
+// arena and state keep: the shards of a sharded save, or whole checkpoints
+// (mixprec/dist writes and reads its sets through this). Each file's
+// per-element data goes where the arena and state hold those elements;
+// everything else comes from the first file. The files must be of one save
+// (the same save id and step). Every file is checked before anything is
+// copied: nothing changes if it throws.
+template <class Arena, class... C>
+checkpoint_metadata load_checkpoint(const std::vector<std::string>& paths, const chain_t<C...>& chain, Arena& params,
+                                    chain_state<Arena, C...>& state, const checkpoint_options& options = {},
+                                    stream s = {}) {
+  detail::load_ranges want;
+  want.master = {params.master_begin(), params.master_end()};
+  want.model = {0, params.padded_size()};
+  want.fields = state.shard();
+  return detail::load_checkpoint_files(paths, chain, params, state, options, want, s);
 }
 
 }  // namespace mixprec

@@ -25,6 +25,8 @@ namespace mixprec::detail {
 template <class Arena, class... C>
 checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C...>& chain, Arena& params,
                                          chain_state<Arena, C...>& state, stream s) {
+  require(!params.master_sharded() && state.shard().begin == 0 && state.shard().end == params.padded_size(),
+          "version-1 checkpoints load into a whole arena and state (not a rank's shard)");
   record_reader body(src, "checkpoint", src.size() - 4);
   body.skip(checkpoint_header, "header");
   check_arena(body, params);

@@ -209,8 +209,24 @@ void load_safetensors_from(const byte_source& src, Arena& params, const safetens
     const safetensors_entry* e = found[p.index];
     if (e == nullptr || p.size == 0) continue;
     const std::uint64_t at = h.data_start + e->begin;
+    if constexpr (Arena::has_master && !Arena::model_is_master) {
+      if (!params.owns_master(p.index)) {
+        // Sharded master weights (mixprec/dist): the part this arena keeps, and the whole model copy.
+        const std::size_t mb = params.master_begin(), me = params.master_end();
+        with_safetensors_dtype(e->dtype, [&](auto x) {
+          read_as_float<decltype(x)>(src, at, p.size, [&](std::size_t first, const float* v, std::size_t k) {
+            const std::size_t b = std::max(p.offset + first, mb), e2 = std::min(p.offset + first + k, me);
+            if (b < e2) write_to_device(v + (b - p.offset - first), params.master_data() + (b - mb), e2 - b, s);
+            std::vector<model_type> narrow(k);
+            for (std::size_t i = 0; i < k; ++i) narrow[i] = convert<model_type, weight_overflow<model_type>>(v[i]);
+            write_to_device(narrow.data(), params.model_data() + p.offset + first, k, s);
+          });
+        });
+        continue;
+      }
+    }
     if constexpr (Arena::has_master) {
-      float* master = params.master_data() + p.offset;
+      float* master = params.master_data() + (p.offset - params.master_begin());
       with_safetensors_dtype(e->dtype, [&](auto x) {
         read_as_float<decltype(x)>(src, at, p.size, [&](std::size_t first, const float* v, std::size_t k) {
           write_to_device(v, master + first, k, s);
@@ -274,6 +290,9 @@ void save_safetensors(const std::string& path, Arena& params, role which = role:
   } else if (which == role::model) {
     detail::encode_role(sink, params, params.model_data(), metadata, s);
   } else if constexpr (Arena::has_master) {
+    detail::require(!params.master_sharded(), "save_safetensors: this arena keeps the master weights of elements [",
+                    params.master_begin(), ", ", params.master_end(), ") only (sharded, mixprec/dist): save the model "
+                    "copy, or a sharded checkpoint");
     detail::encode_role(sink, params, params.master_data(), metadata, s);
   }
   file.commit();

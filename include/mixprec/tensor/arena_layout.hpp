@@ -20,6 +20,11 @@
 
 namespace mixprec {
 
+// Elements [begin, end) of an arena (padded indices); the default is all.
+struct element_range {
+  std::size_t begin = 0, end = static_cast<std::size_t>(-1);
+};
+
 class arena_layout {
  public:
   static constexpr std::size_t alignment = 16;  // elements
@@ -51,6 +56,17 @@ class arena_layout {
       n += (s + alignment - 1) / alignment * alignment;
     }
     return n;
+  }
+
+  // Where each segment of these sizes starts (the layout finalize() will make).
+  static std::vector<std::size_t> offsets_of(const std::vector<std::size_t>& sizes) {
+    std::vector<std::size_t> offsets;
+    std::size_t offset = 0;
+    for (std::size_t s : sizes) {
+      offsets.push_back(offset);
+      offset += (s + alignment - 1) / alignment * alignment;
+    }
+    return offsets;
   }
 
   std::size_t segment_count() const { return sizes_.size(); }

@@ -38,11 +38,6 @@ inline const char* role_name(role r) {
   return r == role::master ? "master weights" : r == role::model ? "model copy" : "gradients";
 }
 
-// Elements [begin, end) of an arena (padded indices).
-struct element_range {
-  std::size_t begin = 0, end = static_cast<std::size_t>(-1);
-};
-
 template <class Model, class Grad = Model, class Master = float>
 class parameters {
   static_assert(std::is_void_v<Master> || std::is_same_v<Master, float>,
@@ -120,7 +115,7 @@ class parameters {
     const std::size_t n = arena_layout::padded_size_of(sizes);
     const std::size_t master_end = master_shard.end < n ? master_shard.end : n;
     detail::require(master_shard.begin <= master_end, "parameters::finalize: master shard [", master_shard.begin, ", ",
-                    master_shard.end, ") is empty or reversed");
+                    master_shard.end, ") is reversed");
     const bool sharded = master_shard.begin != 0 || master_end != n;
     detail::require(!sharded || (has_master && !model_is_master), "parameters::finalize: only fp32 master weights "
                     "kept apart from a narrower model copy can be sharded (a float model is its own master)");

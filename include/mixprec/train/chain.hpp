@@ -123,6 +123,9 @@ class chain_state {
 
   // Whether init() made this state (a default-constructed one is empty).
   bool initialized() const { return !block_.empty(); }
+  // The elements whose per-element state this holds (all of them unless
+  // init() was given a shard).
+  element_range shard() const { return shard_; }
 
   // Explicit, synchronising host reads of the device state. Without a
   // stream they wait for the stream the state was last used on (init,
@@ -418,32 +421,30 @@ class chain_t {
       b.base_h.assign(geo.size(), detail::no_entry);
       std::uint64_t next = 0;
       for (std::size_t p = 0; p < geo.size(); ++p) {
-        const bool matrix = geo[p].rank >= 2;
-        // The part of the parameter in the state's shard.
-        const std::uint64_t lo = std::min<std::uint64_t>(geo[p].size, st.shard_.begin > geo[p].offset
-                                                                          ? st.shard_.begin - geo[p].offset : 0);
-        const std::uint64_t hi = std::min<std::uint64_t>(geo[p].size, st.shard_.end > geo[p].offset
-                                                                          ? st.shard_.end - geo[p].offset : 0);
-        detail::require(f.on != parameter_set::every_matrix || matrix, component::name, ": state field \"", f.name,
-                        "\" has an entry per ", f.where == extent::column ? "column" : "row",
+        detail::require(f.on != parameter_set::every_matrix || geo[p].rank >= 2, component::name, ": state field \"",
+                        f.name, "\" has an entry per ", f.where == extent::column ? "column" : "row",
                         " of every parameter's last two dimensions, but parameter \"", params[p].name, "\" has rank ",
                         geo[p].rank);
-        const bool covered = f.on == parameter_set::all ||
-                             (f.on == parameter_set::vectors ? !matrix : matrix);
-        if (!covered) continue;
+        if (!detail::field_covers(f.on, geo[p].rank)) continue;
         switch (f.where) {
-          case extent::element:
-            // Index base + (i - offset): the arena's layout within the shard, compact for a subset.
-            b.base_h[p] = f.on == parameter_set::all ? geo[p].offset - st.shard_.begin : next - lo;
-            next += hi > lo ? hi - lo : 0;
-            break;
+          case extent::element: break;  // below
           case extent::row: b.base_h[p] = next; next += geo[p].rows; break;
           case extent::column: b.base_h[p] = next; next += geo[p].batches * geo[p].cols; break;
           case extent::parameter: b.base_h[p] = next; next += 1; break;
           case extent::scalar: b.base_h[p] = 0; next = 1; break;
         }
       }
-      if (f.where == extent::element && f.on == parameter_set::all) next = st.shard_.end - st.shard_.begin;
+      if (f.where == extent::element) {
+        // Entry of element i: base + (i - offset), within the state's shard.
+        const auto segments = detail::element_segments(detail::segment_geometry_of(geo), f.on, st.shard_.begin, st.shard_.end);
+        for (std::size_t p = 0; p < geo.size(); ++p)
+          if (f.on == parameter_set::all) b.base_h[p] = geo[p].offset - st.shard_.begin;
+        for (const detail::element_segment& g : segments)
+          for (std::size_t p = 0; p < geo.size(); ++p)
+            if (f.on != parameter_set::all && g.first >= geo[p].offset && g.first < geo[p].offset + geo[p].size)
+              b.base_h[p] = g.index - (g.first - geo[p].offset);
+        next = detail::entries_of(segments);
+      }
       b.entries = next;
       const std::size_t width = f.format == format_id::bf16 ? 2 : 4;
       b.bytes = detail::allocate<std::uint8_t>(next * width, "optimizer state");

@@ -75,6 +75,47 @@ struct step_layout {
 
 inline constexpr std::uint32_t narrow_column_block = 64;  // columns per tile when column statistics are kept
 
+// Whether a state field on parameter set `on` has entries for a parameter of this rank.
+constexpr bool field_covers(parameter_set on, std::uint32_t rank) {
+  return on == parameter_set::all || (on == parameter_set::vectors ? rank < 2 : rank >= 2);
+}
+
+// Where a per-element state field keeps elements [first, first + count):
+// entries [index, index + count). A field of every element is laid out as
+// the arena from the range's first element; a field of a subset of the
+// parameters holds their elements in the range, one after another.
+struct element_segment {
+  std::uint64_t first, count, index;
+};
+struct segment_geometry {
+  std::uint64_t offset, size;
+  std::uint32_t rank;
+};
+inline std::vector<element_segment> element_segments(const std::vector<segment_geometry>& params, parameter_set on,
+                                                     std::uint64_t begin, std::uint64_t end) {
+  if (on == parameter_set::all) return {{begin, end - begin, 0}};
+  std::vector<element_segment> out;
+  std::uint64_t next = 0;
+  for (const segment_geometry& p : params) {
+    if (!field_covers(on, p.rank)) continue;
+    const std::uint64_t lo = std::max(begin, p.offset), hi = std::min(end, p.offset + p.size);
+    if (lo >= hi) continue;
+    out.push_back({lo, hi - lo, next});
+    next += hi - lo;
+  }
+  return out;
+}
+inline std::vector<segment_geometry> segment_geometry_of(const std::vector<param_geometry>& geo) {
+  std::vector<segment_geometry> out;
+  for (const param_geometry& g : geo) out.push_back({g.offset, g.size, g.rank});
+  return out;
+}
+inline std::uint64_t entries_of(const std::vector<element_segment>& segments) {
+  std::uint64_t n = 0;
+  for (const element_segment& g : segments) n = std::max(n, g.index + g.count);
+  return n;
+}
+
 // shapes, offsets and groups of the parameters; `positions`: tiles of rows;
 // `column_stats`: keep tiles narrow so column partials stay small;
 // `slices`: tiles never cross a first-axis slice. Tiles cover only elements
