@@ -41,4 +41,16 @@ macro(mixprec_find_dependencies)
 
   # Optional: the JSON parser of io/safetensors.hpp (target mixprec::safetensors).
   find_package(nlohmann_json 3 CONFIG QUIET)
+
+  # Optional: the engines of mixprec/dist. MPI (mixprec::mpi, host backend)
+  # and the CUDA toolkit's NCCL (mixprec::nccl, CUDA backend).
+  find_package(MPI COMPONENTS CXX QUIET)
+  find_library(MIXPREC_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+  find_path(MIXPREC_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  if(MIXPREC_NCCL_LIBRARY AND MIXPREC_NCCL_INCLUDE_DIR AND NOT TARGET mixprec_nccl_runtime)
+    add_library(mixprec_nccl_runtime UNKNOWN IMPORTED GLOBAL)
+    set_target_properties(mixprec_nccl_runtime PROPERTIES
+      IMPORTED_LOCATION ${MIXPREC_NCCL_LIBRARY}
+      INTERFACE_INCLUDE_DIRECTORIES ${MIXPREC_NCCL_INCLUDE_DIR})
+  endif()
 endmacro()

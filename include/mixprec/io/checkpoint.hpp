@@ -787,32 +787,39 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
   return c.user;
 }
 
-// Loads from a set of files that together hold the elements `want` asks
-// for (the shards of a sharded save, or one whole checkpoint): every file
-// is checked before anything is copied.
+// A set of checkpoint files that together hold the elements a load asks
+// for (the shards of a sharded save, or one whole checkpoint): open() reads
+// and checks every file, commit() copies them in. Nothing changes before
+// commit(), so a distributed load can agree across ranks in between.
 template <class Arena, class... C>
-checkpoint_metadata load_checkpoint_files(const std::vector<std::string>& paths, const chain_t<C...>& chain,
-                                          Arena& params, chain_state<Arena, C...>& state,
-                                          const checkpoint_options& options, const load_ranges& want, stream s) {
-  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
-  require(!paths.empty(), "load_checkpoint: no checkpoint files");
-  std::vector<std::unique_ptr<file_reader>> readers;
-  std::vector<std::unique_ptr<file_source>> sources;
-  std::vector<checked_checkpoint<chain_block<C...>>> files;
-  for (const std::string& path : paths) {
-    readers.push_back(std::make_unique<file_reader>(path, "load_checkpoint"));
-    sources.push_back(std::make_unique<file_source>(*readers.back()));
-    try {
-      files.push_back(check_checkpoint(*sources.back(), chain, params, state, options, s));
-    } catch (const error& e) {
-      throw error(concat(path, ": ", e.what()));
+class checkpoint_files {
+ public:
+  void open(const std::vector<std::string>& paths, const chain_t<C...>& chain, Arena& params,
+            chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
+    require(params.finalized(), "load_checkpoint: the parameters are not finalized");
+    require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+    require(!paths.empty(), "load_checkpoint: no checkpoint files");
+    for (const std::string& path : paths) {
+      readers_.push_back(std::make_unique<file_reader>(path, "load_checkpoint"));
+      sources_.push_back(std::make_unique<file_source>(*readers_.back()));
+      try {
+        checked_.push_back(check_checkpoint(*sources_.back(), chain, params, state, options, s));
+      } catch (const error& e) {
+        throw error(concat(path, ": ", e.what()));
+      }
+      require(checked_.back().version >= 2, path, ": a version-1 checkpoint cannot be part of a set");
     }
-    require(files.back().version >= 2, path, ": a version-1 checkpoint cannot be part of a set");
   }
-  commit_checkpoint(files, params, state, want, s);
-  return files.front().user;
-}
+  const std::vector<checked_checkpoint<chain_block<C...>>>& files() const { return checked_; }
+  void commit(Arena& params, chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
+    commit_checkpoint(checked_, params, state, want, s);
+  }
+
+ private:
+  std::vector<std::unique_ptr<file_reader>> readers_;
+  std::vector<std::unique_ptr<file_source>> sources_;
+  std::vector<checked_checkpoint<chain_block<C...>>> checked_;
+};
 
 }  // namespace detail
 
@@ -869,7 +876,10 @@ checkpoint_metadata load_checkpoint(const std::vector<std::string>& paths, const
   want.master = {params.master_begin(), params.master_end()};
   want.model = {0, params.padded_size()};
   want.fields = state.shard();
-  return detail::load_checkpoint_files(paths, chain, params, state, options, want, s);
+  detail::checkpoint_files<Arena, C...> files;
+  files.open(paths, chain, params, state, options, s);
+  files.commit(params, state, want, s);
+  return files.files().front().user;
 }
 
 }  // namespace mixprec

@@ -34,7 +34,9 @@
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/detail/trace.hpp>
+#include <mixprec/cast/convert_range.hpp>
 #include <mixprec/detail/workspace.hpp>
+#include <mixprec/tensor/arena_layout.hpp>
 #include <mixprec/tensor/arena_signature.hpp>
 #include <mixprec/tensor/elementwise.hpp>
 #include <mixprec/train/environment.hpp>
@@ -189,6 +191,13 @@ class chain_state {
     for (const auto& f : fields_) b += f.bytes.size();
     return b;
   }
+  // Entries of the largest statistic (the buffer a distributed step
+  // combines them in needs this many per rank).
+  std::size_t largest_statistic() const {
+    std::size_t n = 1;
+    for (const auto& v : stats_) n = v.size() > n ? v.size() : n;
+    return n;
+  }
   double bytes_per_parameter() const {
     return elements_ == 0 ? 0.0 : static_cast<double>(state_bytes()) / static_cast<double>(elements_);
   }
@@ -294,6 +303,9 @@ class chain_t {
 
   // Whether the chain has a loss scaler (else loss_scale() is 1).
   static constexpr bool has_loss_scaler = d.scaler >= 0;
+  // Whether its passes need row and column positions (then a shard of the
+  // arena must begin and end on row boundaries).
+  static constexpr bool uses_positions = d.positions;
   static std::string describe() { return plan::describe(); }
 
   // State for `params`: device scalars, state fields, statistics and
