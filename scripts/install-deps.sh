@@ -11,8 +11,8 @@ want=()
 venv=0
 for what in "$@"; do
   case "$what" in
-    test) want+=(doctest-dev nlohmann-json3-dev cmake g++) ;;
-    example) want+=(cmake g++ zlib1g-dev python3-matplotlib) ;;
+    test) want+=(doctest-dev nlohmann-json3-dev cmake g++ openmpi-bin libopenmpi-dev zlib1g-dev) ;;
+    example) want+=(cmake g++ zlib1g-dev python3-matplotlib openmpi-bin libopenmpi-dev) ;;
     bench) want+=(libbenchmark-dev python3-torch) ;;
     fuzz) want+=(clang libclang-rt-14-dev nlohmann-json3-dev) ;;
     python) want+=(python3-venv) ; venv=1 ;;

@@ -35,6 +35,15 @@
 // parameter gradients to the gradient format, and reads the loss scale in
 // device memory (no host round trip per step).
 //
+// Data parallel: the same source built as train_digits_mpi (with
+// MIXPREC_DIGITS_MPI, linking mixprec::mpi) runs under mpirun. Each rank
+// takes its share of every batch; mixprec::dist::data_parallel averages the
+// gradients (--zero 1 or 2 also shards the master weights and optimizer
+// state), so R ranks train the model one process trains, up to the rounding
+// of the gradient sums, and rank 0 prints the same table:
+//
+//   mpirun -np 2 train_digits_mpi [--zero 0|1|2] [options]
+//
 // Usage: train_digits [--epochs N] [--batch N] [--lr X] [--weight-decay X] [--seed N]
 //                     [--data PATH] [--out DIR] [--no-csv] [--no-fp8] [--controls] [--json] [--help]
 #include <algorithm>
@@ -53,6 +62,13 @@
 #include <vector>
 
 #include <mixprec/mixprec.hpp>
+
+#if defined(MIXPREC_DIGITS_MPI)
+#include <mpi.h>
+
+#include <mixprec/dist/data_parallel.hpp>
+#include <mixprec/dist/mpi_communicator.hpp>
+#endif
 
 #include <thrust/copy.h>
 #include <thrust/device_vector.h>
@@ -93,6 +109,10 @@ struct options {
   bool fp8 = true;
   bool controls = false;
   bool json = false;
+  int zero = 0;  // train_digits_mpi: the ZeRO stage
+#if defined(MIXPREC_DIGITS_MPI)
+  mixprec::dist::mpi_communicator* comm = nullptr;
+#endif
 };
 
 void usage(std::FILE* f) {
@@ -111,6 +131,9 @@ void usage(std::FILE* f) {
                "  --no-fp8          skip the sixth configuration (fp8 e4m3 model copy, bf16 gradients, fp32 master)\n"
                "  --controls        also run fp16 without loss scaling and pure bf16 with round-to-nearest updates\n"
                "  --json            print a JSON array of the results instead of the table\n"
+#if defined(MIXPREC_DIGITS_MPI)
+               "  --zero N          ZeRO stage of the data-parallel run: 0 (default), 1 or 2\n"
+#endif
                "  --help            this text\n\n"
                "Plot the curves with: python3 examples/train_digits/plot.py --dir DIR\n",
                MIXPREC_DIGITS_CSV);
@@ -172,6 +195,10 @@ options parse_options(int argc, char** argv) {
       o.controls = true;
     } else if (a == "--json") {
       o.json = true;
+#if defined(MIXPREC_DIGITS_MPI)
+    } else if (a == "--zero") {
+      o.zero = static_cast<int>(parse_int("--zero", value(), 0, 2));
+#endif
     } else {
       bad_usage("unknown option \"" + a + "\"");
     }
@@ -327,7 +354,9 @@ struct linear_relu_forward {
 // (rounded to the model format), loss[b], correct[b] (argmax == label) when
 // `correct` is set, and when `dlogits` is set the gradient of
 // loss_scale * (mean loss over the batch) with respect to the logits,
-// rounded to the gradient format. `scale` points at the loss scale in device
+// rounded to the gradient format (`mean_over`: the batch's size, or a
+// rank's share of it in the data-parallel build, whose ranks' mean
+// gradients are then averaged). `scale` points at the loss scale in device
 // memory (nullptr: 1), read there with no host round trip.
 template <class Model, class Grad>
 struct output_layer_loss {
@@ -336,7 +365,7 @@ struct output_layer_loss {
   const Model* bias;    // [classes]
   const int* labels;
   const int* rows;
-  std::size_t batch;
+  float mean_over;
   const float* scale;
   float* loss;
   int* correct;
@@ -359,7 +388,7 @@ struct output_layer_loss {
     if (correct != nullptr) correct[b] = arg == label ? 1 : 0;
     if (dlogits != nullptr) {
       const float s = scale != nullptr ? *scale : 1.0f;
-      const float coef = s / static_cast<float>(batch);
+      const float coef = s / mean_over;
       for (std::size_t o = 0; o < kClasses; ++o) {
         const float p = expf(z[o] - lse);
         dlogits[b * kClasses + o] = mixprec::convert<Grad>((p - (o == label ? 1.0f : 0.0f)) * coef);
@@ -415,12 +444,14 @@ T* raw(thrust::device_vector<T>& v) {
 }
 
 template <class Arena>
-void build_mlp(Arena& params, std::uint64_t seed) {
+void add_mlp(Arena& params) {
   params.add("fc1.weight", {kHidden, kInputs});
   params.add("fc1.bias", {kHidden}, "no_decay");
   params.add("fc2.weight", {kClasses, kHidden});
   params.add("fc2.bias", {kClasses}, "no_decay");
-  params.finalize();
+}
+template <class Arena>
+void initialize_mlp(Arena& params, std::uint64_t seed) {
   params.initialize("fc1.weight", mixprec::init::kaiming_uniform{}, seed);
   params.initialize("fc1.bias", mixprec::init::zeros{}, seed);
   params.initialize("fc2.weight", mixprec::init::kaiming_uniform{}, seed);
@@ -458,11 +489,13 @@ struct mlp {
         correct(capacity) {}
 
   // One training batch: rows [first, first + n) of the epoch's order. Writes
-  // the gradients of loss_scale * mean loss into the arena's gradients.
-  void forward_backward(const device_set& train, std::size_t first, std::size_t n, const float* scale) {
+  // the gradients of loss_scale * (their summed loss / mean_over) into the
+  // arena's gradients.
+  void forward_backward(const device_set& train, std::size_t first, std::size_t n, float mean_over,
+                        const float* scale) {
     const int* r = raw(rows) + first;
     launch(n * kHidden, linear_relu_forward<float, Model, Model>{train.x(), r, w1, b1, raw(h), kInputs, kHidden});
-    launch(n, output_layer_loss<Model, Grad>{raw(h), w2, b2, train.y(), r, n, scale, raw(loss), nullptr,
+    launch(n, output_layer_loss<Model, Grad>{raw(h), w2, b2, train.y(), r, mean_over, scale, raw(loss), nullptr,
                                              raw(dlogits)});
     const linear_backward<Model, Grad, Model, Grad, Grad> fc2{raw(h), nullptr, raw(dlogits), w2, gw2, gb2, raw(dh),
                                                               n, kHidden, kClasses};
@@ -478,8 +511,8 @@ struct mlp {
   metrics evaluate(const device_set& s) {
     launch(s.count * kHidden, linear_relu_forward<float, Model, Model>{s.x(), nullptr, w1, b1, raw(h), kInputs,
                                                                        kHidden});
-    launch(s.count, output_layer_loss<Model, Grad>{raw(h), w2, b2, s.y(), nullptr, s.count, nullptr, raw(loss),
-                                                   raw(correct), nullptr});
+    launch(s.count, output_layer_loss<Model, Grad>{raw(h), w2, b2, s.y(), nullptr, static_cast<float>(s.count),
+                                                   nullptr, raw(loss), raw(correct), nullptr});
     const auto n = static_cast<std::ptrdiff_t>(s.count);
     const double total = thrust::reduce(thrust::device, loss.begin(), loss.begin() + n, 0.0);
     const long hits = thrust::reduce(thrust::device, correct.begin(), correct.begin() + n, 0l);
@@ -524,8 +557,20 @@ result run_config(const std::string& name, const Chain& chain, const dataset& da
   const auto start = std::chrono::steady_clock::now();
 
   mixprec::parameters<Model, Grad, Master> params;
-  build_mlp(params, opt.seed);
+  add_mlp(params);
+#if defined(MIXPREC_DIGITS_MPI)
+  // Every rank its shard (--zero 1, 2) and its share of each batch.
+  mixprec::dist::data_parallel<mixprec::dist::mpi_communicator> dp(*opt.comm, {opt.zero});
+  dp.finalize(params, chain);
+  initialize_mlp(params, opt.seed);
+  auto state = dp.init(chain, params);
+  const std::size_t rank = static_cast<std::size_t>(dp.rank()), ranks = static_cast<std::size_t>(dp.size());
+#else
+  params.finalize();
+  initialize_mlp(params, opt.seed);
   auto state = chain.init(params);
+  const std::size_t rank = 0, ranks = 1;
+#endif
   state.set_group("no_decay", {1.0f, 0.0f});  // no weight decay on the biases
   const float* scale = nullptr;
   if constexpr (scaled) scale = state.loss_scale_data();
@@ -551,8 +596,14 @@ result run_config(const std::string& name, const Chain& chain, const dataset& da
     thrust::copy(order.begin(), order.end(), net.rows.begin());
     for (std::size_t first = 0; first < n_train; first += opt.batch, ++step) {
       const std::size_t n = std::min(opt.batch, n_train - first);
-      net.forward_backward(data.train, first, n, scale);
+      // This rank's rows of the batch; the ranks' mean gradients average to the batch's.
+      const std::size_t lo = n * rank / ranks, hi = n * (rank + 1) / ranks;
+      net.forward_backward(data.train, first + lo, hi - lo, static_cast<float>(n) / static_cast<float>(ranks), scale);
+#if defined(MIXPREC_DIGITS_MPI)
+      dp.step(chain, params, state);
+#else
       chain.apply(params, state);
+#endif
     }
     record_epoch(epoch, step);
   }
@@ -661,6 +712,9 @@ void print_json(const std::vector<result>& results) {
 void print_table(const options& opt, const dataset& data, const std::vector<result>& results) {
   std::printf("mixprec %d.%d.%d train_digits, backend: %s\n", mixprec::version_major, mixprec::version_minor,
               mixprec::version_patch, mixprec::backend_name(mixprec::current_backend));
+#if defined(MIXPREC_DIGITS_MPI)
+  std::printf("data parallel over %d ranks (mpi_communicator), ZeRO stage %d\n", opt.comm->size(), opt.zero);
+#endif
   std::printf("MLP %zu-%zu-%zu on the UCI digits (%zu train / %zu test), AdamW lr %g, weight decay %g (biases 0), "
               "batch %zu, %d epochs\n\n",
               kInputs, kHidden, kClasses, data.train.count, data.test.count, static_cast<double>(opt.lr),
@@ -685,8 +739,21 @@ void print_table(const options& opt, const dataset& data, const std::vector<resu
 }  // namespace
 
 int main(int argc, char** argv) {
-  const options opt = parse_options(argc, argv);
+#if defined(MIXPREC_DIGITS_MPI)
+  MPI_Init(&argc, &argv);
+  struct finalize_mpi {
+    ~finalize_mpi() { MPI_Finalize(); }
+  } at_exit;
+#endif
+  options opt = parse_options(argc, argv);
+  bool report = true;  // rank 0 prints and writes the files
   try {
+#if defined(MIXPREC_DIGITS_MPI)
+    mixprec::dist::mpi_communicator comm(MPI_COMM_WORLD);
+    opt.comm = &comm;
+    report = comm.rank() == 0;
+    if (!report) opt.csv = false;
+#endif
     const dataset data = split(read_digits(opt.data));
 
     mixprec::adamw_options o;
@@ -734,7 +801,8 @@ int main(int argc, char** argv) {
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     if (opt.csv) write_csv(opt.out, curves, steps, curves_path, steps_path);
-    if (opt.json) {
+    if (!report) {
+    } else if (opt.json) {
       print_json(results);
     } else {
       print_table(opt, data, results);
@@ -746,6 +814,9 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_digits: %s\n", e.what());
+#if defined(MIXPREC_DIGITS_MPI)
+    MPI_Abort(MPI_COMM_WORLD, 1);  // the other ranks may be waiting in a collective
+#endif
     return 1;
   }
   return 0;

@@ -112,20 +112,23 @@ MIXPREC_HOST_DEVICE float widen_bits(bits_t<From> b) {
     const std::uint32_t e = mag >> m_bits;
     const std::uint32_t m = mag & ((1u << m_bits) - 1u);
     const std::uint32_t normal = ((e + 127 - F::bias) << 23) | (m << (23 - m_bits));
-    // Subnormal: m * 2^(1 - bias - m_bits), exact in binary32 (a normal float here).
+    // Subnormal: m * 2^(1 - bias - m_bits), exact in binary32 (a normal float
+    // here). m becomes a float by the 2^23 trick, not an int-to-float
+    // conversion: GCC treats that as possibly trapping, keeps it in a branch,
+    // and a loop that widens (the host step reading fp16 gradients) would not
+    // vectorise.
     constexpr float sub_scale = 1.0f / static_cast<float>(1ull << (F::bias - 1 + m_bits));
-    const std::uint32_t subnormal = bit_cast<std::uint32_t>(static_cast<float>(m) * sub_scale);
-    bool is_nan, is_inf;
+    const float m_as_float = bit_cast<float>(m | 0x4b000000u) - 8388608.0f;  // exact: m < 2^23
+    const std::uint32_t subnormal = bit_cast<std::uint32_t>(m_as_float * sub_scale);
+    const std::uint32_t nan = 0x7fc00000u | (m << (23 - m_bits));
+    std::uint32_t special = nan;
+    bool is_special = mag == F::nan_bits;
     if constexpr (F::has_infinity) {
-      is_nan = e == exp_max && m != 0;
-      is_inf = e == exp_max && m == 0;
-    } else {
-      is_nan = mag == F::nan_bits;
-      is_inf = false;
+      special = m == 0 ? 0x7f800000u : nan;
+      is_special = e == exp_max;
     }
-    const std::uint32_t special = is_inf ? 0x7f800000u : (0x7fc00000u | (m << (23 - m_bits)));
-    const std::uint32_t out = (is_nan || is_inf) ? special : (e == 0 ? subnormal : normal);
-    return bit_cast<float>(sign | out);
+    const std::uint32_t finite = e == 0 ? subnormal : normal;
+    return bit_cast<float>(sign | (is_special ? special : finite));
   }
 }
 
