@@ -133,45 +133,60 @@ int main(int argc, char** argv) {
                     (bytes / s) / copy_bw);
     };
 
-    for (const dist::wire_format wire : {dist::wire_format::fp32, dist::wire_format::native}) {
-      dist::mpi_options mo;
-      mo.gradients = wire;
-      dist::mpi_communicator comm(MPI_COMM_WORLD, mo);
-      for (int stage : {0, 1, 2}) {
-        if (wire == dist::wire_format::native && stage == 1) continue;  // reduces as stage 0
-        dist::data_parallel<dist::mpi_communicator> dp(comm, {stage, set.bucket});
-        arena p;
-        add(p, n);
-        dp.finalize(p, step);
-        p.initialize_all(init::kaiming_uniform{}, 1);
-        auto st = dp.init(step, p);
-        fill_gradients(p, rank);
-        dp.step(step, p, st);
-        const double r = static_cast<double>(ranks);
-        const double grad_bytes = 2.0 * static_cast<double>(p.padded_size());
-        const char* w = wire == dist::wire_format::fp32 ? "fp32 wire" : "fp16 wire";
-        char what[96];
-        // Bytes a rank sends and receives in a ring: (R-1)/R of the buffer each way per collective.
-        if (stage != 1) {
-          const double moved = (stage == 0 ? 2.0 : 1.0) * grad_bytes * (r - 1) / r;
-          // The same gradients each time (a mean of means is work alike).
-          const double s = time_it(set.repeats, [&] { dp.reduce_gradients(p); });
-          std::snprintf(what, sizeof what, "gradients, stage %d (%s)", stage, stage == 0 ? "reduce-scatter + all-gather"
-                                                                                         : "reduce-scatter");
-          std::string label = std::string(what) + ", " + w;
-          row(label.c_str(), moved, s);
-        }
-        if (stage == 1 && wire == dist::wire_format::fp32) {
-          const double moved = 2.0 * static_cast<double>(p.padded_size()) * (r - 1) / r;
-          row("model copy all-gather (bf16), stages 1 and 2", moved, time_it(set.repeats, [&] { dp.gather_model(p); }));
-        }
-        const double s = time_it(set.repeats, [&] { dp.step(step, p, st); });
-        const dist::memory_report m = dp.memory(p, st);
-        if (report)
-          std::printf("%-44s %14s %10.2f %10s %9s   %.2fx the local step; master+state %.0f MB\n",
-                      (std::string("step, stage ") + std::to_string(stage) + ", " + w).c_str(), "-", s * 1e3, "-", "-",
-                      s / local_s, static_cast<double>(m.master + m.state) / 1e6);
-      }
+    dist::mpi_communicator comm(MPI_COMM_WORLD);
+    const double r = static_cast<double>(ranks);
+    for (int stage : {0, 1, 2}) {
+      dist::data_parallel<dist::mpi_communicator> dp(comm, {stage, set.bucket});
+      arena p;
+      add(p, n);
+      dp.finalize(p, step);
+      p.initialize_all(init::kaiming_uniform{}, 1);
+      auto st = dp.init(step, p);
+      fill_gradients(p, rank);
+      dp.step(step, p, st);
+      const double grad_bytes = 2.0 * static_cast<double>(p.padded_size());
+      // Bytes a rank sends: (R-1)/R of the gradients per collective.
+      if (stage == 0)
+        row("gradients, stage 0 (reduce-scatter + all-gather)", 2.0 * grad_bytes * (r - 1) / r,
+            time_it(set.repeats, [&] { dp.reduce_gradients(p); }));  // the same gradients each time: work alike
+      if (stage == 2)
+        row("gradients, stage 2 (reduce-scatter)", grad_bytes * (r - 1) / r,
+            time_it(set.repeats, [&] { dp.reduce_gradients(p); }));
+      if (stage == 1)
+        row("model copy all-gather (bf16), stages 1 and 2", 2.0 * static_cast<double>(p.padded_size()) * (r - 1) / r,
+            time_it(set.repeats, [&] { dp.gather_model(p); }));
+      const double s = time_it(set.repeats, [&] { dp.step(step, p, st); });
+      const dist::memory_report m = dp.memory(p, st);
+      if (report)
+        std::printf("%-44s %14s %10.2f %10s %9s   %.2fx the local step; master+state %.0f MB\n",
+                    ("step, stage " + std::to_string(stage)).c_str(), "-", s * 1e3, "-", "-", s / local_s,
+                    static_cast<double>(m.master + m.state) / 1e6);
+    }
+
+    // What reduce_scatter_mean replaced: MPI's own reduce-scatter of the
+    // same elements, on fp32 (the widened gradients) and on the 16-bit
+    // values with an fp32-accumulating user operation. Not used by mixprec.
+    {
+      const std::size_t part = (n + static_cast<std::size_t>(ranks) - 1) / static_cast<std::size_t>(ranks);
+      std::vector<int> counts(static_cast<std::size_t>(ranks), static_cast<int>(part));
+      std::vector<float> wide(part * static_cast<std::size_t>(ranks), 0.5f), out(part);
+      row("MPI_Reduce_scatter, fp32 (not used)", 4.0 * static_cast<double>(n) * (r - 1) / r, time_it(set.repeats, [&] {
+            MPI_Reduce_scatter(wide.data(), out.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+          }));
+      MPI_Op add_half;
+      MPI_Op_create(
+          [](void* in, void* inout, int* len, MPI_Datatype*) {
+            const half* a = static_cast<const half*>(in);
+            half* b = static_cast<half*>(inout);
+            for (int i = 0; i < *len; ++i) b[i] = convert<half>(to_float(a[i]) + to_float(b[i]));
+          },
+          1, &add_half);
+      std::vector<half> narrow(wide.size(), convert<half>(0.5f)), narrow_out(part);
+      row("MPI_Reduce_scatter, fp16 + fp32-adding op (not used)", 2.0 * static_cast<double>(n) * (r - 1) / r,
+          time_it(set.repeats, [&] {
+            MPI_Reduce_scatter(narrow.data(), narrow_out.data(), counts.data(), MPI_UINT16_T, add_half, MPI_COMM_WORLD);
+          }));
+      MPI_Op_free(&add_half);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_dist: %s\n", e.what());

@@ -82,7 +82,8 @@ struct run {
   Chain chain;
   decltype(std::declval<Chain>().init(std::declval<Arena&>())) state;
 
-  run(int stage, const Chain& c) : dp(comm, {stage}), chain(c) {
+  // bucket: elements per collective (small ones cut the arena into many).
+  run(int stage, const Chain& c, std::size_t bucket = std::size_t{1} << 22) : dp(comm, {stage, bucket}), chain(c) {
     test::dist::add_parameters(params);
     dp.finalize(params, chain);
     params.initialize_all(init::kaiming_uniform{}, 11);
@@ -109,7 +110,9 @@ struct run {
 // between stage 0 and each sharded stage, in units of `ulp`.
 template <class Arena, class Chain>
 void zero_equals_data_parallel(const Chain& chain, int steps, double tolerance, const char* what) {
-  run<Arena, Chain> s0(0, chain), s1(1, chain), s2(2, chain);
+  // Stages 1 and 2 with small buckets: every collective cuts the shards
+  // into chunks (the arena is about a thousand elements).
+  run<Arena, Chain> s0(0, chain), s1(1, chain, 64), s2(2, chain, 48);
   bool scales_agree = true, counts_agree = true, ranks_agree = true;
   for (int t = 1; t <= steps; ++t) {
     const float a = s0.step(t), b = s1.step(t), c = s2.step(t);
@@ -160,7 +163,7 @@ TEST_CASE("data parallel with batch B per rank equals one process with batch R*B
   // fp32 weights and gradients: a bf16 model copy would turn a last-bit
   // difference of the master weights into a bf16 rounding of the forward pass.
   using arena = parameters<float, float>;
-  run<arena, decltype(step)> ranks(0, step);
+  run<arena, decltype(step)> ranks(0, step, 80);  // windows of 80 elements
   arena one;
   test::dist::add_parameters(one);
   one.finalize();

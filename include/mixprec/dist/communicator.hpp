@@ -7,13 +7,13 @@
 // of the given stream:
 //
 //   int rank() const, int size() const
-//   void reduce_scatter_mean(const T* data, T* mine, const std::size_t* counts, stream)
-//       data holds counts[0] + ... + counts[size-1] elements of T (float,
-//       half or bfloat16); rank r receives in `mine` the mean over the ranks
-//       of its part (the counts[r] elements after the first r parts).
-//       `mine` may be that part of `data` itself.
-//   void all_gather(void* data, const std::size_t* bytes, stream)
-//       in place: rank r's bytes[r] bytes, after the first r parts, go to
+//   void reduce_scatter_mean(T* data, const std::size_t* offsets, const std::size_t* counts, stream)
+//       rank r's part of `data` is counts[r] elements of T (float, half or
+//       bfloat16) at offsets[r]; every rank passes the same offsets and
+//       counts. In place: this rank's part becomes the mean over the ranks
+//       of that part (the rest of `data` is left as it was).
+//   void all_gather(void* data, const std::size_t* offsets, const std::size_t* bytes, stream)
+//       in place: rank r's bytes[r] bytes at offsets[r] (in bytes) go to
 //       every rank.
 //   void all_gather_fixed(const void* mine, void* all, std::size_t bytes, stream)
 //       `all` receives size() * bytes: rank r's `mine` at r * bytes.
@@ -45,10 +45,11 @@ struct is_communicator : std::false_type {};
 template <class C>
 struct is_communicator<
     C, std::void_t<decltype(std::declval<const C&>().rank()), decltype(std::declval<const C&>().size()),
-                   decltype(std::declval<C&>().reduce_scatter_mean(std::declval<const float*>(), std::declval<float*>(),
+                   decltype(std::declval<C&>().reduce_scatter_mean(std::declval<float*>(),
+                                                                   std::declval<const std::size_t*>(),
                                                                    std::declval<const std::size_t*>(), stream{})),
                    decltype(std::declval<C&>().all_gather(std::declval<void*>(), std::declval<const std::size_t*>(),
-                                                          stream{})),
+                                                          std::declval<const std::size_t*>(), stream{})),
                    decltype(std::declval<C&>().all_gather_fixed(std::declval<const void*>(), std::declval<void*>(),
                                                                 std::size_t{}, stream{})),
                    decltype(std::declval<C&>().all_gather_host(std::declval<const void*>(), std::size_t{})),

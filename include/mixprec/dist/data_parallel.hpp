@@ -276,30 +276,43 @@ class data_parallel {
   void gather_model(Arena& params, stream s = {}) {
     using model_type = typename Arena::model_type;
     if (!sharded() || comm_.size() == 1) return;
-    for_each_window([&](std::size_t w0, std::size_t w1) {
-      std::vector<std::size_t> bytes = shard_counts(w0, w1);
+    for_each_shard_chunk([&](const std::vector<std::size_t>& offsets, const std::vector<std::size_t>& counts) {
+      std::vector<std::size_t> at = offsets, bytes = counts;
+      for (auto& b : at) b *= sizeof(model_type);
       for (auto& b : bytes) b *= sizeof(model_type);
-      comm_.all_gather(params.model_data() + w0, bytes.data(), s);
+      comm_.all_gather(params.model_data(), at.data(), bytes.data(), s);
     });
   }
 
-  // Averages the gradients over the ranks (step() does this first).
+  // Averages the gradients over the ranks (step() does this first): every
+  // element in stages 0 and 1, this rank's shard in stage 2.
   template <class Arena>
   void reduce_gradients(Arena& params, stream s = {}) {
     using grad_type = typename Arena::grad_type;
+    if (comm_.size() == 1) return;
     grad_type* g = params.grad_data();
-    for_each_window([&](std::size_t w0, std::size_t w1) {
-      if (options_.zero_stage == 2) {
-        const std::vector<std::size_t> counts = shard_counts(w0, w1);
-        comm_.reduce_scatter_mean(g + w0, g + w0 + before(counts), counts.data(), s);
-      } else {
-        const std::vector<std::size_t> counts = even_counts(w0, w1);
-        comm_.reduce_scatter_mean(g + w0, g + w0 + before(counts), counts.data(), s);
-        std::vector<std::size_t> bytes = counts;
-        for (auto& b : bytes) b *= sizeof(grad_type);
-        comm_.all_gather(g + w0, bytes.data(), s);
+    if (options_.zero_stage == 2) {
+      for_each_shard_chunk([&](const std::vector<std::size_t>& offsets, const std::vector<std::size_t>& counts) {
+        comm_.reduce_scatter_mean(g, offsets.data(), counts.data(), s);
+      });
+      return;
+    }
+    // Windows of the arena, each split evenly: reduce-scatter, then all-gather the means.
+    const std::size_t ranks = static_cast<std::size_t>(comm_.size()), a = arena_layout::alignment;
+    for (std::size_t w0 = 0; w0 < padded_; w0 += options_.bucket_elements) {
+      const std::size_t w1 = std::min(padded_, w0 + options_.bucket_elements);
+      const std::size_t piece = ((w1 - w0 + ranks - 1) / ranks + a - 1) / a * a;
+      std::vector<std::size_t> offsets, counts, at, bytes;
+      for (std::size_t r = 0; r < ranks; ++r) {
+        const std::size_t lo = std::min(w1, w0 + r * piece), hi = std::min(w1, lo + piece);
+        offsets.push_back(lo);
+        counts.push_back(hi - lo);
+        at.push_back(lo * sizeof(grad_type));
+        bytes.push_back((hi - lo) * sizeof(grad_type));
       }
-    });
+      comm_.reduce_scatter_mean(g, offsets.data(), counts.data(), s);
+      comm_.all_gather(g, at.data(), bytes.data(), s);
+    }
   }
 
   // What this rank holds: master weights, model copy, gradients, optimizer
@@ -374,36 +387,24 @@ class data_parallel {
     return out;
   }
 
+  // Collectives over the shards: chunk k of every rank's shard at once
+  // (each rank's part a bucket's share), so each collective spreads its
+  // work over every rank.
   template <class F>
-  void for_each_window(F&& f) const {
-    for (std::size_t w0 = 0; w0 < padded_; w0 += options_.bucket_elements)
-      f(w0, std::min(padded_, w0 + options_.bucket_elements));
-  }
-  // Each rank's part of window [w0, w1): its shard's overlap ...
-  std::vector<std::size_t> shard_counts(std::size_t w0, std::size_t w1) const {
-    std::vector<std::size_t> c;
-    for (const element_range& r : shards_) {
-      const std::size_t lo = std::max(w0, r.begin), hi = std::min(w1, r.end);
-      c.push_back(hi > lo ? hi - lo : 0);
+  void for_each_shard_chunk(F&& f) const {
+    const std::size_t ranks = shards_.size(), a = arena_layout::alignment;
+    const std::size_t chunk = ((options_.bucket_elements + ranks - 1) / ranks + a - 1) / a * a;
+    std::size_t largest = 0;
+    for (const element_range& r : shards_) largest = std::max(largest, r.end - r.begin);
+    for (std::size_t k = 0; k * chunk < largest; ++k) {
+      std::vector<std::size_t> offsets, counts;
+      for (const element_range& r : shards_) {
+        const std::size_t lo = std::min(r.end, r.begin + k * chunk), hi = std::min(r.end, lo + chunk);
+        offsets.push_back(lo);
+        counts.push_back(hi - lo);
+      }
+      f(offsets, counts);
     }
-    return c;
-  }
-  // ... or an even split on 16-element boundaries.
-  std::vector<std::size_t> even_counts(std::size_t w0, std::size_t w1) const {
-    const std::size_t ranks = static_cast<std::size_t>(comm_.size());
-    const std::size_t a = arena_layout::alignment;
-    const std::size_t piece = ((w1 - w0 + ranks - 1) / ranks + a - 1) / a * a;
-    std::vector<std::size_t> c;
-    for (std::size_t r = 0; r < ranks; ++r) {
-      const std::size_t lo = std::min(w1, w0 + r * piece), hi = std::min(w1, lo + piece);
-      c.push_back(hi - lo);
-    }
-    return c;
-  }
-  std::size_t before(const std::vector<std::size_t>& counts) const {
-    std::size_t n = 0;
-    for (int r = 0; r < comm_.rank(); ++r) n += counts[static_cast<std::size_t>(r)];
-    return n;
   }
 
   Communicator& comm_;

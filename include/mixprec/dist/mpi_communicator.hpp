@@ -9,12 +9,12 @@
 // collective raises mixprec::error on this rank within `timeout` (MPI is
 // unusable afterwards: report and MPI_Abort).
 //
-// Gradients in half or bfloat16 are reduced in fp32: this rank's part is
-// widened, the sums and the mean are taken in fp32 and rounded once. That
-// moves twice the bytes of the 16-bit values but never rounds a partial
-// sum, and a sum that would overflow the 16-bit format cannot
-// (docs/performance.md measures it against 16-bit transfer with an fp32
-// accumulating reduction, `wire_format::native`).
+// The gradients travel in their own format (2 bytes for half and bfloat16)
+// and are summed in fp32 by the rank that owns them, in rank order, then
+// divided by the number of ranks and rounded once: no partial sum is
+// rounded to 16 bits and no sum can overflow the 16-bit format, each
+// element's mean is computed once (every rank gets the same bits) and in
+// a fixed order (runs repeat bit for bit).
 //
 // Link mixprec::mpi (find_package(MPI)); not for the CUDA backend (use
 // nccl_communicator there).
@@ -22,6 +22,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstring>
@@ -42,15 +43,8 @@
 
 namespace mixprec::dist {
 
-// How 16-bit gradients travel in reduce_scatter_mean.
-enum class wire_format {
-  fp32,    // widened to fp32, summed in fp32, rounded once (the default)
-  native,  // in their own format; each pairwise sum is taken in fp32 and rounded
-};
-
 struct mpi_options {
   std::chrono::duration<double> timeout = std::chrono::minutes(5);
-  wire_format gradients = wire_format::fp32;
 };
 
 class mpi_communicator {
@@ -66,8 +60,6 @@ class mpi_communicator {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
-    check(MPI_Op_create(&add_as_float<half>, 1, &add_half_), "MPI_Op_create");
-    check(MPI_Op_create(&add_as_float<bfloat16>, 1, &add_bfloat16_), "MPI_Op_create");
   }
   mpi_communicator(const mpi_communicator&) = delete;
   mpi_communicator& operator=(const mpi_communicator&) = delete;
@@ -75,8 +67,6 @@ class mpi_communicator {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
-    MPI_Op_free(&add_half_);
-    MPI_Op_free(&add_bfloat16_);
     MPI_Comm_free(&comm_);
   }
 
@@ -84,60 +74,78 @@ class mpi_communicator {
   int size() const { return size_; }
   const mpi_options& options() const { return options_; }
 
+  // Each part goes to its rank in the gradients' own format (point-to-point
+  // messages: 64-bit offsets, any layout); the rank adds the R copies in
+  // fp32, in rank order, divides by R and rounds once. (MPI's own
+  // reduce-scatter is 3-4x slower here: see docs/performance.md.)
   template <class T>
-  void reduce_scatter_mean(const T* data, T* mine, const std::size_t* counts, stream = {}) {
+  void reduce_scatter_mean(T* data, const std::size_t* offsets, const std::size_t* counts, stream = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>,
                   "reduce_scatter_mean: float, half or bfloat16");
-    std::size_t total = 0;
-    std::vector<int> n(static_cast<std::size_t>(size_));
-    for (int r = 0; r < size_; ++r) {
-      total += counts[r];
-      n[static_cast<std::size_t>(r)] = as_int(counts[r], "reduce_scatter_mean");
-    }
-    const std::size_t own = counts[rank_];
-    const float ranks = static_cast<float>(size_);
-    if constexpr (!std::is_same_v<T, float>) {
-      if (options_.gradients == wire_format::native) {
-        narrow_.resize(own);
-        request req;
-        check(MPI_Ireduce_scatter(data, narrow_.data(), n.data(), MPI_UINT16_T,
-                                  std::is_same_v<T, half> ? add_half_ : add_bfloat16_, comm_, &req.r),
-              "MPI_Ireduce_scatter");
-        wait(req, "the gradient reduce-scatter");
-        const std::uint16_t* sums = narrow_.data();
-        #pragma omp parallel for schedule(static)
-        for (std::size_t i = 0; i < own; ++i)
-          mine[i] = convert<T>(to_float(mixprec::from_bits<T>(sums[i])) / ranks);
-        return;
+    const std::size_t ranks = static_cast<std::size_t>(size_), me = static_cast<std::size_t>(rank_);
+    const std::size_t own = counts[me];
+    if (size_ == 1) return;  // the mean of one
+    parts_.resize(ranks * own * sizeof(T));
+    T* parts = reinterpret_cast<T*>(parts_.data());
+    const MPI_Datatype type = std::is_same_v<T, float> ? MPI_FLOAT : MPI_UINT16_T;
+    std::vector<MPI_Request> reqs;
+    for (std::size_t r = 0; r < ranks; ++r) {
+      if (r == me) continue;
+      if (own > 0) {
+        reqs.push_back(MPI_REQUEST_NULL);
+        check(MPI_Irecv(parts + r * own, as_int(own, "reduce_scatter_mean"), type, static_cast<int>(r), tag_reduce,
+                        comm_, &reqs.back()),
+              "MPI_Irecv");
       }
-      wide_.resize(total);
-      convert_n<float>(data, total, wide_.data());
+      if (counts[r] > 0) {
+        reqs.push_back(MPI_REQUEST_NULL);
+        check(MPI_Isend(data + offsets[r], as_int(counts[r], "reduce_scatter_mean"), type, static_cast<int>(r),
+                        tag_reduce, comm_, &reqs.back()),
+              "MPI_Isend");
+      }
     }
-    const float* send = nullptr;
-    if constexpr (std::is_same_v<T, float>) send = data;
-    else send = wide_.data();
-    sums_.resize(own);
-    request req;
-    check(MPI_Ireduce_scatter(send, sums_.data(), n.data(), MPI_FLOAT, MPI_SUM, comm_, &req.r), "MPI_Ireduce_scatter");
-    wait(req, "the gradient reduce-scatter");
-    const float* sums = sums_.data();
+    if (own > 0) std::memcpy(static_cast<void*>(parts + me * own), static_cast<const void*>(data + offsets[me]),
+                             own * sizeof(T));
+    wait_all(reqs, "the gradient reduce-scatter");
+    T* mine = data + offsets[me];
+    const float divisor = static_cast<float>(size_);
+    // Blocks that stay in L1, ranks outside, elements inside: the loops vectorise.
+    constexpr std::size_t block = 1024;
+    const std::size_t blocks = (own + block - 1) / block;
     #pragma omp parallel for schedule(static)
-    for (std::size_t i = 0; i < own; ++i) mine[i] = convert<T>(sums[i] / ranks);
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const std::size_t first = b * block, n = std::min(block, own - first);
+      float sum[block];
+      for (std::size_t j = 0; j < n; ++j) sum[j] = to_float(parts[first + j]);
+      for (std::size_t r = 1; r < ranks; ++r) {
+        const T* part = parts + r * own + first;
+        for (std::size_t j = 0; j < n; ++j) sum[j] += to_float(part[j]);
+      }
+      for (std::size_t j = 0; j < n; ++j) mine[first + j] = convert<T>(sum[j] / divisor);
+    }
   }
 
-  void all_gather(void* data, const std::size_t* bytes, stream = {}) {
+  void all_gather(void* data, const std::size_t* offsets, const std::size_t* bytes, stream = {}) {
     if (size_ == 1) return;
-    std::vector<int> n(static_cast<std::size_t>(size_)), at(static_cast<std::size_t>(size_));
-    std::size_t offset = 0;
-    for (int r = 0; r < size_; ++r) {
-      n[static_cast<std::size_t>(r)] = as_int(bytes[r], "all_gather");
-      at[static_cast<std::size_t>(r)] = as_int(offset, "all_gather");
-      offset += bytes[r];
+    auto* base = static_cast<std::uint8_t*>(data);
+    const std::size_t me = static_cast<std::size_t>(rank_);
+    std::vector<MPI_Request> reqs;
+    for (std::size_t r = 0; r < static_cast<std::size_t>(size_); ++r) {
+      if (r == me) continue;
+      if (bytes[r] > 0) {
+        reqs.push_back(MPI_REQUEST_NULL);
+        check(MPI_Irecv(base + offsets[r], as_int(bytes[r], "all_gather"), MPI_BYTE, static_cast<int>(r), tag_gather,
+                        comm_, &reqs.back()),
+              "MPI_Irecv");
+      }
+      if (bytes[me] > 0) {
+        reqs.push_back(MPI_REQUEST_NULL);
+        check(MPI_Isend(base + offsets[me], as_int(bytes[me], "all_gather"), MPI_BYTE, static_cast<int>(r),
+                        tag_gather, comm_, &reqs.back()),
+              "MPI_Isend");
+      }
     }
-    request req;
-    check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, n.data(), at.data(), MPI_BYTE, comm_, &req.r),
-          "MPI_Iallgatherv");
-    wait(req, "the all-gather");
+    wait_all(reqs, "the all-gather");
   }
 
   void all_gather_fixed(const void* mine, void* all, std::size_t bytes, stream = {}) {
@@ -155,23 +163,14 @@ class mpi_communicator {
   MPI_Comm comm() const { return comm_; }
 
  private:
-  struct request {
-    MPI_Request r = MPI_REQUEST_NULL;
-  };
   static void detail_require(bool ok, const char* what) {
     if (!ok) throw error(what);
   }
-  template <class T>
-  static void add_as_float(void* in, void* inout, int* len, MPI_Datatype*) {
-    auto* a = static_cast<const T*>(in);
-    auto* b = static_cast<T*>(inout);
-    for (int i = 0; i < *len; ++i) b[i] = convert<T>(to_float(a[i]) + to_float(b[i]));
-  }
   void gather_fixed(const void* mine, void* all, std::size_t bytes, const char* what) {
     const int n = as_int(bytes, "all_gather_fixed");
-    request req;
-    check(MPI_Iallgather(mine, n, MPI_BYTE, all, n, MPI_BYTE, comm_, &req.r), "MPI_Iallgather");
-    wait(req, what);
+    std::vector<MPI_Request> req(1, MPI_REQUEST_NULL);
+    check(MPI_Iallgather(mine, n, MPI_BYTE, all, n, MPI_BYTE, comm_, &req[0]), "MPI_Iallgather");
+    wait_all(req, what);
   }
   int as_int(std::size_t n, const char* what) const {
     if (n > static_cast<std::size_t>(INT_MAX))
@@ -187,15 +186,17 @@ class mpi_communicator {
     throw error(mixprec::detail::concat("mpi_communicator: ", what, " failed on rank ", rank_, ": ",
                                         std::string(text, static_cast<std::size_t>(len))));
   }
-  // Polls until the collective completes, fails, or the deadline passes.
-  void wait(request& req, const char* what) const {
+  static constexpr int tag_reduce = 7101, tag_gather = 7102;
+  // Polls until every request completes, one fails, or the deadline passes.
+  void wait_all(std::vector<MPI_Request>& reqs, const char* what) const {
+    if (reqs.empty()) return;
     using clock = std::chrono::steady_clock;
     const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(options_.timeout);
-    // Spin while the collective is young (each MPI_Test drives its progress), then poll gently.
+    // Spin while the requests are young (each test drives their progress), then poll gently.
     const auto spin_until = clock::now() + std::chrono::milliseconds(50);
     for (unsigned polls = 1;; ++polls) {
       int done = 0;
-      check(MPI_Test(&req.r, &done, MPI_STATUS_IGNORE), what);
+      check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), what);
       if (done) return;
       if (polls % 256 != 0) continue;
       const auto now = clock::now();
@@ -209,10 +210,8 @@ class mpi_communicator {
 
   mpi_options options_;
   MPI_Comm comm_ = MPI_COMM_NULL;
-  MPI_Op add_half_ = MPI_OP_NULL, add_bfloat16_ = MPI_OP_NULL;
   int rank_ = 0, size_ = 1;
-  std::vector<float> wide_, sums_;
-  std::vector<std::uint16_t> narrow_;
+  std::vector<std::uint8_t> parts_;  // this rank's part from every rank
 };
 
 static_assert(is_communicator_v<mpi_communicator>);

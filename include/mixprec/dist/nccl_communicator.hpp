@@ -51,31 +51,27 @@ class nccl_communicator {
   int size() const { return size_; }
 
   template <class T>
-  void reduce_scatter_mean(const T* data, T* mine, const std::size_t* counts, stream s = {}) {
+  void reduce_scatter_mean(T* data, const std::size_t* offsets, const std::size_t* counts, stream s = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>,
                   "reduce_scatter_mean: float, half or bfloat16");
+    if (size_ == 1) return;  // the mean of one
     const ncclDataType_t type = std::is_same_v<T, float> ? ncclFloat : std::is_same_v<T, half> ? ncclHalf : ncclBfloat16;
     check(ncclGroupStart(), "ncclGroupStart");
-    std::size_t offset = 0;
-    for (int r = 0; r < size_; ++r) {
-      if (counts[r] > 0)
-        check(ncclReduce(data + offset, r == rank_ ? mine : nullptr, counts[r], type, ncclAvg, r, comm_, s.handle),
+    for (int r = 0; r < size_; ++r)
+      if (counts[r] > 0)  // in place at the root r
+        check(ncclReduce(data + offsets[r], data + offsets[r], counts[r], type, ncclAvg, r, comm_, s.handle),
               "ncclReduce");
-      offset += counts[r];
-    }
     check(ncclGroupEnd(), "ncclGroupEnd");
   }
 
-  void all_gather(void* data, const std::size_t* bytes, stream s = {}) {
+  void all_gather(void* data, const std::size_t* offsets, const std::size_t* bytes, stream s = {}) {
     if (size_ == 1) return;
     auto* base = static_cast<std::uint8_t*>(data);
     check(ncclGroupStart(), "ncclGroupStart");
-    std::size_t offset = 0;
-    for (int r = 0; r < size_; ++r) {
+    for (int r = 0; r < size_; ++r)
       if (bytes[r] > 0)
-        check(ncclBroadcast(base + offset, base + offset, bytes[r], ncclUint8, r, comm_, s.handle), "ncclBroadcast");
-      offset += bytes[r];
-    }
+        check(ncclBroadcast(base + offsets[r], base + offsets[r], bytes[r], ncclUint8, r, comm_, s.handle),
+              "ncclBroadcast");
     check(ncclGroupEnd(), "ncclGroupEnd");
   }
 
