@@ -208,7 +208,7 @@ TEST_CASE("data parallel with batch B per rank equals one process with batch R*B
   CHECK(same_on_every_rank(ranks.state.count()));
 }
 
-TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: fp16, dynamic loss scale, global-norm clipping, AdamW") {
+TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: fp16 with dynamic loss scale and global-norm clipping and AdamW") {
   dynamic_loss_scale scaler;
   scaler.init_scale = 65536.0f;
   scaler.growth_interval = 10;
@@ -288,7 +288,7 @@ TEST_CASE("a rank keeps about 1/R of the master weights and optimizer state") {
   CHECK(covered == s1.params.padded_size());
 }
 
-TEST_CASE("ranks that differ in arena, chain or initial weights are refused on every rank, nothing changed") {
+TEST_CASE("ranks that differ in arena or chain or initial weights are refused on every rank with nothing changed") {
   dist::mpi_communicator comm(MPI_COMM_WORLD, test_options());
   const bool odd = world_size() > 1 && world_rank() == world_size() - 1;
   const std::string last = std::to_string(world_size() - 1);

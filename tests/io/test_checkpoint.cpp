@@ -330,7 +330,7 @@ TEST_CASE("a version-2 checkpoint (no range section) loads") {
   CHECK(serialize_checkpoint(step, b, sb) == v3);
 }
 
-TEST_CASE("a checkpoint in shards loads whole and a whole one loads into shards; both continue bit for bit") {
+TEST_CASE("a checkpoint in shards loads whole and a whole one loads into shards and both continue bit for bit") {
   // States that each update a shard of one arena (what each rank of a
   // ZeRO run holds, mixprec/dist) with a chain whose updates need no
   // statistics of other elements: the shards together equal one state.
@@ -450,7 +450,7 @@ TEST_CASE("a failed write leaves the previous checkpoint intact and no temporary
   std::remove(path.c_str());
 }
 
-TEST_CASE("concurrent saves to one path each land whole; stale temporaries of dead processes are removed") {
+TEST_CASE("concurrent saves to one path each land whole and stale temporaries of dead processes are removed") {
   const auto step = make_chain();
   arena big, small;
   build(big);
@@ -496,7 +496,7 @@ TEST_CASE("a file that is not a checkpoint is refused after reading its header")
   CHECK(src.bytes_read <= detail::checkpoint_header);
 }
 
-TEST_CASE("a state that init() did not make is a clear error, not a crash") {
+TEST_CASE("a state that init() did not make is a clear error and not a crash") {
   arena p;
   build(p);
   const auto step = make_chain();

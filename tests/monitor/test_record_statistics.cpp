@@ -17,7 +17,7 @@ using namespace mixprec;
 
 TEST_SUITE("monitor") {
 
-TEST_CASE("record_statistics logs every step's scale, flags, norms and underflow") {
+TEST_CASE("record_statistics logs every step's scale and flags and norms and underflow") {
   parameters<half, half> p;
   p.add("w", {10, 10});
   p.add("b", {10});

@@ -63,7 +63,7 @@ TEST_CASE("adafactor matches torch.optim.Adafactor over 200 steps") {
   }
 }
 
-TEST_CASE("adafactor keeps factored state: rows and columns of matrices, elements of vectors") {
+TEST_CASE("adafactor keeps factored state: rows and columns of matrices and elements of vectors") {
   parameters<bfloat16, bfloat16> p;
   p.add("w", {64, 32});
   p.add("conv", {8, 4, 3, 3});

@@ -16,7 +16,7 @@ using namespace mixprec;
 
 TEST_SUITE("tensor") {
 
-TEST_CASE("parameters are copied to and from the host by index, name and role") {
+TEST_CASE("parameters are copied to and from the host by index or name and role") {
   parameters<bfloat16, half> p;
   p.add("w", {2, 3});
   p.add("b", {3}, "no_decay");

@@ -130,7 +130,7 @@ TEST_CASE("a user-written loss scaler is found by what it declares") {
   std::remove(path.c_str());
 }
 
-TEST_CASE("a scaler derived from dynamic_loss_scale is a scaler; a chain without one has scale 1") {
+TEST_CASE("a scaler derived from dynamic_loss_scale is a scaler and a chain without one has scale 1") {
   using my_scale = user::my_scale;
   static_assert(decltype(chain(my_scale{}, sgd(sgd_options{})))::has_loss_scaler);
   parameters<float> p;
