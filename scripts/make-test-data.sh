@@ -9,3 +9,4 @@ cmake --preset host >/dev/null
 cmake --build --preset host --target make_stochastic_golden
 ./build/host/tests/make_stochastic_golden cast > tests/data/stochastic_rounding.txt
 ./build/host/tests/make_stochastic_golden sgd > tests/data/sgd_stochastic_golden.txt
+./build/host/tests/make_stochastic_golden adamw > tests/data/adamw_stochastic_golden.txt

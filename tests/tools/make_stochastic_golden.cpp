@@ -3,12 +3,14 @@
 // scripts/make-test-data.sh:
 //   make_stochastic_golden cast > tests/data/stochastic_rounding.txt
 //   make_stochastic_golden sgd  > tests/data/sgd_stochastic_golden.txt
+//   make_stochastic_golden adamw > tests/data/adamw_stochastic_golden.txt
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include <mixprec/mixprec.hpp>
 
+#include "../support/adamw_golden.hpp"
 #include "../support/sgd_golden.hpp"
 #include "../support/stochastic_golden.hpp"
 
@@ -41,6 +43,13 @@ int main(int argc, char** argv) {
     for (std::uint16_t b : test::run_sgd_golden()) std::printf("%x\n", b);
     return 0;
   }
-  std::fprintf(stderr, "usage: make_stochastic_golden cast|sgd\n");
+  if (what == "adamw") {
+    std::printf("# test::run_adamw_golden() on the host backend after %d steps: %zu master-weight bits, then as many "
+                "model-copy, exp_avg and exp_avg_sq bits\n",
+                test::adamw_golden_steps, test::adamw_golden_size);
+    for (std::uint32_t b : test::run_adamw_golden()) std::printf("%x\n", b);
+    return 0;
+  }
+  std::fprintf(stderr, "usage: make_stochastic_golden cast|sgd|adamw\n");
   return 2;
 }

@@ -176,7 +176,8 @@ MIXPREC_HOST_DEVICE To stochastic_round(float x, std::uint32_t random_bits) {
 }
 
 // The converter: From -> To under round style R and overflow policy O.
-// Stochastic rounding draws its bits from philox(seed, stream, index), so
+// Stochastic rounding draws its bits from Philox keyed on (seed, stream,
+// index) (stochastic_draw, cast/philox.hpp: one block per 8 or 4 elements), so
 // `index` (the element's position in its array) must be supplied for it; the
 // other styles ignore it. From may be double: it is first rounded to float
 // with round-to-odd, which keeps nearest-even and toward-zero exact.
@@ -209,7 +210,8 @@ struct converter {
       (void)index;
       return f;
     } else if constexpr (std::is_same_v<R, round_stochastic>) {
-      return from_bits<To>(detail::narrow_bits<To, R, O>(f, random_bits(round.seed, round.stream, index)));
+      return from_bits<To>(detail::narrow_bits<To, R, O>(
+          f, stochastic_draw<format_traits<To>::total_bits>(round.seed, round.stream, index)));
     } else {
       (void)index;
       return from_bits<To>(detail::narrow_bits<To, R, O>(f, 0u));

@@ -63,6 +63,31 @@ MIXPREC_HOST_DEVICE std::uint32_t random_bits(std::uint64_t seed, std::uint64_t 
   return random_block(seed, stream, index).v[0];
 }
 
+// Stochastic rounding shares each Philox block among several elements: a
+// 16-bit format (bfloat16, half) takes 16 random bits per element, eight
+// elements per block (element i: block i / 8, its 16-bit slice i % 8, low
+// half of word (i % 8) / 2 first); an 8-bit format takes 32 bits, four
+// elements per block (word i % 4). The bits stay a pure function of
+// (seed, stream, index), so every backend and launch shape draws the same,
+// and a loop over consecutive elements needs one block per 8 (or 4).
+MIXPREC_HOST_DEVICE std::uint32_t random_slice16(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
+  const philox_block b = random_block(seed, stream, index >> 3);
+  const std::uint32_t word = b.v[(index >> 1) & 3u];
+  return (index & 1u) ? word >> 16 : word & 0xffffu;
+}
+MIXPREC_HOST_DEVICE std::uint32_t random_slice32(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
+  return random_block(seed, stream, index >> 2).v[index & 3u];
+}
+
+// The bits stochastic rounding of element `index` to a format of
+// `total_bits` compares against (32 bits; a 16-bit draw fills the top half,
+// so probabilities resolve to 2^-16 for 16-bit formats, 2^-32 for 8-bit).
+template <int TotalBits>
+MIXPREC_HOST_DEVICE std::uint32_t stochastic_draw(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
+  if constexpr (TotalBits == 16) return random_slice16(seed, stream, index) << 16;
+  else return random_slice32(seed, stream, index);
+}
+
 // Uniform float in [0, 1) from the top 24 bits of a word (every value exact).
 MIXPREC_HOST_DEVICE float uniform_from_bits(std::uint32_t bits) {
   return static_cast<float>(bits >> 8) * 5.9604644775390625e-08f;  // 2^-24

@@ -80,8 +80,19 @@ struct element_context {
   float w;
   float* weight_factor;
   pass_kind which;
+  // The writer's stochastic-rounding bits for this row of the tile, drawn
+  // a Philox block per 8 (or 4) elements by the host runner; null
+  // elsewhere (the bits are then drawn here, the same ones).
+  const std::uint32_t* draws = nullptr;
 
   MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
+  // The bits stochastic rounding of this element to To compares against,
+  // keyed on (seed, step, index) (cast/philox.hpp, stochastic_draw).
+  template <class To>
+  MIXPREC_HOST_DEVICE std::uint32_t stochastic_bits(std::uint64_t seed) const {
+    if (draws != nullptr) return draws[c];
+    return stochastic_draw<format_traits<To>::total_bits>(seed, tile.t, i);
+  }
   MIXPREC_HOST_DEVICE std::uint32_t parameter() const { return tile.param; }
   MIXPREC_HOST_DEVICE const param_geometry& geometry() const { return *tile.geometry; }
   MIXPREC_HOST_DEVICE std::uint32_t rank() const { return tile.geometry->rank; }

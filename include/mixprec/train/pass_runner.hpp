@@ -165,9 +165,18 @@ struct host_update_runner {
     for (std::uint32_t r = 0; r < tile.height; ++r) {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
       const std::uint32_t w = tile.width;
-      MIXPREC_PRAGMA_SIMD
-      for (std::size_t c = 0; c < w; ++c)
-        local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc);
+      if constexpr (Body::writer_draws) {
+        // The writer's stochastic-rounding bits: a Philox block per 8 (or 4) elements, not one each.
+        std::uint32_t draws[tile_size];
+        local.fill_draws(ctx, row, w, draws);
+        MIXPREC_PRAGMA_SIMD
+        for (std::size_t c = 0; c < w; ++c)
+          local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc, draws);
+      } else {
+        MIXPREC_PRAGMA_SIMD
+        for (std::size_t c = 0; c < w; ++c)
+          local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc);
+      }
     }
   }
 };

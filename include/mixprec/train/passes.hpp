@@ -329,8 +329,43 @@ struct update_body {
   MIXPREC_HOST_DEVICE context enter(std::size_t t) const { return enter_tile<Q>(env, t); }
   MIXPREC_HOST_DEVICE bool active(const context& ctx) const { return !ctx.skip; }
 
+  // The host runner draws the writer's stochastic-rounding bits per row
+  // (fill_draws) and passes them to element(); the GPU draws per element.
+  template <class W, class = void>
+  struct draws_of : std::false_type {};
+  template <class W>
+  struct draws_of<W, std::void_t<decltype(W::draws_per_row)>> : std::bool_constant<W::draws_per_row> {};
+  static constexpr bool writer_draws = [] {
+    if constexpr (ToGradients || d.writer < 0) return false;
+    else return draws_of<component_at<Env, static_cast<std::size_t>(d.writer)>>::value;
+  }();
+  // Elements [first, first + n) of this tile row: their 32-bit draws.
+  void fill_draws(const context& ctx, std::uint64_t first, std::uint32_t n, std::uint32_t* out) const {
+    if constexpr (writer_draws) {
+      using model_type = typename Arena::model_type;
+      constexpr int bits = format_traits<model_type>::total_bits;
+      constexpr std::uint64_t per_block = bits == 16 ? 8 : 4;
+      const std::uint64_t seed = get<static_cast<std::size_t>(d.writer)>(env.comps).seed;
+      const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
+      philox_block blocks[tile_size / 4 + 2];
+      for (std::uint64_t b = b0; b < b1; ++b) blocks[b - b0] = random_block(seed, ctx.t, b);
+      const std::uint64_t skip = first - b0 * per_block;
+      if constexpr (bits == 16) {
+        for (std::uint32_t c = 0; c < n; ++c) {
+          const std::uint64_t k = skip + c;  // slice k of the run of blocks: block k / 8, word (k / 2) % 4
+          const std::uint32_t word = blocks[k >> 3].v[(k >> 1) & 3u];
+          out[c] = ((k & 1u) ? word >> 16 : word & 0xffffu) << 16;
+        }
+      } else {
+        for (std::uint32_t c = 0; c < n; ++c) out[c] = blocks[(skip + c) >> 2].v[(skip + c) & 3u];
+      }
+    } else {
+      (void)ctx, (void)first, (void)n, (void)out;
+    }
+  }
+
   MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
-                                   const tile_scalars<Env>& sc) const {
+                                   const tile_scalars<Env>& sc, const std::uint32_t* draws = nullptr) const {
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
@@ -347,7 +382,7 @@ struct update_body {
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
         const element_context<Env, W, false, Env::template variant<W>(Code)> wctx{
-            env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update};
+            env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update, draws};
         write(get<W>(env.comps), wctx, i, w, updated, decayed - w + u);
       } else {
         const no_writer_context none{i, ctx.t};

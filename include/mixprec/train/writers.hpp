@@ -56,12 +56,16 @@ struct round_model_stochastic {
   using traits = writer_traits;
   static constexpr bool works_with_master = true;
   static constexpr bool needs_narrow_model = true;  // rounding to float would change nothing
+  // The host runner draws this writer's bits a Philox block per 8 (16-bit
+  // model) or 4 (8-bit) elements before each row (train/pass_runner.hpp).
+  static constexpr bool draws_per_row = true;
   std::uint64_t seed = 0;
   round_model_stochastic() = default;
   explicit round_model_stochastic(std::uint64_t s) : seed(s) {}
   template <class Model, class Ctx>
   MIXPREC_HOST_DEVICE Model round_weight(float v, const Ctx& ctx) const {
-    return convert<Model, weight_overflow<Model>>(v, round_stochastic{seed, ctx.t()}, ctx.index());
+    // The same bits as convert<Model>(v, round_stochastic{seed, ctx.t()}, ctx.index()).
+    return stochastic_round<Model, weight_overflow<Model>>(v, ctx.template stochastic_bits<Model>(seed));
   }
   template <class Model, class Ctx>
   MIXPREC_HOST_DEVICE Model write_weight(float, float updated, float, const Ctx& ctx) const {
