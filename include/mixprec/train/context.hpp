@@ -80,18 +80,23 @@ struct element_context {
   float w;
   float* weight_factor;
   pass_kind which;
-  // The writer's stochastic-rounding bits for this row of the tile, drawn
-  // a Philox block per 8 (or 4) elements by the host runner; null
-  // elsewhere (the bits are then drawn here, the same ones).
-  const std::uint32_t* draws = nullptr;
+  // The writer's stochastic-rounding draws for this row of the tile (16-bit
+  // slices, or 32-bit words for 8-bit formats), drawn a Philox block per 8
+  // (or 4) elements by the host runner; null elsewhere (the same bits are
+  // then drawn here).
+  const void* draws = nullptr;
 
   MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
   // The bits stochastic rounding of this element to To compares against,
   // keyed on (seed, step, index) (cast/philox.hpp, stochastic_draw).
   template <class To>
   MIXPREC_HOST_DEVICE std::uint32_t stochastic_bits(std::uint64_t seed) const {
-    if (draws != nullptr) return draws[c];
-    return stochastic_draw<format_traits<To>::total_bits>(seed, tile.t, i);
+    constexpr int bits = format_traits<To>::total_bits;
+    if (draws != nullptr) {
+      if constexpr (bits == 16) return static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(draws)[c]) << 16;
+      else return static_cast<const std::uint32_t*>(draws)[c];
+    }
+    return stochastic_draw<bits>(seed, tile.t, i);
   }
   MIXPREC_HOST_DEVICE std::uint32_t parameter() const { return tile.param; }
   MIXPREC_HOST_DEVICE const param_geometry& geometry() const { return *tile.geometry; }

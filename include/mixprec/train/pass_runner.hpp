@@ -153,6 +153,9 @@ __global__ void __launch_bounds__(block_threads)
 
 #else  // host backends
 
+// Elements per run of stochastic-rounding draws on the host (measured:
+// 256-1024 equally good, a whole 4096-element row 5-10% slower).
+inline constexpr std::uint32_t draw_chunk = 1024;
 template <class Body>
 struct host_update_runner {
   Body body;
@@ -167,11 +170,17 @@ struct host_update_runner {
       const std::uint32_t w = tile.width;
       if constexpr (Body::writer_draws) {
         // The writer's stochastic-rounding bits: a Philox block per 8 (or 4) elements, not one each.
-        std::uint32_t draws[tile_size];
-        local.fill_draws(ctx, row, w, draws);
-        MIXPREC_PRAGMA_SIMD
-        for (std::size_t c = 0; c < w; ++c)
-          local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc, draws);
+        // In chunks, so that the hardware prefetcher streams the next
+        // elements while the core computes the next chunk's draws.
+        constexpr std::uint32_t chunk = draw_chunk;
+        alignas(64) typename Body::draw_type buffer[chunk + 8];
+        for (std::uint32_t c0 = 0; c0 < w; c0 += chunk) {
+          const std::uint32_t n = w - c0 < chunk ? w - c0 : chunk;
+          const auto* draws = local.fill_draws(ctx, row + c0, n, buffer) - c0;  // indexed by the row's column
+          MIXPREC_PRAGMA_SIMD
+          for (std::size_t c = c0; c < c0 + n; ++c)
+            local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc, draws);
+        }
       } else {
         MIXPREC_PRAGMA_SIMD
         for (std::size_t c = 0; c < w; ++c)

@@ -339,33 +339,38 @@ struct update_body {
     if constexpr (ToGradients || d.writer < 0) return false;
     else return draws_of<component_at<Env, static_cast<std::size_t>(d.writer)>>::value;
   }();
-  // Elements [first, first + n) of this tile row: their 32-bit draws.
-  void fill_draws(const context& ctx, std::uint64_t first, std::uint32_t n, std::uint32_t* out) const {
+  // A draw: a 16-bit slice for 16-bit models, a 32-bit word for 8-bit ones.
+  using draw_type = std::conditional_t<format_traits<typename Arena::model_type>::total_bits == 16, std::uint16_t,
+                                       std::uint32_t>;
+  // The draws of elements [first, first + n) of this tile row, drawn a
+  // Philox block per 8 (or 4) elements in stochastic_draw's layout;
+  // `out` has room for n + 8. Returns where element `first`'s draw is.
+  const draw_type* fill_draws(const context& ctx, std::uint64_t first, std::uint32_t n, draw_type* out) const {
     if constexpr (writer_draws) {
-      using model_type = typename Arena::model_type;
-      constexpr int bits = format_traits<model_type>::total_bits;
-      constexpr std::uint64_t per_block = bits == 16 ? 8 : 4;
+      constexpr std::uint64_t per_block = std::is_same_v<draw_type, std::uint16_t> ? 8 : 4;
       const std::uint64_t seed = get<static_cast<std::size_t>(d.writer)>(env.comps).seed;
       const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
-      philox_block blocks[tile_size / 4 + 2];
-      for (std::uint64_t b = b0; b < b1; ++b) blocks[b - b0] = random_block(seed, ctx.t, b);
-      const std::uint64_t skip = first - b0 * per_block;
-      if constexpr (bits == 16) {
-        for (std::uint32_t c = 0; c < n; ++c) {
-          const std::uint64_t k = skip + c;  // slice k of the run of blocks: block k / 8, word (k / 2) % 4
-          const std::uint32_t word = blocks[k >> 3].v[(k >> 1) & 3u];
-          out[c] = ((k & 1u) ? word >> 16 : word & 0xffffu) << 16;
+      for (std::uint64_t b = b0; b < b1; ++b) {
+        const philox_block blk = random_block(seed, ctx.t, b);
+        draw_type* o = out + (b - b0) * per_block;
+        for (int k = 0; k < 4; ++k) {
+          if constexpr (per_block == 8) {
+            o[2 * k] = static_cast<std::uint16_t>(blk.v[k]);
+            o[2 * k + 1] = static_cast<std::uint16_t>(blk.v[k] >> 16);
+          } else {
+            o[k] = blk.v[k];
+          }
         }
-      } else {
-        for (std::uint32_t c = 0; c < n; ++c) out[c] = blocks[(skip + c) >> 2].v[(skip + c) & 3u];
       }
+      return out + (first - b0 * per_block);
     } else {
-      (void)ctx, (void)first, (void)n, (void)out;
+      (void)ctx, (void)first, (void)n;
+      return out;
     }
   }
 
   MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
-                                   const tile_scalars<Env>& sc, const std::uint32_t* draws = nullptr) const {
+                                   const tile_scalars<Env>& sc, const void* draws = nullptr) const {
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
