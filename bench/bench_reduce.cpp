@@ -3,6 +3,7 @@
 // bandwidth measured in the same run. Also the per-segment variant over an
 // arena of many parameters.
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <random>
 #include <utility>
@@ -36,6 +37,31 @@ void sum_of_squares_bf16(benchmark::State& state) {
   bench::run_timed(state, 2.0 * n, n, [&] { sum_of_squares(view, out, ws); });
   benchmark::DoNotOptimize(out.get());
 }
+
+#if !defined(MIXPREC_BACKEND_CUDA)
+// The same bytes read by a plain OpenMP loop (host): the sum of squares of n
+// bf16 values, vectorised by the compiler. What the memory system gives a
+// read-only stream on this machine, next to sum_of_squares/bf16 above.
+void handwritten_sum_of_squares_bf16(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  detail::device_vector<bfloat16> data(n);
+  detail::for_each_index({}, n, random_fill{detail::raw(data)});
+  const std::uint16_t* bits = reinterpret_cast<const std::uint16_t*>(detail::raw(data));
+  double result = 0.0;
+  auto run = [&] {
+    double sum = 0.0;
+#pragma omp parallel for simd reduction(+ : sum) schedule(static)
+    for (std::size_t i = 0; i < n; ++i) {
+      const float x = detail::bit_cast<float>(static_cast<std::uint32_t>(bits[i]) << 16);
+      sum += static_cast<double>(x * x);
+    }
+    result = sum;
+  };
+  run();
+  bench::run_timed(state, 2.0 * n, n, run);
+  benchmark::DoNotOptimize(result);
+}
+#endif
 
 void segment_norms_bf16(benchmark::State& state) {
   // 1000 parameters of mixed sizes adding up to about n elements.
@@ -118,6 +144,10 @@ int main(int argc, char** argv) {
   bench::register_ceilings();
   benchmark::RegisterBenchmark("sum_of_squares/bf16", sum_of_squares_bf16)
       ->Arg(1000000)->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+#if !defined(MIXPREC_BACKEND_CUDA)
+  benchmark::RegisterBenchmark("handwritten/sum_of_squares_bf16", handwritten_sum_of_squares_bf16)
+      ->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+#endif
   benchmark::RegisterBenchmark("segment_norms/bf16", segment_norms_bf16)
       ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   for (auto [name, f] : {std::pair{"scale_clip/fused_bf16", first_pass_fused},

@@ -3,12 +3,14 @@ mixprec's bench_step (same sizes, same tensor layout, same dtypes).
 
 Per step, with the fastest implementation the installed PyTorch offers:
   1. unscale the gradients and check them for inf/NaN (GradScaler's
-     _amp_foreach_non_finite_check_and_unscale_ where it runs on the device;
-     else a foreach multiply, the check then taken from the clip's norm);
+     _amp_foreach_non_finite_check_and_unscale_ where the installed PyTorch
+     has it for the device: CUDA, and the CPU in recent releases; else a
+     foreach multiply, the check then taken from the clip's norm);
   2. clip_grad_norm_(max_norm=1.0), with foreach=True where available;
   3. bf16 only: master.grad = model.grad.float();
   4. AdamW(lr=1e-3, weight_decay=1e-2) on the fp32 master weights,
-     fused=True where available, else foreach=True;
+     fused=True where it runs on the device (CUDA; the CPU in PyTorch >= 2.4),
+     else foreach=True;
   5. bf16 only: model.copy_(master).
 The step is skipped when a gradient is not finite, as GradScaler does.
 
@@ -44,11 +46,36 @@ def accepts(fn, name):
         return False
 
 
+def works(fn):
+    """Whether the installed PyTorch runs fn on this device (fused CPU AdamW
+    and the CPU unscale kernel exist in newer releases only)."""
+    try:
+        fn()
+        return True
+    except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):
+        return False
+
+
+def fused_adamw_works(device):
+    def probe():
+        p = torch.nn.Parameter(torch.zeros(4, device=device))
+        p.grad = torch.ones(4, device=device)
+        torch.optim.AdamW([p], fused=True).step()
+    return accepts(torch.optim.AdamW.__init__, "fused") and works(probe)
+
+
+def device_unscale_works(device):
+    def probe():
+        g = [torch.ones(4, device=device)]
+        torch._amp_foreach_non_finite_check_and_unscale_(g, torch.zeros(1, device=device), torch.ones(1, device=device))
+    return hasattr(torch, "_amp_foreach_non_finite_check_and_unscale_") and works(probe)
+
+
 def make_step(n, dtype, device):
     gen = torch.Generator(device="cpu").manual_seed(1)
     sizes = tensor_sizes(n)
     master = [torch.nn.Parameter((torch.rand(s, generator=gen) - 0.5).to(device)) for s in sizes]
-    fused = device == "cuda" and accepts(torch.optim.AdamW.__init__, "fused")
+    fused = fused_adamw_works(device)
     opt_kwargs = {"fused": True} if fused else {"foreach": True}
     opt = torch.optim.AdamW(master, lr=1e-3, weight_decay=1e-2, **opt_kwargs)
     if dtype == "bf16":
@@ -64,7 +91,7 @@ def make_step(n, dtype, device):
     grads = [p.grad for p in grad_owners]
     inv_scale = torch.ones(1, device=device)
     found_inf = torch.zeros(1, device=device)
-    device_unscale = device == "cuda" and hasattr(torch, "_amp_foreach_non_finite_check_and_unscale_")
+    device_unscale = device_unscale_works(device)
     clip_foreach = accepts(torch.nn.utils.clip_grad_norm_, "foreach")
     clip_kwargs = {"foreach": True} if clip_foreach else {}
     has_foreach_copy = hasattr(torch, "_foreach_copy_")

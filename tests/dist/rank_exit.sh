@@ -46,7 +46,9 @@ if [ -n "$abort_off" ]; then
   run "$work/survivors.log" 3 $abort_off "$train" --stage 2 --from 0 --to 60 \
     --save "$work/b" --save-every 10 --die-rank 1 --die-at 25 --timeout 5
   rc=$?
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "exit code $rc"
+  # mpirun asked not to abort on a non-zero exit may itself exit with 0:
+  # what counts is that no rank hung and every survivor said why it stopped.
+  [ "$rc" -ne 124 ] || fail "the survivors hung until timeout(1) killed them"
   [ "$elapsed" -le "$bound" ] || fail "the survivors took $elapsed s to fail (bound $bound s)"
   for r in 0 2; do
     grep -q "^rank $r: mixprec: mpi_communicator: .* did not complete within 5 s on rank $r of 3: another rank has failed" \
@@ -59,7 +61,8 @@ fi
 run "$work/mid_save.log" 3 $abort_off "$train" --stage 1 --from 0 --to 40 \
   --save "$work/c" --save-every 10 --die-rank 2 --die-at 30 --die-before-save --timeout 5
 rc=$?
-[ "$rc" -ne 0 ] || fail "the run with a rank dead in a save succeeded"
+[ "$rc" -ne 124 ] || fail "the run with a rank dead in a save hung until timeout(1) killed it"
+[ -n "$abort_off" ] || [ "$rc" -ne 0 ] || fail "the run with a rank dead in a save succeeded"
 [ "$elapsed" -le "$bound" ] || fail "the run took $elapsed s to fail (bound $bound s)"
 grep -q "^step 20$" "$work/c/manifest" || fail "the manifest moved past the incomplete save"
 if [ -n "$abort_off" ]; then

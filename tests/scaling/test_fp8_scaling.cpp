@@ -87,6 +87,69 @@ TEST_CASE_TEMPLATE("quantize records amax and round-trips within the fp8 unit ro
   CHECK(bad == 0);
 }
 
+TEST_CASE("a reserved fp8 scaler quantizes without growing its workspace") {
+  fp8_scaler scaler(fp8_kind::e4m3);
+  CHECK(scaler.workspace_bytes() == 0);
+  const std::size_t n = 3 * detail::tile_size + 5;
+  scaler.reserve(n);
+  const std::size_t reserved = scaler.workspace_bytes();
+  CHECK(reserved >= detail::tile_count(n) * sizeof(float));
+  scaler.reserve(10);  // smaller: keeps what it has
+  CHECK(scaler.workspace_bytes() == reserved);
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = std::cos(0.01f * static_cast<float>(i));
+  tensor<float> src = tensor<float>::from_host({n}, v);
+  tensor<fp8_e4m3> q(shape{n});
+  scaler.quantize(src.view(), q.view());
+  scaler.quantize_current(src.view(), q.view());
+  CHECK(scaler.workspace_bytes() == reserved);
+  CHECK(scaler.amax_used() == 1.0f);  // cos(0)
+  // The standalone reductions: the same size rule.
+  workspace ws;
+  ws.reserve(reduction_workspace_bytes(n));
+  const std::size_t before = ws.capacity();
+  auto sum = detail::allocate<double>(1, "a test");
+  auto largest = detail::allocate<float>(1, "a test");
+  sum_of_squares(src.view(), detail::raw(sum), ws);
+  max_abs(src.view(), detail::raw(largest), ws);
+  CHECK(ws.capacity() == before);
+}
+
+#if defined(MIXPREC_BACKEND_CUDA)
+TEST_CASE("a reserved fp8 scaler's quantize and update are captured in a CUDA graph") {
+  const std::size_t n = 5000;
+  fp8_delayed_scaling recipe;
+  recipe.history_length = 3;
+  fp8_scaler a(fp8_kind::e5m2, recipe), b(fp8_kind::e5m2, recipe);
+  a.reserve(n);
+  std::vector<float> v(n);
+  tensor<float> src(shape{n});
+  tensor<fp8_e5m2> qa(shape{n}), qb(shape{n});
+  cudaStream_t s;
+  MIXPREC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaGraph_t graph;
+  MIXPREC_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  a.quantize(src.view(), qa.view(), stream{s});
+  a.update(stream{s});
+  MIXPREC_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  cudaGraphExec_t exec;
+  MIXPREC_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int t = 1; t <= 4; ++t) {
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(t) * std::sin(0.003f * static_cast<float>(i * t));
+    detail::write_to_device(v.data(), src.data(), n, stream{s});
+    MIXPREC_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    synchronize(stream{s});
+    b.quantize(src.view(), qb.view());
+    b.update();
+    CHECK(a.scale() == b.scale());
+    CHECK(qa.to_host_float() == qb.to_host_float());
+  }
+  MIXPREC_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  MIXPREC_CUDA_CHECK(cudaGraphDestroy(graph));
+  MIXPREC_CUDA_CHECK(cudaStreamDestroy(s));
+}
+#endif
+
 TEST_CASE("fp8 scaler misuse is a clear error") {
   fp8_scaler scaler(fp8_kind::e4m3);
   tensor<float> src(shape{4});

@@ -7,12 +7,15 @@
 // loops vectorise. Round-to-nearest-even matches CUDA's own __float2half_rn,
 // __float2bfloat16_rn and __nv_cvt_float_to_fp8 bit for bit (tested over all
 // 2^32 inputs). Widening to float is exact. NaN narrows to the format's
-// canonical (positive, quiet) NaN, as CUDA's conversions do.
+// canonical (positive, quiet) NaN, as CUDA's conversions do. In device code
+// the GPU's conversion instructions replace the routine where they give its
+// bits (cast/hardware_convert.hpp).
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
+#include <mixprec/cast/hardware_convert.hpp>
 #include <mixprec/cast/philox.hpp>
 #include <mixprec/cast/round.hpp>
 #include <mixprec/core/bit.hpp>
@@ -164,6 +167,10 @@ template <class From>
 MIXPREC_HOST_DEVICE float to_float(From x) {
   if constexpr (std::is_same_v<From, float>) {
     return x;
+  } else if constexpr (detail::hardware_widening<From>) {
+#if defined(__CUDA_ARCH__)
+    return detail::hardware_widen(x);
+#endif
   } else {
     return detail::widen_bits<From>(to_bits(x));
   }
@@ -212,6 +219,11 @@ struct converter {
     } else if constexpr (std::is_same_v<R, round_stochastic>) {
       return from_bits<To>(detail::narrow_bits<To, R, O>(
           f, stochastic_draw<format_traits<To>::total_bits>(round.seed, round.stream, index)));
+    } else if constexpr (detail::hardware_narrowing<To, R, O>) {
+      (void)index;
+#if defined(__CUDA_ARCH__)
+      return detail::hardware_narrow<To, R, O>(f);
+#endif
     } else {
       (void)index;
       return from_bits<To>(detail::narrow_bits<To, R, O>(f, 0u));

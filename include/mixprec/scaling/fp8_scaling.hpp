@@ -64,7 +64,9 @@ struct fp8_meta {
 // TE's scale rule: fp8_max / amax / 2^margin, keeping the previous scale
 // when amax is zero or not finite (or the result is not finite).
 MIXPREC_HOST_DEVICE float fp8_scale_from_amax(float amax, float previous, float fp8_max, std::uint32_t margin) {
-  const float sf = (fp8_max / amax) / exp2f(static_cast<float>(margin));
+  // ldexpf scales by 2^-margin exactly on every backend (exp2f is an
+  // approximation on the GPU).
+  const float sf = ldexpf(fp8_max / amax, -static_cast<int>(margin));
   const bool keep = !(amax > 0.0f) || !(amax - amax == 0.0f) || !(sf - sf == 0.0f);
   return keep ? previous : sf;
 }
@@ -142,6 +144,12 @@ class fp8_scaler {
     const float init[4] = {1.0f, 1.0f, 0.0f, 0.0f};
     detail::write_to_device(init, detail::raw(scalars_), 4);
   }
+
+  // Sizes the scaler's reduction workspace for tensors of up to `elements`
+  // elements, so that quantize and quantize_current allocate nothing: call it
+  // before capturing them in a CUDA graph (an allocation cannot be captured).
+  void reserve(std::size_t elements) { ws_.reserve(reduction_workspace_bytes(elements)); }
+  std::size_t workspace_bytes() const { return ws_.capacity(); }
 
   float fp8_max() const { return kind_ == fp8_kind::e4m3 ? format_traits<fp8_e4m3>::max() : format_traits<fp8_e5m2>::max(); }
 

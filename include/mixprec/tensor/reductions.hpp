@@ -93,6 +93,14 @@ void reduce_view(tensor_view<T> t, typename Op<std::remove_const_t<T>>::value_ty
 
 }  // namespace detail
 
+// Workspace bytes that any reduction below needs over n elements. Reserve
+// them (ws.reserve(reduction_workspace_bytes(n))) before capturing a
+// reduction in a CUDA graph: a workspace that is large enough allocates
+// nothing.
+inline std::size_t reduction_workspace_bytes(std::size_t n) {
+  return workspace::round_up(detail::tile_count(n) * sizeof(double));
+}
+
 // *out = sum of t's elements (in double).
 template <class T>
 void sum(tensor_view<T> t, double* out, workspace& ws, stream s = {}) {

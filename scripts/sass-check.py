@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Reads the sm_90 machine code of an nvcc-built executable and prints, for
+the step's hot kernels (the update pass, the statistics pass, the tile
+reductions and the combine of tile partials), the width of every global
+load and store, the registers, and the local-memory (spill) bytes. Exits 1
+when no update pass has a 128-bit global load (LDG.E.128): the update
+pass is meant to read its streams 16 bytes at a time.
+
+Needs cuobjdump and c++filt: cuobjdump from the CUDA toolkit, or from PyPI
+(pip install nvidia-cuda-cuobjdump; --cuobjdump names its path).
+
+Usage: scripts/sass-check.py [EXE] [--cuobjdump PATH] [--match TEXT]
+  EXE      default build/cuda/bench/bench_step (cmake --workflow --preset cuda-build)
+  --match  report only kernels whose demangled name contains TEXT
+"""
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+KINDS = [("update_kernel", "update pass"), ("measure_kernel", "statistics pass"),
+         ("reduce_tiles_kernel", "tile reduction"), ("combine_kernel", "combine partials")]
+ACCESS = re.compile(r"\b(LDG|STG)((?:\.[A-Z0-9]+)*)\b")
+
+
+def find_cuobjdump(given):
+    if given:
+        return given
+    for name in ("cuobjdump",):
+        path = shutil.which(name)
+        if path:
+            return path
+    try:  # the PyPI wheel nvidia-cuda-cuobjdump
+        import nvidia  # noqa: F401
+        for base in nvidia.__path__:
+            for sub in ("cu13", "cuda_cuobjdump", "cu12"):
+                path = os.path.join(base, sub, "bin", "cuobjdump")
+                if os.path.exists(path):
+                    return path
+    except ImportError:
+        pass
+    sys.exit("sass-check: cuobjdump not found (CUDA toolkit, or pip install nvidia-cuda-cuobjdump)")
+
+
+def width(suffix):
+    """Bits moved by one LDG/STG with these modifiers."""
+    parts = suffix.split(".")
+    for bits in ("128", "64"):
+        if bits in parts:
+            return int(bits)
+    for p in parts:
+        if p in ("U8", "S8"):
+            return 8
+        if p in ("U16", "S16"):
+            return 16
+    return 32
+
+
+def demangle(names):
+    out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def short(name):
+    """The kernel's body and component list, without namespaces and padding."""
+    name = re.sub(r"\b(mixprec|detail|thrust|cub)::", "", name)
+    name = name.split("(")[0] if name.startswith("void ") else name
+    name = name.replace("void ", "", 1)
+    return name[:150] + ("..." if len(name) > 150 else "")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("exe", nargs="?", default="build/cuda/bench/bench_step")
+    ap.add_argument("--cuobjdump")
+    ap.add_argument("--match", default="")
+    args = ap.parse_args()
+    if not os.path.exists(args.exe):
+        sys.exit("sass-check: %s not found (build it: cmake --workflow --preset cuda-build)" % args.exe)
+    tool = find_cuobjdump(args.cuobjdump)
+
+    sass = subprocess.run([tool, "-sass", args.exe], capture_output=True, text=True, check=True).stdout
+    usage = subprocess.run([tool, "-res-usage", args.exe], capture_output=True, text=True, check=True).stdout
+
+    # Global loads and stores per kernel, by width.
+    access = collections.defaultdict(collections.Counter)
+    current = None
+    for line in sass.splitlines():
+        m = re.search(r"Function : (\S+)", line)
+        if m:
+            current = m.group(1)
+            continue
+        if current:
+            for op, suffix in ACCESS.findall(line):
+                access[current]["%s%d" % (op[0], width(suffix))] += 1
+    resources = {}
+    for m in re.finditer(r"Function (\S+):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", usage):
+        resources[m.group(1)] = (int(m.group(2)), int(m.group(3)), int(m.group(5)))
+
+    hot = [n for n in access if any(k in n for k, _ in KINDS)]
+    if not hot:
+        sys.exit("sass-check: no mixprec pass kernels in %s" % args.exe)
+    names = dict(zip(hot, demangle(hot)))
+    rows = []
+    for mangled in hot:
+        kind = next(label for k, label in KINDS if k in mangled)
+        if args.match and args.match not in names[mangled]:
+            continue
+        regs, stack, local = resources.get(mangled, (-1, -1, -1))
+        rows.append((kind, short(names[mangled]), regs, stack, local, access[mangled]))
+
+    widths = ["8", "16", "32", "64", "128"]
+    print("%-17s %4s %6s %6s  %-29s %-29s  kernel" % ("pass", "regs", "stack", "local", "global loads 8/16/32/64/128",
+                                                    "global stores 8/16/32/64/128"))
+    for kind, name, regs, stack, local, c in sorted(rows):
+        loads = "/".join(str(c["L" + w]) for w in widths)
+        stores = "/".join(str(c["S" + w]) for w in widths)
+        print("%-17s %4d %6d %6d  %-29s %-29s  %s" % (kind, regs, stack, local, loads, stores, name))
+
+    updates = [r for r in rows if r[0] == "update pass"]
+    spills = [r for r in rows if r[4] > 0]
+    wide = [r for r in updates if r[5]["L128"] > 0]
+    print("\n%d kernels; %d update passes, %d of them with 128-bit global loads; %d kernels with local memory (spills)"
+          % (len(rows), len(updates), len(wide), len(spills)))
+    if updates and not wide:
+        print("sass-check: FAILED: no update pass loads 16 bytes at a time (no LDG.E.128)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
