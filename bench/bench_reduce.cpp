@@ -42,21 +42,22 @@ void sum_of_squares_bf16(benchmark::State& state) {
 // The same bytes read by a plain OpenMP loop (host): the sum of squares of n
 // bf16 values, vectorised by the compiler. What the memory system gives a
 // read-only stream on this machine, next to sum_of_squares/bf16 above.
+double handwritten_sum_of_squares(const std::uint16_t* bits, std::size_t n) {
+  double sum = 0.0;
+#pragma omp parallel for simd reduction(+ : sum) schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    const float x = detail::bit_cast<float>(static_cast<std::uint32_t>(bits[i]) << 16);
+    sum += static_cast<double>(x * x);
+  }
+  return sum;
+}
 void handwritten_sum_of_squares_bf16(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   detail::device_vector<bfloat16> data(n);
   detail::for_each_index({}, n, random_fill{detail::raw(data)});
   const std::uint16_t* bits = reinterpret_cast<const std::uint16_t*>(detail::raw(data));
   double result = 0.0;
-  auto run = [&] {
-    double sum = 0.0;
-#pragma omp parallel for simd reduction(+ : sum) schedule(static)
-    for (std::size_t i = 0; i < n; ++i) {
-      const float x = detail::bit_cast<float>(static_cast<std::uint32_t>(bits[i]) << 16);
-      sum += static_cast<double>(x * x);
-    }
-    result = sum;
-  };
+  auto run = [&] { result = handwritten_sum_of_squares(bits, n); };
   run();
   bench::run_timed(state, 2.0 * n, n, run);
   benchmark::DoNotOptimize(result);

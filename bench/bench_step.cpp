@@ -146,7 +146,42 @@ void unfused_adamw_fp32(benchmark::State& state) { unfused_adamw<float>(state); 
 // and clipping decisions, loop 2 applies them and AdamW to the fp32 master
 // and moments and writes the bf16 model copy (nearest-even by the usual bit
 // trick). One weight decay for the whole arena; the bf16 conversions assume
-// finite values, as a hand-written loop would.
+// finite values, as a hand-written loop would. Free functions: inside a
+// lambda capturing by reference, GCC reloads the pointers from the closure
+// and the loops run several times slower.
+inline float widen_bf16(std::uint16_t b) { return detail::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); }
+
+double handwritten_sum_of_squares(const std::uint16_t* grad, std::size_t n) {
+  double sum = 0.0;
+#pragma omp parallel for simd reduction(+ : sum) schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    const float g = widen_bf16(grad[i]);
+    sum += static_cast<double>(g * g);
+  }
+  return sum;
+}
+
+struct handwritten_adamw_args {
+  float g_factor, b1, b2, eps, step_size, bc2_sqrt, decay;
+};
+void handwritten_adamw_update(const std::uint16_t* grad, float* w, float* m, float* v, std::uint16_t* model,
+                              std::size_t n, handwritten_adamw_args a) {
+  const float g_factor = a.g_factor, b1 = a.b1, b2 = a.b2, eps = a.eps, step_size = a.step_size,
+              bc2_sqrt = a.bc2_sqrt, decay = a.decay;
+#pragma omp parallel for simd schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    const float g = widen_bf16(grad[i]) * g_factor;
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    const float wi = w[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi;
+    const std::uint32_t u = detail::bit_cast<std::uint32_t>(wi);
+    model[i] = static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
 void handwritten_adamw_bf16(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   parameters<bfloat16, bfloat16> a;
@@ -161,38 +196,24 @@ void handwritten_adamw_bf16(benchmark::State& state) {
   const adamw_options o;
   float loss_scale = 1.0f;
   int step = 0;
-  auto widen = [](std::uint16_t b) { return detail::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); };
   auto run = [&] {
-    double sum = 0.0;
-#pragma omp parallel for simd reduction(+ : sum) schedule(static)
-    for (std::size_t i = 0; i < size; ++i) {
-      const float g = widen(grad[i]);
-      sum += static_cast<double>(g * g);
-    }
+    const double sum = handwritten_sum_of_squares(grad, size);
     const float inv_scale = 1.0f / loss_scale;
     const double norm = std::sqrt(sum) * inv_scale;
     if (!std::isfinite(norm)) {
       loss_scale *= 0.5f;
       return;
     }
-    const float g_factor = inv_scale * std::min(1.0f, 1.0f / (static_cast<float>(norm) + 1e-6f));
     ++step;
-    const float bc1 = 1.0f - std::pow(o.beta1, static_cast<float>(step));
-    const float bc2_sqrt = std::sqrt(1.0f - std::pow(o.beta2, static_cast<float>(step)));
-    const float step_size = o.lr / bc1, decay = 1.0f - o.lr * o.weight_decay;
-    const float b1 = o.beta1, b2 = o.beta2, eps = o.eps;
-#pragma omp parallel for simd schedule(static)
-    for (std::size_t i = 0; i < size; ++i) {
-      const float g = widen(grad[i]) * g_factor;
-      const float mi = b1 * m[i] + (1.0f - b1) * g;
-      const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-      const float wi = w[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
-      m[i] = mi;
-      v[i] = vi;
-      w[i] = wi;
-      const std::uint32_t u = detail::bit_cast<std::uint32_t>(wi);
-      model[i] = static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    }
+    handwritten_adamw_args args;
+    args.g_factor = inv_scale * std::min(1.0f, 1.0f / (static_cast<float>(norm) + 1e-6f));
+    args.b1 = o.beta1;
+    args.b2 = o.beta2;
+    args.eps = o.eps;
+    args.step_size = o.lr / (1.0f - std::pow(o.beta1, static_cast<float>(step)));
+    args.bc2_sqrt = std::sqrt(1.0f - std::pow(o.beta2, static_cast<float>(step)));
+    args.decay = 1.0f - o.lr * o.weight_decay;
+    handwritten_adamw_update(grad, w, m, v, model, size, args);
   };
   run();  // warm up
   const double elements = static_cast<double>(a.element_count());

@@ -33,7 +33,11 @@
 // activation to the model format; the backward pass computes gradients of
 // loss * loss_scale in float, rounds the activation gradients and the
 // parameter gradients to the gradient format, and reads the loss scale in
-// device memory (no host round trip per step).
+// device memory (no host round trip per step). As a GPU kernel converts a
+// tile once into registers, each step widens the model copy to float once
+// (mixprec::convert_n, exact) and keeps the rounded activations and their
+// gradients as float values, so the inner loops convert nothing; the
+// results are the bits a per-multiply conversion gives.
 //
 // Data parallel: the same source built as train_digits_mpi (with
 // MIXPREC_DIGITS_MPI, linking mixprec::mpi) runs under mpirun. Each rank
@@ -329,24 +333,30 @@ MIXPREC_HOST_DEVICE std::size_t row_of(const int* rows, std::size_t b) {
   return rows != nullptr ? static_cast<std::size_t>(rows[b]) : b;
 }
 
+// A float holding a value rounded to format F.
+template <class F>
+MIXPREC_HOST_DEVICE float rounded_to(float x) {
+  return to_float(mixprec::convert<F>(x));
+}
+
 // y[b, o] = relu(bias[o] + sum_k x[row(b), k] * weight[o, k]), computed in
-// float from the model copy of the weights and rounded to Out (the model
-// format).
-template <class In, class W, class Out>
+// float from the (widened) model copy of the weights and rounded to Round
+// (the model format).
+template <class Round>
 struct linear_relu_forward {
-  const In* x;      // [rows, in]
-  const int* rows;  // the batch's rows of x, or nullptr
-  const W* weight;  // [out, in]
-  const W* bias;    // [out]
-  Out* y;           // [batch, out]
+  const float* x;       // [rows, in]
+  const int* rows;      // the batch's rows of x, or nullptr
+  const float* weight;  // [out, in]
+  const float* bias;    // [out]
+  float* y;             // [batch, out]
   std::size_t in, out;
   MIXPREC_HOST_DEVICE void operator()(std::size_t i) const {
     const std::size_t b = i / out, o = i % out;
-    const In* xb = x + row_of(rows, b) * in;
-    const W* wo = weight + o * in;
-    float acc = to_float(bias[o]);
-    for (std::size_t k = 0; k < in; ++k) acc += to_float(xb[k]) * to_float(wo[k]);
-    y[i] = mixprec::convert<Out>(acc > 0.0f ? acc : 0.0f);
+    const float* xb = x + row_of(rows, b) * in;
+    const float* wo = weight + o * in;
+    float acc = bias[o];
+    for (std::size_t k = 0; k < in; ++k) acc += xb[k] * wo[k];
+    y[i] = rounded_to<Round>(acc > 0.0f ? acc : 0.0f);
   }
 };
 
@@ -360,23 +370,23 @@ struct linear_relu_forward {
 // memory (nullptr: 1), read there with no host round trip.
 template <class Model, class Grad>
 struct output_layer_loss {
-  const Model* h;       // [batch, hidden]
-  const Model* weight;  // [classes, hidden]
-  const Model* bias;    // [classes]
+  const float* h;       // [batch, hidden], rounded to Model
+  const float* weight;  // [classes, hidden]
+  const float* bias;    // [classes]
   const int* labels;
   const int* rows;
   float mean_over;
   const float* scale;
   float* loss;
   int* correct;
-  Grad* dlogits;  // [batch, classes]
+  float* dlogits;  // [batch, classes], rounded to Grad
   MIXPREC_HOST_DEVICE void operator()(std::size_t b) const {
     float z[kClasses];
-    const Model* hb = h + b * kHidden;
+    const float* hb = h + b * kHidden;
     for (std::size_t o = 0; o < kClasses; ++o) {
-      float acc = to_float(bias[o]);
-      for (std::size_t j = 0; j < kHidden; ++j) acc += to_float(hb[j]) * to_float(weight[o * kHidden + j]);
-      z[o] = to_float(mixprec::convert<Model>(acc));
+      float acc = bias[o];
+      for (std::size_t j = 0; j < kHidden; ++j) acc += hb[j] * weight[o * kHidden + j];
+      z[o] = rounded_to<Model>(acc);
     }
     std::size_t arg = 0;
     for (std::size_t o = 1; o < kClasses; ++o) arg = z[o] > z[arg] ? o : arg;
@@ -391,7 +401,7 @@ struct output_layer_loss {
       const float coef = s / mean_over;
       for (std::size_t o = 0; o < kClasses; ++o) {
         const float p = expf(z[o] - lse);
-        dlogits[b * kClasses + o] = mixprec::convert<Grad>((p - (o == label ? 1.0f : 0.0f)) * coef);
+        dlogits[b * kClasses + o] = rounded_to<Grad>((p - (o == label ? 1.0f : 0.0f)) * coef);
       }
     }
   }
@@ -403,34 +413,35 @@ struct output_layer_loss {
 //   dbias[o] = sum_b dy[b, o]                           (the next out)
 //   dx[b, k] = [x[b, k] > 0] * sum_o dy[b, o] * weight[o, k]   (the rest, when dx is set:
 //                                                       x is then the output of a ReLU)
-// all summed in float and rounded to the gradient formats. The parameter
-// gradients are overwritten, so they need no zeroing.
-template <class In, class DY, class W, class G, class DX>
+// all summed in float and rounded to the gradient format G (dx is kept as
+// float values rounded to G). The parameter gradients are overwritten, so
+// they need no zeroing.
+template <class G>
 struct linear_backward {
-  const In* x;      // [rows, in]
-  const int* rows;  // the batch's rows of x, or nullptr
-  const DY* dy;     // [batch, out]
-  const W* weight;  // [out, in]
-  G* dweight;       // [out, in]
-  G* dbias;         // [out]
-  DX* dx;           // [batch, in] or nullptr
+  const float* x;       // [rows, in]
+  const int* rows;      // the batch's rows of x, or nullptr
+  const float* dy;      // [batch, out]
+  const float* weight;  // [out, in]
+  G* dweight;           // [out, in]
+  G* dbias;             // [out]
+  float* dx;            // [batch, in] or nullptr
   std::size_t batch, in, out;
   std::size_t size() const { return out * in + out + (dx != nullptr ? batch * in : 0); }
   MIXPREC_HOST_DEVICE void operator()(std::size_t i) const {
     float acc = 0.0f;
     if (i < out * in) {
       const std::size_t o = i / in, k = i % in;
-      for (std::size_t b = 0; b < batch; ++b) acc += to_float(dy[b * out + o]) * to_float(x[row_of(rows, b) * in + k]);
+      for (std::size_t b = 0; b < batch; ++b) acc += dy[b * out + o] * x[row_of(rows, b) * in + k];
       dweight[i] = mixprec::convert<G>(acc);
     } else if (i < out * in + out) {
       const std::size_t o = i - out * in;
-      for (std::size_t b = 0; b < batch; ++b) acc += to_float(dy[b * out + o]);
+      for (std::size_t b = 0; b < batch; ++b) acc += dy[b * out + o];
       dbias[o] = mixprec::convert<G>(acc);
     } else {
       const std::size_t j = i - out * in - out, b = j / in, k = j % in;
-      if (to_float(x[row_of(rows, b) * in + k]) > 0.0f)
-        for (std::size_t o = 0; o < out; ++o) acc += to_float(dy[b * out + o]) * to_float(weight[o * in + k]);
-      dx[j] = mixprec::convert<DX>(acc);
+      if (x[row_of(rows, b) * in + k] > 0.0f)
+        for (std::size_t o = 0; o < out; ++o) acc += dy[b * out + o] * weight[o * in + k];
+      dx[j] = rounded_to<G>(acc);
     }
   }
 };
@@ -466,8 +477,9 @@ struct mlp {
   const Model *w1, *b1, *w2, *b2;
   Grad *gw1, *gb1, *gw2, *gb2;
   thrust::device_vector<int> rows;  // the epoch's order of the training rows
-  thrust::device_vector<Model> h;   // hidden activations, in the model format
-  thrust::device_vector<Grad> dlogits, dh;
+  thrust::device_vector<float> w1f, b1f, w2f, b2f;  // the model copy, widened once per step
+  thrust::device_vector<float> h;   // hidden activations, rounded to the model format
+  thrust::device_vector<float> dlogits, dh;  // rounded to the gradient format
   thrust::device_vector<float> loss;
   thrust::device_vector<int> correct;
 
@@ -482,6 +494,10 @@ struct mlp {
         gw2(params.grad("fc2.weight").data()),
         gb2(params.grad("fc2.bias").data()),
         rows(train_count),
+        w1f(kHidden * kInputs),
+        b1f(kHidden),
+        w2f(kClasses * kHidden),
+        b2f(kClasses),
         h(capacity * kHidden),
         dlogits(capacity * kClasses),
         dh(capacity * kHidden),
@@ -491,17 +507,24 @@ struct mlp {
   // One training batch: rows [first, first + n) of the epoch's order. Writes
   // the gradients of loss_scale * (their summed loss / mean_over) into the
   // arena's gradients.
+  // The model copy as floats (exact), for the kernels below.
+  void widen_weights() {
+    mixprec::convert_n(w1, w1f.size(), raw(w1f));
+    mixprec::convert_n(b1, b1f.size(), raw(b1f));
+    mixprec::convert_n(w2, w2f.size(), raw(w2f));
+    mixprec::convert_n(b2, b2f.size(), raw(b2f));
+  }
+
   void forward_backward(const device_set& train, std::size_t first, std::size_t n, float mean_over,
                         const float* scale) {
     const int* r = raw(rows) + first;
-    launch(n * kHidden, linear_relu_forward<float, Model, Model>{train.x(), r, w1, b1, raw(h), kInputs, kHidden});
-    launch(n, output_layer_loss<Model, Grad>{raw(h), w2, b2, train.y(), r, mean_over, scale, raw(loss), nullptr,
-                                             raw(dlogits)});
-    const linear_backward<Model, Grad, Model, Grad, Grad> fc2{raw(h), nullptr, raw(dlogits), w2, gw2, gb2, raw(dh),
-                                                              n, kHidden, kClasses};
+    widen_weights();
+    launch(n * kHidden, linear_relu_forward<Model>{train.x(), r, raw(w1f), raw(b1f), raw(h), kInputs, kHidden});
+    launch(n, output_layer_loss<Model, Grad>{raw(h), raw(w2f), raw(b2f), train.y(), r, mean_over, scale, raw(loss),
+                                             nullptr, raw(dlogits)});
+    const linear_backward<Grad> fc2{raw(h), nullptr, raw(dlogits), raw(w2f), gw2, gb2, raw(dh), n, kHidden, kClasses};
     launch(fc2.size(), fc2);
-    const linear_backward<float, Grad, Model, Grad, Grad> fc1{train.x(), r, raw(dh), w1, gw1, gb1, nullptr,
-                                                              n, kInputs, kHidden};
+    const linear_backward<Grad> fc1{train.x(), r, raw(dh), raw(w1f), gw1, gb1, nullptr, n, kInputs, kHidden};
     launch(fc1.size(), fc1);
   }
 
@@ -509,10 +532,11 @@ struct mlp {
     double loss, accuracy;
   };
   metrics evaluate(const device_set& s) {
-    launch(s.count * kHidden, linear_relu_forward<float, Model, Model>{s.x(), nullptr, w1, b1, raw(h), kInputs,
-                                                                       kHidden});
-    launch(s.count, output_layer_loss<Model, Grad>{raw(h), w2, b2, s.y(), nullptr, static_cast<float>(s.count),
-                                                   nullptr, raw(loss), raw(correct), nullptr});
+    widen_weights();
+    launch(s.count * kHidden, linear_relu_forward<Model>{s.x(), nullptr, raw(w1f), raw(b1f), raw(h), kInputs, kHidden});
+    launch(s.count, output_layer_loss<Model, Grad>{raw(h), raw(w2f), raw(b2f), s.y(), nullptr,
+                                                   static_cast<float>(s.count), nullptr, raw(loss), raw(correct),
+                                                   nullptr});
     const auto n = static_cast<std::ptrdiff_t>(s.count);
     const double total = thrust::reduce(thrust::device, loss.begin(), loss.begin() + n, 0.0);
     const long hits = thrust::reduce(thrust::device, correct.begin(), correct.begin() + n, 0l);
