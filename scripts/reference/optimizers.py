@@ -33,61 +33,17 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _refio import Writer, as_f32, f32, torch_capability  # noqa: E402
+from _synthetic import generator_text, initial_weights, gradients as synthetic_gradients  # noqa: E402
 
-MASK = 2 ** 64 - 1
 SHAPES = [(4, 5), (7,), (2, 3, 2)]
 STEPS = 200
 CHECKS = [1, 2, 3, 5, 10, 20, 50, 100, 150, 200]
 
-GENERATOR = """\
-MASK = 2**64 - 1
-def mix(a):  # splitmix64 finalizer on a 64-bit integer a
-    z = (a + 0x9E3779B97F4A7C15) & MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-    return z ^ (z >> 31)
-def unit(a):  # float32 in [-1, 1), exactly 24 bits
-    return np.float32((mix(a) >> 40) * 2.0**-23 - 1.0)
-initial weight of parameter k, element i:  np.float32(0.5) * unit(1000003 * (k + 1) + i)
-gradient at step t (1-based), parameter k, element i:
-    grad_scale * unit(((t * 7919 + k) * 1000003 + i + 0x5151) & MASK)   (float32 multiply)
-Parameters: k = 0, 1, 2 with shapes [4,5], [7], [2,3,2]; i = flattened row-major index."""
-
-
-def mix(a):
-    z = (a + 0x9E3779B97F4A7C15) & MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-    return z ^ (z >> 31)
-
-
-def unit(a):
-    return np.float32((mix(a) >> 40) * 2.0 ** -23 - 1.0)
-
-
-def initial_weights():
-    out = []
-    for k, shape in enumerate(SHAPES):
-        n = int(np.prod(shape))
-        out.append(np.array([np.float32(0.5) * unit(1000003 * (k + 1) + i) for i in range(n)],
-                            dtype=np.float32))
-    return out
-
-
-_grad_cache = {}
+GENERATOR = generator_text(SHAPES)
 
 
 def gradients(t, grad_scale, zero_rule):
-    key = (t, grad_scale)
-    if key not in _grad_cache:
-        gs = np.float32(grad_scale)
-        out = []
-        for k, shape in enumerate(SHAPES):
-            n = int(np.prod(shape))
-            out.append(np.array([gs * unit(((t * 7919 + k) * 1000003 + i + 0x5151) & MASK)
-                                 for i in range(n)], dtype=np.float32))
-        _grad_cache[key] = out
-    grads = [g.copy() for g in _grad_cache[key]]
+    grads = synthetic_gradients(t, grad_scale, SHAPES)
     if zero_rule == "even_steps_param 1":
         # parameter 1: all elements get gradient 0 on even steps
         if t % 2 == 0:
@@ -109,7 +65,7 @@ def gradients(t, grad_scale, zero_rule):
 # --------------------------------------------------------------------------
 def run_torch(opt_name, hp, grad_scale):
     params = [torch.nn.Parameter(torch.from_numpy(w.copy()).reshape(shape))
-              for w, shape in zip(initial_weights(), SHAPES)]
+              for w, shape in zip(initial_weights(SHAPES), SHAPES)]
     if opt_name == "sgd":
         opt = torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"],
                               dampening=hp["dampening"], weight_decay=hp["weight_decay"],
@@ -161,7 +117,7 @@ def run_lamb(hp, grad_scale, zero_rule):
     lr, b1, b2 = np.float32(hp["lr"]), np.float32(hp["beta1"]), np.float32(hp["beta2"])
     eps, wd = np.float32(hp["eps"]), np.float32(hp["weight_decay"])
     omb1, omb2 = one - b1, one - b2
-    ws = initial_weights()
+    ws = initial_weights(SHAPES)
     ms = [np.zeros_like(w) for w in ws]
     vs = [np.zeros_like(w) for w in ws]
     checks = {}
@@ -198,7 +154,7 @@ def run_lion(hp, grad_scale, zero_rule):
     lr, b1, b2 = np.float32(hp["lr"]), np.float32(hp["beta1"]), np.float32(hp["beta2"])
     wd = np.float32(hp["weight_decay"])
     omb1, omb2 = one - b1, one - b2
-    ws = initial_weights()
+    ws = initial_weights(SHAPES)
     ms = [np.zeros_like(w) for w in ws]
     checks = {}
     for t in range(1, STEPS + 1):
