@@ -7,6 +7,8 @@
 //                      (2 + 28 bytes per parameter: statistics + update pass)
 //   step/adamw_fp32    the same with fp32 gradients, model = master (4 + 28)
 //   step/adamw_bf16_sr the bf16 step with a stochastically rounded model copy
+//   step/adamw_bf16m   the bf16 step with bf16 moments (stochastically
+//                      rounded): 2 + 20 bytes
 //   optimizer/adamw_bf16  AdamW alone, one update pass (28 bytes)
 //   step/sgd_bf16      SGD with momentum, no statistics pass: read gradient,
 //                      master, momentum (2+4+4), write master, momentum,
@@ -68,6 +70,10 @@ void adamw_fp32(benchmark::State& state) {
 void adamw_bf16_sr(benchmark::State& state) {
   run_step<parameters<bfloat16, bfloat16>>(
       state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic{1}), 30);
+}
+void adamw_bf16m(benchmark::State& state) {
+  run_step<parameters<bfloat16, bfloat16>>(
+      state, chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16>(adamw_options{})), 22);
 }
 // The optimizer alone: AdamW with fp32 master and moments, bf16 gradients
 // and model copy, one pass (read 2+4+4+4, write 4+4+4+2 = 28).
@@ -233,6 +239,7 @@ int main(int argc, char** argv) {
   add("step/adamw_bf16", adamw_bf16);
   add("step/adamw_fp32", adamw_fp32);
   add("step/adamw_bf16_sr", adamw_bf16_sr);
+  add("step/adamw_bf16m", adamw_bf16m);
   add("unfused/adamw_bf16", unfused_adamw_bf16);
   add("unfused/adamw_fp32", unfused_adamw_fp32);
   add("optimizer/adamw_bf16", optimizer_adamw_bf16);
