@@ -70,13 +70,20 @@ MIXPREC_HOST_DEVICE std::uint32_t random_bits(std::uint64_t seed, std::uint64_t 
 // elements per block (word i % 4). The bits stay a pure function of
 // (seed, stream, index), so every backend and launch shape draws the same,
 // and a loop over consecutive elements needs one block per 8 (or 4).
+// Word k (0..3) of a block by selects, not by indexing: GCC does not
+// vectorise a loop that indexes a local array with a variable.
+MIXPREC_HOST_DEVICE std::uint32_t block_word(const philox_block& b, std::uint32_t k) {
+  const std::uint32_t low = (k & 1u) ? b.v[1] : b.v[0];
+  const std::uint32_t high = (k & 1u) ? b.v[3] : b.v[2];
+  return (k & 2u) ? high : low;
+}
 MIXPREC_HOST_DEVICE std::uint32_t random_slice16(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   const philox_block b = random_block(seed, stream, index >> 3);
-  const std::uint32_t word = b.v[(index >> 1) & 3u];
+  const std::uint32_t word = block_word(b, static_cast<std::uint32_t>(index >> 1) & 3u);
   return (index & 1u) ? word >> 16 : word & 0xffffu;
 }
 MIXPREC_HOST_DEVICE std::uint32_t random_slice32(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
-  return random_block(seed, stream, index >> 2).v[index & 3u];
+  return block_word(random_block(seed, stream, index >> 2), static_cast<std::uint32_t>(index) & 3u);
 }
 
 // The bits stochastic rounding of element `index` to a format of
