@@ -43,9 +43,9 @@ constexpr bool reads_start_scalars() {
 }
 
 // A state field of a component, at one element's (or entry's) place.
-template <format_id F, bool Stochastic, bool ReadOnly, bool Writable>
+template <format_id F, bool Stochastic, bool ReadOnly, bool Writable, bool Drawn = false>
 struct state_handle {
-  field_entry<F, Stochastic> entry;
+  field_entry<F, Stochastic, Drawn> entry;
   // The stored value.
   MIXPREC_HOST_DEVICE float get() const { return entry.load(); }
   // Stores f(stored) (rounded to the field's format) and returns it; when
@@ -65,7 +65,7 @@ struct state_handle {
   }
 };
 
-template <class Env, std::size_t K, bool ReadOnly, int Variant = 0>
+template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false>
 struct element_context {
   using component = component_at<Env, K>;
   static constexpr int variant = Variant;  // the component's variant in this instantiation
@@ -85,6 +85,10 @@ struct element_context {
   // (or 4) elements by the host runner; null elsewhere (the same bits are
   // then drawn here).
   const void* draws = nullptr;
+  // FieldDraws (the host runner's update pass): the draws of the
+  // stochastically rounded per-element state fields, by global field
+  // index, indexed by the row's column.
+  const std::uint16_t* const* field_draws = nullptr;
 
   MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
   // The bits stochastic rounding of this element to To compares against,
@@ -151,8 +155,11 @@ struct element_context {
     else if constexpr (f.where == extent::column) at = base + tile.batch * tile.geometry->cols + col();
     else if constexpr (f.where == extent::scalar) at = 0;
     using F = field_storage_t<f.format>;
-    return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element>{
-        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data), at, fs.seed, tile.t}};
+    constexpr bool drawn = FieldDraws && Env::field_drawn(g) && !ReadOnly;
+    const std::uint16_t* draw = nullptr;
+    if constexpr (drawn) draw = field_draws[g] + c;
+    return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element, drawn>{
+        field_entry<f.format, f.stochastic, drawn>{static_cast<F*>(fs.data), at, fs.seed, tile.t, draw}};
   }
 };
 

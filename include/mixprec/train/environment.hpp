@@ -69,6 +69,24 @@ constexpr std::size_t first_field(std::size_t k) {
   return f;
 }
 
+// Whether global field g (fields numbered in chain order) is drawn in
+// chunks by the host runner: a bfloat16 field written with stochastic
+// rounding, one entry per element of the arena (its entry index is then
+// the element's index).
+template <class C>
+constexpr bool drawn_field(std::size_t j) {
+  const state_field f = field_of<C>(j);
+  return f.format != format_id::f32 && f.stochastic && f.where == extent::element && f.on == parameter_set::all;
+}
+template <class... C>
+constexpr bool field_is_drawn(std::size_t g) {
+  bool out = false;
+  std::size_t base = 0;
+  ((g >= base && g < base + field_count<C>() ? (out = drawn_field<C>(g - base)) : false, base += field_count<C>()),
+   ...);
+  return out;
+}
+
 // The passes are instantiated per combination of the components' variants
 // (component/protocol.hpp): `code` numbers a combination in mixed radix.
 template <class... C>
@@ -100,6 +118,7 @@ struct step_env {
   const std::uint32_t* groups_of;  // group id per parameter
   const group_hyper* groups;
   static constexpr std::size_t field_offset(std::size_t k) { return first_field<C...>(k); }
+  static constexpr bool field_drawn(std::size_t g) { return field_is_drawn<C...>(g); }
   template <std::size_t K>
   static constexpr int variant(int code) {
     return variant_in<K, C...>(code);
@@ -163,12 +182,15 @@ MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g,
 
 // Reads and writes one entry of a state field, rounding narrow formats
 // stochastically keyed on (seed, step, entry).
-template <format_id F, bool Stochastic = true>
+template <format_id F, bool Stochastic = true, bool Drawn = false>
 struct field_entry {
   using storage = field_storage_t<F>;
   storage* data;
   std::uint64_t index;
   std::uint64_t seed, stream;
+  // Drawn: this entry's 16-bit draw, drawn ahead by the host runner (the
+  // slice stochastic_draw would give); else drawn here.
+  const std::uint16_t* draw = nullptr;
   MIXPREC_HOST_DEVICE float load() const { return to_float(data[index]); }
   MIXPREC_HOST_DEVICE float store(float v) const {
     if constexpr (F == format_id::f32) {
@@ -176,8 +198,13 @@ struct field_entry {
       return v;
     } else {
       storage r;
-      if constexpr (Stochastic) r = convert<storage>(v, round_stochastic{seed, stream}, index);
-      else r = convert<storage>(v);
+      if constexpr (Stochastic) {
+        static_assert(format_traits<storage>::total_bits == 16, "field_entry: 16-bit draws");
+        if constexpr (Drawn) r = stochastic_round<storage>(v, static_cast<std::uint32_t>(*draw) << 16);
+        else r = convert<storage>(v, round_stochastic{seed, stream}, index);
+      } else {
+        r = convert<storage>(v);
+      }
       data[index] = r;
       return to_float(r);
     }

@@ -153,9 +153,6 @@ __global__ void __launch_bounds__(block_threads)
 
 #else  // host backends
 
-// Elements per run of stochastic-rounding draws on the host (measured:
-// 256-1024 equally good, a whole 4096-element row 5-10% slower).
-inline constexpr std::uint32_t draw_chunk = 1024;
 template <class Body>
 struct host_update_runner {
   Body body;
@@ -168,18 +165,25 @@ struct host_update_runner {
     for (std::uint32_t r = 0; r < tile.height; ++r) {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
       const std::uint32_t w = tile.width;
-      if constexpr (Body::writer_draws) {
-        // The writer's stochastic-rounding bits: a Philox block per 8 (or 4) elements, not one each.
-        // In chunks, so that the hardware prefetcher streams the next
+      if constexpr (Body::writer_draws || Body::drawn_fields > 0) {
+        // Stochastic-rounding bits of the writer and of the drawn state
+        // fields: a Philox block per 8 (or 4) elements, not one each. In
+        // chunks, so that the hardware prefetcher streams the next
         // elements while the core computes the next chunk's draws.
         constexpr std::uint32_t chunk = draw_chunk;
+        constexpr std::size_t nf = Body::drawn_fields > 0 ? Body::drawn_fields : 1;
         alignas(64) typename Body::draw_type buffer[chunk + 8];
+        alignas(64) std::uint16_t field_buffers[nf][chunk + 8];
+        const std::uint16_t* field_draws[Body::nfields > 0 ? Body::nfields : 1];
         for (std::uint32_t c0 = 0; c0 < w; c0 += chunk) {
           const std::uint32_t n = w - c0 < chunk ? w - c0 : chunk;
           const auto* draws = local.fill_draws(ctx, row + c0, n, buffer) - c0;  // indexed by the row's column
+          if constexpr (Body::drawn_fields > 0) local.fill_field_draws(ctx, row + c0, c0, n, field_buffers, field_draws);
+          const std::uint16_t* const* fd = Body::drawn_fields > 0 ? field_draws : nullptr;
           MIXPREC_PRAGMA_SIMD
           for (std::size_t c = c0; c < c0 + n; ++c)
-            local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc, draws);
+            local.template element<(Body::drawn_fields > 0)>(row + c, r, static_cast<std::uint32_t>(c), ctx, sc,
+                                                             Body::writer_draws ? draws : nullptr, fd);
         }
       } else {
         MIXPREC_PRAGMA_SIMD

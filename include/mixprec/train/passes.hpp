@@ -94,9 +94,13 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
   }
 }
 
+// Elements per run of stochastic-rounding draws on the host (measured:
+// 256-1024 equally good, a whole 4096-element row 5-10% slower).
+inline constexpr std::uint32_t draw_chunk = 1024;
+
 // Runs components [0, end of pass Q) on one element; calls
 // capture(position, value) at every position a statistic of the pass reads.
-template <int Q, class Env, int Code>
+template <int Q, class Env, int Code, bool FieldDraws = false>
 struct chain_runner {
   static constexpr plan_data d = Env::plan::data;
   static constexpr int end = d.passes[Q].end;
@@ -105,6 +109,7 @@ struct chain_runner {
   const Env& env;
   const tile_values<Env>& tile;
   const tile_scalars<Env>& sc;
+  const std::uint16_t* const* field_draws = nullptr;  // the host runner's state-field draws, if any
 
   template <class Capture>
   MIXPREC_HOST_DEVICE float run(std::uint64_t i, std::uint32_t r, std::uint32_t c, float u, float w, float& decay,
@@ -143,7 +148,8 @@ struct chain_runner {
       constexpr bool snapshot = reads_start_scalars<Env, K>() && d.passes[Q].level > 0;
       const auto& scalars = snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
       constexpr int variant = Env::template variant<K>(Code);
-      const element_context<Env, K, read_only, variant> ctx{env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind};
+      const element_context<Env, K, read_only, variant, FieldDraws> ctx{
+          env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind, nullptr, field_draws};
       u = get<K>(env.comps).update(u, ctx);
     }
   }
@@ -342,39 +348,67 @@ struct update_body {
   // A draw: a 16-bit slice for 16-bit models, a 32-bit word for 8-bit ones.
   using draw_type = std::conditional_t<format_traits<typename Arena::model_type>::total_bits == 16, std::uint16_t,
                                        std::uint32_t>;
-  // The draws of elements [first, first + n) of this tile row, drawn a
-  // Philox block per 8 (or 4) elements in stochastic_draw's layout;
-  // `out` has room for n + 8. Returns where element `first`'s draw is.
-  const draw_type* fill_draws(const context& ctx, std::uint64_t first, std::uint32_t n, draw_type* out) const {
-    if constexpr (writer_draws) {
-      constexpr std::uint64_t per_block = std::is_same_v<draw_type, std::uint16_t> ? 8 : 4;
-      const std::uint64_t seed = get<static_cast<std::size_t>(d.writer)>(env.comps).seed;
-      const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
-      for (std::uint64_t b = b0; b < b1; ++b) {
-        const philox_block blk = random_block(seed, ctx.t, b);
-        draw_type* o = out + (b - b0) * per_block;
-        for (int k = 0; k < 4; ++k) {
-          if constexpr (per_block == 8) {
-            o[2 * k] = static_cast<std::uint16_t>(blk.v[k]);
-            o[2 * k + 1] = static_cast<std::uint16_t>(blk.v[k] >> 16);
-          } else {
-            o[k] = blk.v[k];
-          }
+  // The draws of keys [first, first + n) under `seed` at step t, a Philox
+  // block per 8 (16-bit draws) or 4 (32-bit) keys in stochastic_draw's
+  // layout; `out` has room for n + 8. Returns where key `first`'s draw is.
+  template <class D>
+  static const D* fill_blocks(std::uint64_t seed, std::uint64_t t, std::uint64_t first, std::uint32_t n, D* out) {
+    constexpr std::uint64_t per_block = std::is_same_v<D, std::uint16_t> ? 8 : 4;
+    const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
+    for (std::uint64_t b = b0; b < b1; ++b) {
+      const philox_block blk = random_block(seed, t, b);
+      D* o = out + (b - b0) * per_block;
+      for (int k = 0; k < 4; ++k) {
+        if constexpr (per_block == 8) {
+          o[2 * k] = static_cast<std::uint16_t>(blk.v[k]);
+          o[2 * k + 1] = static_cast<std::uint16_t>(blk.v[k] >> 16);
+        } else {
+          o[k] = blk.v[k];
         }
       }
-      return out + (first - b0 * per_block);
+    }
+    return out + (first - b0 * per_block);
+  }
+  // The writer's draws of elements [first, first + n) of this tile row.
+  const draw_type* fill_draws(const context& ctx, std::uint64_t first, std::uint32_t n, draw_type* out) const {
+    if constexpr (writer_draws) {
+      return fill_blocks(get<static_cast<std::size_t>(d.writer)>(env.comps).seed, ctx.t, first, n, out);
     } else {
       (void)ctx, (void)first, (void)n;
       return out;
     }
   }
+  // The stochastically rounded per-element state fields (Env::field_drawn)
+  // are drawn the same way, keyed on their own seed and entry index.
+  static constexpr std::size_t nfields = Env::nfields;
+  static constexpr std::size_t drawn_fields = [] {
+    std::size_t k = 0;
+    for (std::size_t g = 0; g < nfields; ++g) k += Env::field_drawn(g) ? 1 : 0;
+    return k;
+  }();
+  // Fills the drawn fields' draws of elements [first, first + n) of a tile
+  // row into buffers[j] (room for n + 8 each) and points out[g] at each
+  // field's draw of column 0 (`first` is column c0 of the row).
+  void fill_field_draws(const context& ctx, std::uint64_t first, std::uint32_t c0, std::uint32_t n,
+                        std::uint16_t (*buffers)[draw_chunk + 8], const std::uint16_t** out) const {
+    std::size_t j = 0;
+    for (std::size_t g = 0; g < nfields; ++g) {
+      out[g] = nullptr;
+      if (!Env::field_drawn(g)) continue;
+      out[g] = fill_blocks(env.fields[g].seed, ctx.t, first - env.shard_begin, n, buffers[j++]) - c0;
+    }
+  }
 
+  // FieldDraws: field_draws holds the drawn state fields' draws (host
+  // runner); else they are drawn per element.
+  template <bool FieldDraws = false>
   MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
-                                   const tile_scalars<Env>& sc, const void* draws = nullptr) const {
+                                   const tile_scalars<Env>& sc, const void* draws = nullptr,
+                                   const std::uint16_t* const* field_draws = nullptr) const {
     const float g = to_float(env.arena.grad[i]);
     const float w = env.arena.weight(i);
     float decay = 1.0f;
-    const chain_runner<Q, Env, Code> runner{env, ctx, sc};
+    const chain_runner<Q, Env, Code, FieldDraws> runner{env, ctx, sc, field_draws};
     const float u = runner.run(i, r, c, g, w, decay, [](auto, float) {});
     if constexpr (d.holder >= 0) {
       if (ctx.hold) return;  // accumulated only: nothing to write
