@@ -4,7 +4,11 @@ the step's hot kernels (the update pass, the statistics pass, the tile
 reductions and the combine of tile partials), the width of every global
 load and store, the registers, and the local-memory (spill) bytes. Exits 1
 when no update pass has a 128-bit global load (LDG.E.128): the update
-pass is meant to read its streams 16 bytes at a time.
+pass is meant to read its streams 16 bytes at a time; and when any of
+those kernels contains a trap (BPT.TRAP): nvcc compiles a path it proves
+undefined to one, and the kernel would abort on the GPU. Update passes
+without 128-bit loads are listed by name (those of chains whose tiles have
+positions, Adafactor's say, run element by element).
 
 Needs cuobjdump and c++filt: cuobjdump from the CUDA toolkit, or from PyPI
 (pip install nvidia-cuda-cuobjdump; --cuobjdump names its path).
@@ -96,6 +100,8 @@ def main():
         if current:
             for op, suffix in ACCESS.findall(line):
                 access[current]["%s%d" % (op[0], width(suffix))] += 1
+            if "BPT.TRAP" in line:
+                access[current]["trap"] += 1
     resources = {}
     for m in re.finditer(r"Function (\S+):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", usage):
         resources[m.group(1)] = (int(m.group(2)), int(m.group(3)), int(m.group(5)))
@@ -110,12 +116,12 @@ def main():
         if args.match and args.match not in names[mangled]:
             continue
         regs, stack, local = resources.get(mangled, (-1, -1, -1))
-        rows.append((kind, short(names[mangled]), regs, stack, local, access[mangled]))
+        rows.append((kind, short(names[mangled]), regs, stack, local, access[mangled], names[mangled]))
 
     widths = ["8", "16", "32", "64", "128"]
     print("%-17s %4s %6s %6s  %-29s %-29s  kernel" % ("pass", "regs", "stack", "local", "global loads 8/16/32/64/128",
                                                     "global stores 8/16/32/64/128"))
-    for kind, name, regs, stack, local, c in sorted(rows):
+    for kind, name, regs, stack, local, c, _ in sorted(rows):
         loads = "/".join(str(c["L" + w]) for w in widths)
         stores = "/".join(str(c["S" + w]) for w in widths)
         print("%-17s %4d %6d %6d  %-29s %-29s  %s" % (kind, regs, stack, local, loads, stores, name))
@@ -125,6 +131,19 @@ def main():
     wide = [r for r in updates if r[5]["L128"] > 0]
     print("\n%d kernels; %d update passes, %d of them with 128-bit global loads; %d kernels with local memory (spills)"
           % (len(rows), len(updates), len(wide), len(spills)))
+    traps = [r for r in rows if r[5]["trap"] > 0]
+    narrow = [r for r in updates if r[5]["L128"] == 0]
+    if narrow:
+        print("update passes without 128-bit loads:")
+        for r in narrow:
+            print("  " + r[6])
+    if traps:
+        # nvcc compiles a path it proves undefined (a run-time read of a
+        # host constexpr table in device code, say) to a trap.
+        print("sass-check: FAILED: %d kernels trap (undefined behaviour compiled away):" % len(traps))
+        for r in traps:
+            print("  " + r[6])
+        return 1
     if updates and not wide:
         print("sass-check: FAILED: no update pass loads 16 bytes at a time (no LDG.E.128)")
         return 1

@@ -33,7 +33,8 @@ struct uniform_reduce_body {
 // Workspace bytes transform_reduce needs for n elements.
 template <class Op>
 std::size_t transform_reduce_bytes(std::size_t n) {
-  return workspace::round_up(tile_count(n) * sizeof(typename Op::value_type));
+  using T = typename Op::value_type;
+  return workspace::round_up(tile_count(n) * sizeof(T)) + combine_scratch_bytes<T>(tile_count(n));
 }
 
 // *out (device memory) = the reduction of op over [0, n).
@@ -43,9 +44,10 @@ void transform_reduce(stream s, workspace& ws, std::size_t n, const Op& op, type
   const std::size_t ntiles = tile_count(n);
   ws.reserve(transform_reduce_bytes<Op>(n));
   T* partials = ws.slice<T>(0, ntiles);
+  T* scratch = ws.slice<T>(workspace::round_up(ntiles * sizeof(T)), combine_blocks(ntiles));
   const uniform_reduce_body<Op> body{op, uniform_tiling{n}};
   reduce_tiles(s, ntiles, body, partials);
-  combine_all(s, body, static_cast<const T*>(partials), ntiles, out);
+  combine_all(s, body, static_cast<const T*>(partials), ntiles, out, scratch);
 }
 
 }  // namespace mixprec::detail

@@ -86,15 +86,16 @@ __global__ void __launch_bounds__(block_threads) reduce_tiles_kernel(Body body, 
   }
 }
 
-// Block k combines parts[offsets[k] .. offsets[k+1]) (or [0, n) when
-// offsets is null) into out[k].
+// Block k combines parts[offsets[k] .. offsets[k+1]) (or, when offsets is
+// null, [k * chunk, min(n, (k + 1) * chunk))) into out[k].
 template <class Body, class T>
 __global__ void __launch_bounds__(block_threads)
-    combine_kernel(Body body, const T* parts, const std::size_t* offsets, std::size_t n, T* out) {
+    combine_kernel(Body body, const T* parts, const std::size_t* offsets, std::size_t n, std::size_t chunk, T* out) {
   using block_reduce = cub::BlockReduce<T, block_threads>;
   __shared__ typename block_reduce::TempStorage storage;
   const std::size_t k = blockIdx.x;
-  const std::size_t b = offsets ? offsets[k] : 0, e = offsets ? offsets[k + 1] : n;
+  const std::size_t b = offsets ? offsets[k] : k * chunk;
+  const std::size_t e = offsets ? offsets[k + 1] : (n - b < chunk ? n : b + chunk);
   T acc = body.identity();
   for (std::size_t i = b + threadIdx.x; i < e; i += block_threads) acc = body.combine(acc, parts[i]);
   const T total = block_reduce(storage).Reduce(acc, combine_op<Body>{&body});
@@ -166,14 +167,40 @@ void reduce_tiles(stream s, std::size_t ntiles, const Body& body, T* partials) {
 #endif
 }
 
-// *out = combination of parts[0, n) in a fixed order (identity when n == 0).
+// combine_all on CUDA in two levels when there are more than combine_chunk
+// partials: a block per chunk of them (fixed chunks, so the order is the
+// same on every GPU), then one block over the chunks' results, kept in
+// `scratch` (combine_scratch_bytes). One block alone would read 10^5
+// partials (4 x 10^8 elements) at a fraction of the device's bandwidth.
+inline constexpr std::size_t combine_chunk = 16 * block_threads;
+MIXPREC_HOST_DEVICE std::size_t combine_blocks(std::size_t n) {
+  return n > combine_chunk ? (n + combine_chunk - 1) / combine_chunk : 0;
+}
+template <class T>
+std::size_t combine_scratch_bytes(std::size_t n) {
+  return (combine_blocks(n) * sizeof(T) + 15) / 16 * 16;
+}
+
+// *out = combination of parts[0, n) in a fixed order (identity when n ==
+// 0). `scratch` has room for combine_blocks(n) values (may be null when
+// that is 0; the host backends do not use it).
 template <class Body, class T>
-void combine_all(stream s, const Body& body, const T* parts, std::size_t n, T* out) {
+void combine_all(stream s, const Body& body, const T* parts, std::size_t n, T* out, T* scratch) {
 #if defined(MIXPREC_BACKEND_CUDA)
-  combine_kernel<<<1, block_threads, 0, s.handle>>>(body, parts, static_cast<const std::size_t*>(nullptr), n, out);
+  const std::size_t blocks = combine_blocks(n);
+  const std::size_t* none = nullptr;
+  if (blocks > 0) {
+    require(scratch != nullptr, "combine_all: ", n, " partials need scratch for ", blocks, " chunk results");
+    combine_kernel<<<static_cast<unsigned>(blocks), block_threads, 0, s.handle>>>(body, parts, none, n, combine_chunk,
+                                                                                  scratch);
+    MIXPREC_CHECK_LAUNCH("combine_all");
+    combine_kernel<<<1, block_threads, 0, s.handle>>>(body, static_cast<const T*>(scratch), none, blocks, blocks, out);
+  } else {
+    combine_kernel<<<1, block_threads, 0, s.handle>>>(body, parts, none, n, n, out);
+  }
   MIXPREC_CHECK_LAUNCH("combine_all");
 #else
-  (void)s;
+  (void)s, (void)scratch;
   T acc = body.identity();
   for (std::size_t i = 0; i < n; ++i) acc = body.combine(acc, parts[i]);
   *out = acc;
@@ -187,7 +214,7 @@ void combine_segments(stream s, const Body& body, const T* parts, const std::siz
                       std::size_t nsegments, T* out) {
   if (nsegments == 0) return;
 #if defined(MIXPREC_BACKEND_CUDA)
-  combine_kernel<<<static_cast<unsigned>(nsegments), block_threads, 0, s.handle>>>(body, parts, offsets, 0, out);
+  combine_kernel<<<static_cast<unsigned>(nsegments), block_threads, 0, s.handle>>>(body, parts, offsets, 0, 0, out);
   MIXPREC_CHECK_LAUNCH("combine_segments");
 #else
   translate_errors("combine_segments", [&] {

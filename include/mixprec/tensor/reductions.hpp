@@ -98,7 +98,8 @@ void reduce_view(tensor_view<T> t, typename Op<std::remove_const_t<T>>::value_ty
 // reduction in a CUDA graph: a workspace that is large enough allocates
 // nothing.
 inline std::size_t reduction_workspace_bytes(std::size_t n) {
-  return workspace::round_up(detail::tile_count(n) * sizeof(double));
+  const std::size_t tiles = detail::tile_count(n);
+  return workspace::round_up(tiles * sizeof(double)) + detail::combine_scratch_bytes<double>(tiles);
 }
 
 // *out = sum of t's elements (in double).

@@ -510,7 +510,8 @@ class chain_t {
             detail::allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials"));
       const std::size_t value = sizeof(double) * static_cast<std::size_t>(p.fields > 0 ? p.fields : 1);
       b.field_out = detail::allocate<std::uint8_t>(value * (1 + params), "step statistics");
-      partial_bytes = std::max(partial_bytes, value * L.tile_count());
+      partial_bytes = std::max(partial_bytes, detail::workspace::round_up(value * L.tile_count()) +
+                                                  detail::workspace::round_up(value * detail::combine_blocks(L.tile_count())));
       st.passes_.push_back(std::move(b));
     }
     st.ws_.reserve(detail::workspace::round_up(partial_bytes));
@@ -678,10 +679,11 @@ class chain_t {
     for (int k = 0; k < p.row_stats; ++k) body.row_partials[k] = raw(pb.rows[static_cast<std::size_t>(k)]);
     for (int k = 0; k < p.column_stats; ++k) body.column_partials[k] = raw(pb.columns[static_cast<std::size_t>(k)]);
     value_t* partials = st.ws_.template slice<value_t>(0, ntiles);
+    value_t* scratch = st.ws_.template slice<value_t>(workspace::round_up(ntiles * sizeof(value_t)), combine_blocks(ntiles));
     run_measure(s, ntiles, body, partials);
     // Global and per-parameter statistics: the tile partials combined.
     value_t* out = reinterpret_cast<value_t*>(raw(pb.field_out));
-    combine_all(s, body, static_cast<const value_t*>(partials), ntiles, out);
+    combine_all(s, body, static_cast<const value_t*>(partials), ntiles, out, scratch);
     combine_segments(s, body, static_cast<const value_t*>(partials), raw(st.layout_.param_tile_offsets), env.params,
                      out + 1);
     for_each_index(s, env.params > 0 ? env.params : 1, scatter_fields<q, value_t, Env>{env, out, env.params});

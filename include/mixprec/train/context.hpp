@@ -65,7 +65,39 @@ struct state_handle {
   }
 };
 
-template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false>
+// The grouped update pass (train/passes.hpp) runs V consecutive elements
+// per call and keeps their per-element state in registers: lane j of the
+// group reads and writes its copies, at group_field_offset within `cache`.
+struct no_lane {};
+template <std::uint32_t V>
+struct group_lane {
+  static constexpr std::uint32_t size = V;
+  unsigned char* cache;
+  std::uint32_t j;
+};
+template <class Lane>
+inline constexpr bool is_group_lane = !std::is_same_v<Lane, no_lane>;
+
+// Where the copies of global field g's entries start in a group's cache
+// (per-element fields only; 16-byte aligned), and the cache's size.
+template <class Env, std::uint32_t V>
+constexpr std::size_t group_field_offset(std::size_t g) {
+  std::size_t at = 0;
+  for (std::size_t f = 0; f < g; ++f) {
+    const state_field s = Env::field_info(f);
+    if (s.where != extent::element) continue;
+    const std::size_t bytes = (s.format == format_id::f32 ? 4 : 2) * std::size_t{V};
+    at += (bytes + 15) / 16 * 16;
+  }
+  return at;
+}
+template <class Env, std::uint32_t V>
+constexpr std::size_t group_cache_bytes() {
+  const std::size_t b = group_field_offset<Env, V>(Env::nfields);
+  return b > 0 ? b : 16;
+}
+
+template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false, class Lane = no_lane>
 struct element_context {
   using component = component_at<Env, K>;
   static constexpr int variant = Variant;  // the component's variant in this instantiation
@@ -89,7 +121,14 @@ struct element_context {
   // stochastically rounded per-element state fields, by global field
   // index, indexed by the row's column.
   const std::uint16_t* const* field_draws = nullptr;
+  // The grouped update pass: this element's lane (draws and field_draws
+  // are then indexed by the lane, not the column).
+  const Lane* lane = nullptr;
 
+  MIXPREC_HOST_DEVICE std::uint32_t draw_index() const {
+    if constexpr (is_group_lane<Lane>) return lane->j;
+    else return c;
+  }
   MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
   // The bits stochastic rounding of this element to To compares against,
   // keyed on (seed, step, index) (cast/philox.hpp, stochastic_draw).
@@ -97,8 +136,8 @@ struct element_context {
   MIXPREC_HOST_DEVICE std::uint32_t stochastic_bits(std::uint64_t seed) const {
     constexpr int bits = format_traits<To>::total_bits;
     if (draws != nullptr) {
-      if constexpr (bits == 16) return static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(draws)[c]) << 16;
-      else return static_cast<const std::uint32_t*>(draws)[c];
+      if constexpr (bits == 16) return static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(draws)[draw_index()]) << 16;
+      else return static_cast<const std::uint32_t*>(draws)[draw_index()];
     }
     return stochastic_draw<bits>(seed, tile.t, i);
   }
@@ -157,9 +196,16 @@ struct element_context {
     using F = field_storage_t<f.format>;
     constexpr bool drawn = FieldDraws && Env::field_drawn(g) && !ReadOnly;
     const std::uint16_t* draw = nullptr;
-    if constexpr (drawn) draw = field_draws[g] + c;
+    if constexpr (drawn) draw = field_draws[g] + draw_index();
+    F* place = nullptr;
+    if constexpr (is_group_lane<Lane> && f.where == extent::element) {
+      constexpr std::size_t offset = group_field_offset<Env, Lane::size>(g);
+      place = reinterpret_cast<F*>(lane->cache + offset) + lane->j;
+    } else {
+      place = static_cast<F*>(fs.data) + at;
+    }
     return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element, drawn>{
-        field_entry<f.format, f.stochastic, drawn>{static_cast<F*>(fs.data), at, fs.seed, tile.t, draw}};
+        field_entry<f.format, f.stochastic, drawn>{place, at, fs.seed, tile.t, draw}};
   }
 };
 
@@ -282,7 +328,7 @@ struct entry_context {
     const std::uint64_t at = f.where == extent::scalar ? 0 : fs.base[param] + (f.where == E ? local : 0);
     using F = field_storage_t<f.format>;
     return state_handle<f.format, f.stochastic, false, true>{
-        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data), at, fs.seed, t_}};
+        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data) + at, at, fs.seed, t_}};
   }
   // In a per-parameter rule: row r or column j of the parameter in a row or column field.
   template <std::size_t J>
@@ -293,7 +339,8 @@ struct entry_context {
     const field_storage& fs = env.fields[field0 + J];
     using F = field_storage_t<f.format>;
     return state_handle<f.format, f.stochastic, false, true>{
-        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data), fs.base[param] + k, fs.seed, t_}};
+        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data) + fs.base[param] + k, fs.base[param] + k, fs.seed,
+                                            t_}};
   }
 };
 

@@ -78,6 +78,20 @@ constexpr bool drawn_field(std::size_t j) {
   const state_field f = field_of<C>(j);
   return f.format != format_id::f32 && f.stochastic && f.where == extent::element && f.on == parameter_set::all;
 }
+// Global field g (fields numbered in chain order): its declaration and its component.
+template <class... C>
+constexpr state_field field_at(std::size_t g) {
+  state_field out{};
+  std::size_t base = 0;
+  ((g >= base && g < base + field_count<C>() ? (out = field_of<C>(g - base), 0) : 0, base += field_count<C>()), ...);
+  return out;
+}
+template <class... C>
+constexpr std::size_t component_of_field(std::size_t g) {
+  std::size_t k = 0, base = 0, out = 0;
+  ((g >= base && g < base + field_count<C>() ? (out = k) : 0, base += field_count<C>(), ++k), ...);
+  return out;
+}
 template <class... C>
 constexpr bool field_is_drawn(std::size_t g) {
   bool out = false;
@@ -119,6 +133,8 @@ struct step_env {
   const group_hyper* groups;
   static constexpr std::size_t field_offset(std::size_t k) { return first_field<C...>(k); }
   static constexpr bool field_drawn(std::size_t g) { return field_is_drawn<C...>(g); }
+  static constexpr state_field field_info(std::size_t g) { return field_at<C...>(g); }
+  static constexpr std::size_t field_component(std::size_t g) { return component_of_field<C...>(g); }
   template <std::size_t K>
   static constexpr int variant(int code) {
     return variant_in<K, C...>(code);
@@ -181,31 +197,33 @@ MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g,
 }
 
 // Reads and writes one entry of a state field, rounding narrow formats
-// stochastically keyed on (seed, step, entry).
+// stochastically keyed on (seed, step, key). `at` is where the entry is
+// read and written: its place in the field, or a register copy of it (the
+// grouped update pass, train/passes.hpp); `key` is its entry index.
 template <format_id F, bool Stochastic = true, bool Drawn = false>
 struct field_entry {
   using storage = field_storage_t<F>;
-  storage* data;
-  std::uint64_t index;
+  storage* at;
+  std::uint64_t key;
   std::uint64_t seed, stream;
-  // Drawn: this entry's 16-bit draw, drawn ahead by the host runner (the
-  // slice stochastic_draw would give); else drawn here.
+  // Drawn: this entry's 16-bit draw, drawn ahead (the slice
+  // stochastic_draw would give); else drawn here.
   const std::uint16_t* draw = nullptr;
-  MIXPREC_HOST_DEVICE float load() const { return to_float(data[index]); }
+  MIXPREC_HOST_DEVICE float load() const { return to_float(*at); }
   MIXPREC_HOST_DEVICE float store(float v) const {
     if constexpr (F == format_id::f32) {
-      data[index] = v;
+      *at = v;
       return v;
     } else {
       storage r;
       if constexpr (Stochastic) {
         static_assert(format_traits<storage>::total_bits == 16, "field_entry: 16-bit draws");
         if constexpr (Drawn) r = stochastic_round<storage>(v, static_cast<std::uint32_t>(*draw) << 16);
-        else r = convert<storage>(v, round_stochastic{seed, stream}, index);
+        else r = convert<storage>(v, round_stochastic{seed, stream}, key);
       } else {
         r = convert<storage>(v);
       }
-      data[index] = r;
+      *at = r;
       return to_float(r);
     }
   }

@@ -11,6 +11,7 @@
 // the same bits run to run (the CUDA and host orders differ).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -39,22 +40,56 @@ MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, con
   return g.column_partial_base + (static_cast<std::uint64_t>(t.batch) * g.bands + t.band) * g.cols + t.col0 + c;
 }
 
+#if defined(MIXPREC_UPDATE_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
+// Elements the host ran through element_group (its tests check the path is taken).
+inline std::atomic<std::uint64_t> elements_in_groups{0};
+#endif
+
+// The update of one tile by `threads` workers (this one is `thread`): on
+// aligned tiles without positions, groups of Body::group consecutive
+// elements (update_body::element_group: 16-byte loads and stores), worker k
+// taking groups k, k + threads, ...; then the elements left one at a time.
+template <class Body, class Context, class Scalars>
+MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, const Context& ctx, const Scalars& sc,
+                                     std::uint32_t thread, std::uint32_t threads) {
+  constexpr bool positions = Body::d.positions;
+  const std::uint32_t n = tile.height * tile.width;
+  std::uint32_t first = 0;
+  if constexpr (!positions) {
+    if (body.groups_fit(ctx, tile.begin)) {
+      constexpr std::uint32_t G = Body::group;
+      const std::uint32_t groups = n / G;
+      for (std::uint32_t k = thread; k < groups; k += threads) body.element_group(tile.begin + k * G, k * G, ctx, sc);
+      first = groups * G;
+#if defined(MIXPREC_UPDATE_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
+      elements_in_groups += first;
+#endif
+    }
+  }
+  for (std::uint32_t e = first + thread; e < n; e += threads) {
+    const std::uint32_t r = positions ? e / tile.width : 0;
+    const std::uint32_t c = positions ? e - r * tile.width : e;
+    body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
+  }
+}
+
 #if defined(MIXPREC_BACKEND_CUDA)
 
+// At least 2 blocks (512 threads) per SM, so at most 128 registers per
+// thread (the grouped update needs 44-94 on sm_90, scripts/sass-check.py):
+// AdamW with bf16 gradients keeps 112 bytes per thread in flight, 56 KiB per
+// SM, over twice what HBM3e's bandwidth-latency product asks of each of
+// the H200's 132 SMs (4.8 TB/s x ~0.6 us / 132 = ~22 KiB).
+inline constexpr int update_min_blocks = 2;
+
 template <class Body>
-__global__ void __launch_bounds__(block_threads) update_kernel(Body body, std::size_t ntiles) {
-  constexpr bool positions = Body::d.positions;
+__global__ void __launch_bounds__(block_threads, update_min_blocks) update_kernel(Body body, std::size_t ntiles) {
   for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
     const step_tile tile = body.env.tiles[t];
     const auto ctx = body.enter(t);
     if (!body.active(ctx)) continue;
     const auto sc = load_scalars(body.env);
-    const std::uint32_t n = tile.height * tile.width;
-    for (std::uint32_t e = threadIdx.x; e < n; e += block_threads) {
-      const std::uint32_t r = positions ? e / tile.width : 0;
-      const std::uint32_t c = positions ? e - r * tile.width : e;
-      body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
-    }
+    update_tile(body, tile, ctx, sc, threadIdx.x, block_threads);
   }
 }
 
@@ -162,6 +197,11 @@ struct host_update_runner {
     const auto ctx = local.enter(t);
     if (!local.active(ctx)) return;
     const auto sc = load_scalars(local.env);
+#if defined(MIXPREC_UPDATE_IN_GROUPS)
+    // The GPU's way through the tile, one worker (tests of element_group).
+    update_tile(local, tile, ctx, sc, 0, 1);
+    return;
+#endif
     for (std::uint32_t r = 0; r < tile.height; ++r) {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
       const std::uint32_t w = tile.width;

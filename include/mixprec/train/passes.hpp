@@ -23,6 +23,7 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/detail/vector_access.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
 #include <mixprec/train/plan.hpp>
@@ -100,7 +101,7 @@ inline constexpr std::uint32_t draw_chunk = 1024;
 
 // Runs components [0, end of pass Q) on one element; calls
 // capture(position, value) at every position a statistic of the pass reads.
-template <int Q, class Env, int Code, bool FieldDraws = false>
+template <int Q, class Env, int Code, bool FieldDraws = false, class Lane = no_lane>
 struct chain_runner {
   static constexpr plan_data d = Env::plan::data;
   static constexpr int end = d.passes[Q].end;
@@ -109,7 +110,8 @@ struct chain_runner {
   const Env& env;
   const tile_values<Env>& tile;
   const tile_scalars<Env>& sc;
-  const std::uint16_t* const* field_draws = nullptr;  // the host runner's state-field draws, if any
+  const std::uint16_t* const* field_draws = nullptr;  // the state fields' draws, if drawn ahead
+  const Lane* lane = nullptr;                         // the grouped update pass: the element's lane
 
   template <class Capture>
   MIXPREC_HOST_DEVICE float run(std::uint64_t i, std::uint32_t r, std::uint32_t c, float u, float w, float& decay,
@@ -148,8 +150,8 @@ struct chain_runner {
       constexpr bool snapshot = reads_start_scalars<Env, K>() && d.passes[Q].level > 0;
       const auto& scalars = snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
       constexpr int variant = Env::template variant<K>(Code);
-      const element_context<Env, K, read_only, variant, FieldDraws> ctx{
-          env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind, nullptr, field_draws};
+      const element_context<Env, K, read_only, variant, FieldDraws, Lane> ctx{
+          env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind, nullptr, field_draws, lane};
       u = get<K>(env.comps).update(u, ctx);
     }
   }
@@ -325,18 +327,30 @@ struct measure_body {
 };
 
 // The last pass: every component, then the weights (or the gradients).
+//
+// Two ways to run it over a tile's elements, with the same bits:
+//   element()        one element, reading and writing memory as it goes
+//                    (the host's vectorised loops; tails and tiles that are
+//                    not aligned);
+//   element_group()  `group` consecutive elements of an aligned tile (the GPU):
+//                    every role and per-element state field of the group is
+//                    loaded first, 16 bytes at a time, the elements run on
+//                    register copies, then what changed is stored 16 bytes at
+//                    a time; one Philox block serves the group's draws.
 template <bool ToGradients, class Env, class Arena, int Code>
 struct update_body {
   static constexpr plan_data d = Env::plan::data;
   static constexpr int Q = d.npasses - 1;
   using context = tile_values<Env>;
+  using grad_type = typename Arena::grad_type;
+  using model_type = typename Arena::model_type;
   Env env;
 
   MIXPREC_HOST_DEVICE context enter(std::size_t t) const { return enter_tile<Q>(env, t); }
   MIXPREC_HOST_DEVICE bool active(const context& ctx) const { return !ctx.skip; }
 
   // The host runner draws the writer's stochastic-rounding bits per row
-  // (fill_draws) and passes them to element(); the GPU draws per element.
+  // (fill_draws) and passes them to element(); element_group draws its own.
   template <class W, class = void>
   struct draws_of : std::false_type {};
   template <class W>
@@ -346,27 +360,30 @@ struct update_body {
     else return draws_of<component_at<Env, static_cast<std::size_t>(d.writer)>>::value;
   }();
   // A draw: a 16-bit slice for 16-bit models, a 32-bit word for 8-bit ones.
-  using draw_type = std::conditional_t<format_traits<typename Arena::model_type>::total_bits == 16, std::uint16_t,
-                                       std::uint32_t>;
-  // The draws of keys [first, first + n) under `seed` at step t, a Philox
-  // block per 8 (16-bit draws) or 4 (32-bit) keys in stochastic_draw's
-  // layout; `out` has room for n + 8. Returns where key `first`'s draw is.
+  using draw_type = std::conditional_t<format_traits<model_type>::total_bits == 16, std::uint16_t, std::uint32_t>;
+  // A Philox block's draws in stochastic_draw's layout: 8 slices (low half
+  // of each word first) or 4 words.
   template <class D>
-  static const D* fill_blocks(std::uint64_t seed, std::uint64_t t, std::uint64_t first, std::uint32_t n, D* out) {
-    constexpr std::uint64_t per_block = std::is_same_v<D, std::uint16_t> ? 8 : 4;
-    const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
-    for (std::uint64_t b = b0; b < b1; ++b) {
-      const philox_block blk = random_block(seed, t, b);
-      D* o = out + (b - b0) * per_block;
-      for (int k = 0; k < 4; ++k) {
-        if constexpr (per_block == 8) {
-          o[2 * k] = static_cast<std::uint16_t>(blk.v[k]);
-          o[2 * k + 1] = static_cast<std::uint16_t>(blk.v[k] >> 16);
-        } else {
-          o[k] = blk.v[k];
-        }
+  MIXPREC_HOST_DEVICE static void unpack_block(const philox_block& blk, D* o) {
+    for (int k = 0; k < 4; ++k) {
+      if constexpr (std::is_same_v<D, std::uint16_t>) {
+        o[2 * k] = static_cast<std::uint16_t>(blk.v[k]);
+        o[2 * k + 1] = static_cast<std::uint16_t>(blk.v[k] >> 16);
+      } else {
+        o[k] = blk.v[k];
       }
     }
+  }
+  template <class D>
+  static constexpr std::uint64_t keys_per_block = std::is_same_v<D, std::uint16_t> ? 8 : 4;
+  // The draws of keys [first, first + n) under `seed` at step t, a Philox
+  // block per 8 (16-bit draws) or 4 (32-bit) keys; `out` has room for
+  // n + 8. Returns where key `first`'s draw is.
+  template <class D>
+  static const D* fill_blocks(std::uint64_t seed, std::uint64_t t, std::uint64_t first, std::uint32_t n, D* out) {
+    constexpr std::uint64_t per_block = keys_per_block<D>;
+    const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
+    for (std::uint64_t b = b0; b < b1; ++b) unpack_block(random_block(seed, t, b), out + (b - b0) * per_block);
     return out + (first - b0 * per_block);
   }
   // The writer's draws of elements [first, first + n) of this tile row.
@@ -399,33 +416,59 @@ struct update_body {
     }
   }
 
+  // Where one element's results go: memory (element) or a group's registers.
+  struct to_memory {
+    const arena_access<Arena>& arena;
+    std::uint64_t i;
+    MIXPREC_HOST_DEVICE void grad(grad_type v) const { arena.grad[i] = v; }
+    MIXPREC_HOST_DEVICE void master(float v) const { arena.set_master(i, v); }
+    MIXPREC_HOST_DEVICE void model(model_type v) const { arena.model[i] = v; }
+  };
+  struct to_lane {
+    grad_type* grads;
+    float* masters;
+    model_type* models;
+    std::uint32_t j;
+    MIXPREC_HOST_DEVICE void grad(grad_type v) const { grads[j] = v; }
+    MIXPREC_HOST_DEVICE void master(float v) const { masters[j] = v; }
+    MIXPREC_HOST_DEVICE void model(model_type v) const { models[j] = v; }
+  };
+
   // FieldDraws: field_draws holds the drawn state fields' draws (host
   // runner); else they are drawn per element.
   template <bool FieldDraws = false>
   MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                    const tile_scalars<Env>& sc, const void* draws = nullptr,
                                    const std::uint16_t* const* field_draws = nullptr) const {
-    const float g = to_float(env.arena.grad[i]);
-    const float w = env.arena.weight(i);
+    run_element<FieldDraws, no_lane>(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i), draws,
+                                     field_draws, nullptr, to_memory{env.arena, i});
+  }
+
+  // One element with gradient g and weight w: the chain, then the writer.
+  template <bool FieldDraws, class Lane, class Out>
+  MIXPREC_HOST_DEVICE void run_element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
+                                       const tile_scalars<Env>& sc, float g, float w, const void* draws,
+                                       const std::uint16_t* const* field_draws, const Lane* lane,
+                                       const Out& out) const {
     float decay = 1.0f;
-    const chain_runner<Q, Env, Code, FieldDraws> runner{env, ctx, sc, field_draws};
+    const chain_runner<Q, Env, Code, FieldDraws, Lane> runner{env, ctx, sc, field_draws, lane};
     const float u = runner.run(i, r, c, g, w, decay, [](auto, float) {});
     if constexpr (d.holder >= 0) {
       if (ctx.hold) return;  // accumulated only: nothing to write
     }
     if constexpr (ToGradients) {
-      env.arena.grad[i] = convert<typename Arena::grad_type>(u);
+      out.grad(convert<grad_type>(u));
     } else {
       const float decayed = w * decay;
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
-        const element_context<Env, W, false, Env::template variant<W>(Code)> wctx{
-            env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update, draws};
-        write(get<W>(env.comps), wctx, i, w, updated, decayed - w + u);
+        const element_context<Env, W, false, Env::template variant<W>(Code), false, Lane> wctx{
+            env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update, draws, nullptr, lane};
+        write(get<W>(env.comps), wctx, w, updated, decayed - w + u, out);
       } else {
         const no_writer_context none{i, ctx.t};
-        write(round_model_nearest{}, none, i, w, updated, decayed - w + u);
+        write(round_model_nearest{}, none, w, updated, decayed - w + u, out);
       }
     }
   }
@@ -434,10 +477,9 @@ struct update_body {
     MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
     MIXPREC_HOST_DEVICE std::uint64_t t() const { return t_; }
   };
-  template <class Writer, class Ctx>
-  MIXPREC_HOST_DEVICE void write(const Writer& writer, const Ctx& wctx, std::uint64_t i, float w, float updated,
-                                 float step) const {
-    using model_type = typename Arena::model_type;
+  template <class Writer, class Ctx, class Out>
+  MIXPREC_HOST_DEVICE void write(const Writer& writer, const Ctx& wctx, float w, float updated, float step,
+                                 const Out& out) const {
     static_assert(!(Writer::needs_narrow_model && std::is_same_v<model_type, float>),
                   "mixprec: round_model_stochastic rounds the model copy to a narrower format (bfloat16, half, fp8), "
                   "but this arena's model is float; use it with parameters<bfloat16, ...> or drop it");
@@ -445,10 +487,153 @@ struct update_body {
       static_assert(Writer::works_with_master,
                     "mixprec: this weight writer (kahan_summation, say) is for arenas without master weights (Master "
                     "= void); with fp32 master weights use round_model_nearest or round_model_stochastic");
-      env.arena.set_master(i, updated);
-      if constexpr (!Arena::model_is_master) env.arena.model[i] = writer.template round_weight<model_type>(updated, wctx);
+      out.master(updated);
+      if constexpr (!Arena::model_is_master) out.model(writer.template round_weight<model_type>(updated, wctx));
     } else {
-      env.arena.model[i] = writer.template write_weight<model_type>(w, updated, step, wctx);
+      out.model(writer.template write_weight<model_type>(w, updated, step, wctx));
+    }
+  }
+
+  // ---- element_group ----
+  static constexpr std::uint32_t group = 8;
+  using lane_type = group_lane<group>;
+  static constexpr bool writes_model = !ToGradients && (!Arena::has_master || !Arena::model_is_master);
+  static constexpr bool reads_model = !Arena::has_master;
+  // Per-element fields the update pass touches (those of components with an
+  // element rule, and the writer's), and those it may change (not replayed
+  // read-only).
+  template <std::size_t G>
+  static constexpr bool field_touched() {
+    constexpr std::size_t K = Env::field_component(G);
+    return Env::field_info(G).where == extent::element &&
+           (has_update<component_at<Env, K>>::value || static_cast<int>(K) == d.writer);
+  }
+  template <std::size_t G>
+  static constexpr bool field_changed() {
+    constexpr int K = static_cast<int>(Env::field_component(G));
+    return field_touched<G>() && (K == d.writer || !replays_in(d, K, Q));
+  }
+  template <std::size_t G>
+  static constexpr std::size_t field_group_bytes() {
+    return std::size_t{group} * (Env::field_info(G).format == format_id::f32 ? 4 : 2);
+  }
+  // Field G's entry for element i of the tile's parameter, or null where
+  // the field has no entries.
+  template <std::size_t G>
+  MIXPREC_HOST_DEVICE unsigned char* field_place(const context& ctx, std::uint64_t i) const {
+    const field_storage& fs = env.fields[G];
+    if (fs.data == nullptr || ctx.field_base[G] == no_entry) return nullptr;
+    constexpr state_field f = Env::field_info(G);
+    const std::uint64_t at =
+        f.on == parameter_set::all ? i - env.shard_begin : ctx.field_base[G] + (i - ctx.geometry->offset);
+    return static_cast<unsigned char*>(fs.data) + at * (f.format == format_id::f32 ? 4 : 2);
+  }
+
+  // Whether element_group may run on the tile's groups from element
+  // `begin`: every role and field at a 16-byte boundary (or the group's
+  // size when smaller), and the draws' keys at a block boundary.
+  MIXPREC_HOST_DEVICE bool groups_fit(const context& ctx, std::uint64_t begin) const {
+    bool ok = begin % group == 0 && (begin - env.shard_begin) % group == 0;
+    ok = ok && piece_aligned<sizeof(grad_type) * group>(env.arena.grad + begin);
+    if constexpr (Arena::has_master)
+      ok = ok && piece_aligned<sizeof(float) * group>(env.arena.master + (begin - env.arena.master_begin));
+    if constexpr (reads_model || writes_model)
+      ok = ok && piece_aligned<sizeof(model_type) * group>(env.arena.model + begin);
+    fields_fit(ctx, begin, ok, std::make_index_sequence<nfields>{});
+    return ok;
+  }
+  template <std::size_t... G>
+  MIXPREC_HOST_DEVICE void fields_fit(const context& ctx, std::uint64_t begin, bool& ok,
+                                      std::index_sequence<G...>) const {
+    ((field_touched<G>() ? void(ok = ok && piece_aligned<field_group_bytes<G>()>(field_place<G>(ctx, begin)))
+                         : void()),
+     ...);
+  }
+  template <std::size_t... G>
+  MIXPREC_HOST_DEVICE void move_fields(const context& ctx, std::uint64_t i0, unsigned char* cache, bool store,
+                                       std::index_sequence<G...>) const {
+    (move_field<G>(ctx, i0, cache, store), ...);
+  }
+  template <std::size_t G>
+  MIXPREC_HOST_DEVICE void move_field(const context& ctx, std::uint64_t i0, unsigned char* cache, bool store) const {
+    if constexpr (field_touched<G>()) {
+      if (store && !field_changed<G>()) return;
+      unsigned char* place = field_place<G>(ctx, i0);
+      if (place == nullptr) return;
+      constexpr std::size_t offset = group_field_offset<Env, group>(G);
+      unsigned char* copy = cache + offset;
+      if (store) copy_pieces<field_group_bytes<G>()>(copy, place);
+      else copy_pieces<field_group_bytes<G>()>(place, copy);
+    }
+  }
+  // Each drawn field's draws of the group (keys from key0) into draws[j],
+  // the j-th drawn field; at[g] points at field g's (null if not drawn).
+  // (Field tables are read at compile time only: device code cannot read
+  // the components' constexpr arrays at run time.)
+  template <std::size_t... G>
+  MIXPREC_HOST_DEVICE void draw_fields(const context& ctx, std::uint64_t key0, std::uint16_t (*draws)[group],
+                                       const std::uint16_t** at, std::index_sequence<G...>) const {
+    std::size_t j = 0;
+    (draw_field<G>(ctx, key0, draws, at, j), ...);
+  }
+  template <std::size_t G>
+  MIXPREC_HOST_DEVICE void draw_field(const context& ctx, std::uint64_t key0, std::uint16_t (*draws)[group],
+                                      const std::uint16_t** at, std::size_t& j) const {
+    at[G] = nullptr;
+    if constexpr (Env::field_drawn(G)) {
+      unpack_block(random_block(env.fields[G].seed, ctx.t, key0 / keys_per_block<std::uint16_t>), draws[j]);
+      at[G] = draws[j++];
+    }
+  }
+
+  // Elements [i0, i0 + group) of the tile, columns [c0, c0 + group) of its
+  // only row (tiles without positions); groups_fit() holds.
+  MIXPREC_HOST_DEVICE void element_group(std::uint64_t i0, std::uint32_t c0, const context& ctx,
+                                         const tile_scalars<Env>& sc) const {
+    constexpr bool hold_possible = d.holder >= 0;
+    // Loads first: the whole group's gradients, weights and fields.
+    alignas(16) grad_type grads[group];
+    alignas(16) float masters[group];
+    alignas(16) model_type models[group];
+    alignas(16) unsigned char cache[group_cache_bytes<Env, group>()];
+    copy_pieces<sizeof(grads)>(env.arena.grad + i0, grads);
+    if constexpr (Arena::has_master) copy_pieces<sizeof(masters)>(env.arena.master + (i0 - env.arena.master_begin), masters);
+    if constexpr (reads_model) copy_pieces<sizeof(models)>(env.arena.model + i0, models);
+    move_fields(ctx, i0, cache, false, std::make_index_sequence<nfields>{});
+    // One Philox block per 8 (or 4) draws, keyed as stochastic_draw.
+    alignas(16) draw_type draws[group];
+    if constexpr (writer_draws) {
+      const std::uint64_t seed = get<static_cast<std::size_t>(d.writer)>(env.comps).seed;
+      constexpr std::uint64_t per_block = keys_per_block<draw_type>;
+      for (std::uint32_t b = 0; b < group / per_block; ++b)
+        unpack_block(random_block(seed, ctx.t, i0 / per_block + b), draws + b * per_block);
+    }
+    constexpr std::size_t nd = drawn_fields > 0 ? drawn_fields : 1;
+    std::uint16_t field_draw_values[nd][group];
+    const std::uint16_t* field_draws[nfields > 0 ? nfields : 1];
+    if constexpr (drawn_fields > 0)
+      draw_fields(ctx, i0 - env.shard_begin, field_draw_values, field_draws, std::make_index_sequence<nfields>{});
+    // The elements, on the copies.
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (std::uint32_t j = 0; j < group; ++j) {
+      const lane_type lane{cache, j};
+      const float w = Arena::has_master ? masters[j] : to_float(models[j]);
+      run_element<(drawn_fields > 0), lane_type>(i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w,
+                                                  writer_draws ? draws : nullptr,
+                                                  drawn_fields > 0 ? field_draws : nullptr, &lane,
+                                                  to_lane{grads, masters, models, j});
+    }
+    // Then the stores.
+    move_fields(ctx, i0, cache, true, std::make_index_sequence<nfields>{});
+    if (hold_possible && ctx.hold) return;
+    if constexpr (ToGradients) {
+      copy_pieces<sizeof(grads)>(grads, env.arena.grad + i0);
+    } else {
+      if constexpr (Arena::has_master)
+        copy_pieces<sizeof(masters)>(masters, env.arena.master + (i0 - env.arena.master_begin));
+      if constexpr (writes_model) copy_pieces<sizeof(models)>(models, env.arena.model + i0);
     }
   }
 };
