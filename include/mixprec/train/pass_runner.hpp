@@ -40,9 +40,10 @@ MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, con
   return g.column_partial_base + (static_cast<std::uint64_t>(t.batch) * g.bands + t.band) * g.cols + t.col0 + c;
 }
 
-#if defined(MIXPREC_UPDATE_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
+#if defined(MIXPREC_PASSES_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
 // Elements the host ran through element_group (its tests check the path is taken).
-inline std::atomic<std::uint64_t> elements_in_groups{0};
+inline std::atomic<std::uint64_t> updated_in_groups{0};
+inline std::atomic<std::uint64_t> measured_in_groups{0};
 #endif
 
 // The update of one tile by `threads` workers (this one is `thread`): on
@@ -61,8 +62,8 @@ MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, co
       const std::uint32_t groups = n / G;
       for (std::uint32_t k = thread; k < groups; k += threads) body.element_group(tile.begin + k * G, k * G, ctx, sc);
       first = groups * G;
-#if defined(MIXPREC_UPDATE_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
-      elements_in_groups += first;
+#if defined(MIXPREC_PASSES_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
+      updated_in_groups += first;
 #endif
     }
   }
@@ -164,7 +165,24 @@ __global__ void __launch_bounds__(block_threads)
     const std::uint32_t n = tile.height * tile.width;
     if (active) {
       const auto sc = load_scalars(body.env);
-      for (std::uint32_t e = threadIdx.x; e < n; e += block_threads) {
+      std::uint32_t first = 0;
+      if constexpr (!positions && Body::NR + Body::NC == 0) {
+        // Groups of 8 elements per thread, their gradients and weights
+        // loaded 16 bytes at a time.
+        if (body.groups_fit(tile.begin)) {
+          constexpr std::uint32_t G = Body::group;
+          const std::uint32_t groups = n / G;
+          for (std::uint32_t k = threadIdx.x; k < groups; k += block_threads) {
+            float v[G][N];
+            body.values_group(tile.begin + k * G, k * G, ctx, sc, v);
+#pragma unroll
+            for (std::uint32_t j = 0; j < G; ++j)
+              accumulate_fields(body, acc, v[j], std::make_integer_sequence<int, Body::nstats>{});
+          }
+          first = groups * G;
+        }
+      }
+      for (std::uint32_t e = first + threadIdx.x; e < n; e += block_threads) {
         const std::uint32_t r = positions ? e / tile.width : 0;
         const std::uint32_t c = positions ? e - r * tile.width : e;
         float v[N];
@@ -197,7 +215,7 @@ struct host_update_runner {
     const auto ctx = local.enter(t);
     if (!local.active(ctx)) return;
     const auto sc = load_scalars(local.env);
-#if defined(MIXPREC_UPDATE_IN_GROUPS)
+#if defined(MIXPREC_PASSES_IN_GROUPS)
     // The GPU's way through the tile, one worker (tests of element_group).
     update_tile(local, tile, ctx, sc, 0, 1);
     return;
@@ -318,7 +336,12 @@ struct host_measure_runner {
     T out = local.identity();
     if (local.active(ctx)) {
       const auto sc = load_scalars(local.env);
-      if constexpr (Body::pure) {
+#if defined(MIXPREC_PASSES_IN_GROUPS)
+      constexpr bool sweeps = false;  // the GPU's way: values_group into the buffer below
+#else
+      constexpr bool sweeps = Body::pure;
+#endif
+      if constexpr (sweeps) {
         // No stage runs (the statistics pass): each statistic sweeps the
         // tile itself, recomputing the few rules before it; the values of
         // the other statistics are dead code there, and each sweep is one
@@ -334,10 +357,26 @@ struct host_measure_runner {
         constexpr int N = Body::nstats > 0 ? Body::nstats : 1;
         float values[N][tile_size];
         const std::uint32_t w = tile.width;
+        std::uint32_t first = 0;  // elements of row 0 done in groups
+#if defined(MIXPREC_PASSES_IN_GROUPS)
+        if constexpr (!Body::d.positions && Body::NR + Body::NC == 0) {
+          if (local.groups_fit(tile.begin)) {
+            constexpr std::uint32_t G = Body::group;
+            for (std::uint32_t c0 = 0; c0 + G <= w; c0 += G) {
+              float v[G][N];
+              local.values_group(tile.begin + c0, c0, ctx, sc, v);
+              for (std::uint32_t j = 0; j < G; ++j)
+                for (int k = 0; k < N; ++k) values[k][c0 + j] = v[j][k];
+            }
+            first = w / G * G;
+            measured_in_groups += first;
+          }
+        }
+#endif
         for (std::size_t r = 0; r < tile.height; ++r) {
           const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
           MIXPREC_PRAGMA_SIMD
-          for (std::size_t c = 0; c < w; ++c) {
+          for (std::size_t c = r == 0 ? first : 0; c < w; ++c) {
             float v[N];
             local.values(row + c, r, c, ctx, sc, v);
             for (int k = 0; k < N; ++k) values[k][r * w + c] = v[k];

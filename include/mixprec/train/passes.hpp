@@ -256,8 +256,46 @@ struct measure_body {
   // components once; stages write their state here if this pass is their first).
   MIXPREC_HOST_DEVICE void values(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                   const tile_scalars<Env>& sc, float (&out)[nstats > 0 ? nstats : 1]) const {
-    const float g = to_float(env.arena.grad[i]);
-    const float w = env.arena.weight(i);
+    values_of(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i), out);
+  }
+
+  // The GPU's way through tiles without positions (as update_body's): a
+  // thread loads the gradients and weights of 8 consecutive elements 16
+  // bytes at a time, then computes their values.
+  static constexpr std::uint32_t group = 8;
+  using arena_type = typename Env::arena_type;
+  using grad_type = typename arena_type::grad_type;
+  using model_type = typename arena_type::model_type;
+  MIXPREC_HOST_DEVICE bool groups_fit(std::uint64_t begin) const {
+    bool ok = begin % group == 0 && piece_aligned<sizeof(grad_type) * group>(env.arena.grad + begin);
+    if constexpr (arena_type::has_master)
+      ok = ok && piece_aligned<sizeof(float) * group>(env.arena.master + (begin - env.arena.master_begin));
+    else
+      ok = ok && piece_aligned<sizeof(model_type) * group>(env.arena.model + begin);
+    return ok;
+  }
+  MIXPREC_HOST_DEVICE void values_group(std::uint64_t i0, std::uint32_t c0, const context& ctx,
+                                        const tile_scalars<Env>& sc,
+                                        float (&out)[group][nstats > 0 ? nstats : 1]) const {
+    alignas(16) grad_type g[group];
+    alignas(16) float w[group];
+    copy_pieces<sizeof(g)>(env.arena.grad + i0, g);
+    if constexpr (arena_type::has_master) {
+      copy_pieces<sizeof(w)>(env.arena.master + (i0 - env.arena.master_begin), w);
+    } else {
+      alignas(16) model_type m[group];
+      copy_pieces<sizeof(m)>(env.arena.model + i0, m);
+      for (std::uint32_t j = 0; j < group; ++j) w[j] = to_float(m[j]);
+    }
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (std::uint32_t j = 0; j < group; ++j) values_of(i0 + j, 0, c0 + j, ctx, sc, to_float(g[j]), w[j], out[j]);
+  }
+
+  MIXPREC_HOST_DEVICE void values_of(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
+                                     const tile_scalars<Env>& sc, float g, float w,
+                                     float (&out)[nstats > 0 ? nstats : 1]) const {
     float decay = 1.0f;
     const chain_runner<Q, Env, Code> runner{env, ctx, sc};
     runner.run(i, r, c, g, w, decay, [&](auto position, float u) {
@@ -543,14 +581,16 @@ struct update_body {
     return ok;
   }
   template <std::size_t... G>
-  MIXPREC_HOST_DEVICE void fields_fit(const context& ctx, std::uint64_t begin, bool& ok,
+  MIXPREC_HOST_DEVICE void fields_fit([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t begin,
+                                      [[maybe_unused]] bool& ok,
                                       std::index_sequence<G...>) const {
     ((field_touched<G>() ? void(ok = ok && piece_aligned<field_group_bytes<G>()>(field_place<G>(ctx, begin)))
                          : void()),
      ...);
   }
   template <std::size_t... G>
-  MIXPREC_HOST_DEVICE void move_fields(const context& ctx, std::uint64_t i0, unsigned char* cache, bool store,
+  MIXPREC_HOST_DEVICE void move_fields([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t i0,
+                                       [[maybe_unused]] unsigned char* cache, [[maybe_unused]] bool store,
                                        std::index_sequence<G...>) const {
     (move_field<G>(ctx, i0, cache, store), ...);
   }
@@ -571,9 +611,10 @@ struct update_body {
   // (Field tables are read at compile time only: device code cannot read
   // the components' constexpr arrays at run time.)
   template <std::size_t... G>
-  MIXPREC_HOST_DEVICE void draw_fields(const context& ctx, std::uint64_t key0, std::uint16_t (*draws)[group],
-                                       const std::uint16_t** at, std::index_sequence<G...>) const {
-    std::size_t j = 0;
+  MIXPREC_HOST_DEVICE void draw_fields([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t key0,
+                                       [[maybe_unused]] std::uint16_t (*draws)[group],
+                                       [[maybe_unused]] const std::uint16_t** at, std::index_sequence<G...>) const {
+    [[maybe_unused]] std::size_t j = 0;
     (draw_field<G>(ctx, key0, draws, at, j), ...);
   }
   template <std::size_t G>
