@@ -438,7 +438,7 @@ struct update_body {
   static constexpr std::size_t nfields = Env::nfields;
   static constexpr std::size_t drawn_fields = [] {
     std::size_t k = 0;
-    for (std::size_t g = 0; g < nfields; ++g) k += Env::field_drawn(g) ? 1 : 0;
+    for (std::size_t g = 0; g != nfields; ++g) k += Env::field_drawn(g) ? 1 : 0;
     return k;
   }();
   // Fills the drawn fields' draws of elements [first, first + n) of a tile
@@ -447,7 +447,7 @@ struct update_body {
   void fill_field_draws(const context& ctx, std::uint64_t first, std::uint32_t c0, std::uint32_t n,
                         std::uint16_t (*buffers)[draw_chunk + 8], const std::uint16_t** out) const {
     std::size_t j = 0;
-    for (std::size_t g = 0; g < nfields; ++g) {
+    for (std::size_t g = 0; g != nfields; ++g) {
       out[g] = nullptr;
       if (!Env::field_drawn(g)) continue;
       out[g] = fill_blocks(env.fields[g].seed, ctx.t, first - env.shard_begin, n, buffers[j++]) - c0;
