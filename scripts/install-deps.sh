@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing mixprec needs beyond the CUDA toolkit,
 # from Debian's packages, when it is missing. Needs root (or sudo) only when
-# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [fuzz] [python]
+# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [fuzz] [python] [sass]
 #   python: a virtual environment in build/venv with safetensors, numpy and
 #   ml_dtypes from PyPI (the safetensors interop tests); skipped with a
 #   warning when PyPI cannot be reached.
+#   sass: cuobjdump for scripts/sass-check.py when the toolkit has none:
+#   PyPI's nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm in build/sass-venv.
 set -euo pipefail
 
 want=()
 venv=0
+sass=0
 for what in "$@"; do
   case "$what" in
     test) want+=(doctest-dev nlohmann-json3-dev cmake g++ openmpi-bin libopenmpi-dev zlib1g-dev) ;;
@@ -16,6 +19,7 @@ for what in "$@"; do
     bench) want+=(libbenchmark-dev python3-torch) ;;
     fuzz) want+=(clang libclang-rt-14-dev nlohmann-json3-dev) ;;
     python) want+=(python3-venv) ; venv=1 ;;
+    sass) want+=(python3-venv binutils) ; sass=1 ;;
     *) echo "install-deps: unknown group '$what'" >&2; exit 2 ;;
   esac
 done
@@ -43,5 +47,15 @@ if [ $venv -eq 1 ]; then
            build/venv/bin/pip install -q --disable-pip-version-check safetensors numpy ml_dtypes; }; then
       echo "install-deps: warning: could not set up build/venv; the safetensors interop tests will be off" >&2
     fi
+  fi
+fi
+
+if [ $sass -eq 1 ] && ! command -v cuobjdump >/dev/null 2>&1; then
+  cd "$(dirname "$0")/.."
+  if ! find build/sass-venv -name nvdisasm -path '*/bin/*' 2>/dev/null | grep -q .; then
+    echo "install-deps: creating build/sass-venv (nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm from PyPI)"
+    mkdir -p build
+    /usr/bin/python3 -m venv build/sass-venv
+    build/sass-venv/bin/pip install -q --disable-pip-version-check nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
   fi
 fi

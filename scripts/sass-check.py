@@ -11,7 +11,9 @@ without 128-bit loads are listed by name (those of chains whose tiles have
 positions, Adafactor's say, run element by element).
 
 Needs cuobjdump and c++filt: cuobjdump from the CUDA toolkit, or from PyPI
-(pip install nvidia-cuda-cuobjdump; --cuobjdump names its path).
+(pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm: cuobjdump needs
+nvdisasm for -sass; --cuobjdump names its path; scripts/install-deps.sh
+sass makes build/sass-venv with both).
 
 Usage: scripts/sass-check.py [EXE] [--cuobjdump PATH] [--match TEXT]
   EXE      default build/cuda/bench/bench_step (cmake --workflow --preset cuda-build)
@@ -46,7 +48,7 @@ def find_cuobjdump(given):
                     return path
     except ImportError:
         pass
-    sys.exit("sass-check: cuobjdump not found (CUDA toolkit, or pip install nvidia-cuda-cuobjdump)")
+    sys.exit("sass-check: cuobjdump not found (CUDA toolkit, or pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
 
 
 def width(suffix):
