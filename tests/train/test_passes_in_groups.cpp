@@ -14,6 +14,7 @@
 
 using namespace mixprec;
 
+TEST_SUITE("train") {
 TEST_CASE("the passes run every whole group of 8 of each tile in groups and the rest alone") {
   // 4101 elements: a tile of 4096 (512 groups) and one of 5 (none); 8: one
   // group; 3: none. Offsets are multiples of 16, so every tile is aligned.
@@ -34,3 +35,4 @@ TEST_CASE("the passes run every whole group of 8 of each tile in groups and the 
   CHECK(detail::updated_in_groups.load() - updated == 4096 + 8);
   CHECK(detail::measured_in_groups.load() - measured == 4096 + 8);
 }
+}  // TEST_SUITE
