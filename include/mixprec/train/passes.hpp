@@ -421,7 +421,13 @@ struct update_body {
   static const D* fill_blocks(std::uint64_t seed, std::uint64_t t, std::uint64_t first, std::uint32_t n, D* out) {
     constexpr std::uint64_t per_block = keys_per_block<D>;
     const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    // Each word's low half first is its memory order here, so the blocks'
+    // words are already the draws in stochastic_draw's layout.
+    random_blocks(seed, t, b0, b1 - b0, out);
+#else
     for (std::uint64_t b = b0; b < b1; ++b) unpack_block(random_block(seed, t, b), out + (b - b0) * per_block);
+#endif
     return out + (first - b0 * per_block);
   }
   // The writer's draws of elements [first, first + n) of this tile row.
