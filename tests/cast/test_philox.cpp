@@ -50,7 +50,7 @@ TEST_CASE("random_blocks gives the known-answer blocks inside a batch and in its
   for (int w = 0; w < 4; ++w) CHECK(wrap[12 + w] == ones[w]);
 }
 
-TEST_CASE("random_blocks equals random_block for every count, across the 2^32 index boundary") {
+TEST_CASE("random_blocks equals random_block for every count and across the 2^32 index boundary") {
   const std::uint64_t seed = 0x0123456789abcdefull, stream = 0xfedcba9876543210ull;
   for (const std::uint64_t first : {std::uint64_t{0}, (std::uint64_t{1} << 32) - 40, std::uint64_t{12345}}) {
     for (const std::uint64_t n : {0, 1, 31, 32, 33, 64, 95, 129}) {
