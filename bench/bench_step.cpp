@@ -7,6 +7,8 @@
 //                      (2 + 28 bytes per parameter: statistics + update pass)
 //   step/adamw_fp32    the same with fp32 gradients, model = master (4 + 28)
 //   step/adamw_bf16_sr the bf16 step with a stochastically rounded model copy
+//   pair/adamw_bf16_sr adamw_bf16 and adamw_bf16_sr alternating on two
+//                      arenas: the median ratio of back-to-back steps
 //   step/adamw_bf16m   the bf16 step with bf16 moments (stochastically
 //                      rounded): 2 + 20 bytes
 //   optimizer/adamw_bf16  AdamW alone, one update pass (28 bytes)
@@ -26,9 +28,11 @@
 //                      the update with the decisions applied): what a user
 //                      would write by hand, 30 bytes per parameter
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
@@ -75,6 +79,45 @@ void adamw_bf16m(benchmark::State& state) {
   run_step<parameters<bfloat16, bfloat16>>(
       state, chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16>(adamw_options{})), 22);
 }
+// What stochastic rounding of the model copy costs, measured in pairs: each
+// iteration runs the nearest step on one arena, then the SR step on a
+// second, and `sr_over_nearest` is the median of the iterations' ratios.
+// The machine's bandwidth drifts by 10-30% over seconds; two steps taken
+// back to back see nearly the same machine, so this ratio is steadier than
+// one of two medians taken apart. The reported time is the SR step's.
+void pair_adamw_bf16_sr(benchmark::State& state) {
+  using arena = parameters<bfloat16, bfloat16>;
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const auto nearest = chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}));
+  const auto sr = chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic{1});
+  arena a, b;
+  bench::build_arena(a, n);
+  bench::build_arena(b, n);
+  auto sa = nearest.init(a);
+  auto sb = sr.init(b);
+  nearest.apply(a, sa);  // warm up
+  sr.apply(b, sb);
+  const auto timed = [](auto&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    mixprec::synchronize({});
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::vector<double> ratios;
+  for (auto _ : state) {
+    const double t_nearest = timed([&] { nearest.apply(a, sa); });
+    const double t_sr = timed([&] { sr.apply(b, sb); });
+    state.SetIterationTime(t_sr);
+    ratios.push_back(t_sr / t_nearest);
+  }
+  // The SR step's bytes (30 per parameter), as run_timed reports them.
+  state.SetBytesProcessed(static_cast<std::int64_t>(30.0 * static_cast<double>(b.element_count()) *
+                                                    static_cast<double>(state.iterations())));
+  std::sort(ratios.begin(), ratios.end());
+  const std::size_t k = ratios.size();
+  state.counters["sr_over_nearest"] = k == 0 ? 0.0 : (k % 2 ? ratios[k / 2] : 0.5 * (ratios[k / 2 - 1] + ratios[k / 2]));
+}
+
 // The optimizer alone: AdamW with fp32 master and moments, bf16 gradients
 // and model copy, one pass (read 2+4+4+4, write 4+4+4+2 = 28).
 void optimizer_adamw_bf16(benchmark::State& state) {
@@ -240,6 +283,8 @@ int main(int argc, char** argv) {
   add("step/adamw_fp32", adamw_fp32);
   add("step/adamw_bf16_sr", adamw_bf16_sr);
   add("step/adamw_bf16m", adamw_bf16m);
+  benchmark::RegisterBenchmark("pair/adamw_bf16_sr", pair_adamw_bf16_sr)
+      ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime()->MinTime(2.0);
   add("unfused/adamw_bf16", unfused_adamw_bf16);
   add("unfused/adamw_fp32", unfused_adamw_fp32);
   add("optimizer/adamw_bf16", optimizer_adamw_bf16);
