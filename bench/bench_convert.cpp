@@ -1,8 +1,14 @@
-// Conversion of a whole range (convert_n): n floats to bfloat16 (4 bytes
-// read, 2 written per element) rounded to nearest and stochastically, next
-// to the copy bandwidth measured in the same run. The stochastic/nearest
-// ratio is what the random bits cost (one Philox block per 8 elements).
+// Conversion of a whole range (convert_n), next to the copy bandwidth
+// measured in the same run:
+// - n floats to bfloat16 (4 bytes read, 2 written per element) rounded to
+//   nearest and stochastically; the stochastic/nearest ratio is what the
+//   random bits cost (one Philox block per 8 elements);
+// - n floats to half and n halves to float (6 bytes per element), by
+//   convert_n (the CPU's F16C instructions when the build targets them) and
+//   by the portable per-element routine (convert/half_*_portable), so one
+//   run gives their ratio.
 #include <cstddef>
+#include <utility>
 
 #include <benchmark/benchmark.h>
 
@@ -37,6 +43,40 @@ void convert_bf16(benchmark::State& state, bool stochastic) {
 void convert_bf16_nearest(benchmark::State& s) { convert_bf16(s, false); }
 void convert_bf16_stochastic(benchmark::State& s) { convert_bf16(s, true); }
 
+void half_narrow(benchmark::State& state, bool portable) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  detail::device_vector<float> src(n);
+  detail::device_vector<half> dst(n);
+  detail::for_each_index({}, n, random_fill{detail::raw(src)});
+  auto run = [&] {
+    if (portable)
+      detail::for_each_index({}, n, detail::convert_body<half, float, round_nearest_even, overflow_to_infinity>{
+                                        detail::raw(src), detail::raw(dst), {}, 0});
+    else convert_n(detail::raw(src), n, detail::raw(dst));
+  };
+  run();
+  bench::run_timed(state, 6.0 * n, n, run);
+}
+void half_widen(benchmark::State& state, bool portable) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  detail::device_vector<float> wide(n);
+  detail::device_vector<half> src(n);
+  detail::for_each_index({}, n, random_fill{detail::raw(wide)});
+  convert_n(detail::raw(wide), n, detail::raw(src));
+  auto run = [&] {
+    if (portable)
+      detail::for_each_index({}, n, detail::convert_body<float, half, round_nearest_even, overflow_to_infinity>{
+                                        detail::raw(src), detail::raw(wide), {}, 0});
+    else convert_n(detail::raw(src), n, detail::raw(wide));
+  };
+  run();
+  bench::run_timed(state, 6.0 * n, n, run);
+}
+void convert_half_nearest(benchmark::State& s) { half_narrow(s, false); }
+void convert_half_nearest_portable(benchmark::State& s) { half_narrow(s, true); }
+void convert_half_widen(benchmark::State& s) { half_widen(s, false); }
+void convert_half_widen_portable(benchmark::State& s) { half_widen(s, true); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,6 +86,11 @@ int main(int argc, char** argv) {
       ->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RegisterBenchmark("convert/bf16_stochastic", convert_bf16_stochastic)
       ->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+  for (auto [name, f] : {std::pair{"convert/half_nearest", convert_half_nearest},
+                         std::pair{"convert/half_nearest_portable", convert_half_nearest_portable},
+                         std::pair{"convert/half_widen", convert_half_widen},
+                         std::pair{"convert/half_widen_portable", convert_half_widen_portable}})
+    benchmark::RegisterBenchmark(name, f)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -24,6 +24,16 @@ float cuda_widen(bfloat16 x) { return __bfloat162float(x); }
 float cuda_widen(fp8_e4m3 x) { return static_cast<float>(x); }
 float cuda_widen(fp8_e5m2 x) { return static_cast<float>(x); }
 
+// The same half, bit for bit. A NaN may differ in sign and payload on the
+// GPU (its conversion instructions); on the host it is the canonical 0x7fff.
+bool same_half(half a, half b) {
+  const std::uint32_t x = to_bits(a), y = to_bits(b);
+#if defined(MIXPREC_BACKEND_CUDA)
+  if ((x & 0x7fffu) > 0x7c00u && (y & 0x7fffu) > 0x7c00u) return true;
+#endif
+  return x == y;
+}
+
 template <class T, class O, class R>
 std::uint32_t ours(float x, R r) {
   return test::bits_of(convert<T, O>(x, r));
@@ -157,6 +167,53 @@ TEST_CASE_TEMPLATE("range conversion on the device matches the scalar converter"
     if (i >= 1000) wrong += test::bits_of(tail[i - 1000]) != test::bits_of(stochastic[i]);
   }
   CHECK(wrong == 0);
+}
+
+
+// Every length from 0 to 40, from an aligned and a misaligned start, so the
+// vector body and the padded tail of a range conversion (the CPU's F16C
+// instructions on a host that has them) both meet the special values.
+TEST_CASE("float and half ranges of every short length match CUDA's conversions") {
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, -1.5f, 65504.0f, 65520.0f, -65520.0f, 1e9f, 5.96e-8f, -2.98e-8f,
+                               2.99e-8f, 6.1e-5f, 1e-40f, -1e-45f, 0.1f, 1.0009765f, 3.14159f, -2.7182818f};
+  const std::uint32_t specials[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff812345u,
+                                    0x7fbfffffu};
+  for (std::uint32_t b : specials) values.push_back(detail::bit_cast<float>(b));
+  std::vector<float> src;
+  while (src.size() < 41) src.insert(src.end(), values.begin(), values.end());
+  std::vector<half> hsrc(src.size());
+  for (std::size_t i = 0; i < src.size(); ++i)
+    hsrc[i] = from_bits<half>(static_cast<std::uint16_t>(i * 0x0ddbu ^ (i < 8 ? 0x7c00u + i : 0u)));
+  const auto d_src = test::to_device(src);
+  const auto d_hsrc = test::to_device(hsrc);
+  std::size_t wrong = 0;
+  for (std::size_t start : {0u, 1u}) {
+    for (std::size_t n = 0; n + start <= 40; ++n) {
+      thrust::device_vector<half> rn(n + 1, from_bits<half>(0x1234)), rz(n + 1, from_bits<half>(0x1234));
+      thrust::device_vector<float> wide(n + 1, 7.0f);
+      const float* in = thrust::raw_pointer_cast(d_src.data()) + start;
+      convert_n(in, n, test::ptr(rn));
+      convert_n(in, n, test::ptr(rz), round_toward_zero{});
+      convert_n(thrust::raw_pointer_cast(d_hsrc.data()) + start, n, test::ptr(wide));
+      const auto h_rn = test::to_host(rn), h_rz = test::to_host(rz);
+      const auto h_wide = test::to_host(wide);
+      for (std::size_t i = 0; i < n; ++i) {
+        const float x = src[start + i];
+        const half h = hsrc[start + i];
+        wrong += !same_half(h_rn[i], __float2half_rn(x));
+        wrong += !same_half(h_rz[i], __float2half_rz(x));
+        const float w = __half2float(h);
+        wrong += std::isnan(w) ? !std::isnan(h_wide[i]) || std::signbit(h_wide[i]) != std::signbit(w)
+                               : test::bits_of(h_wide[i]) != test::bits_of(w);
+      }
+      // Nothing written past the end.
+      wrong += test::bits_of(h_rn[n]) != 0x1234u || test::bits_of(h_rz[n]) != 0x1234u || h_wide[n] != 7.0f;
+    }
+  }
+  CHECK(wrong == 0);
+#if defined(__F16C__) && defined(__AVX__) && !defined(MIXPREC_BACKEND_CUDA) && !defined(MIXPREC_NO_HOST_F16C)
+  CHECK(detail::host_f16c);  // compiled for F16C: the ranges above went through it
+#endif
 }
 
 }

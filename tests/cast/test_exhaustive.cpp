@@ -92,9 +92,100 @@ struct fp8_rn {
   }
 };
 
+// Whole-range conversion (convert_n: the CPU's F16C instructions on a host
+// that has them), over all 2^32 floats in pieces of 2^24, against CUDA's
+// functions; and all 2^16 halves widened.
+struct float_patterns {
+  float* out;
+  std::uint32_t base;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t i) const {
+    out[i] = detail::bit_cast<float>(base + static_cast<std::uint32_t>(i));
+  }
+};
+template <class R>
+struct range_half_op {
+  using value_type = unsigned long long;
+  const half* converted;
+  std::uint32_t base;
+  MIXPREC_HOST_DEVICE value_type identity() const { return 0; }
+  MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i) const {
+    const float x = detail::bit_cast<float>(base + static_cast<std::uint32_t>(i));
+    const std::uint32_t a = to_bits(converted[i]);
+    const std::uint32_t b = to_bits(std::is_same_v<R, round_nearest_even> ? __float2half_rn(x) : __float2half_rz(x));
+#if defined(MIXPREC_BACKEND_CUDA)
+    acc += a == b || both_nan16(a, b, 0x7c00u) ? 0 : 1;
+#else
+    acc += a == b ? 0 : 1;  // the host's NaN is the canonical one, as CUDA's host function
+#endif
+  }
+  MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const { return a + b; }
+};
+template <class R>
+unsigned long long count_range_half_mismatches() {
+  constexpr std::size_t piece = std::size_t{1} << 24;
+  detail::workspace ws;
+  thrust::device_vector<float> in(piece);
+  thrust::device_vector<half> out(piece);
+  thrust::device_vector<unsigned long long> count(1);
+  unsigned long long total = 0;
+  for (std::uint64_t base = 0; base < (std::uint64_t{1} << 32); base += piece) {
+    const auto b = static_cast<std::uint32_t>(base);
+    detail::for_each_index(stream{}, piece, float_patterns{thrust::raw_pointer_cast(in.data()), b});
+    convert_n(thrust::raw_pointer_cast(in.data()), piece, thrust::raw_pointer_cast(out.data()), R{});
+    detail::transform_reduce(stream{}, ws, piece, range_half_op<R>{thrust::raw_pointer_cast(out.data()), b},
+                             thrust::raw_pointer_cast(count.data()));
+    total += count[0];
+  }
+  return total;
+}
+struct widen_op {
+  using value_type = unsigned long long;
+  const float* widened;
+  MIXPREC_HOST_DEVICE value_type identity() const { return 0; }
+  MIXPREC_HOST_DEVICE void accumulate(value_type& acc, std::size_t i) const {
+    const half h = from_bits<half>(static_cast<std::uint16_t>(i));
+    const std::uint32_t a = detail::bit_cast<std::uint32_t>(widened[i]);
+    const std::uint32_t b = detail::bit_cast<std::uint32_t>(__half2float(h));
+    const bool nan = (i & 0x7fffu) > 0x7c00u;
+    // A NaN keeps its sign and payload, quieted (CUDA's host function returns one canonical NaN).
+    const std::uint32_t quiet = ((static_cast<std::uint32_t>(i) & 0x8000u) << 16) | 0x7fc00000u |
+                                ((static_cast<std::uint32_t>(i) & 0x3ffu) << 13);
+#if defined(MIXPREC_BACKEND_CUDA)
+    (void)quiet;
+    acc += (nan ? (a & 0x7fffffffu) > 0x7f800000u : a == b) ? 0 : 1;  // the GPU's NaN: any
+#else
+    acc += (nan ? a == quiet : a == b) ? 0 : 1;
+#endif
+  }
+  MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const { return a + b; }
+};
+struct half_patterns {
+  half* out;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t i) const { out[i] = from_bits<half>(static_cast<std::uint16_t>(i)); }
+};
+
 }  // namespace
 
 TEST_SUITE("exhaustive") {
+
+TEST_CASE("all floats through convert_n -> half nearest-even equal __float2half_rn") {
+  CHECK(count_range_half_mismatches<round_nearest_even>() == 0);
+}
+TEST_CASE("all floats through convert_n -> half toward-zero equal __float2half_rz") {
+  CHECK(count_range_half_mismatches<round_toward_zero>() == 0);
+}
+TEST_CASE("all halves through convert_n -> float equal __half2float") {
+  constexpr std::size_t n = std::size_t{1} << 16;
+  thrust::device_vector<half> in(n);
+  thrust::device_vector<float> out(n);
+  detail::for_each_index(stream{}, n, half_patterns{thrust::raw_pointer_cast(in.data())});
+  convert_n(thrust::raw_pointer_cast(in.data()), n, thrust::raw_pointer_cast(out.data()));
+  detail::workspace ws;
+  thrust::device_vector<unsigned long long> count(1);
+  detail::transform_reduce(stream{}, ws, n, widen_op{thrust::raw_pointer_cast(out.data())},
+                           thrust::raw_pointer_cast(count.data()));
+  CHECK(count[0] == 0);
+}
 
 TEST_CASE("all floats -> half nearest-even equal __float2half_rn") { CHECK(count_mismatches(half_rn{}) == 0); }
 TEST_CASE("all floats -> half toward-zero equal __float2half_rz") { CHECK(count_mismatches(half_rz{}) == 0); }

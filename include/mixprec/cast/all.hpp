@@ -4,5 +4,6 @@
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/cast/convert_range.hpp>
 #include <mixprec/cast/hardware_convert.hpp>
+#include <mixprec/cast/host_hardware_convert.hpp>
 #include <mixprec/cast/philox.hpp>
 #include <mixprec/cast/round.hpp>

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include <mixprec/cast/convert.hpp>
+#include <mixprec/cast/host_hardware_convert.hpp>
 #include <mixprec/detail/for_each.hpp>
 
 namespace mixprec {
@@ -58,6 +59,23 @@ struct convert_stochastic_chunk {
 };
 #endif
 
+#if defined(MIXPREC_HOST_F16C) && !defined(MIXPREC_BACKEND_CUDA)
+// float <-> half on the host, a chunk of elements per call through the
+// CPU's conversion instructions (cast/host_hardware_convert.hpp).
+inline constexpr std::size_t f16c_chunk = 8192;
+template <class To, class From, class R>
+struct f16c_convert_chunk {
+  const From* src;
+  To* dst;
+  std::size_t n;
+  void operator()(std::size_t chunk) const {
+    const std::size_t i0 = chunk * f16c_chunk, m = std::min(n - i0, f16c_chunk);
+    if constexpr (std::is_same_v<To, half>) f16c_narrow_n<R>(src + i0, m, dst + i0);
+    else f16c_widen_n(src + i0, m, dst + i0);
+  }
+};
+#endif
+
 }  // namespace detail
 
 // dst[i] = convert<To, O>(src[i], round, index_offset + i) for i < n.
@@ -69,6 +87,14 @@ void convert_n(const From* src, std::size_t n, To* dst, R round = {}, stream s =
   if constexpr (std::is_same_v<R, round_stochastic> && !std::is_same_v<To, float>) {
     const std::size_t chunks = (n + detail::convert_chunk - 1) / detail::convert_chunk;
     detail::for_each_index(s, chunks, detail::convert_stochastic_chunk<To, From, O>{src, dst, n, round, index_offset});
+    return;
+  }
+#endif
+#if defined(MIXPREC_HOST_F16C) && !defined(MIXPREC_BACKEND_CUDA)
+  if constexpr ((std::is_same_v<From, float> && detail::host_hardware_narrowing<To, R, O>) ||
+                (std::is_same_v<To, float> && detail::host_hardware_widening<From>)) {
+    const std::size_t chunks = (n + detail::f16c_chunk - 1) / detail::f16c_chunk;
+    detail::for_each_index(s, chunks, detail::f16c_convert_chunk<To, From, R>{src, dst, n});
     return;
   }
 #endif

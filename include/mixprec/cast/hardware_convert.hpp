@@ -10,7 +10,8 @@
 // routine. tests/cast/test_exhaustive.cpp compares these, on the GPU, with
 // the portable routine and with CUDA's functions over all 2^32 floats (a
 // NaN may differ in sign and payload). Host code never uses this header's
-// functions: there the portable routine is the path.
+// functions: the host's own instructions serve whole ranges
+// (cast/host_hardware_convert.hpp).
 #pragma once
 
 #include <type_traits>
