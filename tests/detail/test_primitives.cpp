@@ -1,7 +1,10 @@
 // The device primitives: zipped for-each, tiled reductions over ranges that
 // are not multiples of a tile, per-segment combination with empty segments,
 // the workspace's bounds.
+#include <cmath>
 #include <cstdint>
+#include <limits>
+#include <random>
 #include <numeric>
 #include <vector>
 
@@ -34,9 +37,50 @@ struct index_sum {
   MIXPREC_HOST_DEVICE std::uint64_t combine(const std::uint64_t& a, const std::uint64_t& b) const { return a + b; }
 };
 
+struct add_square_body {
+  const double* acc;
+  const float* v;
+  double* out;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t i) const { out[i] = detail::add_square(acc[i], v[i]); }
+};
+
 }  // namespace
 
 TEST_SUITE("detail") {
+
+// add_square may fuse the multiply and the add (detail/square_sum.hpp):
+// the same bits as a rounded square added with rounding, which is the
+// reference here (the square stored before the add, so it is not fused).
+TEST_CASE("add_square gives the bits of a separate square and add on the backend") {
+  std::mt19937 gen(11);
+  std::vector<float> v;
+  std::vector<double> acc;
+  for (float x : {0.0f, -0.0f, 1.0f, std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                  std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::min(), 16777215.0f,
+                  1.0f + std::numeric_limits<float>::epsilon()}) {
+    for (double a : {0.0, 1.0, 1e-300, 3e38, 1e77, 0.1}) v.push_back(x), acc.push_back(a);
+  }
+  while (v.size() < 100000) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(gen());
+    const float x = detail::bit_cast<float>(bits);
+    if (!std::isfinite(x)) continue;
+    v.push_back(x);
+    // Accumulators near the square's magnitude, where the add rounds.
+    acc.push_back(std::ldexp(static_cast<double>(gen()) + 0.5, std::ilogb(static_cast<double>(x) * x) - 30));
+  }
+  auto dv = test::to_device(v);
+  auto dacc = test::to_device(acc);
+  thrust::device_vector<double> out(v.size());
+  detail::for_each_index(stream{}, v.size(), add_square_body{test::ptr(dacc), test::ptr(dv), test::ptr(out)});
+  const auto got = test::to_host(out);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    volatile double square = static_cast<double>(v[i]) * static_cast<double>(v[i]);
+    const double expected = acc[i] + square;
+    wrong += detail::bit_cast<std::uint64_t>(got[i]) != detail::bit_cast<std::uint64_t>(expected);
+  }
+  CHECK(wrong == 0);
+}
 
 TEST_CASE("for_each_zipped passes the elements of every range") {
   std::vector<float> x(1000);

@@ -5,5 +5,6 @@
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/reduce.hpp>
+#include <mixprec/detail/square_sum.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/detail/workspace.hpp>

@@ -15,6 +15,7 @@
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/reduce.hpp>
+#include <mixprec/detail/square_sum.hpp>
 #include <mixprec/tensor/device_scalar.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
 
@@ -53,8 +54,7 @@ struct sum_of_squares_op {
   const T* p;
   MIXPREC_HOST_DEVICE double identity() const { return 0.0; }
   MIXPREC_HOST_DEVICE void accumulate(double& acc, std::size_t i) const {
-    const double v = to_float(p[i]);
-    acc += v * v;
+    acc = add_square(acc, to_float(p[i]));
   }
   MIXPREC_HOST_DEVICE double combine(const double& a, const double& b) const { return a + b; }
 };

@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include <mixprec/detail/for_each.hpp>
+#include <mixprec/detail/square_sum.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/detail/workspace.hpp>
 #include <mixprec/tensor/arena_layout.hpp>
@@ -22,8 +23,7 @@ struct segment_squares_body : tiled {
   MIXPREC_HOST_DEVICE context enter(std::size_t) const { return {}; }
   MIXPREC_HOST_DEVICE double identity() const { return 0.0; }
   MIXPREC_HOST_DEVICE void accumulate(double& acc, std::size_t i, const context&) const {
-    const double v = to_float(data[i]);
-    acc += v * v;
+    acc = add_square(acc, to_float(data[i]));
   }
   MIXPREC_HOST_DEVICE double combine(const double& a, const double& b) const { return a + b; }
 };

@@ -267,7 +267,7 @@ void sweep_row(const Body& b, const Value& value, std::size_t r, std::size_t w, 
       for (int l = 0; l < pass_lanes; ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
     } else {
       MIXPREC_PRAGMA_SIMD
-      for (int l = 0; l < pass_lanes; ++l) lane[l] += b.template contribution_of<k>(value(r, c + l));
+      for (int l = 0; l < pass_lanes; ++l) lane[l] = b.template add_contribution<k>(lane[l], value(r, c + l));
     }
   }
   for (; c < w; ++c, next = (next + 1) % pass_lanes)

@@ -23,6 +23,7 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/detail/square_sum.hpp>
 #include <mixprec/detail/vector_access.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
@@ -343,6 +344,14 @@ struct measure_body {
     } else {
       return contribution<op>(v, power[k], min_normal);
     }
+  }
+  // acc + contribution_of<k>(v), for a statistic that adds (a square by
+  // add_square: the same bits in fewer instructions).
+  template <int k>
+  MIXPREC_HOST_DEVICE double add_contribution(double acc, float v) const {
+    constexpr reduction op = d.stats[list.s[k]].decl.op;
+    if constexpr (Squares && op == reduction::power_sum) return add_square(acc, v);
+    else return acc + contribution_of<k>(v);
   }
   template <int k>
   MIXPREC_HOST_DEVICE bool is_max() const {
