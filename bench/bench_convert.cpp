@@ -8,6 +8,7 @@
 //   by the portable per-element routine (convert/half_*_portable), so one
 //   run gives their ratio.
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 #include <benchmark/benchmark.h>
@@ -43,39 +44,32 @@ void convert_bf16(benchmark::State& state, bool stochastic) {
 void convert_bf16_nearest(benchmark::State& s) { convert_bf16(s, false); }
 void convert_bf16_stochastic(benchmark::State& s) { convert_bf16(s, true); }
 
-void half_narrow(benchmark::State& state, bool portable) {
+// From -> To (float and half, one way or the other), by convert_n or by the
+// portable per-element routine.
+template <class From, class To>
+void half_convert(benchmark::State& state, bool portable) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  detail::device_vector<float> src(n);
-  detail::device_vector<half> dst(n);
-  detail::for_each_index({}, n, random_fill{detail::raw(src)});
+  detail::device_vector<float> values(n);
+  detail::device_vector<half> halves(n);
+  detail::for_each_index({}, n, random_fill{detail::raw(values)});
+  convert_n(detail::raw(values), n, detail::raw(halves));
+  From* src;
+  To* dst;
+  if constexpr (std::is_same_v<From, float>) src = detail::raw(values), dst = detail::raw(halves);
+  else src = detail::raw(halves), dst = detail::raw(values);
   auto run = [&] {
     if (portable)
-      detail::for_each_index({}, n, detail::convert_body<half, float, round_nearest_even, overflow_to_infinity>{
-                                        detail::raw(src), detail::raw(dst), {}, 0});
-    else convert_n(detail::raw(src), n, detail::raw(dst));
+      detail::for_each_index({}, n, detail::convert_body<To, From, round_nearest_even, overflow_to_infinity>{
+                                        src, dst, {}, 0});
+    else convert_n(src, n, dst);
   };
   run();
   bench::run_timed(state, 6.0 * n, n, run);
 }
-void half_widen(benchmark::State& state, bool portable) {
-  const std::size_t n = static_cast<std::size_t>(state.range(0));
-  detail::device_vector<float> wide(n);
-  detail::device_vector<half> src(n);
-  detail::for_each_index({}, n, random_fill{detail::raw(wide)});
-  convert_n(detail::raw(wide), n, detail::raw(src));
-  auto run = [&] {
-    if (portable)
-      detail::for_each_index({}, n, detail::convert_body<float, half, round_nearest_even, overflow_to_infinity>{
-                                        detail::raw(src), detail::raw(wide), {}, 0});
-    else convert_n(detail::raw(src), n, detail::raw(wide));
-  };
-  run();
-  bench::run_timed(state, 6.0 * n, n, run);
-}
-void convert_half_nearest(benchmark::State& s) { half_narrow(s, false); }
-void convert_half_nearest_portable(benchmark::State& s) { half_narrow(s, true); }
-void convert_half_widen(benchmark::State& s) { half_widen(s, false); }
-void convert_half_widen_portable(benchmark::State& s) { half_widen(s, true); }
+void convert_half_nearest(benchmark::State& s) { half_convert<float, half>(s, false); }
+void convert_half_nearest_portable(benchmark::State& s) { half_convert<float, half>(s, true); }
+void convert_half_widen(benchmark::State& s) { half_convert<half, float>(s, false); }
+void convert_half_widen_portable(benchmark::State& s) { half_convert<half, float>(s, true); }
 
 }  // namespace
 
