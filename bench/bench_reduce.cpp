@@ -19,17 +19,18 @@ using namespace mixprec;
 
 namespace {
 
+template <class T = bfloat16>
 struct random_fill {
-  bfloat16* p;
+  T* p;
   MIXPREC_HOST_DEVICE void operator()(std::size_t i) const {
-    p[i] = convert<bfloat16>(uniform_from_bits(random_bits(1, 0, i)) * 2.0f - 1.0f);
+    p[i] = convert<T>(uniform_from_bits(random_bits(1, 0, i)) * 2.0f - 1.0f);
   }
 };
 
 void sum_of_squares_bf16(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   detail::device_vector<bfloat16> data(n);
-  detail::for_each_index({}, n, random_fill{detail::raw(data)});
+  detail::for_each_index({}, n, random_fill<>{detail::raw(data)});
   workspace ws;
   device_scalar<double> out;
   const tensor_view<const bfloat16> view(detail::raw(data), n);
@@ -54,7 +55,7 @@ double handwritten_sum_of_squares(const std::uint16_t* bits, std::size_t n) {
 void handwritten_sum_of_squares_bf16(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   detail::device_vector<bfloat16> data(n);
-  detail::for_each_index({}, n, random_fill{detail::raw(data)});
+  detail::for_each_index({}, n, random_fill<>{detail::raw(data)});
   const std::uint16_t* bits = reinterpret_cast<const std::uint16_t*>(detail::raw(data));
   double result = 0.0;
   auto run = [&] { result = handwritten_sum_of_squares(bits, n); };
@@ -76,7 +77,7 @@ void segment_norms_bf16(benchmark::State& state) {
     total += size;
   }
   p.finalize();
-  detail::for_each_index({}, p.padded_size(), random_fill{p.grad_data()});
+  detail::for_each_index({}, p.padded_size(), random_fill<>{static_cast<bfloat16*>(p.grad_data())});
   workspace ws;
   detail::device_vector<double> norms(p.count());
   segment_l2_norms(p.layout(), static_cast<const bfloat16*>(p.grad_data()), detail::raw(norms), ws);
@@ -96,12 +97,14 @@ void segment_norms_bf16(benchmark::State& state) {
 //   first_pass: the statistics pass alone (read 2), measured directly: the
 //               gradients hold one inf, so the step is skipped and its
 //               update pass touches nothing (one flag read per tile).
+//   first_pass_fp16: the same with fp16 gradients (and model copy).
+template <class T = bfloat16>
 void first_pass(benchmark::State& state, int variant) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  parameters<bfloat16, bfloat16> p;
+  parameters<T, T> p;
   p.add("g", {n});
   p.finalize();
-  detail::for_each_index({}, p.padded_size(), random_fill{p.grad_data()});
+  detail::for_each_index({}, p.padded_size(), random_fill<T>{static_cast<T*>(p.grad_data())});
   dynamic_loss_scale d;
   d.init_scale = 1.0f;
   const auto fused = chain(d, clip_by_global_norm{1e9f});  // a large max_norm keeps the data unchanged
@@ -111,7 +114,7 @@ void first_pass(benchmark::State& state, int variant) {
   workspace ws;
   device_scalar<std::uint64_t> non_finite;
   device_scalar<double> norm;
-  const tensor_view<bfloat16> g(p.grad_data(), p.padded_size());
+  const tensor_view<T> g(p.grad_data(), p.padded_size());
   if (variant == 0) {
     bench::run_timed(state, 6.0 * n, n, [&] { fused.transform_gradients(p, sf); });
   } else if (variant == 1) {
@@ -127,8 +130,8 @@ void first_pass(benchmark::State& state, int variant) {
     d.min_scale = 1.0f;  // the scale stays 1 however many steps are skipped
     const auto guarded = chain(d, clip_by_global_norm{1e9f});
     auto sg = guarded.init(p);
-    const bfloat16 inf = convert<bfloat16>(std::numeric_limits<float>::infinity());
-    detail::write_to_device(&inf, static_cast<bfloat16*>(p.grad_data()) + n / 2, 1, {});
+    const T inf = convert<T>(std::numeric_limits<float>::infinity());
+    detail::write_to_device(&inf, static_cast<T*>(p.grad_data()) + n / 2, 1, {});
     bench::run_timed(state, 2.0 * n, n, [&] { guarded.transform_gradients(p, sg); });
     if (!sg.last_step_skipped()) state.SkipWithError("the step was not skipped: the update pass ran");
   }
@@ -137,6 +140,7 @@ void first_pass_fused(benchmark::State& s) { first_pass(s, 0); }
 void first_pass_unfused(benchmark::State& s) { first_pass(s, 1); }
 void first_pass_apply_only(benchmark::State& s) { first_pass(s, 2); }
 void first_pass_statistics(benchmark::State& s) { first_pass(s, 3); }
+void first_pass_statistics_fp16(benchmark::State& s) { first_pass<half>(s, 3); }
 
 }  // namespace
 
@@ -154,7 +158,8 @@ int main(int argc, char** argv) {
   for (auto [name, f] : {std::pair{"scale_clip/fused_bf16", first_pass_fused},
                          std::pair{"scale_clip/unfused_bf16", first_pass_unfused},
                          std::pair{"scale_clip/apply_only_bf16", first_pass_apply_only},
-                         std::pair{"scale_clip/first_pass_bf16", first_pass_statistics}})
+                         std::pair{"scale_clip/first_pass_bf16", first_pass_statistics},
+                         std::pair{"scale_clip/first_pass_fp16", first_pass_statistics_fp16}})
     benchmark::RegisterBenchmark(name, f)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -112,22 +112,23 @@ MIXPREC_HOST_DEVICE float widen_bits(bits_t<From> b) {
     const std::uint32_t v = b;
     const std::uint32_t sign = (v >> (F::total_bits - 1)) << 31;
     const std::uint32_t mag = v & mag_mask;
+    // The exponent and mantissa fields moved to binary32's positions.
+    const std::uint32_t aligned = mag << (23 - m_bits);
     const std::uint32_t e = mag >> m_bits;
-    const std::uint32_t m = mag & ((1u << m_bits) - 1u);
-    const std::uint32_t normal = ((e + 127 - F::bias) << 23) | (m << (23 - m_bits));
-    // Subnormal: m * 2^(1 - bias - m_bits), exact in binary32 (a normal float
-    // here). m becomes a float by the 2^23 trick, not an int-to-float
-    // conversion: GCC treats that as possibly trapping, keeps it in a branch,
-    // and a loop that widens (the host step reading fp16 gradients) would not
-    // vectorise.
-    constexpr float sub_scale = 1.0f / static_cast<float>(1ull << (F::bias - 1 + m_bits));
-    const float m_as_float = bit_cast<float>(m | 0x4b000000u) - 8388608.0f;  // exact: m < 2^23
-    const std::uint32_t subnormal = bit_cast<std::uint32_t>(m_as_float * sub_scale);
-    const std::uint32_t nan = 0x7fc00000u | (m << (23 - m_bits));
+    const std::uint32_t normal = aligned + (static_cast<std::uint32_t>(127 - F::bias) << 23);
+    // Subnormal: m * 2^(1 - bias - m_bits) = 2^(1 - bias) * (1 + m / 2^m_bits)
+    // - 2^(1 - bias): the first is a normal float (the fields with exponent
+    // 1), the difference is exact (both in one binade) and normal in
+    // binary32, so no denormal is read or made (flush-to-zero modes are
+    // harmless) and the loop vectorises.
+    constexpr float min_normal = 1.0f / static_cast<float>(1ull << (F::bias - 1));
+    const std::uint32_t subnormal =
+        bit_cast<std::uint32_t>(bit_cast<float>(normal + (1u << 23)) - min_normal);
+    const std::uint32_t nan = 0x7fc00000u | aligned;  // quiet, payload kept
     std::uint32_t special = nan;
     bool is_special = mag == F::nan_bits;
     if constexpr (F::has_infinity) {
-      special = m == 0 ? 0x7f800000u : nan;
+      special = mag == (exp_max << m_bits) ? 0x7f800000u : nan;
       is_special = e == exp_max;
     }
     const std::uint32_t finite = e == 0 ? subnormal : normal;
