@@ -5,12 +5,17 @@
 #   python: a virtual environment in build/venv with safetensors, numpy and
 #   ml_dtypes from PyPI (the safetensors interop tests); skipped with a
 #   warning when PyPI cannot be reached.
+#   torch: a virtual environment in build/torch-venv with PyTorch 2.15 (CPU
+#   use; the PyPI wheel's few CUDA libraries that the toolkit does not provide)
+#   and what the Python package builds and tests with (nanobind,
+#   scikit-build-core, ninja, pytest, numpy, matplotlib, safetensors).
 #   sass: cuobjdump for scripts/sass-check.py when the toolkit has none:
 #   PyPI's nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm in build/sass-venv.
 set -euo pipefail
 
 want=()
 venv=0
+torchvenv=0
 sass=0
 for what in "$@"; do
   case "$what" in
@@ -19,6 +24,7 @@ for what in "$@"; do
     bench) want+=(libbenchmark-dev python3-torch) ;;
     fuzz) want+=(clang libclang-rt-14-dev nlohmann-json3-dev) ;;
     python) want+=(python3-venv) ; venv=1 ;;
+    torch) want+=(python3-venv python3-dev g++ cmake) ; torchvenv=1 ;;
     sass) want+=(python3-venv binutils) ; sass=1 ;;
     *) echo "install-deps: unknown group '$what'" >&2; exit 2 ;;
   esac
@@ -47,6 +53,28 @@ if [ $venv -eq 1 ]; then
            build/venv/bin/pip install -q --disable-pip-version-check safetensors numpy ml_dtypes; }; then
       echo "install-deps: warning: could not set up build/venv; the safetensors interop tests will be off" >&2
     fi
+  fi
+fi
+
+if [ $torchvenv -eq 1 ]; then
+  cd "$(dirname "$0")/.."
+  if ! build/torch-venv/bin/python -c "import torch, nanobind, scikit_build_core, pytest, numpy, matplotlib, safetensors" \
+       2>/dev/null; then
+    echo "install-deps: creating build/torch-venv (PyTorch 2.15 and the Python package's build and test tools, PyPI)"
+    mkdir -p build
+    py=build/torch-venv/bin/pip
+    /usr/bin/python3 -m venv build/torch-venv
+    $py install -q --disable-pip-version-check -U "pip>=25"
+    # torch's Linux wheel is a CUDA build; --no-deps skips its multi-gigabyte CUDA dependencies and the
+    # next lines add the few libraries it loads that the toolkit in /usr/local/cuda does not provide.
+    $py install -q --disable-pip-version-check --no-deps torch==2.15.0
+    $py install -q --disable-pip-version-check filelock typing-extensions sympy networkx jinja2 fsspec \
+      "setuptools>=77.0.3" numpy==2.4.6 safetensors==0.8.0 ml_dtypes==0.7.0 matplotlib==3.11.2 \
+      nanobind==3.1.0 scikit-build-core==1.1.2 ninja==1.13.2 pytest==9.2.0
+    $py install -q --disable-pip-version-check "cuda-toolkit[cufile]==13.2.2" nvidia-cusparselt-cu13==0.8.1 \
+      nvidia-nvshmem-cu13==3.7.2 2>&1 | grep -v "dependency conflicts\|^torch 2.15.0 requires\|resolver does not" || true
+    $py install -q --disable-pip-version-check --no-deps nvidia-nccl-cu13==2.30.7
+    build/torch-venv/bin/python -c "import torch; torch.ones(2) @ torch.ones(2)"
   fi
 fi
 

@@ -111,11 +111,13 @@ PRECOMPILED = {
         # AdamW at every precision the GPT example and the tests use
         Recipe("adamw", "fp32"),
         Recipe("adamw", "fp32", clip=True),
+        Recipe("adamw", "fp32", ema=True),
         Recipe("adamw", "bf16"),
         Recipe("adamw", "bf16", clip=True),
         Recipe("adamw", "bf16", moments="bf16", clip=True),
         Recipe("adamw", "bf16", master=False, writer="stochastic", clip=True),
         Recipe("adamw", "bf16", master=False, writer="kahan", clip=True),
+        Recipe("adamw", "bf16", master=False, writer="nearest", clip=True),
         Recipe("adamw", "fp16", scaler="dynamic", clip=True, stats=True),
         Recipe("adamw", "fp16", scaler="dynamic", stats=True),
         Recipe("adamw", "fp16", scaler="gradscaler"),

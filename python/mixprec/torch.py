@@ -119,14 +119,38 @@ class Optimizer(torch.optim.Optimizer):
 
         self._recipe = recipe
         self._device = device
+        self._dtype = dtype
+        self._names = names
+        self._params = tensors
+        self._warned_none_grad = False
+        torch_groups = []
+        for g in groups:
+            tg = {k: v for k, v in g.items() if k != "__mixprec_group"}
+            tg["params"] = [(n, t) for n, t in g["params"]]
+            torch_groups.append(tg)
+        super().__init__(torch_groups, defaults)  # stores the groups; changes no tensor
+        self.clip_grad_norm = clip_grad_norm
+        self.norm_type = float(norm_type)
+        self.ema_decay = ema_decay
+        self.ema_warmup = bool(ema_warmup)
+        self.seed = int(seed)
+        self._scale_args = scale_args
+
         self._module = backend(device.type)
         _jit.ensure(self._module, recipe)
-
-        # The arena, with the weights copied in (master weights exact, the model rounded to nearest).
         core = self._module.Core.create(recipe.key)
+        self._core = core
         with _on_device(device):
-            core.build(names, [list(t.shape) for t in tensors], [g["__mixprec_group"] for g in groups
-                                                                  for _ in g["params"]])
+            core.build(names, [list(t.shape) for t in tensors],
+                       [g["__mixprec_group"] for g in groups for _ in g["params"]])
+            # Every hyperparameter is checked (the chain's own rules) before the model is touched.
+            self._hyper = self._module.Hyper()
+            self._signature = None
+            self._group_factors = [None] * len(self.param_groups)
+            h = self._refresh_hyper(validate=True)
+
+            # The arena takes the weights (master weights exact, the model rounded to nearest) and the
+            # parameters become its views.
             self._master_buf = core.buffer("master") if recipe.model != "fp32" else None
             self._model_buf = core.buffer("model")
             self._grad_buf = core.buffer("grad")
@@ -136,7 +160,7 @@ class Optimizer(torch.optim.Optimizer):
                 for t, off in zip(tensors, self._offsets):
                     n = t.numel()
                     flat = t.detach().reshape(-1)
-                    if self._master_buf is not None and recipe.master:
+                    if self._master_buf is not None:
                         self._master_buf[off:off + n].copy_(flat)
                         self._model_buf[off:off + n].copy_(self._master_buf[off:off + n])
                     else:
@@ -148,34 +172,10 @@ class Optimizer(torch.optim.Optimizer):
             for t, (w, g) in zip(tensors, views):
                 t.data = w
                 t.grad = g
-        self._core = core
-        self._params = tensors
-        self._names = names
-        self._grads = [g for _, g in views]
-        self._pointers = [w.data_ptr() for w, _ in views]
-        self._dtype = dtype
-        self._warned_none_grad = False
-
-        torch_groups = []
-        for g in groups:
-            tg = {k: v for k, v in g.items() if k != "__mixprec_group"}
-            tg["params"] = [(n, t) for n, t in g["params"]]
-            torch_groups.append(tg)
-        super().__init__(torch_groups, defaults)
-
-        self.clip_grad_norm = clip_grad_norm
-        self.norm_type = float(norm_type)
-        self.ema_decay = ema_decay
-        self.ema_warmup = bool(ema_warmup)
-        self.seed = int(seed)
-        self._scale_args = scale_args
-        self._hyper = self._module.Hyper()
-        self._signature = None
-        self._group_factors = [None] * len(self.param_groups)
-        self._refresh_hyper()
-        core.init(self._hyper, self._stream())
-        self._group_factors = [None] * len(self.param_groups)
-        self._refresh_hyper(force_groups=True)
+            self._grads = [g for _, g in views]
+            self._pointers = [w.data_ptr() for w, _ in views]
+            core.init(h, self._stream())
+            self._refresh_hyper(force_groups=True)
         self._scale = core.loss_scale_tensor()
         if recipe.scaler == "gradscaler":
             self._step_supports_amp_scaling = True
@@ -317,6 +317,7 @@ class Optimizer(torch.optim.Optimizer):
         fields = self._core.fields()
         plan = []  # (destination view, source tensor), all checked before any copy
         steps_seen = set()
+        momentum_loaded = False
         for k, p in enumerate(self._params):
             entry = state_dict["state"].get(order[k], {})
             if ours is None and not entry:
@@ -336,6 +337,7 @@ class Optimizer(torch.optim.Optimizer):
                     raise ValueError(f"mixprec: {key!r} of parameter {self._names[k]!r} has shape "
                                      f"{tuple(getattr(src, 'shape', ()))}, expected {tuple(dest.shape)}")
                 plan.append((dest, src))
+                momentum_loaded = momentum_loaded or f["name"] == "momentum_buffer"
             if "master" in entry and self._master_buf is not None:
                 o = self._offsets[k]
                 m = entry["master"]
@@ -351,6 +353,8 @@ class Optimizer(torch.optim.Optimizer):
                 raise ValueError(f"mixprec: the parameters of this torch state dict have taken different numbers of "
                                  f"steps {sorted(steps_seen)}; mixprec keeps one step count for all")
             steps = steps_seen.pop() if steps_seen else 0
+            if momentum_loaded and steps == 0:
+                steps = 1  # torch's SGD keeps no step count; a momentum buffer means it has stepped
             skipped, scalars = 0, [list(s) for s in self._core.scalars(self._stream())]
         # Commit.
         with torch.no_grad():
@@ -434,7 +438,7 @@ class Optimizer(torch.optim.Optimizer):
                 g.copy_(p.grad.detach())
         p.grad = g
 
-    def _refresh_hyper(self, force_groups: bool = False):
+    def _refresh_hyper(self, force_groups: bool = False, validate: bool = False):
         """The step's hyperparameters from param_groups and the optimizer's options, validated when they change."""
         groups = self.param_groups
         signature = (tuple(tuple(_plain(g[k]) for k in self.defaults) for g in groups), self.clip_grad_norm,
@@ -466,14 +470,14 @@ class Optimizer(torch.optim.Optimizer):
         for k, v in self._scale_args.items():
             setattr(h, k, v)
         h.seed = self.seed
-        if self._signature is not None or force_groups:
+        if self._signature is not None or force_groups or validate:
             try:
-                self._core_validate(h)
+                self._core.validate(h)
             except Error as e:
                 raise ValueError(str(e)) from e
         factors = [(lr / base_lr if base_lr > 0 else 1.0, wd / base_wd if base_wd > 0 else 1.0)
                    for lr, wd in zip(lrs, wds)]
-        if self._signature is not None or force_groups:
+        if (self._signature is not None or force_groups) and not validate:
             for k, f in enumerate(factors):
                 if f != self._group_factors[k]:
                     self._core.set_group(f"group{k}", f[0], f[1], self._stream())
@@ -481,10 +485,6 @@ class Optimizer(torch.optim.Optimizer):
         self._hyper = h
         self._signature = signature
         return h
-
-    def _core_validate(self, h) -> None:
-        # The chain's own checks (every component's hyperparameters), run before anything changes.
-        self._core.validate(h)
 
     def _expose_state(self) -> None:
         """self.state[p]: live views of each parameter's per-element state fields (read them between steps)."""

@@ -220,6 +220,7 @@ class bound final : public core {
     p.finalize();
     params_ = std::move(p);
     shapes_ = shapes;
+    if constexpr (stats_enabled) log_.emplace(64);
   }
   std::vector<std::size_t> offsets() const override {
     std::vector<std::size_t> out;
@@ -243,7 +244,6 @@ class bound final : public core {
   }
 
   void init(const hyper& h, std::uintptr_t s) override {
-    if constexpr (stats_enabled) log_.emplace(64);
     const chain_type c = R::make(h, log_ ? &*log_ : nullptr);
     state_ = c.init(params_, to_stream(s));
     chain_.emplace(c);
