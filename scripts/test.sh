@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs doctest if missing, then configures,
-# builds and runs every test on the host backend (cmake --workflow --preset host).
+# builds and runs every test on the host backend (cmake --workflow --preset host),
+# then builds the Python package and runs its tests (scripts/python-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test python
@@ -13,3 +14,5 @@ if [ "$all" != "$labelled" ]; then
   echo "test.sh: $((all - labelled)) of $all tests have no label" >&2
   exit 1
 fi
+# The Python package (python/): its host module and its pytest suite.
+scripts/python-test.sh

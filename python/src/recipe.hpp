@@ -380,8 +380,13 @@ class bound final : public core {
   template <std::size_t K>
   void add_fields_of(std::vector<field_info>& out, std::size_t& f) {
     using C = component_t<K>;
+    constexpr std::size_t nf = detail::field_count<C>();
+    if constexpr (nf > 0) add_component_fields<K, C, nf>(out, f);
+  }
+  template <std::size_t K, class C, std::size_t NF>
+  void add_component_fields(std::vector<field_info>& out, std::size_t& f) {
     auto& buffers = detail::checkpoint_access::fields(state_mut());
-    for (std::size_t j = 0; j < detail::field_count<C>(); ++j, ++f) {
+    for (std::size_t j = 0; j < NF; ++j, ++f) {
       const state_field d = detail::field_of<C>(j);
       const detail::field_buffer& b = buffers[f];
       if (!b.used) continue;
