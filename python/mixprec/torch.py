@@ -278,11 +278,14 @@ class Optimizer(torch.optim.Optimizer):
             pg["params"] = list(range(index, index + len(g["params"])))
             index += len(g["params"])
             groups.append(pg)
+        stats = self._core.stats(self._stream())
         mixprec_entry = {
             "version": _STATE_DICT_VERSION,
             "recipe": self._recipe.key,
+            "describe": self._core.describe(),
             "steps": steps,
-            "skipped_steps": int(self._core.stats(self._stream())["skipped_steps"]),
+            "skipped_steps": int(stats["skipped_steps"]),
+            "loss_scale": float(stats["loss_scale"]),
             "scalars": [list(s) for s in self._core.scalars(self._stream())],
             "names": list(self._names),
             "shapes": [list(p.shape) for p in self._params],
