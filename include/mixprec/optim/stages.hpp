@@ -38,6 +38,13 @@ template <class S>
 void validate_schedule(const S& s) {
   if constexpr (std::is_same_v<decltype(s.validate()), void>) s.validate();
 }
+
+// torch's lerp on float32: start + w (end - start) for |w| < 0.5, else
+// end - (end - start)(1 - w), each operation rounded.
+MIXPREC_HOST_DEVICE float torch_lerp(float start, float end, float w) {
+  const float diff = end - start;
+  return (w < 0.5f && w > -0.5f) ? start + w * diff : end - diff * (1.0f - w);
+}
 }  // namespace detail
 
 struct scale_by_constant {
