@@ -125,7 +125,9 @@ enum class reduction : std::uint8_t {
   power_sum,                // sum of |x|^p (p = power(k); max |x| when p is infinite)
   max_abs,                  // max |x| (NaN if any is NaN)
   non_finite_count,         // number of inf/NaN (at least 1 when any, exact when measured alone)
-  zero_or_subnormal_count   // number of zero or subnormal values in the gradients' own format
+  zero_count,               // number of values equal to zero (+0 or -0)
+  subnormal_count           // number of non-zero values below the smallest normal of the gradients' own
+                            // format in magnitude (of the stored gradients: its subnormals)
 };
 enum class source : std::uint8_t {
   input,     // the update as it reaches the component
