@@ -17,6 +17,11 @@
 //   static constexpr int variants; int variant() const;   alternative element rules chosen by the
 //                                             options (ctx.variant, a constant: no element loop branches)
 //   float initial_state(std::size_t field) const;   (default 0)
+//   float initial_state(std::size_t field, const arena_info&, std::size_t p) const;
+//                                             per-parameter, per-row and per-column fields: the initial
+//                                             value of parameter p's entries, from its name, shape or group
+//                                             (Adam-mini's partition by name); per-element and scalar fields
+//                                             start from initial_state(field)
 //   static constexpr statistic statistics[];  the reductions it needs, by scope, op and source
 //   float power(std::size_t stat) const;      p of a power_sum statistic (default 2)
 //   void decide(scalars&, decide_context&) const;            the scalar rule, once per step on the device
