@@ -42,7 +42,12 @@ std::vector<float> random_grads(Arena& p, unsigned seed, float scale) {
   return v;
 }
 
+}  // namespace
+
 // Counts the zeros and the subnormals of its input (into its scalars).
+// (Outside the anonymous namespace: nvcc warns about the protocol's
+// detection of member templates of a type with internal linkage.)
+namespace counting {
 struct count_small_values {
   static constexpr const char* name = "count_small_values";
   static constexpr statistic statistics[] = {{"zeros", scope::global, reduction::zero_count, source::input},
@@ -62,8 +67,7 @@ struct count_small_values {
     v("subnormals", s.subnormals);
   }
 };
-
-}  // namespace
+}  // namespace counting
 
 TEST_SUITE("train") {
 
@@ -186,7 +190,7 @@ TEST_CASE("a subnormal count after a global clip counts the clipped values") {
   p.add("w", {8});
   p.finalize();
   set_grads(p, {1.0f, 0.0f, -0.0f, 0x1p-120f, -0x1p-120f, 0x1p-118f, 3.0f, 0x1p-127f});
-  const auto step = chain(clip_by_global_norm{0x1p-8f}, count_small_values{});
+  const auto step = chain(clip_by_global_norm{0x1p-8f}, counting::count_small_values{});
   // The norm, then the counts of the clipped values, then the update.
   CHECK(decltype(step)::plan::passes() == 3);
   auto state = step.init(p);
