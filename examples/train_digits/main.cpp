@@ -15,15 +15,18 @@
 // second falls behind (its training loss ends 1.5-2x fp32's): many AdamW
 // updates are below half a bfloat16 ulp of their weight and are lost. The
 // first trains as well as fp32 here: this small model's gradients mostly fit
-// fp16 unscaled (about 10-15% of them are fp16 subnormals, under 1% flush to
-// zero), and Adam normalises away the lost relative precision.
+// fp16 unscaled (record_statistics counts the fp16 subnormals of both fp16
+// runs and the summary prints them: a few percent of the gradients, with a
+// fraction of a percent flushed to zero; README.md), and Adam normalises
+// away the lost relative precision.
 //
 // Output: a table (or, with --json, a JSON array) on stdout, and two CSV
 // files in --out DIR: digits_curves.csv (per configuration and epoch: loss
 // and accuracy on the training and test sets, loss scale, skipped steps) and
 // digits_steps.csv (what record_statistics saw at every step of the fp16
-// run: loss scale, skipped, unscaled gradient norm, learning rate, and the
-// fraction of fp16 gradients that were zero or subnormal).
+// runs: loss scale, skipped, unscaled gradient norm, learning rate, and the
+// fractions of the stored fp16 gradients that were exactly zero and that
+// were fp16 subnormals).
 // examples/train_digits/plot.py turns them into DIR/digits_curves.png.
 //
 // The example owns its forward and backward passes: plain element loops in
@@ -703,33 +706,49 @@ void write_csv(const std::string& dir, const std::vector<epoch_row>& curves, con
   const bool curves_ok = std::fclose(f) == 0;
   f = std::fopen(steps_path.c_str(), "w");
   if (!curves_ok || f == nullptr) throw std::runtime_error("cannot write " + (curves_ok ? steps_path : curves_path));
-  std::fprintf(f, "config,step,loss_scale,skipped,gradient_norm,learning_rate,underflow_fraction\n");
+  std::fprintf(f, "config,step,loss_scale,skipped,gradient_norm,learning_rate,zero_fraction,subnormal_fraction\n");
   for (const step_row& r : steps)
-    std::fprintf(f, "%s,%llu,%.9g,%d,%.9g,%.9g,%.9g\n", r.config.c_str(), static_cast<unsigned long long>(r.step),
-                 r.stats.loss_scale, r.stats.skipped ? 1 : 0, r.stats.gradient_norm, r.stats.learning_rate,
-                 r.stats.underflow_fraction);
+    std::fprintf(f, "%s,%llu,%.9g,%d,%.9g,%.9g,%.9g,%.9g\n", r.config.c_str(),
+                 static_cast<unsigned long long>(r.step), r.stats.loss_scale, r.stats.skipped ? 1 : 0,
+                 r.stats.gradient_norm, r.stats.learning_rate, r.stats.zero_fraction, r.stats.subnormal_fraction);
   if (std::fclose(f) != 0) throw std::runtime_error("cannot write " + steps_path);
 }
 
-// What record_statistics saw in the fp16 run, in a few numbers.
+// What record_statistics saw in each recorded run, in a few numbers. The
+// stored fp16 gradients that are exactly zero and those that are fp16
+// subnormals are counted apart: most zeros here are not underflow (blank
+// pixels give zero gradients to their input weights at any loss scale);
+// what a loss scale prevents shows as subnormals, and as the zeros an
+// unscaled run has beyond a scaled one (values that flushed to zero).
 void print_step_summary(const std::vector<step_row>& steps) {
-  if (steps.empty()) return;
-  const auto& first = steps.front().stats;
-  const auto& last = steps.back().stats;
-  std::size_t skipped = 0;
-  double norm_sum = 0.0, low = first.loss_scale, high = first.loss_scale;
-  for (const step_row& r : steps) {
-    skipped += r.stats.skipped;
-    if (!r.stats.skipped) norm_sum += r.stats.gradient_norm;
-    low = std::min(low, r.stats.loss_scale);
-    high = std::max(high, r.stats.loss_scale);
+  for (std::size_t begin = 0; begin < steps.size();) {
+    std::size_t end = begin;
+    while (end < steps.size() && steps[end].config == steps[begin].config) ++end;
+    const auto& first = steps[begin].stats;
+    const auto& last = steps[end - 1].stats;
+    std::size_t skipped = 0;
+    double norm_sum = 0.0, zero_sum = 0.0, subnormal_sum = 0.0, low = first.loss_scale, high = first.loss_scale;
+    for (std::size_t k = begin; k < end; ++k) {
+      const auto& r = steps[k].stats;
+      skipped += r.skipped;
+      if (!r.skipped) {
+        norm_sum += r.gradient_norm;
+        zero_sum += r.zero_fraction;
+        subnormal_sum += r.subnormal_fraction;
+      }
+      low = std::min(low, r.loss_scale);
+      high = std::max(high, r.loss_scale);
+    }
+    const double kept = static_cast<double>(end - begin - skipped);
+    std::printf("\n%s, every step (record_statistics, read once after training): %zu steps, %zu skipped,\n"
+                "  loss scale %g..%g, mean unscaled gradient norm %.4g; stored fp16 gradients\n"
+                "  exactly zero:   %5.1f%% at the first step, %5.1f%% at the last, %5.1f%% on average\n"
+                "  fp16 subnormal: %5.1f%% at the first step, %5.1f%% at the last, %5.1f%% on average\n",
+                steps[begin].config.c_str(), end - begin, skipped, low, high, norm_sum / kept,
+                100.0 * first.zero_fraction, 100.0 * last.zero_fraction, 100.0 * zero_sum / kept,
+                100.0 * first.subnormal_fraction, 100.0 * last.subnormal_fraction, 100.0 * subnormal_sum / kept);
+    begin = end;
   }
-  std::printf("\n%s, every step (record_statistics, read once after training): %zu steps, %zu skipped,\n"
-              "  loss scale %g..%g, mean unscaled gradient norm %.4g, fp16 gradients zero or subnormal:\n"
-              "  %.1f%% at the first step, %.1f%% at the last\n",
-              steps.front().config.c_str(), steps.size(), skipped, low, high,
-              norm_sum / static_cast<double>(steps.size() - skipped), 100.0 * first.underflow_fraction,
-              100.0 * last.underflow_fraction);
 }
 
 void print_json(const std::vector<result>& results) {
@@ -810,10 +829,10 @@ int main(int argc, char** argv) {
     std::vector<step_row> steps;
     std::string curves_path, steps_path;
     if (opt.csv) write_csv(opt.out, curves, steps, curves_path, steps_path);  // fail now, not after training
-    // Every step of the fp16 run, recorded on the device (read after training).
+    // Every step of the fp16 runs, recorded on the device (read after training).
     const std::size_t steps_per_run =
         (data.train.count + opt.batch - 1) / opt.batch * static_cast<std::size_t>(opt.epochs);
-    mixprec::statistics_log fp16_log(steps_per_run);
+    mixprec::statistics_log fp16_log(steps_per_run), fp16_control_log(steps_per_run);
     const auto t0 = std::chrono::steady_clock::now();
     results.push_back(run_config<float, float, float>("fp32", mixprec::chain(mixprec::adamw(o)), data, opt, curves,
                                                       steps));
@@ -833,8 +852,9 @@ int main(int argc, char** argv) {
       results.push_back(run_config<fp8_e4m3, bfloat16, float>("fp8-e4m3+master", mixprec::chain(mixprec::adamw(o)),
                                                               data, opt, curves, steps));
     if (opt.controls) {
-      results.push_back(run_config<half, half, float>("control:fp16-no-scaling", mixprec::chain(mixprec::adamw(o)),
-                                                      data, opt, curves, steps));
+      results.push_back(run_config<half, half, float>("control:fp16-no-scaling",
+                                                      mixprec::chain(fp16_control_log.recorder(), mixprec::adamw(o)),
+                                                      data, opt, curves, steps, &fp16_control_log));
       results.back().control = true;
       results.push_back(run_config<bfloat16, bfloat16, void>("control:pure-bf16-nearest",
                                                              mixprec::chain(mixprec::adamw(o)), data, opt, curves,

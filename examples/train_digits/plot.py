@@ -3,9 +3,10 @@
 
 Reads DIR/digits_curves.csv (one row per configuration and epoch) and
 DIR/digits_steps.csv (what mixprec::record_statistics saw at every step of
-the fp16 run) and writes a PNG with three panels: the training loss of every
-configuration, the loss-scale trace of the fp16 run, and that run's unscaled
-gradient norm and fraction of fp16 gradients that were zero or subnormal.
+the fp16 runs) and writes a PNG with three panels: the training loss of
+every configuration, the loss-scale trace of the fp16 run, and that run's
+unscaled gradient norm with the fractions of its stored fp16 gradients that
+were exactly zero and that were fp16 subnormals.
 
 Usage: python3 examples/train_digits/plot.py [--dir DIR] [--output PNG]
 (defaults: DIR = ., PNG = DIR/digits_curves.png). Needs matplotlib (Debian:
@@ -48,17 +49,18 @@ def main():
         a.append(100.0 * float(r["test_accuracy"]))
 
     scales = OrderedDict()  # config -> (steps, scales)
-    stats = OrderedDict()   # config -> (steps, gradient norms, underflow fractions)
+    stats = OrderedDict()   # config -> (steps, gradient norms, zero %, subnormal %)
     if os.path.exists(steps_path):
         for r in read_rows(steps_path):
             s, v = scales.setdefault(r["config"], ([], []))
             s.append(int(r["step"]))
             v.append(float(r["loss_scale"]))
             if r["skipped"] == "0":
-                t, n, u = stats.setdefault(r["config"], ([], [], []))
+                t, n, z, u = stats.setdefault(r["config"], ([], [], [], []))
                 t.append(int(r["step"]))
                 n.append(float(r["gradient_norm"]))
-                u.append(100.0 * float(r["underflow_fraction"]))
+                z.append(100.0 * float(r["zero_fraction"]))
+                u.append(100.0 * float(r["subnormal_fraction"]))
 
     fig, (ax_loss, ax_scale, ax_stats) = plt.subplots(1, 3, figsize=(18, 4.8))
     for config, (epochs, loss, acc) in losses.items():
@@ -93,13 +95,18 @@ def main():
 
     if stats:
         config = next(iter(stats))
-        steps, norms, underflow = stats[config]
+        steps, norms, zeros, subnormals = stats[config]
         ax_stats.plot(steps, norms, linewidth=1.0, color="tab:blue", label="unscaled gradient norm")
         ax_stats.set_yscale("log")
         ax_stats.set_ylabel("gradient norm (L2, all parameters)")
         twin = ax_stats.twinx()
-        twin.plot(steps, underflow, linewidth=1.0, color="tab:orange", label="fp16 gradients zero or subnormal")
-        twin.set_ylabel("% of fp16 gradients zero or subnormal")
+        twin.plot(steps, zeros, linewidth=1.0, color="tab:gray", label="stored gradients exactly zero")
+        twin.plot(steps, subnormals, linewidth=1.0, color="tab:orange", label="stored gradients fp16 subnormal")
+        for other in stats:
+            if other != config and "no-scaling" in other:  # --controls: the same run without a loss scale
+                twin.plot(stats[other][0], stats[other][3], linewidth=0.8, color="tab:red", linestyle="--",
+                          label=f"fp16 subnormal, {other}")
+        twin.set_ylabel("% of stored fp16 gradients")
         lines = ax_stats.get_lines() + twin.get_lines()
         ax_stats.legend(lines, [l.get_label() for l in lines], fontsize=8)
         ax_stats.set_title(f"record_statistics ({config})")

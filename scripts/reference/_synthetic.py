@@ -1,7 +1,7 @@
 """The synthetic parameters and gradients shared by the optimizer reference
-generators (optimizers.py, adafactor.py, adam_mini.py) and by the C++ tests
-that replay them (tests/support/synthetic.hpp): a splitmix64 finalizer
-turned into float32 values in [-1, 1) with exactly 24 bits."""
+generators (optimizers.py, adafactor.py, adam_mini.py, ema.py) and by the
+C++ tests that replay them (tests/support/synthetic.hpp): a splitmix64
+finalizer turned into float32 values in [-1, 1) with exactly 24 bits."""
 
 import functools
 

@@ -1,176 +1,196 @@
-"""Reference weight trajectories for Adam-mini.
+"""Reference weight trajectories for Adam-mini, from the authors' own code.
 
-Writes tests/data/adam_mini_reference.txt.  Run from anywhere (numpy only,
-no torch needed):
+Writes tests/data/adam_mini_reference.txt.  Run from anywhere, with the
+torch 2.x of the reference environment and the official package on
+PYTHONPATH (see README.md):
 
-    build/torch-venv/bin/python scripts/reference/adam_mini.py
+    PYTHONPATH=build/pydeps build/torch-venv/bin/python scripts/reference/adam_mini.py
 
-Adam-mini (Zhang et al. 2024, "Adam-mini: Use Fewer Learning Rates To Gain
-More", arXiv:2406.16793) keeps Adam's first moment per element but only one
-second moment per parameter block: an exponential moving average of the
-mean squared gradient over the block.  This script transcribes the update
-of the authors' reference implementation (Adam_mini, version 1.1.1 of the
-adam-mini package) into float64 numpy; see adam_mini_run below for the
-exact formulas and their order.  The parameters and gradients are the
-float32 values of the same synthetic generator as optimizers.py (GENERATOR
-below), widened to float64; hyperparameters are the float32 values printed
-in the file, widened to float64.  The weights are written as float64
-('%.17g'), so a float32 implementation compares against them with a
-tolerance.
+The reference is Adam_mini of PyPI `adam-mini` 1.1.1 (adam_mini/adam_mini.py,
+by the paper's authors), run for 200 steps on float32 CPU tensors.  It
+partitions parameters by name: its branch for each parameter is recorded
+from its state after the first step (`v` per element, `vmean` per head, per
+row or per tensor), with the weight decay its parameter group got.
 
-Block partition used here (the `partition` key of each case):
-  rows   -- one block per index of the first dimension (per row of a
-            matrix), as the reference implementation does for embedding and
-            output layers ("one learning rate per token") and for
-            value / attention-output / MLP weights ("per neuron");
-  tensor -- the whole tensor is one block (the reference implementation's
-            default for every other parameter).
+The parameters are small transformers' named parameters: a LLaMA in
+Hugging Face's naming with biases on q/k/v/o and grouped-query attention, a
+LLaMA in Meta's naming (wq/wk/wv/wo, feed_forward, attention_norm,
+tok_embeddings, output), and a GPT-2 (wte, fused c_attn, ln_*, mlp).
+Initial weights and gradients come from the synthetic generator of
+_synthetic.py, parameter k of the list being its k, so a C++ test recomputes
+them bit for bit.  Hyperparameters are given to Adam_mini as the float32
+values printed in the file, widened to double.
 """
 
-import math
 import os
 import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _refio import Writer, as_f32, f32, f64  # noqa: E402
+os.environ["ATEN_CPU_CAPABILITY"] = "default"
+import torch  # noqa: E402
+
+# This script's name is the package's: import the package with the script's
+# directory off the path, then put it back for the helpers.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [d for d in sys.path if os.path.abspath(d or ".") != _HERE]
+from adam_mini import Adam_mini  # noqa: E402  (PyPI adam-mini, on PYTHONPATH)
+sys.path.insert(0, _HERE)
+from _refio import Writer, as_f32, f32, torch_capability  # noqa: E402
 from _synthetic import generator_text, initial_weights, gradients as synthetic_gradients  # noqa: E402
 
-SHAPES = [(4, 5), (7,), (2, 3, 2), (6, 3)]
-PARTITION = ["rows", "tensor", "tensor", "tensor"]
 STEPS = 200
-CHECKS = [1, 2, 3, 5, 10, 20, 50, 100, 150, 200]
+CHECKS = [1, 2, 5, 20, 100, 200]
 
-GENERATOR = generator_text(SHAPES)
-
-
-def gradients(t, grad_scale):
-    """The synthetic float32 gradients of step t (flattened)."""
-    return synthetic_gradients(t, grad_scale, SHAPES)
+# dim 8, 4 heads of 2 (a head is 8 * 8 / 4 = 16 elements: two rows of 8),
+# 2 key/value heads; MLP width 12; vocabulary 11.
+DIM, HEADS, KV_HEADS, HIDDEN, VOCAB = 8, 4, 2, 12, 11
+KV = DIM * KV_HEADS // HEADS
 
 
-def blocks_of(k):
-    """Flattened index ranges [begin, end) of parameter k's blocks."""
-    n = int(np.prod(SHAPES[k]))
-    if PARTITION[k] == "tensor":
-        return [(0, n)]
-    assert PARTITION[k] == "rows"
-    rows = SHAPES[k][0]
-    width = n // rows
-    return [(r * width, (r + 1) * width) for r in range(rows)]
+def llama_hf():
+    p = [("model.embed_tokens.weight", (VOCAB, DIM))]
+    for layer in range(2):
+        a = "model.layers.%d." % layer
+        p += [(a + "input_layernorm.weight", (DIM,)),
+              (a + "self_attn.q_proj.weight", (DIM, DIM)), (a + "self_attn.q_proj.bias", (DIM,)),
+              (a + "self_attn.k_proj.weight", (KV, DIM)), (a + "self_attn.k_proj.bias", (KV,)),
+              (a + "self_attn.v_proj.weight", (KV, DIM)), (a + "self_attn.v_proj.bias", (KV,)),
+              (a + "self_attn.o_proj.weight", (DIM, DIM)), (a + "self_attn.o_proj.bias", (DIM,)),
+              (a + "post_attention_layernorm.weight", (DIM,)),
+              (a + "mlp.gate_proj.weight", (HIDDEN, DIM)), (a + "mlp.up_proj.weight", (HIDDEN, DIM)),
+              (a + "mlp.down_proj.weight", (DIM, HIDDEN))]
+    p += [("model.norm.weight", (DIM,)), ("lm_head.weight", (VOCAB, DIM))]
+    return p
 
 
-def lerp(start, end, weight):
-    """torch.lerp's formula (the form depends on |weight| < 0.5), float64."""
-    if abs(weight) < 0.5:
-        return start + weight * (end - start)
-    return end - (end - start) * (1.0 - weight)
+def llama_meta():
+    p = [("tok_embeddings.weight", (VOCAB, DIM))]
+    a = "layers.0."
+    p += [(a + "attention.wq.weight", (DIM, DIM)), (a + "attention.wk.weight", (KV, DIM)),
+          (a + "attention.wv.weight", (KV, DIM)), (a + "attention.wo.weight", (DIM, DIM)),
+          (a + "feed_forward.w1.weight", (HIDDEN, DIM)), (a + "feed_forward.w2.weight", (DIM, HIDDEN)),
+          (a + "feed_forward.w3.weight", (HIDDEN, DIM)),
+          (a + "attention_norm.weight", (DIM,)), (a + "ffn_norm.weight", (DIM,))]
+    p += [("norm.weight", (DIM,)), ("output.weight", (VOCAB, DIM))]
+    return p
 
 
-# --------------------------------------------------------------------------
-# Adam-mini, float64.  Per step t (1-based), for every parameter w (with its
-# float32 gradient g widened to float64), in this order:
-#   for each block b:  s_b = (sum of g_i*g_i over the block, left to right)
-#                            / (number of elements in the block)
-#                      v_b = v_b*b2 + (1 - b2)*s_b
-#   if wd > 0:         w   = w * (1 - lr*wd)            (decoupled decay)
-#   elementwise:       m   = lerp(m, g, 1 - b1)          (= b1*m + (1-b1)*g)
-#   bc1 = 1 - b1**t,  bc2 = 1 - b2**t                    (double pow)
-#   for each block b:  h_b = sqrt(v_b) / sqrt(bc2) + eps
-#                      c_b = (1 / bc1) / h_b
-#   elementwise:       w   = w - (m * c_b) * lr
-# m and v start at 0.  This is the order of operations of the reference
-# implementation's per-row and whole-tensor branches.
-# --------------------------------------------------------------------------
-def adam_mini_run(hp, grad_scale):
-    lr, b1, b2 = hp["lr"], hp["beta1"], hp["beta2"]
-    eps, wd = hp["eps"], hp["weight_decay"]
-    ws = [w.astype(np.float64) for w in initial_weights(SHAPES)]
-    ms = [np.zeros_like(w) for w in ws]
-    vs = [np.zeros(len(blocks_of(k)), dtype=np.float64) for k in range(len(SHAPES))]
-    checks = {}
+def gpt2():
+    a = "transformer.h.0."
+    return [("transformer.wte.weight", (VOCAB, DIM)), ("transformer.wpe.weight", (6, DIM)),
+            (a + "ln_1.weight", (DIM,)), (a + "ln_1.bias", (DIM,)),
+            (a + "attn.c_attn.weight", (DIM, 3 * DIM)), (a + "attn.c_attn.bias", (3 * DIM,)),
+            (a + "attn.c_proj.weight", (DIM, DIM)), (a + "attn.c_proj.bias", (DIM,)),
+            (a + "ln_2.weight", (DIM,)), (a + "ln_2.bias", (DIM,)),
+            (a + "mlp.c_fc.weight", (DIM, HIDDEN)), (a + "mlp.c_fc.bias", (HIDDEN,)),
+            (a + "mlp.c_proj.weight", (HIDDEN, DIM)), (a + "mlp.c_proj.bias", (DIM,)),
+            ("transformer.ln_f.weight", (DIM,)), ("transformer.ln_f.bias", (DIM,)),
+            ("lm_head.weight", (VOCAB, DIM))]
+
+
+MODELS = {"llama_hf": llama_hf, "llama_meta": llama_meta, "gpt2": gpt2}
+
+
+def branch_of(state, p):
+    """The official code's block for p, read off its optimizer state."""
+    if "v" in state:
+        assert state["v"].shape == p.shape
+        return "element"
+    vmean = state["vmean"]
+    if vmean.dim() == 0:
+        return "tensor"
+    if "head_per_gpu" in state:
+        return "head:%d" % state["head_per_gpu"]
+    assert "neuron_per_gpu" in state
+    return "row:%d" % state["neuron_per_gpu"]
+
+
+def run(model, hp, grad_scale):
+    named = MODELS[model]()
+    shapes = [s for _, s in named]
+    params = [torch.nn.Parameter(torch.from_numpy(w.copy()).reshape(s)) for w, s in zip(initial_weights(shapes), shapes)]
+    opt = Adam_mini(named_parameters=[(n, q) for (n, _), q in zip(named, params)], lr=hp["lr"],
+                    betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=hp["weight_decay"],
+                    dim=DIM, n_heads=HEADS, n_kv_heads=KV_HEADS, verbose=False)
+    checks, branches = {}, None
     for t in range(1, STEPS + 1):
-        grads = gradients(t, grad_scale)
-        for k, g32 in enumerate(grads):
-            g = g32.astype(np.float64)
-            w, m, v = ws[k], ms[k], vs[k]
-            blocks = blocks_of(k)
-            for b, (lo, hi) in enumerate(blocks):
-                s = 0.0
-                for x in g[lo:hi]:
-                    s += float(x) * float(x)
-                s = s / (hi - lo)
-                v[b] = v[b] * b2 + (1.0 - b2) * s
-            if wd > 0.0:
-                w = w * (1.0 - lr * wd)
-            m = lerp(m, g, 1.0 - b1)
-            bc1 = 1.0 - b1 ** t
-            bc2 = 1.0 - b2 ** t
-            coef = np.empty_like(w)
-            for b, (lo, hi) in enumerate(blocks):
-                h = math.sqrt(v[b]) / math.sqrt(bc2) + eps
-                coef[lo:hi] = (1.0 / bc1) / h
-            w = w - (m * coef) * lr
-            assert w.dtype == m.dtype == np.float64
-            ws[k], ms[k] = w, m
+        for q, g, s in zip(params, synthetic_gradients(t, grad_scale, shapes), shapes):
+            q.grad = torch.from_numpy(g).reshape(s)
+        opt.step()
+        if t == 1:
+            branches = [branch_of(opt.state[q], q) for q in params]
         if t in CHECKS:
-            checks[t] = [w.copy() for w in ws]
-    return checks
+            checks[t] = [q.detach().numpy().reshape(-1).copy() for q in params]
+    decay = [g["weight_decay"] for g in opt.param_groups]
+    return named, branches, decay, checks
 
 
 HP_ORDER = ["lr", "beta1", "beta2", "eps", "weight_decay"]
 DEFAULTS = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
 
 CASES = [
-    # name, overrides, grad_scale
-    ("adam_mini_defaults", dict(), 1.0),
-    ("adam_mini_wd0.1", dict(weight_decay=0.1), 1.0),
-    ("adam_mini_defaults_gs1e-3", dict(), 1e-3),
+    # name, model, overrides, grad_scale
+    ("llama_hf_defaults", "llama_hf", dict(), 1.0),
+    ("llama_hf_wd0.1_lr3e-3", "llama_hf", dict(weight_decay=0.1, lr=3e-3), 1.0),
+    ("llama_meta_wd0.1_gs1e-3", "llama_meta", dict(weight_decay=0.1, beta2=0.95), 1e-3),
+    ("gpt2_wd0.05", "gpt2", dict(weight_decay=0.05), 1.0),
 ]
-
-HEADER = """\
-Adam-mini reference trajectories. Generated by scripts/reference/adam_mini.py
--- do not edit by hand. Regenerate: build/torch-venv/bin/python scripts/reference/adam_mini.py
-
-Synthetic data (Python, arbitrary-precision ints):
-%s
-
-Adam-mini (Zhang et al. 2024, arXiv:2406.16793) as in the authors' reference
-  implementation, version 1.1.1: first moment per element, one second moment
-  per block (EMA of the block's mean squared gradient), bias corrections,
-  eps added to the bias-corrected sqrt(v), decoupled weight decay
-  w *= 1 - lr*wd applied before the update. float64 arithmetic from the
-  float32 weights, gradients and hyperparameters (the float32 values printed
-  here, widened). Order per step: v_b = v_b*b2 + (1-b2)*mean_b(g*g);
-  w *= 1 - lr*wd (if wd > 0); m = lerp(m, g, 1-b1); bc1 = 1-b1^t,
-  bc2 = 1-b2^t; h_b = sqrt(v_b)/sqrt(bc2) + eps; w -= (m * ((1/bc1)/h_b)) * lr.
-partition <one word per parameter>: rows = one block per index of the first
-  dimension; tensor = the whole tensor is one block.
-check <t> <k> <n> <weights of parameter k after step t, float64 '%%.17g'>""" % GENERATOR
 
 
 def main():
+    import importlib.metadata
+    torch.set_num_threads(1)
+    assert torch_capability(torch) in ("DEFAULT", "NO AVX"), torch_capability(torch)
+    version = importlib.metadata.version("adam-mini")
+    header = """\
+Adam-mini reference trajectories. Generated by scripts/reference/adam_mini.py
+-- do not edit by hand. Regenerate:
+  PYTHONPATH=build/pydeps build/torch-venv/bin/python scripts/reference/adam_mini.py
+
+Synthetic data (Python, arbitrary-precision ints), parameter k of a case
+  being the k-th `param` line (the shapes listed below are those of its
+  first case):
+%s
+
+Adam_mini of PyPI adam-mini %s (the authors' implementation), torch %s,
+  float32 CPU tensors, named_parameters = the case's `param` lines, dim %d,
+  n_heads %d, n_kv_heads %d, verbose=False; p.grad set each step to the
+  synthetic gradient times grad_scale. Hyperparameters were passed as the
+  float32 values printed here (widened to double).
+torch CPU kernels: ATEN_CPU_CAPABILITY=default (capability reported: %s).
+param <k> <name> <shape, e.g. 8x8>
+branch <k> <the official code's block for parameter k: element (its Adam
+  branch), head:<heads>, row:<rows>, tensor> <the weight decay of its group>
+check <t> <k> <n> <weights of parameter k after step t, float32>""" % (
+        generator_text([s for _, s in llama_hf()]), version, torch.__version__, DIM, HEADS, KV_HEADS,
+        torch_capability(torch))
     w = Writer("adam_mini_reference.txt")
-    w.comment(HEADER)
-    for name, over, gscale in CASES:
+    w.comment(header)
+    for name, model, over, gscale in CASES:
         hp = dict(DEFAULTS)
         hp.update(over)
         for key in HP_ORDER:
             hp[key] = as_f32(hp[key])
-        checks = adam_mini_run(hp, gscale)
+        named, branches, decay, checks = run(model, hp, gscale)
         w.begin(name)
         w.kv("optimizer", "adam_mini")
+        w.kv("model", model)
         for key in HP_ORDER:
             w.kv(key, f32(hp[key]))
+        w.kv("dim", DIM)
+        w.kv("n_heads", HEADS)
+        w.kv("n_kv_heads", KV_HEADS)
         w.kv("grad_scale", f32(gscale))
-        w.kv("shapes", len(SHAPES), *["x".join(str(d) for d in s) for s in SHAPES])
-        w.kv("partition", len(PARTITION), *PARTITION)
         w.kv("steps", STEPS)
+        for k, (pname, shape) in enumerate(named):
+            w.kv("param", k, pname, "x".join(str(d) for d in shape))
+        for k, (b, d) in enumerate(zip(branches, decay)):
+            w.kv("branch", k, b, f32(d))
         for t in CHECKS:
             for k, arr in enumerate(checks[t]):
                 assert np.all(np.isfinite(arr)), (name, t, k)
-                w.kv("check", t, k, arr.size, *[f64(x) for x in arr])
+                w.kv("check", t, k, arr.size, *[f32(x) for x in arr])
         w.end()
     w.write()
 

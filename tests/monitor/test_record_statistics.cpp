@@ -1,9 +1,10 @@
 // record_statistics writes, every step and without a host synchronisation,
 // the loss scale in effect, the skip and non-finite flags, the unscaled
 // gradient norm, the clip coefficient and learning rate the other
-// components report, the fraction of fp16 gradients that are zero or
-// subnormal, and per-parameter gradient norms, into a ring the host reads
-// later; each checked against a direct computation from the same gradients.
+// components report, the fractions of the stored fp16 gradients that are
+// exactly zero and that are fp16 subnormals (counted apart), and
+// per-parameter gradient norms, into a ring the host reads later; each
+// checked against a direct computation from the same gradients.
 #include <cmath>
 #include <vector>
 
@@ -17,7 +18,7 @@ using namespace mixprec;
 
 TEST_SUITE("monitor") {
 
-TEST_CASE("record_statistics logs every step's scale and flags and norms and underflow") {
+TEST_CASE("record_statistics logs every step's scale and flags and norms and zeros and subnormals") {
   parameters<half, half> p;
   p.add("w", {10, 10});
   p.add("b", {10});
@@ -31,7 +32,7 @@ TEST_CASE("record_statistics logs every step's scale and flags and norms and und
   CHECK(decltype(step)::plan::passes() == 2);  // the recorder adds no pass
   auto state = step.init(p);
   struct expect {
-    double scale, norm, underflow;
+    double scale, norm, zeros, subnormals;
     std::vector<double> norms;
     bool skipped;
   };
@@ -39,21 +40,30 @@ TEST_CASE("record_statistics logs every step's scale and flags and norms and und
   for (int t = 1; t <= 6; ++t) {
     const float scale = state.loss_scale();
     std::vector<float> g(p.element_count());
+    // Scaled by 1024: 1e-9 is an fp16 subnormal, 1e-12 flushes to zero, and
+    // every 11th gradient is an exact zero.
     for (std::size_t i = 0; i < g.size(); ++i)
-      g[i] = i % 7 == 0 ? 1e-9f * scale : scale * 0.01f * std::sin(0.37f * (i + t));  // some underflow in fp16
+      g[i] = i % 7 == 0    ? 1e-9f * scale
+             : i % 11 == 0 ? 0.0f
+             : i % 13 == 0 ? 1e-12f * scale
+                           : scale * 0.01f * std::sin(0.37f * (i + t));
     if (t == 3) g[4] = INFINITY;
     p.from_host(role::grad, g);
     const std::vector<float> stored = p.to_host(role::grad);
-    expect e{scale, 0, 0, {0, 0}, t == 3};
+    expect e{scale, 0, 0, 0, {0, 0}, t == 3};
     for (std::size_t i = 0; i < stored.size(); ++i) {
       const double u = static_cast<double>(stored[i]) / scale;
       e.norm += u * u;
       e.norms[i < 100 ? 0 : 1] += u * u;
-      e.underflow += std::fabs(stored[i]) < format_traits<half>::min_normal() ? 1 : 0;
+      e.zeros += stored[i] == 0.0f ? 1 : 0;
+      e.subnormals += stored[i] != 0.0f && std::fabs(stored[i]) < format_traits<half>::min_normal() ? 1 : 0;
     }
     e.norm = std::sqrt(e.norm);
     for (double& n : e.norms) n = std::sqrt(n);
-    e.underflow /= static_cast<double>(stored.size());
+    REQUIRE(e.zeros > 0);
+    REQUIRE(e.subnormals > 0);
+    e.zeros /= static_cast<double>(stored.size());
+    e.subnormals /= static_cast<double>(stored.size());
     want.push_back(e);
     step.apply(p, state);
   }
@@ -75,8 +85,8 @@ TEST_CASE("record_statistics logs every step's scale and flags and norms and und
       CHECK(r.parameter_norms[0] == doctest::Approx(e.norms[0]).epsilon(1e-6));
       CHECK(r.parameter_norms[1] == doctest::Approx(e.norms[1]).epsilon(1e-6));
     }
-    CHECK(r.underflow_fraction == doctest::Approx(e.underflow));
-    CHECK(r.underflow_fraction > 0.1);
+    CHECK(r.zero_fraction == e.zeros);
+    CHECK(r.subnormal_fraction == e.subnormals);
   }
   CHECK(records.back().step == state.count());
 }

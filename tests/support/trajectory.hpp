@@ -24,14 +24,16 @@ struct trajectory_result {
   std::size_t checked = 0;
 };
 
-// gradient(t, k, i): parameter k's gradient at element i, step t.
+// gradient(t, k, i): parameter k's gradient at element i, step t; the
+// parameters are named `names` (Adam-mini partitions by name).
 template <class Step>
-trajectory_result run_trajectory(const reference_case& c, const std::vector<mixprec::shape>& shapes,
-                                 const std::vector<std::string>& groups, const Step& step,
+trajectory_result run_trajectory(const reference_case& c, const std::vector<std::string>& names,
+                                 const std::vector<mixprec::shape>& shapes, const std::vector<std::string>& groups,
+                                 const Step& step,
                                  const std::function<float(std::uint64_t, std::size_t, std::size_t)>& gradient) {
   using namespace mixprec;
   parameters<float> p;
-  for (std::size_t k = 0; k < shapes.size(); ++k) p.add("p" + std::to_string(k), shapes[k], groups.at(k));
+  for (std::size_t k = 0; k < shapes.size(); ++k) p.add(names.at(k), shapes[k], groups.at(k));
   p.finalize();
   for (std::size_t k = 0; k < shapes.size(); ++k) {
     std::vector<float> w(p[k].size);
@@ -67,6 +69,16 @@ trajectory_result run_trajectory(const reference_case& c, const std::vector<mixp
   }
   if (next != checks.size()) throw std::runtime_error("not every check was reached");
   return r;
+}
+
+// The same with parameters named p0, p1, ...
+template <class Step>
+trajectory_result run_trajectory(const reference_case& c, const std::vector<mixprec::shape>& shapes,
+                                 const std::vector<std::string>& groups, const Step& step,
+                                 const std::function<float(std::uint64_t, std::size_t, std::size_t)>& gradient) {
+  std::vector<std::string> names;
+  for (std::size_t k = 0; k < shapes.size(); ++k) names.push_back("p" + std::to_string(k));
+  return run_trajectory(c, names, shapes, groups, step, gradient);
 }
 
 }  // namespace test

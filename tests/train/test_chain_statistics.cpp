@@ -2,7 +2,8 @@
 // and every norm come from one read of the gradients; injecting inf or NaN
 // at any position of any parameter skips the step and changes nothing; norms
 // of low-precision gradients accumulate wider than the format; unit-wise
-// clipping against a direct implementation.
+// clipping against a direct implementation; zero and subnormal counts of
+// clipped values.
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -42,6 +43,31 @@ std::vector<float> random_grads(Arena& p, unsigned seed, float scale) {
 }
 
 }  // namespace
+
+// Counts the zeros and the subnormals of its input (into its scalars).
+// (Outside the anonymous namespace: nvcc warns about the protocol's
+// detection of member templates of a type with internal linkage.)
+namespace counting {
+struct count_small_values {
+  static constexpr const char* name = "count_small_values";
+  static constexpr statistic statistics[] = {{"zeros", scope::global, reduction::zero_count, source::input},
+                                             {"subnormals", scope::global, reduction::subnormal_count, source::input}};
+  struct scalars {
+    double zeros, subnormals;
+  };
+  scalars initial_scalars() const { return {0, 0}; }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
+    s.zeros = ctx.statistic(stat_id<0>{});
+    s.subnormals = ctx.statistic(stat_id<1>{});
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("zeros", s.zeros);
+    v("subnormals", s.subnormals);
+  }
+};
+}  // namespace counting
 
 TEST_SUITE("train") {
 
@@ -154,6 +180,31 @@ TEST_CASE("a second global clip sees the first one's multiplier") {
   const auto out = test::to_host(p.grad_data(), 2);
   CHECK(out[0] == doctest::Approx(0.6).epsilon(1e-5));
   CHECK(out[1] == doctest::Approx(0.8).epsilon(1e-5));
+}
+
+TEST_CASE("a subnormal count after a global clip counts the clipped values") {
+  // Clipping by 2^-8 / sqrt(10) moves 2^-120, -2^-120 and 2^-118 below
+  // float's smallest normal 2^-126; 2^-127 was subnormal already; +0 and -0
+  // stay zeros. Counted before the clip's factor there would be 1 subnormal.
+  parameters<float> p;
+  p.add("w", {8});
+  p.finalize();
+  set_grads(p, {1.0f, 0.0f, -0.0f, 0x1p-120f, -0x1p-120f, 0x1p-118f, 3.0f, 0x1p-127f});
+  const auto step = chain(clip_by_global_norm{0x1p-8f}, counting::count_small_values{});
+  // The norm, then the counts of the clipped values, then the update.
+  CHECK(decltype(step)::plan::passes() == 3);
+  auto state = step.init(p);
+  step.transform_gradients(p, state);
+  const std::vector<float> out = test::to_host(p.grad_data(), 8);
+  double zeros = 0, subnormals = 0;
+  for (const float v : out) {
+    zeros += v == 0.0f ? 1 : 0;
+    subnormals += v != 0.0f && std::fabs(v) < format_traits<float>::min_normal() ? 1 : 0;
+  }
+  REQUIRE(zeros == 2);
+  REQUIRE(subnormals == 4);
+  CHECK(state.scalars<1>().zeros == zeros);
+  CHECK(state.scalars<1>().subnormals == subnormals);
 }
 
 TEST_CASE_TEMPLATE("adaptive clipping matches a direct unit-wise implementation", G, float, bfloat16) {

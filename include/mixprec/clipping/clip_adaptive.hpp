@@ -1,12 +1,14 @@
 // Adaptive gradient clipping, unit-wise (Brock et al. 2021, "High-performance
-// large-scale image recognition without normalization"; Optax
-// adaptive_grad_clip; timm clip_grad_adaptive_): for each unit,
+// large-scale image recognition without normalization"; the rule of timm's
+// adaptive_clip_grad and of Optax's adaptive_grad_clip): for each unit,
 //   max = clipping * max(||w_unit||, eps)
 //   u  <- u                                if ||u_unit|| < max
 //         u * max / max(||u_unit||, 1e-6)  otherwise.
-// Units follow PyTorch's layout: for a parameter of shape [out, ...] each of
-// the `out` slices is a unit; a parameter of rank <= 1 is one unit. Norms are
-// accumulated in double in the statistics pass.
+// Units follow PyTorch's layout, as timm's: for a parameter of shape
+// [out, ...] each of the `out` slices is a unit; a parameter of rank <= 1 is
+// one unit. (Optax's units are for JAX's layouts, [in, out] and HWIO: a
+// unit there is an index of the last axis.) Norms are accumulated in double
+// in the statistics pass.
 #pragma once
 
 #include <cmath>

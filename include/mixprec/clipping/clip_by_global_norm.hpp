@@ -1,6 +1,8 @@
 // Clips the update by its global p-norm over all parameters, with PyTorch's
 // formula (torch.nn.utils.clip_grad_norm_): coef = max_norm / (norm + 1e-6),
 // clamped to 1, computed in float; every element is multiplied by coef.
+// (torch divides as 1 / (norm + 1e-6) times max_norm, a Python scalar over a
+// tensor, which can differ from the division here by an ulp.)
 // p is any order >= 1 or infinity_norm (the largest magnitude). The norm is
 // accumulated in double in the statistics pass, from the gradient as this
 // component receives it (after unscaling), whatever the gradients' format.

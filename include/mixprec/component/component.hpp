@@ -17,6 +17,11 @@
 //   static constexpr int variants; int variant() const;   alternative element rules chosen by the
 //                                             options (ctx.variant, a constant: no element loop branches)
 //   float initial_state(std::size_t field) const;   (default 0)
+//   float initial_state(std::size_t field, const arena_info&, std::size_t p) const;
+//                                             per-parameter, per-row and per-column fields: the initial
+//                                             value of parameter p's entries, from its name, shape or group
+//                                             (Adam-mini's partition by name); per-element and scalar fields
+//                                             start from initial_state(field)
 //   static constexpr statistic statistics[];  the reductions it needs, by scope, op and source
 //   float power(std::size_t stat) const;      p of a power_sum statistic (default 2)
 //   void decide(scalars&, decide_context&) const;            the scalar rule, once per step on the device
@@ -125,7 +130,9 @@ enum class reduction : std::uint8_t {
   power_sum,                // sum of |x|^p (p = power(k); max |x| when p is infinite)
   max_abs,                  // max |x| (NaN if any is NaN)
   non_finite_count,         // number of inf/NaN (at least 1 when any, exact when measured alone)
-  zero_or_subnormal_count   // number of zero or subnormal values in the gradients' own format
+  zero_count,               // number of values equal to zero (+0 or -0)
+  subnormal_count           // number of non-zero values below the smallest normal of the gradients' own
+                            // format in magnitude (of the stored gradients: its subnormals)
 };
 enum class source : std::uint8_t {
   input,     // the update as it reaches the component

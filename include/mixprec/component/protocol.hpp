@@ -45,6 +45,8 @@ MIXPREC_DETECT(has_state, C::state[0])
 MIXPREC_DETECT(has_statistics, C::statistics[0])
 MIXPREC_DETECT(has_uses, std::declval<const C&>().uses(std::size_t{0}))
 MIXPREC_DETECT(has_initial_state, std::declval<const C&>().initial_state(std::size_t{0}))
+MIXPREC_DETECT(has_initial_state_for_parameter,
+               std::declval<const C&>().initial_state(std::size_t{0}, std::declval<const arena_info&>(), std::size_t{0}))
 MIXPREC_DETECT(has_power, std::declval<const C&>().power(std::size_t{0}))
 MIXPREC_DETECT(has_decide, &C::template decide<int>)
 MIXPREC_DETECT(has_update, &C::template update<int>)

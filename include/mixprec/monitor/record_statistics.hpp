@@ -6,17 +6,22 @@
 //   auto step = mixprec::chain(mixprec::dynamic_loss_scale{}, log.recorder(),
 //                              mixprec::clip_by_global_norm{1.0f}, mixprec::adamw(o));
 //   ...
-//   for (const auto& r : log.read()) ... r.loss_scale, r.gradient_norm, r.underflow_fraction ...
+//   for (const auto& r : log.read()) ... r.loss_scale, r.gradient_norm, r.subnormal_fraction ...
 //
 // Per step: the completed-step count, the loss scale in effect, whether the
 // step was skipped, whether the update reaching the recorder had inf/NaN,
 // its global L2 norm (put the recorder after the loss scaler: the unscaled
 // gradient), the clip coefficient and learning rate other components report
-// (NaN without such a component), the fraction of gradients that are zero
-// or subnormal in their own format as stored (the underflow a loss scale
-// exists to prevent), and optionally (log.recorder<true>()) each parameter's
-// gradient norm. Its element rule is the identity and its statistics ride on
-// the statistics pass, so it adds no pass.
+// (NaN without such a component), two fractions of the gradients as stored
+// (scaled, in their own format): those exactly zero, and those subnormal in
+// that format (non-zero, below its smallest normal: underflow that a larger
+// loss scale would avoid), and optionally (log.recorder<true>()) each
+// parameter's gradient norm. The two are kept apart because most zeros are
+// not underflow: inputs that are zero (blank pixels, padding) and units
+// that did not fire give exact zero gradients at any scale. A gradient that
+// underflowed all the way to zero cannot be told from those after the
+// fact. Its element rule is the identity and its statistics ride on the
+// statistics pass, so it adds no pass.
 #pragma once
 
 #include <cmath>
@@ -36,14 +41,16 @@ struct record_statistics_declarations {
   static constexpr statistic statistics[] = {
       {"norm_sq", scope::global, reduction::power_sum, source::input},
       {"non_finite", scope::global, reduction::non_finite_count, source::input},
-      {"underflow", scope::global, reduction::zero_or_subnormal_count, source::gradient}};
+      {"zeros", scope::global, reduction::zero_count, source::gradient},
+      {"subnormals", scope::global, reduction::subnormal_count, source::gradient}};
 };
 template <>
 struct record_statistics_declarations<true> {
   static constexpr statistic statistics[] = {
       {"norm_sq", scope::global, reduction::power_sum, source::input},
       {"non_finite", scope::global, reduction::non_finite_count, source::input},
-      {"underflow", scope::global, reduction::zero_or_subnormal_count, source::gradient},
+      {"zeros", scope::global, reduction::zero_count, source::gradient},
+      {"subnormals", scope::global, reduction::subnormal_count, source::gradient},
       {"parameter_sq", scope::parameter, reduction::power_sum, source::input}};
 };
 
@@ -56,7 +63,8 @@ enum record_field : std::size_t {
   record_gradient_norm,
   record_clip_coefficient,
   record_learning_rate,
-  record_underflow_fraction,
+  record_zero_fraction,
+  record_subnormal_fraction,
   record_parameters  // then one gradient norm per parameter
 };
 
@@ -70,7 +78,8 @@ struct record_statistics : record_statistics_declarations<PerParameter> {
   };
   static constexpr stat_id<0> norm_sq{};
   static constexpr stat_id<1> non_finite{};
-  static constexpr stat_id<2> underflow{};
+  static constexpr stat_id<2> zeros{};
+  static constexpr stat_id<3> subnormals{};
 
   double* ring = nullptr;            // [capacity][width], device
   std::uint64_t* head = nullptr;     // records written so far, device
@@ -97,10 +106,11 @@ struct record_statistics : record_statistics_declarations<PerParameter> {
     r[record_clip_coefficient] = ctx.report(quantity::clip_coefficient);
     r[record_learning_rate] = ctx.report(quantity::learning_rate);
     const double elements = static_cast<double>(ctx.elements());
-    r[record_underflow_fraction] = elements > 0 ? ctx.statistic(underflow) / elements : 0.0;
+    r[record_zero_fraction] = elements > 0 ? ctx.statistic(zeros) / elements : 0.0;
+    r[record_subnormal_fraction] = elements > 0 ? ctx.statistic(subnormals) / elements : 0.0;
     if constexpr (PerParameter)
       for (std::size_t p = 0; p < ctx.parameters(); ++p)
-        r[record_parameters + p] = sqrt(ctx.statistic_at(stat_id<3>{}, p));
+        r[record_parameters + p] = sqrt(ctx.statistic_at(stat_id<4>{}, p));
     *head = n + 1;
   }
 };
@@ -115,7 +125,9 @@ class statistics_log {
     double gradient_norm;
     double clip_coefficient;  // NaN without a clipper
     double learning_rate;     // NaN without a learning-rate stage
-    double underflow_fraction;
+    // Of the gradients as stored (scaled, in their format; padding not counted):
+    double zero_fraction;       // exactly zero
+    double subnormal_fraction;  // non-zero and below the format's smallest normal
     std::vector<double> parameter_norms;  // recorder<true>() only
   };
 
@@ -157,7 +169,8 @@ class statistics_log {
       x.gradient_norm = r[record_gradient_norm];
       x.clip_coefficient = r[record_clip_coefficient];
       x.learning_rate = r[record_learning_rate];
-      x.underflow_fraction = r[record_underflow_fraction];
+      x.zero_fraction = r[record_zero_fraction];
+      x.subnormal_fraction = r[record_subnormal_fraction];
       x.parameter_norms.assign(r + record_parameters, r + width_);
       out.push_back(std::move(x));
     }

@@ -38,15 +38,6 @@
 
 namespace mixprec {
 
-namespace detail {
-// torch's lerp on float32: start + w (end - start) for |w| < 0.5, else
-// end - (end - start)(1 - w), each operation rounded.
-MIXPREC_HOST_DEVICE float torch_lerp(float start, float end, float w) {
-  const float diff = end - start;
-  return (w < 0.5f && w > -0.5f) ? start + w * diff : end - diff * (1.0f - w);
-}
-}  // namespace detail
-
 struct scale_by_factored_rms {
   static constexpr const char* name = "scale_by_factored_rms";
   static constexpr state_field state[] = {

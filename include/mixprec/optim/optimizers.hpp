@@ -6,7 +6,8 @@
 //   adamw(o)    [scale_by_constant, decoupled_weight_decay, scale_by_adam, scale_by_learning_rate]
 //   adagrad(o)  [scale_by_constant, add_decayed_weights, scale_by_rss, scale_by_learning_rate(inverse_time_decay)]
 //   lamb(o)     [scale_by_adam, add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate]
-//               (You et al. 2019; Apex FusedLAMB with bias correction, no global clipping)
+//               (You et al. 2019; Apex FusedLAMB with bias correction and use_nvlamb: the
+//               trust ratio on every parameter; no global clipping)
 //   lion(o)     [scale_by_lion, add_decayed_weights, scale_by_learning_rate]
 //               (Chen et al. 2023; sign(0) = 0; w -= lr * (sign(c) + wd * w))
 //

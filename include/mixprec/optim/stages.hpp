@@ -6,6 +6,8 @@
 //   scale_by_constant{c}                  u *= c (maximize: c = -1)
 //   add_decayed_weights{wd}               u += wd * w           (L2 in Adam/SGD, LAMB, Lion)
 //   decoupled_weight_decay<S>{wd, lr}     w *= 1 - lr(s) * wd before the update is added (PyTorch AdamW)
+//   decoupled_weight_decay_by_name<S>{wd, lr, no_decay_names}   the same, none on parameters whose
+//                                         names match no_decay_names (Adam-mini's "norm,ln,bias")
 //   trace<F>{momentum, dampening, nesterov}   PyTorch SGD momentum, first step buf = u
 //   scale_by_adam<F>{b1, b2, eps, amsgrad}    PyTorch Adam: (m / bc1) / (sqrt(v) / sqrt(bc2) + eps)
 //   scale_by_rss<F>{eps, initial}         PyTorch Adagrad: u / (sqrt(sum u^2) + eps)
@@ -26,6 +28,7 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/optim/name_patterns.hpp>
 #include <mixprec/optim/schedules.hpp>
 
 namespace mixprec {
@@ -37,6 +40,13 @@ inline constexpr bool is_state_format_v = std::is_same_v<F, float> || std::is_sa
 template <class S>
 void validate_schedule(const S& s) {
   if constexpr (std::is_same_v<decltype(s.validate()), void>) s.validate();
+}
+
+// torch's lerp on float32: start + w (end - start) for |w| < 0.5, else
+// end - (end - start)(1 - w), each operation rounded.
+MIXPREC_HOST_DEVICE float torch_lerp(float start, float end, float w) {
+  const float diff = end - start;
+  return (w < 0.5f && w > -0.5f) ? start + w * diff : end - diff * (1.0f - w);
 }
 }  // namespace detail
 
@@ -114,6 +124,63 @@ struct decoupled_weight_decay {
   void visit_hyperparameters(V&& v) const {
     v("weight_decay", weight_decay);
     lr.visit(detail::prefixed(v, "lr"));
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("lr", s.lr);
+  }
+};
+
+// decoupled_weight_decay, but without decay for the parameters whose names
+// (in lower case) contain an item of no_decay_names: the authors' Adam-mini
+// gives weight decay 0 to names containing "norm", "ln" or "bias". The
+// choice is made at init() from the arena's names, one flag per parameter
+// (not saved: the names and the list give it again).
+template <class Schedule = constant_schedule>
+struct decoupled_weight_decay_by_name {
+  static constexpr const char* name = "decoupled_weight_decay_by_name";
+  struct traits : component_traits {
+    static constexpr bool keeps_update = true;  // it scales the weight
+  };
+  static constexpr state_field state[] = {
+      {"decays", format_id::f32, extent::parameter, parameter_set::all, /*saved=*/false}};
+  static constexpr field_id<0> decays{};
+  float weight_decay = 0.0f;
+  Schedule lr{};
+  const char* no_decay_names = "norm,ln,bias";
+  struct scalars {
+    float lr;
+  };
+  scalars initial_scalars() const {
+    detail::require(weight_decay >= 0 && std::isfinite(weight_decay),
+                    "decoupled_weight_decay_by_name: weight_decay must be >= 0");
+    detail::validate_schedule(lr);
+    (void)detail::name_patterns(no_decay_names, name, "no_decay_names");
+    return {lr(0)};
+  }
+  // 1 where the parameter decays, 0 where its name is in no_decay_names.
+  float initial_state(std::size_t, const arena_info& arena, std::size_t p) const {
+    const auto patterns = detail::name_patterns(no_decay_names, name, "no_decay_names");
+    return detail::matches_any(detail::lower_case(arena.names[p]), patterns) ? 0.0f : 1.0f;
+  }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
+    s.lr = lr(ctx.t() - 1);
+  }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    // As decoupled_weight_decay; a factor of exactly 1 where the flag is 0.
+    const float wd = weight_decay * ctx.group().weight_decay_scale * ctx.state(decays).get();
+    const double factor =
+        1.0 - static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale) * static_cast<double>(wd);
+    ctx.scale_weight(static_cast<float>(factor));
+    return u;
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("weight_decay", weight_decay);
+    lr.visit(detail::prefixed(v, "lr"));
+    v("no_decay_names", detail::name_pattern_fingerprint({no_decay_names}));
   }
   template <class V>
   static void visit_scalars(scalars& s, V&& v) {

@@ -6,8 +6,8 @@
 // log and cos; initialisation is a one-time cost).
 //
 // Fan-in and fan-out follow PyTorch's convention for a weight of shape
-// [out, in, k...]: fan_in = in * prod(k), fan_out = out * prod(k); a rank-1
-// parameter has fan_in = fan_out = its size.
+// [out, in, k...]: fan_in = in * prod(k), fan_out = out * prod(k). PyTorch
+// refuses parameters of rank < 2; here their fan_in = fan_out = their size.
 #pragma once
 
 #include <cmath>

@@ -18,6 +18,7 @@
 // guard saw inf/NaN) changes no weight, state or count.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -351,7 +352,7 @@ class chain_t {
     }
     st.layout_ =
         detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, shard.begin, shard.end);
-    allocate_fields(st, params, s, std::index_sequence_for<C...>{});
+    allocate_fields(st, params, info, s, std::index_sequence_for<C...>{});
     allocate_statistics(st, params.count());
 
     st.block_ = detail::allocate<detail::chain_block<C...>>(1, "the chain's scalar state");
@@ -415,12 +416,14 @@ class chain_t {
   // Every state field: entries per the field's extent and parameter set,
   // filled with its initial value.
   template <class Arena, std::size_t... K>
-  void allocate_fields(chain_state<Arena, C...>& st, const Arena& params, stream s, std::index_sequence<K...>) const {
+  void allocate_fields(chain_state<Arena, C...>& st, const Arena& params, const arena_info& info, stream s,
+                       std::index_sequence<K...>) const {
     st.fields_.resize(detail::total_fields<C...>());
-    (allocate_component_fields<K>(st, params, s), ...);
+    (allocate_component_fields<K>(st, params, info, s), ...);
   }
   template <std::size_t K, class Arena>
-  void allocate_component_fields(chain_state<Arena, C...>& st, const Arena& params, stream s) const {
+  void allocate_component_fields(chain_state<Arena, C...>& st, const Arena& params, const arena_info& info,
+                                 stream s) const {
     using component = std::tuple_element_t<K, std::tuple<C...>>;
     const auto& c = std::get<K>(components_);
     constexpr std::size_t nf = detail::field_count<component>();
@@ -475,6 +478,27 @@ class chain_t {
         continue;
       }
       const float v = detail::initial_state_of(c, j);  // the buffer starts at zero
+      if constexpr (detail::has_initial_state_for_parameter<component>::value) {
+        if (f.where == extent::parameter || f.where == extent::row || f.where == extent::column) {
+          // Each parameter's entries from the component (its name, shape, group).
+          std::vector<float> values(next, v);
+          for (std::size_t p = 0; p < geo.size(); ++p) {
+            if (b.base_h[p] == detail::no_entry) continue;
+            const std::uint64_t count = f.where == extent::parameter ? 1
+                                        : f.where == extent::row     ? geo[p].rows
+                                                                     : geo[p].batches * geo[p].cols;
+            std::fill_n(values.begin() + static_cast<std::ptrdiff_t>(b.base_h[p]), count, c.initial_state(j, info, p));
+          }
+          if (f.format == format_id::f32) {
+            detail::write_to_device(values.data(), reinterpret_cast<float*>(detail::raw(b.bytes)), next, s);
+          } else {
+            std::vector<bfloat16> narrow(next);
+            for (std::size_t e = 0; e < next; ++e) narrow[e] = convert<bfloat16>(values[e], round_nearest_even{});
+            detail::write_to_device(narrow.data(), reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next, s);
+          }
+          continue;
+        }
+      }
       if (v != 0.0f && f.format == format_id::bf16)
         fill(tensor_view<bfloat16>(reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next), v, round_nearest_even{}, s);
       else if (v != 0.0f)

@@ -312,6 +312,18 @@ struct entry_context {
     return env.stats[s][at] * derived_scale<Env, s>(env.block->factor, power_of(get<K>(env.comps), J));
   }
 
+  // In a per-row rule: a per-row statistic of row `row` of this entry's
+  // parameter (another row than its own: blocks of rows, as Adam-mini's
+  // heads).
+  template <std::size_t J>
+  MIXPREC_HOST_DEVICE double statistic_of_row(stat_id<J>, std::uint64_t row) const {
+    constexpr int s = stat_index<Env, K>(J);
+    static_assert(E == extent::row && Env::plan::data.stats[s].decl.where == scope::row,
+                  "mixprec: statistic_of_row(stat, row) reads a per-row statistic in decide_row");
+    return env.stats[s][env.geometry[param].row_base + row] *
+           derived_scale<Env, s>(env.block->factor, power_of(get<K>(env.comps), J));
+  }
+
   // Whether a field has entries for this entry's parameter.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE bool covers(field_id<J>) const {

@@ -157,7 +157,7 @@ template <class Env, int J>
 MIXPREC_HOST_DEVICE double derived_scale(const double* factor, float p) {
   constexpr stat_entry e = Env::plan::data.stats[J];
   if constexpr (e.derived_mask == 0 || e.decl.op == reduction::non_finite_count ||
-                e.decl.op == reduction::zero_or_subnormal_count) {
+                e.decl.op == reduction::zero_count || e.decl.op == reduction::subnormal_count) {
     (void)factor, (void)p;
     return 1.0;
   } else {

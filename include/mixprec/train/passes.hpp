@@ -167,8 +167,10 @@ MIXPREC_HOST_DEVICE double contribution(float v, float p, float min_normal) {
     return fabs(static_cast<double>(v));
   } else if constexpr (Op == reduction::non_finite_count) {
     return (bit_cast<std::uint32_t>(v) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
-  } else if constexpr (Op == reduction::zero_or_subnormal_count) {
-    return fabsf(v) < min_normal ? 1.0 : 0.0;
+  } else if constexpr (Op == reduction::zero_count) {
+    return v == 0.0f ? 1.0 : 0.0;
+  } else if constexpr (Op == reduction::subnormal_count) {
+    return (v != 0.0f && fabsf(v) < min_normal) ? 1.0 : 0.0;
   } else {
     const double a = fabs(static_cast<double>(v));
     if (p == 2.0f) return a * a;

@@ -229,6 +229,15 @@ constexpr plan_data make_plan() {
         e.level = avail;  // before-statistics rules run in every pass; a multiplier scales its own output
         e.derived_mask = (derived ? mask : 0) | (c.multiplier ? (std::uint64_t{1} << k) : 0);
       }
+      // A multiplier moves values across the smallest normal, so a subnormal
+      // count is not measured before it: it waits for the pass after the
+      // pending multipliers are decided. (A multiplier's count of its own
+      // output is taken before its own factor: that factor needs it first.)
+      if (e.decl.op == reduction::subnormal_count && e.derived_mask != 0 &&
+          !(e.decl.of == source::output && c.multiplier)) {
+        e.level = avail + 1;
+        e.derived_mask = 0;
+      }
       lvl = max_of(lvl, e.level);
     }
     // Output statistics of a linear rule whose own level is later: the
@@ -460,7 +469,8 @@ inline const char* reduction_name(reduction r) {
     case reduction::power_sum: return "sum |x|^p";
     case reduction::max_abs: return "max |x|";
     case reduction::non_finite_count: return "non-finite count";
-    case reduction::zero_or_subnormal_count: return "zero/subnormal count";
+    case reduction::zero_count: return "zero count";
+    case reduction::subnormal_count: return "subnormal count";
   }
   return "?";
 }
