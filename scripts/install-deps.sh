@@ -58,7 +58,7 @@ fi
 
 if [ $torchvenv -eq 1 ]; then
   cd "$(dirname "$0")/.."
-  if ! build/torch-venv/bin/python -c "import torch, nanobind, scikit_build_core, pytest, numpy, matplotlib, safetensors" \
+  if ! build/torch-venv/bin/python -c "import torch, nanobind, scikit_build_core, pytest, numpy, matplotlib, safetensors, adam_mini" \
        2>/dev/null; then
     echo "install-deps: creating build/torch-venv (PyTorch 2.15 and the Python package's build and test tools, PyPI)"
     mkdir -p build
@@ -71,6 +71,7 @@ if [ $torchvenv -eq 1 ]; then
     $py install -q --disable-pip-version-check filelock typing-extensions sympy networkx jinja2 fsspec \
       "setuptools>=77.0.3" numpy==2.4.6 safetensors==0.8.0 ml_dtypes==0.7.0 matplotlib==3.11.2 \
       nanobind==3.1.0 scikit-build-core==1.1.2 ninja==1.13.2 pytest==9.2.0
+    $py install -q --disable-pip-version-check --no-deps adam-mini==1.1.1  # the authors' Adam-mini (a reference)
     $py install -q --disable-pip-version-check "cuda-toolkit[cufile]==13.2.2" nvidia-cusparselt-cu13==0.8.1 \
       nvidia-nvshmem-cu13==3.7.2 2>&1 | grep -v "dependency conflicts\|^torch 2.15.0 requires\|resolver does not" || true
     $py install -q --disable-pip-version-check --no-deps nvidia-nccl-cu13==2.30.7

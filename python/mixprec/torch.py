@@ -41,7 +41,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "lion": dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0),
     "lamb": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01),
     "adafactor": dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False),
-    "adam_mini": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+    "adam_mini": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, dim=2048, n_heads=32,
+                      n_kv_heads=None),
 }
 # The only hyperparameters that may differ between param_groups.
 _PER_GROUP = ("lr", "weight_decay")
@@ -50,6 +51,7 @@ _DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _FIELD_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _EXTENT = {0: "element", 1: "parameter", 2: "row", 3: "column", 4: "scalar"}
 _STATE_DICT_VERSION = 1
+_EMA_WARMUP = {None: 0, "tensorflow": 1, "timm_v3": 2}
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -73,7 +75,8 @@ class Optimizer(torch.optim.Optimizer):
             also hysteresis, min_scale, max_scale), or 'grad_scaler' to take the
             scale from a torch.amp.GradScaler driving this optimizer.
         clip_grad_norm: max_norm of clip_grad_norm_ (None: no clipping); norm_type: its p.
-        ema_decay: keep an exponential moving average of the weights (ema_warmup: TF's ramp).
+        ema_decay: keep an exponential moving average of the weights; ema_warmup: None,
+            'tensorflow' (min(decay, (1 + t) / (10 + t))) or 'timm_v3' (timm's ModelEmaV3 ramp).
         statistics: record gradient statistics each step for stats() (default: with
             dynamic loss scaling).
         no_decay: a predicate (name, parameter) -> bool putting those parameters in a
@@ -84,7 +87,8 @@ class Optimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable, optimizer: str = "adamw", *, model_dtype: Optional[torch.dtype] = None,
                  master_weights: bool = True, moments_dtype: torch.dtype = torch.float32, writer: str = "nearest",
                  loss_scale: Any = None, clip_grad_norm: Optional[float] = None, norm_type: float = 2.0,
-                 ema_decay: Optional[float] = None, ema_warmup: bool = False, statistics: Optional[bool] = None,
+                 ema_decay: Optional[float] = None, ema_warmup: Optional[str] = None,
+                 statistics: Optional[bool] = None,
                  no_decay: Optional[Callable[[str, torch.Tensor], bool]] = None, seed: int = 0, **hyperparameters):
         if optimizer not in _DEFAULTS:
             raise ValueError(f"mixprec: unknown optimizer {optimizer!r}; choose one of {', '.join(_DEFAULTS)}")
@@ -108,6 +112,8 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"mixprec: norm_type must be >= 1 or inf (got {norm_type})")
         if ema_decay is not None and not (0.0 <= ema_decay <= 1.0):
             raise ValueError(f"mixprec: ema_decay must lie in [0, 1] (got {ema_decay})")
+        if ema_warmup not in _EMA_WARMUP:
+            raise ValueError(f"mixprec: ema_warmup is None, 'tensorflow' or 'timm_v3' (got {ema_warmup!r})")
         if moments_dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"mixprec: moments_dtype is torch.float32 or torch.bfloat16 (got {moments_dtype})")
         recipe = Recipe(optimizer, _DTYPES[dtype], master=bool(master_weights) or dtype == torch.float32,
@@ -132,7 +138,7 @@ class Optimizer(torch.optim.Optimizer):
         self.clip_grad_norm = clip_grad_norm
         self.norm_type = float(norm_type)
         self.ema_decay = ema_decay
-        self.ema_warmup = bool(ema_warmup)
+        self.ema_warmup = ema_warmup
         self.seed = int(seed)
         self._scale_args = scale_args
 
@@ -469,7 +475,7 @@ class Optimizer(torch.optim.Optimizer):
         if self.clip_grad_norm is not None:
             h.max_norm, h.norm_type = float(self.clip_grad_norm), self.norm_type
         if self.ema_decay is not None:
-            h.ema_decay, h.ema_warmup = float(self.ema_decay), self.ema_warmup
+            h.ema_decay, h.ema_warmup = float(self.ema_decay), _EMA_WARMUP[self.ema_warmup]
         for k, v in self._scale_args.items():
             setattr(h, k, v)
         h.seed = self.seed
@@ -524,6 +530,9 @@ def _set_optimizer_fields(h, optimizer: str, g: dict) -> None:
     for k in ("momentum", "dampening"):
         if k in g:
             setattr(h, k, float(g[k]))
+    if optimizer == "adam_mini":
+        h.dim, h.n_heads = int(g["dim"]), int(g["n_heads"])
+        h.n_kv_heads = 0 if g["n_kv_heads"] is None else int(g["n_kv_heads"])
     for k in ("nesterov", "maximize", "amsgrad"):
         if k in g:
             setattr(h, k, bool(g[k]))

@@ -18,7 +18,7 @@
 
 namespace mixprec::python {
 
-inline constexpr int core_abi = 3;
+inline constexpr int core_abi = 4;
 
 // Element formats as the Python side names them.
 enum class format_code : int { f32 = 0, bf16 = 1, f16 = 2 };
@@ -34,8 +34,8 @@ struct hyper {
   float beta2_decay = -0.8f, eps1 = 1.1920928955078125e-07f, eps2 = 1e-3f, d = 1.0f;  // adafactor
   std::uint32_t n_heads = 0, n_kv_heads = 0, dim = 0;                               // adam_mini
   float max_norm = 1.0f, norm_type = 2.0f;                                          // clip_grad_norm
-  float ema_decay = 0.9999f;
-  bool ema_warmup = false;
+  double ema_decay = 0.9999;
+  std::uint32_t ema_warmup = 0;  // mixprec::ema_warmup: none, tensorflow, timm_v3
   float static_scale = 1.0f;                                                        // static loss scale
   float init_scale = 65536.0f;                                                      // dynamic loss scale
   double growth_factor = 2.0, backoff_factor = 0.5;
@@ -76,7 +76,7 @@ struct step_stats {
   bool last_skipped = false;
   double loss_scale = 1.0;
   double gradient_norm = 0.0, clip_coefficient = 1.0;
-  double zero_fraction = 0.0, subnormal_fraction = 0.0, underflow_fraction = 0.0;
+  double zero_fraction = 0.0, subnormal_fraction = 0.0;  // of the stored gradients, in their own format
   bool recorded = false;  // the statistics recorder has written at least one record
 };
 

@@ -116,7 +116,6 @@ nb::dict stats_dict(const mp::step_stats& s) {
   d["loss_scale"] = s.loss_scale;
   d["grad_norm"] = s.gradient_norm;
   d["clip_coef"] = s.clip_coefficient;
-  d["underflow_fraction"] = s.underflow_fraction;
   d["zero_fraction"] = s.zero_fraction;
   d["subnormal_fraction"] = s.subnormal_fraction;
   d["recorded"] = s.recorded;

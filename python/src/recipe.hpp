@@ -128,12 +128,15 @@ auto make_optimizer(const hyper& h) {
     return adafactor(o);
   } else {
     static_assert(O == optimizer_kind::adam_mini);
-    adam_mini_options o;
+    adam_mini_options o;  // the authors' name patterns; the parameters' names come from the arena
     o.lr = h.lr;
     o.beta1 = h.beta1;
     o.beta2 = h.beta2;
     o.eps = h.eps;
     o.weight_decay = h.weight_decay;
+    o.dim = h.dim;
+    o.n_heads = h.n_heads;
+    o.n_kv_heads = h.n_kv_heads;
     return adam_mini<Moments>(o);
   }
 }
@@ -180,7 +183,7 @@ struct recipe {
       else return std::tuple<>{};
     }();
     auto ema = [&] {
-      if constexpr (Ema) return std::make_tuple(ema_of_weights{h.ema_decay, h.ema_warmup});
+      if constexpr (Ema) return std::make_tuple(ema_of_weights{h.ema_decay, static_cast<ema_warmup>(h.ema_warmup)});
       else return std::tuple<>{};
     }();
     auto writer = [&] {
@@ -276,7 +279,7 @@ class bound final : public core {
     out.loss_scale = state().loss_scale(to_stream(s));
     out.gradient_norm = NAN;
     out.clip_coefficient = NAN;
-    out.zero_fraction = out.subnormal_fraction = out.underflow_fraction = NAN;
+    out.zero_fraction = out.subnormal_fraction = NAN;
     if constexpr (stats_enabled) {
       const auto records = log_->read(to_stream(s));
       if (!records.empty()) {
@@ -284,7 +287,8 @@ class bound final : public core {
         out.recorded = true;
         out.gradient_norm = r.gradient_norm;
         out.clip_coefficient = r.clip_coefficient;
-        out.underflow_fraction = r.underflow_fraction;
+        out.zero_fraction = r.zero_fraction;
+        out.subnormal_fraction = r.subnormal_fraction;
       }
     }
     read_clip(block, out);

@@ -352,7 +352,7 @@ def test_stats_report_the_step():
     s = opt.stats()
     assert s["steps"] + s["skipped_steps"] == 4
     assert s["recorded"] and math.isfinite(s["grad_norm"]) and 0 < s["clip_coef"] <= 1
-    assert 0 <= s["underflow_fraction"] <= 1
+    assert 0 <= s["zero_fraction"] <= 1 and 0 <= s["subnormal_fraction"] <= 1
     assert s["lr"] == opt.param_groups[0]["lr"]
     assert "pass" in opt.describe()
     assert opt.state_bytes() > 0
