@@ -17,7 +17,10 @@ class Attention(torch.nn.Module):
         super().__init__()
         kv = DIM // HEADS * KV_HEADS
         self.q_proj = torch.nn.Linear(DIM, DIM, bias=True)
-        self.k_proj = torch.nn.Linear(DIM, kv, bias=True)
+        # No key bias: it shifts every score of a query equally, so softmax makes its gradient zero and
+        # what backward returns is rounding noise, which Adam's normalisation turns into O(lr) steps that
+        # no two implementations share.
+        self.k_proj = torch.nn.Linear(DIM, kv, bias=False)
         self.v_proj = torch.nn.Linear(DIM, kv, bias=True)
         self.o_proj = torch.nn.Linear(DIM, DIM, bias=False)
 
