@@ -240,6 +240,49 @@ TEST_CASE("checkpoints of another arena or chain are rejected with what differs"
   std::remove(path.c_str());
 }
 
+TEST_CASE("a state that init() made for another arena is refused on load as on save") {
+  const auto step = make_chain();
+  arena p;
+  build(p);
+  auto state = step.init(p);
+  write_gradients(p, 1);
+  step.apply(p, state);
+  const std::string path = temp_path("other_arena.ckpt");
+  save_checkpoint(path, step, p, state);
+  write_gradients(p, 3);  // move on, so that a wrongful load would show
+  step.apply(p, state);
+
+  // The same sizes under another name, and a smaller arena (whose state
+  // buffers the file's data would overflow).
+  arena renamed, small;
+  renamed.add("fc1.weight", {16, 8});
+  renamed.add("fc1.bias", {16}, "no_decay");
+  renamed.add("fc2.kernel", {4, 16});
+  renamed.finalize();
+  small.add("w", {3});
+  small.finalize();
+  auto s_renamed = step.init(renamed);
+  auto s_small = step.init(small);
+  const std::vector<std::uint8_t> renamed_before = serialize_checkpoint(step, renamed, s_renamed);
+  const std::vector<std::uint8_t> small_before = serialize_checkpoint(step, small, s_small);
+  const std::vector<float> weights_before = p.to_host(role::master);
+  const std::string expected = "load_checkpoint: the state was made by init() for another parameter arena";
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(path, step, p, s_renamed); }), expected));
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(path, step, p, s_small); }), expected));
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(std::vector<std::string>{path}, step, p, s_small); }),
+                       expected));
+  const std::vector<std::uint8_t> bytes = test::file_bytes(path);
+  CHECK(test::contains(
+      test::error_message([&] { deserialize_checkpoint(bytes.data(), bytes.size(), step, p, s_small); }), expected));
+  // Save refuses the same pair.
+  CHECK(test::contains(test::error_message([&] { save_checkpoint(path + ".2", step, p, s_small); }),
+                       "save_checkpoint: the state was made by init() for another parameter arena"));
+  CHECK(p.to_host(role::master) == weights_before);
+  CHECK(serialize_checkpoint(step, renamed, s_renamed) == renamed_before);
+  CHECK(serialize_checkpoint(step, small, s_small) == small_before);
+  std::remove(path.c_str());
+}
+
 TEST_CASE("user metadata is saved and returned") {
   const auto step = make_chain();
   arena p;

@@ -410,14 +410,21 @@ void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
 // Writes the whole checkpoint to `sink`, streaming the data section: the
 // elements of the state's shard (all of them unless it has one). `set_id`
 // ties the files of one sharded save together (mixprec/dist).
+// The arena is finalized and the state is one init() made for it (`who`:
+// save_checkpoint or load_checkpoint).
+template <class Arena, class... C>
+void require_state_of(const Arena& params, const chain_state<Arena, C...>& state, const char* who) {
+  require(params.finalized(), who, ": the parameters are not finalized");
+  require(state.initialized(), who, ": the chain state was not made by init()");
+  require(params.signature().hash == checkpoint_access::arena(state).hash, who,
+          ": the state was made by init() for another parameter arena: ",
+          checkpoint_access::arena(state).difference(params.signature()), " (the state's arena first, this one second)");
+}
+
 template <class Arena, class... C>
 void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
                        const checkpoint_metadata& user, stream s, std::uint64_t set_id = 0) {
-  require(params.finalized(), "save_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "save_checkpoint: the chain state was not made by init()");
-  require(params.signature().hash == checkpoint_access::arena(state).hash,
-          "save_checkpoint: the state was made by init() for another parameter arena: ",
-          checkpoint_access::arena(state).difference(params.signature()));
+  require_state_of(params, state, "save_checkpoint");
   synchronize(s);
   memory_sink meta;
   {
@@ -770,8 +777,7 @@ void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>&
 template <class Arena, class... C>
 checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...>& chain, Arena& params,
                                       chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
-  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+  require_state_of(params, state, "load_checkpoint");
   const std::uint32_t version = check_header_and_crc(src);
   if (version == 1) return decode_checkpoint_v1(src, chain, params, state, s);
   std::vector<checked_checkpoint<chain_block<C...>>> files{check_checkpoint(src, chain, params, state, options, s)};
@@ -796,8 +802,7 @@ class checkpoint_files {
  public:
   void open(const std::vector<std::string>& paths, const chain_t<C...>& chain, Arena& params,
             chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
-    require(params.finalized(), "load_checkpoint: the parameters are not finalized");
-    require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+    require_state_of(params, state, "load_checkpoint");
     require(!paths.empty(), "load_checkpoint: no checkpoint files");
     for (const std::string& path : paths) {
       readers_.push_back(std::make_unique<file_reader>(path, "load_checkpoint"));
