@@ -714,12 +714,11 @@ bool files_cover(const std::vector<Checked>& files, element_range r) {
   return reached >= r.end;
 }
 
-// Copies checked files into params and state: the elements of `want` from
-// whichever file holds them, everything else from the first file. The
-// files must agree on their step and save (checked here first).
-template <class Arena, class... C>
-void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
-                       chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
+// Whether checked files make a set that holds what a load wants: one save
+// and one step, and every element of `want`. Throws mixprec::error if not;
+// a load checks this before anything changes (commit_checkpoint does not).
+template <class Arena, class Block>
+void require_complete_set(const std::vector<checked_checkpoint<Block>>& files, const load_ranges& want) {
   require(!files.empty(), "load_checkpoint: no checkpoint files");
   const auto& head = files.front();
   for (const auto& c : files) {
@@ -735,7 +734,15 @@ void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>&
   if constexpr (Arena::has_master) require(files_cover(files, want.master), hole("master weights", want.master));
   if constexpr (!Arena::model_is_master) require(files_cover(files, want.model), hole("model copy", want.model));
   require(files_cover(files, want.fields), hole("optimizer state", want.fields));
+}
 
+// Copies checked files (a complete set, require_complete_set) into params
+// and state: the elements of `want` from whichever file holds them,
+// everything else from the first file.
+template <class Arena, class... C>
+void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
+                       chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
+  const auto& head = files.front();
   write_to_device(&head.block, raw(checkpoint_access::block(state)), 1, s);
   write_to_device(head.groups.data(), raw(checkpoint_access::groups(state)), head.groups.size(), s);
   const std::vector<segment_geometry> geo = segment_geometry_of(params);
@@ -789,14 +796,17 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
   want.master = {params.master_begin(), params.master_end()};
   want.model = {0, params.padded_size()};
   want.fields = state.shard();
+  require_complete_set<Arena>(files, want);
   commit_checkpoint(files, params, state, want, s);
   return c.user;
 }
 
 // A set of checkpoint files that together hold the elements a load asks
 // for (the shards of a sharded save, or one whole checkpoint): open() reads
-// and checks every file, commit() copies them in. Nothing changes before
-// commit(), so a distributed load can agree across ranks in between.
+// and checks every file, require_complete() that they are one save and
+// hold every element wanted, commit() copies them in. Nothing changes
+// before commit(), and commit() checks nothing, so a distributed load
+// decides on every check, agrees across ranks, and only then commits.
 template <class Arena, class... C>
 class checkpoint_files {
  public:
@@ -816,6 +826,8 @@ class checkpoint_files {
     }
   }
   const std::vector<checked_checkpoint<chain_block<C...>>>& files() const { return checked_; }
+  void require_complete(const load_ranges& want) const { require_complete_set<Arena>(checked_, want); }
+  // After open() and require_complete() with the same `want`.
   void commit(Arena& params, chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
     commit_checkpoint(checked_, params, state, want, s);
   }
@@ -883,6 +895,7 @@ checkpoint_metadata load_checkpoint(const std::vector<std::string>& paths, const
   want.fields = state.shard();
   detail::checkpoint_files<Arena, C...> files;
   files.open(paths, chain, params, state, options, s);
+  files.require_complete(want);
   files.commit(params, state, want, s);
   return files.files().front().user;
 }
