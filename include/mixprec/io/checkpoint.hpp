@@ -46,6 +46,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -264,6 +265,69 @@ template <class T, class Block>
 void set_component_scalars(Block& block, std::size_t k, const std::vector<named_value>& saved, const std::string& who) {
   set_scalars_at<T>(block.comps, k, saved, who, std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
 }
+// A copy of c with the hyperparameters a checkpoint names (by name and
+// kind; those it lacks keep c's values): the component as it was saved.
+struct hyperparameter_assigner {
+  const std::vector<named_value>* saved;
+  template <class T>
+  void operator()(const char* name, const T& x) const {
+    for (const named_value& v : *saved)
+      if (v.name == name && v.kind == kind_of<T>()) {
+        T& field = const_cast<T&>(x);  // a member of the copy below
+        if constexpr (std::is_same_v<T, bool>) field = v.bytes[0] != 0;
+        else std::memcpy(&field, v.bytes.data(), sizeof(T));
+        return;
+      }
+  }
+};
+template <class C>
+C with_hyperparameters(const C& c, const std::vector<named_value>& saved) {
+  C out = c;
+  if constexpr (has_visit_hyperparameters<C>::value) out.visit_hyperparameters(hyperparameter_assigner{&saved});
+  return out;
+}
+
+// Calls f(scalars of component k) where component k is of type T.
+template <class T, class S, class F>
+void call_if_scalars_of(S& s, F& f) {
+  if constexpr (std::is_same_v<S, scalars_of<T>>) f(s);
+}
+template <class T, class Tuple, class F, std::size_t... K>
+void at_component_scalars(Tuple& comps, std::size_t k, F& f, std::index_sequence<K...>) {
+  ((K == k ? call_if_scalars_of<T>(get<K>(comps), f) : void()), ...);
+}
+
+// What a loaded component's scalars may hold. The chain's hyperparameters
+// are checked as init() checks them, and so are the checkpoint's when they
+// differ (take_new_hyperparameters); then the component checks its scalars
+// against the hyperparameters they were saved with and brings them within
+// its own (component protocol: restored_scalars).
+template <class T, class Block>
+void restore_component_scalars(Block& block, std::size_t k, const T& c, const T& saved_with, bool hyperparameters_differ,
+                               const arena_info& info, const std::string& who) {
+  const scalars_of<T> initial = initial_scalars_of(c, info);
+  if (hyperparameters_differ) {
+    try {
+      (void)initial_scalars_of(saved_with, info);
+    } catch (const error& e) {
+      const std::string what = e.what(), prefix = "mixprec: ";
+      throw error(concat("checkpoint: the hyperparameters of ", who, " in the checkpoint are invalid: ",
+                         what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what));
+    }
+  }
+  auto restore = [&](scalars_of<T>& s) { s = restored_scalars_of(c, s, initial, saved_with); };
+  at_component_scalars<T>(block.comps, k, restore,
+                          std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
+}
+
+// Group multipliers as set_group accepts them.
+inline void require_group_multipliers(const std::string& name, const group_hyper& g) {
+  require(std::isfinite(g.lr_scale) && g.lr_scale >= 0.0f && std::isfinite(g.weight_decay_scale) &&
+              g.weight_decay_scale >= 0.0f,
+          "checkpoint: group \"", name, "\" has lr_scale ", g.lr_scale, " and weight_decay_scale ", g.weight_decay_scale,
+          ": the multipliers must be finite and non-negative (as set_group requires)");
+}
+
 // The arena section (the same in every version).
 template <class Arena>
 void write_arena(record_writer& w, const Arena& params) {
@@ -576,6 +640,7 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
   block = read_back(raw(checkpoint_access::block(state)), s);
   auto& fields = checkpoint_access::fields(state);
   const std::vector<segment_geometry> geo = segment_geometry_of(params);
+  const arena_info info = arena_info_of(params);
   {
     std::size_t k = 0, f = 0;
     std::apply(
@@ -613,6 +678,16 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
                           "chain (written by another version?)");
                 }
                 set_component_scalars<T>(block, k, sv.scalars, mine[k]);
+                bool differ = false;
+                for (const named_value& h : hyper) {
+                  const named_value* in = nullptr;
+                  for (const named_value& x : sv.hyper)
+                    if (x.name == h.name) in = &x;
+                  differ = differ || in == nullptr || in->kind != h.kind || in->bytes != h.bytes;
+                }
+                differ = differ || sv.hyper.size() != hyper.size();
+                restore_component_scalars<T>(block, k, c, differ ? with_hyperparameters(c, sv.hyper) : c, differ, info,
+                                             mine[k]);
                 // State fields, by name and in order.
                 require(sv.fields.size() == field_count<T>(), "checkpoint: ", mine[k], " has ", sv.fields.size(),
                         " state fields in the checkpoint but ", field_count<T>(), " here");
@@ -659,6 +734,7 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
     require(name == my_groups[g], "group ", g, " is \"", name, "\" in the checkpoint but \"", my_groups[g], "\" here");
     out.groups[g].lr_scale = body.get<float>("group lr scale");
     out.groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
+    require_group_multipliers(name, out.groups[g]);
   }
   const auto nmeta = body.get<std::uint32_t>("metadata count");
   for (std::uint32_t j = 0; j < nmeta; ++j) {

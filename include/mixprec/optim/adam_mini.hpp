@@ -82,6 +82,13 @@ struct scale_by_adam_mini {
                       " (rows need rank >= 2)");
     return {1.0f, 1.0f, mask};
   }
+  // Bias corrections as decide() writes them; the row groups are this
+  // chain's for this arena (not state).
+  scalars restored_scalars(scalars s, const scalars& initial, const scale_by_adam_mini&) const {
+    detail::require_bias_corrections(s.bias_correction1, s.bias_correction2_sqrt, name);
+    s.row_group_mask = initial.row_group_mask;
+    return s;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     const double t = static_cast<double>(ctx.t());

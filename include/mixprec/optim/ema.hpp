@@ -44,6 +44,11 @@ struct ema_of_weights {
     detail::require(decay >= 0.0f && decay <= 1.0f, "ema_of_weights: decay must lie in [0, 1] (got ", decay, ")");
     return {decay};
   }
+  scalars restored_scalars(const scalars& s, const scalars&, const ema_of_weights&) const {
+    detail::require(s.decay >= 0.0f && s.decay <= 1.0f, "ema_of_weights: the checkpoint's decay ", s.decay,
+                    " must lie in [0, 1]");
+    return s;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     const double t = static_cast<double>(ctx.t() - 1);

@@ -38,6 +38,16 @@ template <class S>
 void validate_schedule(const S& s) {
   if constexpr (std::is_same_v<decltype(s.validate()), void>) s.validate();
 }
+// A checkpoint's learning rate: a schedule's value (finite, non-negative).
+inline void require_learning_rate(float lr, const char* who) {
+  require(std::isfinite(lr) && lr >= 0.0f, who, ": the checkpoint's learning rate ", lr,
+          " must be finite and non-negative");
+}
+// A checkpoint's bias corrections 1 - b^t (and its root) lie in (0, 1].
+inline void require_bias_corrections(float bc1, float bc2_sqrt, const char* who) {
+  require(bc1 > 0.0f && bc1 <= 1.0f && bc2_sqrt > 0.0f && bc2_sqrt <= 1.0f, who, ": the checkpoint's bias corrections ",
+          bc1, " and ", bc2_sqrt, " must lie in (0, 1]");
+}
 }  // namespace detail
 
 struct scale_by_constant {
@@ -97,6 +107,10 @@ struct decoupled_weight_decay {
     detail::require(weight_decay >= 0 && std::isfinite(weight_decay), "decoupled_weight_decay: weight_decay must be >= 0");
     detail::validate_schedule(lr);
     return {lr(0)};
+  }
+  scalars restored_scalars(const scalars& s, const scalars&, const decoupled_weight_decay&) const {
+    detail::require_learning_rate(s.lr, name);
+    return s;
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
@@ -179,6 +193,10 @@ struct scale_by_adam {
     detail::require(eps > 0 && std::isfinite(eps), "scale_by_adam: eps must be finite and positive (got ", eps,
                     "): with eps = 0 an element whose gradients were all zero becomes 0 / 0 = NaN");
     return {1.0f, 1.0f};
+  }
+  scalars restored_scalars(const scalars& s, const scalars&, const scale_by_adam&) const {
+    detail::require_bias_corrections(s.bias_correction1, s.bias_correction2_sqrt, name);
+    return s;
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
@@ -298,6 +316,10 @@ struct scale_by_learning_rate {
   scalars initial_scalars() const {
     detail::validate_schedule(lr);
     return {lr(0)};
+  }
+  scalars restored_scalars(const scalars& s, const scalars&, const scale_by_learning_rate&) const {
+    detail::require_learning_rate(s.lr, name);
+    return s;
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
