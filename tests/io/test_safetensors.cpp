@@ -289,6 +289,35 @@ TEST_CASE("malformed safetensors headers are clear errors") {
   CHECK(test::contains(load(file_of(R"({"__metadata__":{"a":1}})", data)), "is not a string"));
   std::vector<std::uint8_t> huge(8, 0xff);
   CHECK(test::contains(load(huge), "exceeds the limit of 100000000 bytes"));
+  // What the event-driven reader must still see as JSON sees it.
+  CHECK(test::contains(load(file_of(good + " x", data)), "not valid JSON"));
+  CHECK(test::contains(load(file_of("{\"w\":{\"dtype\":\"F\xff\"}}", data)), "not valid JSON"));  // not UTF-8
+  CHECK(test::contains(load(file_of("7", data)), "not a JSON object"));
+  CHECK(test::contains(load(file_of(R"({"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})", data)),
+                       "has no dtype string"));
+  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[[2]],"data_offsets":[0,8]}})", data)),
+                       "has an extent that is not a non-negative integer"));
+  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,2],"data_offsets":[0,8]}})", data)),
+                       "has rank above 8"));
+  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}})", data)),
+                       "has no [begin, end] data_offsets"));
+  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2]}})", data)), "has no [begin, end] data_offsets"));
+  CHECK(test::contains(load(file_of(R"({"__metadata__":{"a":{"b":"c"}},"w":{}})", data)), "is not a string"));
+  // Keys a header does not use are skipped: scalars, arrays and objects of
+  // scalars; deeper nesting is refused.
+  CHECK(load(file_of(R"({"w":{"x":[1,"a",null],"y":{"z":2.5},"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data)) ==
+        "<no exception>");
+  CHECK(test::contains(
+      load(file_of(R"({"w":{"x":[{"a":1}],"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data)),
+      "nests deeper than a header's 3 levels"));
+  // A tensor named twice: its last entry counts (a repeated JSON key).
+  CHECK(load(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                     R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                     data)) == "<no exception>");
+  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                    R"("w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                    data)),
+                       "4 bytes that no tensor covers"));
   CHECK(p.to_host(role::master) == std::vector<float>{1.0f, 2.0f});
 }
 
