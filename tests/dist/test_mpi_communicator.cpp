@@ -35,7 +35,7 @@ dist::mpi_options with_timeout(double seconds) {
 
 TEST_SUITE("dist") {
 
-TEST_CASE("mpi_options::timeout: NaN, zero and negative timeouts are refused when the communicator is made") {
+TEST_CASE("mpi_options::timeout: NaN and zero and negative timeouts are refused when the communicator is made") {
   for (double bad : {std::nan(""), 0.0, -1.0, -std::numeric_limits<double>::infinity()}) {
     CAPTURE(bad);
     const std::string msg =

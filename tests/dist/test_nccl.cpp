@@ -44,7 +44,7 @@ auto make_chain() {
 
 TEST_SUITE("dist") {
 
-TEST_CASE("nccl_options::timeout: NaN, zero and negative timeouts are refused before NCCL is called") {
+TEST_CASE("nccl_options::timeout: NaN and zero and negative timeouts are refused before NCCL is called") {
   for (double bad : {std::nan(""), 0.0, -1.0, -HUGE_VAL}) {
     CAPTURE(bad);
     dist::nccl_options o;

@@ -321,7 +321,7 @@ TEST_CASE("malformed safetensors headers are clear errors") {
   CHECK(p.to_host(role::master) == std::vector<float>{1.0f, 2.0f});
 }
 
-TEST_CASE("a safetensors header is parsed within memory proportional to it, and at most 100,000,000 bytes long") {
+TEST_CASE("a safetensors header is parsed within memory proportional to it and is at most 10^8 bytes long") {
   parameters<float> p;
   p.add("w", {2});
   p.finalize();
