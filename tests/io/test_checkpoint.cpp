@@ -368,12 +368,12 @@ TEST_CASE("values a checkpoint carries are refused on load where init() or set_g
   }
   SUBCASE("group multipliers: as set_group, finite and non-negative") {
     const char* expected = "checkpoint: group \"no_decay\" has lr_scale ";
-    for (const auto& [lr, wd] : {std::pair{nan, 0.0f}, std::pair{-1.0f, 0.0f}, std::pair{1.0f, inf},
-                                 std::pair{1.0f, -0.5f}}) {
-      CAPTURE(lr);
-      CAPTURE(wd);
-      refused(load_edited(step, [&, lr = lr, wd = wd](std::vector<std::uint8_t> b) {
-                return with_group(std::move(b), "no_decay", lr, wd);
+    for (const group_hyper& g : {group_hyper{nan, 0.0f}, group_hyper{-1.0f, 0.0f}, group_hyper{1.0f, inf},
+                                 group_hyper{1.0f, -0.5f}}) {
+      CAPTURE(g.lr_scale);
+      CAPTURE(g.weight_decay_scale);
+      refused(load_edited(step, [&](std::vector<std::uint8_t> b) {
+                return with_group(std::move(b), "no_decay", g.lr_scale, g.weight_decay_scale);
               }),
               expected);
     }
