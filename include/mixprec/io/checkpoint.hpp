@@ -31,8 +31,10 @@
 // Loading checks every name, shape, format and field, and the
 // hyperparameters: a checkpoint written with other values is refused with
 // the field named, unless checkpoint_options::take_new_hyperparameters
-// (then the chain's own values apply from the next step). Files of version
-// 1 (mixprec 0.1) still load (io/checkpoint_v1.hpp).
+// (then the chain's own values apply from the next step, checked as init()
+// checks them, and the state is brought within them: a loss scale above a
+// lowered max_scale is clamped to it). Files of version 1 (mixprec 0.1)
+// still load (io/checkpoint_v1.hpp).
 //
 // save_checkpoint streams the file into a temporary of its own next to the
 // target and renames it over the target only when complete and synced
@@ -40,8 +42,10 @@
 // and concurrent saves to one path each land whole. load_checkpoint checks
 // the header first (a file that is not a checkpoint is rejected after 24
 // bytes), then the checksum of the whole file, then every name, shape,
-// format and field, and only then copies the data in: any mismatch raises a
-// mixprec::error saying what did not match, and changes nothing. Both move
+// format and field, and the values the file carries (group multipliers,
+// each component's scalars: component protocol, restored_scalars), and
+// only then copies the data in: any mismatch raises a mixprec::error
+// saying what did not match, and changes nothing. Both move
 // device memory through a fixed 4 MiB host buffer.
 #pragma once
 
@@ -471,9 +475,6 @@ void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
   }
 }
 
-// Writes the whole checkpoint to `sink`, streaming the data section: the
-// elements of the state's shard (all of them unless it has one). `set_id`
-// ties the files of one sharded save together (mixprec/dist).
 // The arena is finalized and the state is one init() made for it (`who`:
 // save_checkpoint or load_checkpoint).
 template <class Arena, class... C>
@@ -485,6 +486,9 @@ void require_state_of(const Arena& params, const chain_state<Arena, C...>& state
           checkpoint_access::arena(state).difference(params.signature()), " (the state's arena first, this one second)");
 }
 
+// Writes the whole checkpoint to `sink`, streaming the data section: the
+// elements of the state's shard (all of them unless it has one). `set_id`
+// ties the files of one sharded save together (mixprec/dist).
 template <class Arena, class... C>
 void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
                        const checkpoint_metadata& user, stream s, std::uint64_t set_id = 0) {
