@@ -3,6 +3,7 @@ numpy and ml_dtypes, in both directions (run by CTest, label interop).
 
     python scripts/safetensors_interop.py write DIR   # python.safetensors for mixprec to read
     python scripts/safetensors_interop.py check DIR   # reads mixprec_<DTYPE>.safetensors
+    python scripts/safetensors_interop.py limit DIR   # header_<N>.safetensors at the header-length limit
 
 Every tensor's values follow one formula (VALUES below), rounded to the
 tensor's dtype by numpy / ml_dtypes (round to nearest even); the C++ side
@@ -16,6 +17,7 @@ import sys
 
 import ml_dtypes
 import numpy as np
+import safetensors
 from safetensors.numpy import load_file, save_file
 
 # safetensors' numpy backend looks the fp8 dtypes up as attributes of the
@@ -75,7 +77,35 @@ def check(directory):
     print("all mixprec files match numpy/ml_dtypes")
 
 
+# The longest header Python's safetensors reads; mixprec refuses longer ones too.
+HEADER_LIMIT = 100_000_000
+
+
+def limit(directory):
+    # Headers of 100,000,000 and 100,000,001 bytes (a valid header padded
+    # with spaces): Python's safetensors must read the first and refuse the
+    # second; mixprec reads both files next (safetensors_interop limit).
+    head = b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+    failures = 0
+    for n in (HEADER_LIMIT, HEADER_LIMIT + 1):
+        path = os.path.join(directory, "header_%d.safetensors" % n)
+        with open(path, "wb") as f:
+            f.write(n.to_bytes(8, "little"))
+            f.write(head + b" " * (n - len(head)))
+            f.write(np.array([1.5, -2.0], dtype=np.float32).tobytes())
+        try:
+            got = load_file(path)["w"].tolist()
+            outcome = "reads %s" % got
+            failures += n > HEADER_LIMIT or got != [1.5, -2.0]
+        except Exception as e:  # safetensors_rust.SafetensorError
+            outcome = "refuses it: %s" % e
+            failures += n <= HEADER_LIMIT
+        print("safetensors %s, header of %d bytes: %s" % (safetensors.__version__, n, outcome))
+    if failures:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("write", "check"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("write", "check", "limit"):
         sys.exit(__doc__)
-    {"write": write, "check": check}[sys.argv[1]](sys.argv[2])
+    {"write": write, "check": check, "limit": limit}[sys.argv[1]](sys.argv[2])

@@ -13,7 +13,8 @@
 //   - ranks that differ in arena, chain or initial weights are refused on
 //     every rank with nothing changed;
 //   - sharded checkpoints resume bit for bit, load into another stage, and
-//     mismatched shards are refused on every rank, loading nothing.
+//     mismatched shards (other saves, missing or swapped parts) are refused
+//     on every rank with one error, loading nothing.
 #include <mpi.h>
 
 #include <array>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -454,6 +456,61 @@ TEST_CASE("mismatched checkpoint shards are refused on every rank and load nothi
     CHECK(test::contains(msg, "no sharded checkpoint in " + dir + "_none"));
   }
   // The good set still loads.
+  dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state);
+  CHECK(a.state.count() + a.state.step().skipped_total == 3);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST_CASE("part files that do not hold what the manifest names are refused on every rank with one error") {
+  // part-0 and part-1 swapped: every file is a valid part of the save, but
+  // not of the elements the manifest names for it. Every rank must refuse
+  // with the same error and none may change anything (on 3 ranks the rank
+  // whose own part was intact used to load it and then wait for the others).
+  if (world_size() < 2) {
+    MESSAGE("one rank saves one part: nothing to swap");
+    return;
+  }
+  const std::string dir = "/tmp/mixprec_test_dist_swapped_" + std::to_string(world_size());
+  const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
+  using arena = parameters<bfloat16, half>;
+  run<arena, decltype(step)> a(1, step);
+  for (int t = 1; t <= 3; ++t) a.step(t);
+  dist::save_checkpoint(dir, a.dp, a.chain, a.params, a.state);
+  for (int t = 4; t <= 5; ++t) a.step(t);
+  const std::vector<float> model = test::dist::model_as_float(a.params), master = a.master();
+  const std::uint64_t count = a.state.count();
+  const float scale = a.state.loss_scale();
+  std::string sub;
+  {
+    std::ifstream in(dir + "/manifest");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("directory ", 0) == 0) sub = dir + "/" + line.substr(10);
+  }
+  REQUIRE(!sub.empty());
+  auto swap_parts = [&] {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (world_rank() == 0) {
+      const std::string p0 = sub + "/part-0.ckpt", p1 = sub + "/part-1.ckpt", tmp = sub + "/part-swap";
+      std::rename(p0.c_str(), tmp.c_str());
+      std::rename(p1.c_str(), p0.c_str());
+      std::rename(tmp.c_str(), p1.c_str());
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  };
+  swap_parts();
+  const std::string msg = test::error_message([&] { dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state); });
+  INFO(msg);
+  CHECK(test::contains(msg, "load_checkpoint: failed on rank(s) 0, 1;"));
+  CHECK(test::contains(msg, "holds elements"));
+  CHECK(test::contains(msg, "the manifest names it for elements"));
+  CHECK(same_on_every_rank(std::hash<std::string>{}(msg)));
+  CHECK(test::dist::model_as_float(a.params) == model);
+  CHECK(a.master() == master);
+  CHECK(a.state.count() == count);
+  CHECK(a.state.loss_scale() == scale);
+  // Swapped back, the save loads on every rank.
+  swap_parts();
   dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state);
   CHECK(a.state.count() + a.state.step().skipped_total == 3);
   MPI_Barrier(MPI_COMM_WORLD);

@@ -3,7 +3,9 @@
 // ZeRO-1 step through NCCL equals the chain's own step bit for bit. Two
 // ranks (two GPUs, one thread each): the averaged gradients equal the mean
 // over both batches to fp32 rounding, and ZeRO-2 equals data parallel.
+#include <chrono>
 #include <cmath>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,6 +43,22 @@ auto make_chain() {
 }  // namespace
 
 TEST_SUITE("dist") {
+
+TEST_CASE("nccl_options::timeout: NaN and zero and negative timeouts are refused before NCCL is called") {
+  for (double bad : {std::nan(""), 0.0, -1.0, -HUGE_VAL}) {
+    CAPTURE(bad);
+    dist::nccl_options o;
+    o.timeout = std::chrono::duration<double>(bad);
+    std::string msg = "<no exception>";
+    try {
+      dist::nccl_communicator comm(ncclComm_t{}, o);  // refused before the communicator is used
+    } catch (const mixprec::error& e) {
+      msg = e.what();
+    }
+    CHECK(msg.find("nccl_communicator: nccl_options::timeout: the timeout must be a positive number of seconds") !=
+          std::string::npos);
+  }
+}
 
 TEST_CASE("one NCCL rank: a ZeRO-1 step through NCCL equals the chain's own step bit for bit") {
   REQUIRE(device_count() >= 1);

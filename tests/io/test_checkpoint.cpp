@@ -3,9 +3,12 @@
 // several offsets, any flipped byte, wrong magic or version, mismatched
 // names, shapes, formats or chain) raises an error that says what did not
 // match and changes nothing; a failed write leaves the previous file intact.
+#include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -52,6 +55,74 @@ void write_gradients(Arena& p, int t) {
 }
 
 std::string temp_path(const char* name) { return std::string("/tmp/mixprec_test_") + name; }
+
+// Editing checkpoints as a crafted file would: the bytes of a value, then
+// the checksum recomputed so that only the value's check can refuse it.
+void reseal(std::vector<std::uint8_t>& bytes) {
+  const std::uint32_t crc = detail::crc32(bytes.data(), bytes.size() - 4);
+  std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
+}
+// Where the `occurrence`-th length-prefixed string `name` ends (-1: the last).
+std::size_t after_name(const std::vector<std::uint8_t>& bytes, const std::string& name, int occurrence) {
+  std::vector<std::uint8_t> pattern(4 + name.size());
+  const auto n = static_cast<std::uint32_t>(name.size());
+  std::memcpy(pattern.data(), &n, 4);
+  std::memcpy(pattern.data() + 4, name.data(), name.size());
+  std::vector<std::size_t> found;
+  for (auto it = bytes.begin(); (it = std::search(it, bytes.end(), pattern.begin(), pattern.end())) != bytes.end(); ++it)
+    found.push_back(static_cast<std::size_t>(it - bytes.begin()) + pattern.size());
+  REQUIRE(found.size() > static_cast<std::size_t>(occurrence < 0 ? 0 : occurrence));
+  return occurrence < 0 ? found.back() : found[static_cast<std::size_t>(occurrence)];
+}
+// A checkpoint with the `occurrence`-th scalar or hyperparameter `name` set
+// to x (values are name, u8 kind, bytes; the kind must match T).
+template <class T>
+std::vector<std::uint8_t> with_value(std::vector<std::uint8_t> bytes, const std::string& name, T x, int occurrence = 0) {
+  std::size_t at = after_name(bytes, name, occurrence);
+  REQUIRE(bytes[at] == static_cast<std::uint8_t>(detail::kind_of<T>()));
+  std::memcpy(bytes.data() + at + 1, &x, sizeof x);
+  reseal(bytes);
+  return bytes;
+}
+// A checkpoint with group `name`'s multipliers set (the groups section is
+// after the arena's, which names groups too: the last occurrence).
+std::vector<std::uint8_t> with_group(std::vector<std::uint8_t> bytes, const std::string& name, float lr, float wd) {
+  const std::size_t at = after_name(bytes, name, -1);
+  std::memcpy(bytes.data() + at, &lr, 4);
+  std::memcpy(bytes.data() + at + 4, &wd, 4);
+  reseal(bytes);
+  return bytes;
+}
+
+// Runs `step` for two steps on the test arena, saves, runs one more, then
+// loads `edit(saved bytes)`; returns the error and whether nothing changed.
+struct load_result {
+  std::string message;
+  bool unchanged;
+};
+template <class Chain, class Edit>
+load_result load_edited(const Chain& step, Edit&& edit, checkpoint_options options = {}) {
+  arena p;
+  build(p);
+  auto state = step.init(p);
+  state.set_group("no_decay", {1.0f, 0.0f});
+  for (int t = 1; t <= 3; t += 2) {  // odd steps: finite gradients
+    write_gradients(p, t);
+    step.apply(p, state);
+  }
+  const std::vector<std::uint8_t> bytes = edit(serialize_checkpoint(step, p, state));
+  write_gradients(p, 5);
+  step.apply(p, state);
+  const std::vector<std::uint8_t> before = serialize_checkpoint(step, p, state);
+  load_result r;
+  r.message = test::error_message([&] { deserialize_checkpoint(bytes.data(), bytes.size(), step, p, state, options); });
+  r.unchanged = serialize_checkpoint(step, p, state) == before;
+  return r;
+}
+template <class Chain, class T>
+load_result load_with_value(const Chain& step, const std::string& name, T x, int occurrence = 0) {
+  return load_edited(step, [&](std::vector<std::uint8_t> b) { return with_value(std::move(b), name, x, occurrence); });
+}
 
 }  // namespace
 
@@ -238,6 +309,231 @@ TEST_CASE("checkpoints of another arena or chain are rejected with what differs"
                          "state field adamw/scale_by_adam.max_exp_avg_sq is not in the checkpoint but used here"));
   }
   std::remove(path.c_str());
+}
+
+TEST_CASE("a state that init() made for another arena is refused on load as on save") {
+  const auto step = make_chain();
+  arena p;
+  build(p);
+  auto state = step.init(p);
+  write_gradients(p, 1);
+  step.apply(p, state);
+  const std::string path = temp_path("other_arena.ckpt");
+  save_checkpoint(path, step, p, state);
+  write_gradients(p, 3);  // move on, so that a wrongful load would show
+  step.apply(p, state);
+
+  // The same sizes under another name, and a smaller arena (whose state
+  // buffers the file's data would overflow).
+  arena renamed, small;
+  renamed.add("fc1.weight", {16, 8});
+  renamed.add("fc1.bias", {16}, "no_decay");
+  renamed.add("fc2.kernel", {4, 16});
+  renamed.finalize();
+  small.add("w", {3});
+  small.finalize();
+  auto s_renamed = step.init(renamed);
+  auto s_small = step.init(small);
+  const std::vector<std::uint8_t> renamed_before = serialize_checkpoint(step, renamed, s_renamed);
+  const std::vector<std::uint8_t> small_before = serialize_checkpoint(step, small, s_small);
+  const std::vector<float> weights_before = p.to_host(role::master);
+  const std::string expected = "load_checkpoint: the state was made by init() for another parameter arena";
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(path, step, p, s_renamed); }), expected));
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(path, step, p, s_small); }), expected));
+  CHECK(test::contains(test::error_message([&] { load_checkpoint(std::vector<std::string>{path}, step, p, s_small); }),
+                       expected));
+  const std::vector<std::uint8_t> bytes = test::file_bytes(path);
+  CHECK(test::contains(
+      test::error_message([&] { deserialize_checkpoint(bytes.data(), bytes.size(), step, p, s_small); }), expected));
+  // Save refuses the same pair.
+  CHECK(test::contains(test::error_message([&] { save_checkpoint(path + ".2", step, p, s_small); }),
+                       "save_checkpoint: the state was made by init() for another parameter arena"));
+  CHECK(p.to_host(role::master) == weights_before);
+  CHECK(serialize_checkpoint(step, renamed, s_renamed) == renamed_before);
+  CHECK(serialize_checkpoint(step, small, s_small) == small_before);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("values a checkpoint carries are refused on load where init() or set_group would refuse them") {
+  const auto step = make_chain();  // dynamic_loss_scale, clip_by_global_norm, adamw, round_model_stochastic
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  auto refused = [](const load_result& r, const char* expected) {
+    INFO(r.message);
+    CHECK(test::contains(r.message, expected));
+    CHECK(r.unchanged);
+  };
+  SUBCASE("the unedited file loads") {
+    const load_result r = load_edited(step, [](std::vector<std::uint8_t> b) { return b; });
+    CHECK(r.message == "<no exception>");
+  }
+  SUBCASE("group multipliers: as set_group, finite and non-negative") {
+    const char* expected = "checkpoint: group \"no_decay\" has lr_scale ";
+    for (const group_hyper& g : {group_hyper{nan, 0.0f}, group_hyper{-1.0f, 0.0f}, group_hyper{1.0f, inf},
+                                 group_hyper{1.0f, -0.5f}}) {
+      CAPTURE(g.lr_scale);
+      CAPTURE(g.weight_decay_scale);
+      refused(load_edited(step, [&](std::vector<std::uint8_t> b) {
+                return with_group(std::move(b), "no_decay", g.lr_scale, g.weight_decay_scale);
+              }),
+              expected);
+    }
+  }
+  SUBCASE("dynamic_loss_scale: a scale the scaler never holds") {
+    for (float bad : {0.0f, -inf, inf, nan, -2.0f, 0x1p-127f}) {
+      CAPTURE(bad);
+      refused(load_with_value(step, "scale", bad), "dynamic_loss_scale: the checkpoint's loss scale");
+    }
+    refused(load_with_value(step, "inv_scale", 1.0f), "is not the reciprocal of its loss scale");
+    refused(load_with_value(step, "growth_tracker", std::uint32_t{3}), "growth tracker 3");
+    refused(load_with_value(step, "hysteresis_left", std::uint32_t{0}), "hysteresis left 0");
+    // Outside [min_scale, max_scale] of the hyperparameters it was saved with.
+    dynamic_loss_scale bounded;
+    bounded.init_scale = 256.0f;
+    bounded.min_scale = 1.0f;
+    bounded.max_scale = 4096.0f;
+    const auto capped = chain(bounded, adamw(adamw_options{}));
+    for (float bad : {0.5f, 8192.0f}) {
+      CAPTURE(bad);
+      refused(load_edited(capped,
+                          [&](std::vector<std::uint8_t> b) {
+                            b = with_value(std::move(b), "inv_scale", static_cast<float>(1.0 / bad));
+                            return with_value(std::move(b), "scale", bad);
+                          }),
+              "lies outside [min_scale, max_scale] = [1, 4096] of the hyperparameters it was saved with");
+    }
+  }
+  SUBCASE("clip_by_global_norm, adamw: scalars no step produces") {
+    refused(load_with_value(step, "coef", 2.0f), "clip_by_global_norm: the checkpoint's coefficient 2");
+    refused(load_with_value(step, "norm", -1.0f), "clip_by_global_norm: the checkpoint's norm -1");
+    refused(load_with_value(step, "bias_correction1", 0.0f), "scale_by_adam: the checkpoint's bias corrections");
+    refused(load_with_value(step, "bias_correction2_sqrt", nan), "scale_by_adam: the checkpoint's bias corrections");
+    for (int k : {0, 1}) {  // decoupled_weight_decay's, then scale_by_learning_rate's
+      CAPTURE(k);
+      refused(load_with_value(step, "lr", nan, k), "the checkpoint's learning rate nan");
+      refused(load_with_value(step, "lr", -1.0f, k), "the checkpoint's learning rate -1");
+    }
+  }
+  SUBCASE("adafactor, adam_mini, ema_of_weights, every_k, static_loss_scale") {
+    adafactor_options af;
+    refused(load_with_value(chain(adafactor(af)), "weight", nan), "scale_by_factored_rms: the checkpoint's weight nan");
+    refused(load_with_value(chain(adafactor(af)), "rho", -1.0), "scale_by_relative_step: the checkpoint's step size -1");
+    refused(load_with_value(chain(adam_mini(adam_mini_options{})), "inverse_bias_correction1", 0.5f),
+            "scale_by_adam_mini: the checkpoint's inverse bias correction 0.5");
+    refused(load_with_value(chain(adamw(adamw_options{}), ema_of_weights{0.99}), "one_minus", -0.5f),
+            "ema_of_weights: the checkpoint's 1 - decay -0.5");
+    refused(load_with_value(chain(adamw(adamw_options{}), ema_of_weights{0.99}), "decay", 1.5f, 1),
+            "ema_of_weights: the checkpoint's decay 1.5");
+    refused(load_with_value(chain(every_k{4}, adamw(adamw_options{})), "phase", std::uint32_t{5}),
+            "every_k: the checkpoint's micro-batch 5 of a group of k = 4");
+    const auto fixed = chain(static_loss_scale{128.0f}, sgd(sgd_options{}));
+    refused(load_with_value(fixed, "scale", 64.0f, 1), "static_loss_scale: the checkpoint's scale 64");
+  }
+  SUBCASE("hyperparameters: the file's, when new ones are taken, and this chain's, as init() checks them") {
+    // The file's own hyperparameters are checked as init() would check them.
+    refused(load_edited(step, [](std::vector<std::uint8_t> b) { return with_value(std::move(b), "growth_factor", 0.5); },
+                        checkpoint_options{true}),
+            "growth_factor must be finite and greater than 1 (got 0.5)");
+    // A chain of the same type whose own values init() would refuse.
+    dynamic_loss_scale bad;
+    bad.max_scale = 0.5f;  // below init_scale
+    const auto other = chain(bad, clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic{5});
+    arena p;
+    build(p);
+    auto state = step.init(p);
+    const std::vector<std::uint8_t> saved = serialize_checkpoint(step, p, state);
+    write_gradients(p, 1);
+    step.apply(p, state);
+    const std::vector<std::uint8_t> before = serialize_checkpoint(step, p, state);
+    const std::string msg = test::error_message(
+        [&] { deserialize_checkpoint(saved.data(), saved.size(), other, p, state, checkpoint_options{true}); });
+    CHECK(test::contains(msg, "dynamic_loss_scale: init_scale 65536 lies outside [min_scale, max_scale]"));
+    CHECK(serialize_checkpoint(step, p, state) == before);
+  }
+}
+
+TEST_CASE("resuming with new hyperparameters brings the state within them") {
+  arena p;
+  build(p);
+  SUBCASE("a lowered max_scale: the loss scale is clamped to it, as the scaler clamps a grown scale") {
+    dynamic_loss_scale scaler;
+    scaler.init_scale = 256.0f;
+    scaler.growth_interval = 1;
+    const auto step = chain(scaler, adamw(adamw_options{}));
+    auto state = step.init(p);
+    for (int t = 1; t <= 9; t += 2) {
+      write_gradients(p, t);
+      step.apply(p, state);
+    }
+    REQUIRE(state.loss_scale() == 256.0f * 32);
+    const std::vector<std::uint8_t> saved = serialize_checkpoint(step, p, state);
+    scaler.max_scale = 1000.0f;
+    const auto lowered = chain(scaler, adamw(adamw_options{}));
+    arena q;
+    build(q);
+    auto sq = lowered.init(q);
+    deserialize_checkpoint(saved.data(), saved.size(), lowered, q, sq, checkpoint_options{true});
+    CHECK(sq.loss_scale() == 1000.0f);
+    CHECK(sq.scalars<0>().inv_scale == static_cast<float>(1.0 / 1000.0));
+    write_gradients(q, 11);
+    lowered.apply(q, sq);
+    CHECK(sq.loss_scale() == 1000.0f);
+    // A raised min_scale lifts it.
+    scaler.max_scale = std::numeric_limits<float>::infinity();
+    scaler.min_scale = 16384.0f;
+    scaler.init_scale = 16384.0f;
+    const auto raised = chain(scaler, adamw(adamw_options{}));
+    auto sr = raised.init(q);
+    deserialize_checkpoint(saved.data(), saved.size(), raised, q, sr, checkpoint_options{true});
+    CHECK(sr.loss_scale() == 16384.0f);
+  }
+  SUBCASE("static_loss_scale: the new scale applies") {
+    const auto step = chain(static_loss_scale{128.0f}, sgd(sgd_options{}));
+    auto state = step.init(p);
+    const std::vector<std::uint8_t> saved = serialize_checkpoint(step, p, state);
+    const auto other = chain(static_loss_scale{512.0f}, sgd(sgd_options{}));
+    auto so = other.init(p);
+    deserialize_checkpoint(saved.data(), saved.size(), other, p, so, checkpoint_options{true});
+    CHECK(so.loss_scale() == 512.0f);
+    CHECK(so.scalars<0>().inv_scale == 1.0f / 512.0f);
+  }
+  SUBCASE("every_k: another k continues from the end of a group, and refuses the middle of one") {
+    const auto four = chain(every_k{4}, adamw(adamw_options{}));
+    auto state = four.init(p);
+    for (int t = 1; t <= 4; ++t) {
+      write_gradients(p, 2 * t + 1);
+      four.apply(p, state);
+    }
+    REQUIRE(state.count() == 1);
+    const std::vector<std::uint8_t> boundary = serialize_checkpoint(four, p, state);
+    for (int t = 5; t <= 6; ++t) {
+      write_gradients(p, 2 * t + 1);
+      four.apply(p, state);
+    }
+    const std::vector<std::uint8_t> middle = serialize_checkpoint(four, p, state);
+    for (std::uint32_t k : {2u, 8u}) {
+      CAPTURE(k);
+      const auto other = chain(every_k{k}, adamw(adamw_options{}));
+      arena q;
+      build(q);
+      auto sq = other.init(q);
+      deserialize_checkpoint(boundary.data(), boundary.size(), other, q, sq, checkpoint_options{true});
+      // A whole new group of k micro-batches makes the next step, not fewer.
+      for (std::uint32_t t = 1; t < k; ++t) {
+        write_gradients(q, 2 * static_cast<int>(t) + 1);
+        other.apply(q, sq);
+      }
+      CHECK(sq.count() == 1);
+      write_gradients(q, 3);
+      other.apply(q, sq);
+      CHECK(sq.count() == 2);
+      const std::vector<std::uint8_t> before = serialize_checkpoint(other, q, sq);
+      CHECK(test::contains(test::error_message([&] {
+                             deserialize_checkpoint(middle.data(), middle.size(), other, q, sq, checkpoint_options{true});
+                           }),
+                           "every_k: the checkpoint was saved after micro-batch 2 of a group of 4"));
+      CHECK(serialize_checkpoint(other, q, sq) == before);
+    }
+  }
 }
 
 TEST_CASE("user metadata is saved and returned") {

@@ -1,11 +1,14 @@
 // Learning-rate schedules against their closed forms, and their evaluation on
-// the device from the step count (a skipped step does not advance it).
+// the device from the step count (a skipped step does not advance it); decay
+// factors that grow the rate are refused, a warm-up of 0 steps is none.
 #include <cmath>
 #include <vector>
 
 #include <doctest/doctest.h>
 
 #include <mixprec/mixprec.hpp>
+
+#include "../support/errors.hpp"
 
 using namespace mixprec;
 
@@ -54,6 +57,47 @@ TEST_CASE("the schedule is evaluated on the device from the step count that skip
     CHECK(state.last_step_skipped() == bad);
   }
   CHECK(state.count() == 5);
+}
+
+TEST_CASE("decay factors above 1 are refused and a warm-up of 0 steps is no warm-up") {
+  parameters<float> p;
+  p.add("w", {4});
+  p.finalize();
+  sgd_options o;
+  // gamma > 1 grows the rate without bound (every weight ends non-finite).
+  CHECK(test::contains(test::error_message([&] { step_decay{1e-2f, 10, 1.5f}.validate(); }),
+                       "step_decay: gamma must lie in [0, 1] (got 1.5)"));
+  CHECK(test::contains(test::error_message([&] { exponential_decay{1e-2f, 1.0001f}.validate(); }),
+                       "exponential_decay: gamma must lie in (0, 1] (got 1.0001)"));
+  CHECK(test::contains(test::error_message([&] { (void)chain(sgd(o, exponential_decay{1e-2f, 2.0f})).init(p); }),
+                       "exponential_decay: gamma must lie in (0, 1]"));
+  CHECK(test::contains(test::error_message([&] { (void)chain(sgd(o, step_decay{1e-2f, 1, INFINITY})).init(p); }),
+                       "step_decay: gamma must lie in [0, 1]"));
+  // The boundaries: a constant rate, and a rate that drops to 0.
+  CHECK(test::error_message([&] { step_decay{1e-2f, 10, 1.0f}.validate(); }) == "<no exception>");
+  CHECK(test::error_message([&] { step_decay{1e-2f, 10, 0.0f}.validate(); }) == "<no exception>");
+  CHECK(test::error_message([&] { exponential_decay{1e-2f, 1.0f}.validate(); }) == "<no exception>");
+
+  // No warm-up: the schedule after it from the first step.
+  const warmup<step_decay> none{0, 0.0f, step_decay{0.5f, 2, 0.5f}};
+  CHECK(test::error_message([&] { none.validate(); }) == "<no exception>");
+  for (std::uint64_t s : {0ull, 1ull, 2ull, 5ull}) CHECK(none(s) == step_decay{0.5f, 2, 0.5f}(s));
+  const auto warm = chain(sgd(o, none));
+  const auto plain = chain(sgd(o, step_decay{0.5f, 2, 0.5f}));
+  parameters<float> q;
+  q.add("w", {4});
+  q.finalize();
+  auto sw = warm.init(p);
+  auto sp = plain.init(q);
+  const std::vector<float> g(p.padded_size(), 1.0f);
+  for (int t = 1; t <= 5; ++t) {
+    detail::write_to_device(g.data(), p.grad_data(), g.size());
+    detail::write_to_device(g.data(), q.grad_data(), g.size());
+    warm.apply(p, sw);
+    plain.apply(q, sp);
+  }
+  CHECK(p.to_host(role::master) == q.to_host(role::master));
+  CHECK(p.to_host(role::master)[0] == -(0.5f + 0.5f + 0.25f + 0.25f + 0.125f));
 }
 
 }

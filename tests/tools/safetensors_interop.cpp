@@ -2,8 +2,11 @@
 // interop; the Python half is scripts/safetensors_interop.py):
 //   safetensors_interop write DIR   writes mixprec_<DTYPE>.safetensors, one per dtype
 //   safetensors_interop read DIR    loads DIR/python.safetensors and checks every value
+//   safetensors_interop limit DIR   loads DIR/header_<N>.safetensors (the script's limit files):
+//                                   the header of 100,000,000 bytes, and refuses 100,000,001 as Python does
 // Values follow the script's formula, rounded by mixprec's converters.
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -100,11 +103,34 @@ void read_all(const std::string& dir) {
   std::printf("read %s: %s\n", path.c_str(), failures ? "MISMATCHES" : "every value matches");
 }
 
+// The script's header_<N>.safetensors files, then removes them (200 MB).
+void read_limit(const std::string& dir) {
+  for (std::uint64_t n : {mixprec::detail::safetensors_max_header, mixprec::detail::safetensors_max_header + 1}) {
+    const std::string path = dir + "/header_" + std::to_string(n) + ".safetensors";
+    mixprec::parameters<float> p;
+    p.add("w", {2});
+    p.finalize();
+    std::string outcome;
+    try {
+      mixprec::load_safetensors(path, p);
+      const std::vector<float> w = p.to_host(mixprec::role::master);
+      expect(n == mixprec::detail::safetensors_max_header && w == std::vector<float>{1.5f, -2.0f},
+             path + ": loaded");
+      outcome = "reads [" + std::to_string(w[0]) + ", " + std::to_string(w[1]) + "]";
+    } catch (const mixprec::error& e) {
+      expect(n > mixprec::detail::safetensors_max_header, path + ": refused");
+      outcome = std::string("refuses it: ") + e.what();
+    }
+    std::printf("mixprec, header of %llu bytes: %s\n", static_cast<unsigned long long>(n), outcome.c_str());
+    std::remove(path.c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: safetensors_interop write|read DIR\n");
+    std::fprintf(stderr, "usage: safetensors_interop write|read|limit DIR\n");
     return 2;
   }
   const std::string mode = argv[1], dir = argv[2];
@@ -117,8 +143,10 @@ int main(int argc, char** argv) {
       write_one<mixprec::fp8_e5m2, mixprec::bfloat16>(dir);
     } else if (mode == "read") {
       read_all(dir);
+    } else if (mode == "limit") {
+      read_limit(dir);
     } else {
-      std::fprintf(stderr, "usage: safetensors_interop write|read DIR\n");
+      std::fprintf(stderr, "usage: safetensors_interop write|read|limit DIR\n");
       return 2;
     }
   } catch (const std::exception& e) {

@@ -42,6 +42,15 @@ struct clip_by_global_norm {
     detail::require(p >= 1.0f, "clip_by_global_norm: the norm order p must be >= 1 or infinity_norm (got ", p, ")");
     return {0.0f, 1.0f};
   }
+  // A checkpoint's norm is NaN or non-negative, its coefficient NaN (a NaN
+  // norm) or in [0, 1]: what decide() writes.
+  scalars restored_scalars(const scalars& s, const scalars&, const clip_by_global_norm&) const {
+    detail::require(std::isnan(s.norm) || s.norm >= 0.0f, "clip_by_global_norm: the checkpoint's norm ", s.norm,
+                    " is negative");
+    detail::require(std::isnan(s.coef) || (s.coef >= 0.0f && s.coef <= 1.0f), "clip_by_global_norm: the checkpoint's "
+                    "coefficient ", s.coef, " lies outside [0, 1]");
+    return s;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     s.norm = static_cast<float>(detail::root_of(ctx.statistic(norm), p));

@@ -12,6 +12,13 @@
 //   struct scalars {...};                     its device-resident scalar state
 //   scalars initial_scalars() const;          host; throws mixprec::error on bad hyperparameters
 //   scalars initial_scalars(const arena_info&) const;   the same, seeing the arena (names, shapes, groups)
+//   scalars restored_scalars(scalars saved, const scalars& initial, const C& saved_with) const;
+//                                             host; scalars a checkpoint brings: throws mixprec::error on
+//                                             values the component cannot hold under the hyperparameters
+//                                             they were saved with (saved_with; `this` when unchanged),
+//                                             returns them made valid for its own (a loss scale clamped
+//                                             into a lowered max_scale); initial: what init() gives.
+//                                             Default: taken as they are.
 //   static constexpr state_field state[];     named state fields with format and extent
 //   bool uses(std::size_t field) const;       whether the options need a field (default: all)
 //   static constexpr int variants; int variant() const;   alternative element rules chosen by the

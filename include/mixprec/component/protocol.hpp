@@ -55,6 +55,9 @@ MIXPREC_DETECT(has_decide_column, &C::template decide_column<int>)
 MIXPREC_DETECT(has_decide_parameter, &C::template decide_parameter<int>)
 MIXPREC_DETECT(has_variants, C::variants)
 MIXPREC_DETECT(has_multiplier, std::declval<const C&>().multiplier(std::declval<const scalars_of<C>&>()))
+MIXPREC_DETECT(has_restored_scalars,
+               std::declval<const C&>().restored_scalars(std::declval<scalars_of<C>>(), std::declval<const scalars_of<C>&>(),
+                                                         std::declval<const C&>()))
 MIXPREC_DETECT(has_report, std::declval<const C&>().report(quantity::loss_scale, std::declval<const scalars_of<C>&>(),
                                                            std::declval<const scalars_of<C>&>()))
 #undef MIXPREC_DETECT
@@ -115,6 +118,14 @@ scalars_of<C> initial_scalars_of(const C& c, const arena_info& arena) {
   if constexpr (has_initial_scalars_for_arena<C>::value) return c.initial_scalars(arena);
   else if constexpr (has_initial_scalars<C>::value) return c.initial_scalars();
   else return {};
+}
+// Scalars read from a checkpoint, checked and made valid for c (by
+// default taken as they are).
+template <class C>
+scalars_of<C> restored_scalars_of(const C& c, const scalars_of<C>& saved, const scalars_of<C>& initial,
+                                  const C& saved_with) {
+  if constexpr (has_restored_scalars<C>::value) return c.restored_scalars(saved, initial, saved_with);
+  else return saved;
 }
 template <class C>
 bool uses_field(const C& c, std::size_t k) {

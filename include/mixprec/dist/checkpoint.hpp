@@ -14,10 +14,13 @@
 // save always loads.
 //
 // A load reads the manifest, checks every file it needs on every rank
-// (header, checksum, arena, chain, hyperparameters, save id, step) and
-// agrees across ranks before any rank changes anything: a missing file, a
-// file from another save or step, another arena or chain raise the same
-// mixprec::error on every rank and load nothing. Files are cut by elements,
+// (header, checksum, arena, chain, hyperparameters, save id, step, the
+// elements it holds against those the manifest names for it, that the
+// files hold every element the rank loads) and agrees across ranks before
+// any rank changes anything: a missing file, a file from another save or
+// step, part files swapped or renamed, another arena or chain raise the
+// same mixprec::error on every rank (naming the ranks that failed and the
+// first one's reason) and load nothing. Files are cut by elements,
 // not by ranks, so a save on N ranks loads on M (and into one process with
 // mixprec::load_checkpoint(paths, ...), io/checkpoint.hpp).
 //
@@ -34,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -145,16 +149,50 @@ inline std::vector<std::string> save_directories(const std::string& dir) {
   return out;
 }
 
-// Every rank's success, and the message of the first rank that failed.
+// Every rank's success; on any failure, the same mixprec::error on every
+// rank: the ranks that failed and the first one's reason. `fact` (the
+// save id of the manifest a load read, say) must be the same on every
+// rank that succeeded, else every rank fails too.
 template <class DP>
-void agree_on(DP& dp, bool ok, const std::string& my_error, const char* what) {
-  const std::vector<std::uint8_t> all = dp.all_gather_value(static_cast<std::uint8_t>(ok));
+void agree_on(DP& dp, bool ok, const std::string& my_error, const char* what, std::uint64_t fact = 0) {
+  struct vote {
+    std::uint64_t fact;
+    std::uint8_t ok;
+  };
+  vote mine{};
+  mine.fact = fact;
+  mine.ok = ok ? 1 : 0;
+  const std::vector<vote> all = dp.all_gather_value(mine);
   std::string failed;
-  for (std::size_t r = 0; r < all.size(); ++r)
-    if (!all[r]) failed += (failed.empty() ? "" : ", ") + std::to_string(r);
-  if (failed.empty()) return;
-  throw error(concat(what, ": failed on rank(s) ", failed, "; nothing was changed",
-                     my_error.empty() ? std::string() : "; here: " + my_error));
+  int first = -1, agreeing = -1;
+  bool same_facts = true;
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    if (!all[r].ok) {
+      failed += (failed.empty() ? "" : ", ") + std::to_string(r);
+      if (first < 0) first = static_cast<int>(r);
+    } else if (agreeing < 0) {
+      agreeing = static_cast<int>(r);
+    } else {
+      same_facts = same_facts && all[r].fact == all[static_cast<std::size_t>(agreeing)].fact;
+    }
+  }
+  if (failed.empty() && same_facts) return;
+  if (failed.empty())
+    throw error(concat(what, ": the ranks read different files (a save in progress?): rank ", agreeing, " read save ",
+                       hex64(all[static_cast<std::size_t>(agreeing)].fact), "; nothing was changed"));
+  // The first failed rank's reason, sent to every rank (at most 1 KiB of it).
+  struct reason_text {
+    char text[1024];
+  };
+  reason_text r{};
+  if (dp.rank() == first) {
+    const std::string prefix = "mixprec: ";
+    const std::string why = my_error.compare(0, prefix.size(), prefix) == 0 ? my_error.substr(prefix.size()) : my_error;
+    std::memcpy(r.text, why.data(), std::min(why.size(), sizeof r.text - 1));
+  }
+  const std::vector<reason_text> reasons = dp.all_gather_value(r);
+  const char* reason = reasons[static_cast<std::size_t>(first)].text;
+  throw error(concat(what, ": failed on rank(s) ", failed, "; nothing was changed; rank ", first, ": ", reason));
 }
 
 }  // namespace detail
@@ -234,28 +272,41 @@ checkpoint_metadata load_checkpoint(const std::string& dir, data_parallel<Comm>&
   if constexpr (!Arena::has_master) want.master = {0, 0};
   want.model = mine;
   want.fields = state.shard();
+  // Every check on every rank first: the manifest, each file against it
+  // (save, step, the elements it names), and that the files hold all this
+  // rank loads. Then the ranks agree, and only then does anything change.
   std::string why;
   bool ok = true;
+  std::uint64_t save = 0;
   try {
     const detail::manifest m = detail::read_manifest(dir);
+    save = m.save;
     mixprec::detail::require(m.parts.back().end == params.padded_size(), "load_checkpoint: ", dir, "/manifest covers ",
                              m.parts.back().end, " elements but this arena has ", params.padded_size());
     std::vector<std::string> paths;
+    std::vector<detail::manifest_part> named;
     for (const detail::manifest_part& p : m.parts)
-      if (p.first < mine.end && p.end > mine.begin) paths.push_back(dir + "/" + m.directory + "/" + p.file);
+      if (p.first < mine.end && p.end > mine.begin) {
+        paths.push_back(dir + "/" + m.directory + "/" + p.file);
+        named.push_back(p);
+      }
     files.open(paths, chain, params, state, options, s);
-    for (const auto& f : files.files()) {
-      mixprec::detail::require(f.set_id == m.save, "load_checkpoint: a part in ", dir, "/", m.directory,
-                               " is from another save (id ", detail::hex64(f.set_id), ", the manifest names ",
-                               detail::hex64(m.save), ")");
-      mixprec::detail::require(f.block.step.count == m.step, "load_checkpoint: a part in ", dir, "/", m.directory,
-                               " is of step ", f.block.step.count, ", the manifest names step ", m.step);
+    for (std::size_t k = 0; k < paths.size(); ++k) {
+      const auto& f = files.files()[k];
+      mixprec::detail::require(f.set_id == m.save, "load_checkpoint: ", paths[k], " is from another save (id ",
+                               detail::hex64(f.set_id), ", the manifest names ", detail::hex64(m.save), ")");
+      mixprec::detail::require(f.block.step.count == m.step, "load_checkpoint: ", paths[k], " is of step ",
+                               f.block.step.count, ", the manifest names step ", m.step);
+      mixprec::detail::require(f.first == named[k].first && f.end == named[k].end, "load_checkpoint: ", paths[k],
+                               " holds elements [", f.first, ", ", f.end, ") but the manifest names it for elements [",
+                               named[k].first, ", ", named[k].end, ") (part files renamed or swapped?)");
     }
-  } catch (const error& e) {
+    files.require_complete(want);
+  } catch (const std::exception& e) {  // any failure (bad_alloc too) must reach the agreement
     ok = false;
     why = e.what();
   }
-  detail::agree_on(dp, ok, why, "load_checkpoint");
+  detail::agree_on(dp, ok, why, "load_checkpoint", save);
   files.commit(params, state, want, s);
   dp.gather_model(params, s);
   synchronize(s);

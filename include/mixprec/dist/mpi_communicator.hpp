@@ -7,7 +7,9 @@
 // instead of aborting, and runs every collective non-blocking, polling it
 // against a deadline: if another rank fails or stops calling the step, the
 // collective raises mixprec::error on this rank within `timeout` (MPI is
-// unusable afterwards: report and MPI_Abort).
+// unusable afterwards: report and MPI_Abort). The timeout is positive
+// seconds, or no_timeout to wait forever (dist/timeout.hpp); NaN, zero and
+// negative timeouts are refused here.
 //
 // The gradients travel in their own format (2 bytes for half and bfloat16)
 // and are summed in fp32 by the rank that owns them, in rank order, then
@@ -38,12 +40,14 @@
 #include <mixprec/core/error.hpp>
 #include <mixprec/core/stream.hpp>
 #include <mixprec/dist/communicator.hpp>
+#include <mixprec/dist/timeout.hpp>
 #include <mixprec/format/bits.hpp>
 #include <mixprec/format/format_traits.hpp>
 
 namespace mixprec::dist {
 
 struct mpi_options {
+  // How long a collective waits for the other ranks (no_timeout: forever).
   std::chrono::duration<double> timeout = std::chrono::minutes(5);
 };
 
@@ -53,6 +57,7 @@ class mpi_communicator {
 
  public:
   explicit mpi_communicator(MPI_Comm comm, mpi_options options = {}) : options_(options) {
+    detail::check_timeout(options_.timeout, "mpi_communicator: mpi_options::timeout");
     int initialized = 0;
     MPI_Initialized(&initialized);
     detail_require(initialized != 0, "mpi_communicator: MPI is not initialized (call MPI_Init first)");
@@ -191,7 +196,7 @@ class mpi_communicator {
   void wait_all(std::vector<MPI_Request>& reqs, const char* what) const {
     if (reqs.empty()) return;
     using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(options_.timeout);
+    const detail::deadline deadline(options_.timeout);
     // Spin while the requests are young (each test drives their progress), then poll gently.
     const auto spin_until = clock::now() + std::chrono::milliseconds(50);
     for (unsigned polls = 1;; ++polls) {
@@ -199,12 +204,11 @@ class mpi_communicator {
       check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), what);
       if (done) return;
       if (polls % 256 != 0) continue;
-      const auto now = clock::now();
-      if (now > deadline)
+      if (deadline.passed())
         throw error(mixprec::detail::concat("mpi_communicator: ", what, " did not complete within ",
                                             options_.timeout.count(), " s on rank ", rank_, " of ", size_,
                                             ": another rank has failed or stopped calling the step"));
-      if (now > spin_until) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      if (clock::now() > spin_until) std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }
 

@@ -9,7 +9,9 @@
 // unequal size (a rank's shard) are grouped ncclReduce / ncclBroadcast
 // calls, one per rank. synchronize() and all_gather_host() wait with a
 // deadline: past `timeout`, or on an asynchronous NCCL error, they abort
-// the communicator (ncclCommAbort) and raise mixprec::error.
+// the communicator (ncclCommAbort) and raise mixprec::error. The timeout
+// is positive seconds, or no_timeout to wait forever (dist/timeout.hpp);
+// NaN, zero and negative timeouts are refused here.
 //
 // Link mixprec::nccl (the CUDA toolkit's libnccl).
 #pragma once
@@ -30,17 +32,20 @@
 #include <mixprec/core/stream.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/dist/communicator.hpp>
+#include <mixprec/dist/timeout.hpp>
 #include <mixprec/format/format_traits.hpp>
 
 namespace mixprec::dist {
 
 struct nccl_options {
+  // How long synchronize() and all_gather_host() wait for the other ranks (no_timeout: forever).
   std::chrono::duration<double> timeout = std::chrono::minutes(5);
 };
 
 class nccl_communicator {
  public:
   explicit nccl_communicator(ncclComm_t comm, nccl_options options = {}) : comm_(comm), options_(options) {
+    detail::check_timeout(options_.timeout, "nccl_communicator: nccl_options::timeout");
     check(ncclCommUserRank(comm_, &rank_), "ncclCommUserRank");
     check(ncclCommCount(comm_, &size_), "ncclCommCount");
   }
@@ -93,8 +98,7 @@ class nccl_communicator {
 
   // Waits for the stream, checking NCCL's asynchronous errors, within the timeout.
   void synchronize(stream s) {
-    using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(options_.timeout);
+    const detail::deadline deadline(options_.timeout);
     for (;;) {
       const cudaError_t q = cudaStreamQuery(s.handle);
       if (q == cudaSuccess) return;
@@ -108,7 +112,7 @@ class nccl_communicator {
         throw error(mixprec::detail::concat("nccl_communicator: asynchronous NCCL error on rank ", rank_, ": ",
                                             ncclGetErrorString(async), " (communicator aborted)"));
       }
-      if (clock::now() > deadline) {
+      if (deadline.passed()) {
         ncclCommAbort(comm_);
         throw error(mixprec::detail::concat("nccl_communicator: collectives did not complete within ",
                                             options_.timeout.count(), " s on rank ", rank_, " of ", size_,

@@ -31,8 +31,10 @@
 // Loading checks every name, shape, format and field, and the
 // hyperparameters: a checkpoint written with other values is refused with
 // the field named, unless checkpoint_options::take_new_hyperparameters
-// (then the chain's own values apply from the next step). Files of version
-// 1 (mixprec 0.1) still load (io/checkpoint_v1.hpp).
+// (then the chain's own values apply from the next step, checked as init()
+// checks them, and the state is brought within them: a loss scale above a
+// lowered max_scale is clamped to it). Files of version 1 (mixprec 0.1)
+// still load (io/checkpoint_v1.hpp).
 //
 // save_checkpoint streams the file into a temporary of its own next to the
 // target and renames it over the target only when complete and synced
@@ -40,12 +42,15 @@
 // and concurrent saves to one path each land whole. load_checkpoint checks
 // the header first (a file that is not a checkpoint is rejected after 24
 // bytes), then the checksum of the whole file, then every name, shape,
-// format and field, and only then copies the data in: any mismatch raises a
-// mixprec::error saying what did not match, and changes nothing. Both move
+// format and field, and the values the file carries (group multipliers,
+// each component's scalars: component protocol, restored_scalars), and
+// only then copies the data in: any mismatch raises a mixprec::error
+// saying what did not match, and changes nothing. Both move
 // device memory through a fixed 4 MiB host buffer.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -264,6 +269,69 @@ template <class T, class Block>
 void set_component_scalars(Block& block, std::size_t k, const std::vector<named_value>& saved, const std::string& who) {
   set_scalars_at<T>(block.comps, k, saved, who, std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
 }
+// A copy of c with the hyperparameters a checkpoint names (by name and
+// kind; those it lacks keep c's values): the component as it was saved.
+struct hyperparameter_assigner {
+  const std::vector<named_value>* saved;
+  template <class T>
+  void operator()(const char* name, const T& x) const {
+    for (const named_value& v : *saved)
+      if (v.name == name && v.kind == kind_of<T>()) {
+        T& field = const_cast<T&>(x);  // a member of the copy below
+        if constexpr (std::is_same_v<T, bool>) field = v.bytes[0] != 0;
+        else std::memcpy(&field, v.bytes.data(), sizeof(T));
+        return;
+      }
+  }
+};
+template <class C>
+C with_hyperparameters(const C& c, const std::vector<named_value>& saved) {
+  C out = c;
+  if constexpr (has_visit_hyperparameters<C>::value) out.visit_hyperparameters(hyperparameter_assigner{&saved});
+  return out;
+}
+
+// Calls f(scalars of component k) where component k is of type T.
+template <class T, class S, class F>
+void call_if_scalars_of(S& s, F& f) {
+  if constexpr (std::is_same_v<S, scalars_of<T>>) f(s);
+}
+template <class T, class Tuple, class F, std::size_t... K>
+void at_component_scalars(Tuple& comps, std::size_t k, F& f, std::index_sequence<K...>) {
+  ((K == k ? call_if_scalars_of<T>(get<K>(comps), f) : void()), ...);
+}
+
+// What a loaded component's scalars may hold. The chain's hyperparameters
+// are checked as init() checks them, and so are the checkpoint's when they
+// differ (take_new_hyperparameters); then the component checks its scalars
+// against the hyperparameters they were saved with and brings them within
+// its own (component protocol: restored_scalars).
+template <class T, class Block>
+void restore_component_scalars(Block& block, std::size_t k, const T& c, const T& saved_with, bool hyperparameters_differ,
+                               const arena_info& info, const std::string& who) {
+  const scalars_of<T> initial = initial_scalars_of(c, info);
+  if (hyperparameters_differ) {
+    try {
+      (void)initial_scalars_of(saved_with, info);
+    } catch (const error& e) {
+      const std::string what = e.what(), prefix = "mixprec: ";
+      throw error(concat("checkpoint: the hyperparameters of ", who, " in the checkpoint are invalid: ",
+                         what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what));
+    }
+  }
+  auto restore = [&](scalars_of<T>& s) { s = restored_scalars_of(c, s, initial, saved_with); };
+  at_component_scalars<T>(block.comps, k, restore,
+                          std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
+}
+
+// Group multipliers as set_group accepts them.
+inline void require_group_multipliers(const std::string& name, const group_hyper& g) {
+  require(std::isfinite(g.lr_scale) && g.lr_scale >= 0.0f && std::isfinite(g.weight_decay_scale) &&
+              g.weight_decay_scale >= 0.0f,
+          "checkpoint: group \"", name, "\" has lr_scale ", g.lr_scale, " and weight_decay_scale ", g.weight_decay_scale,
+          ": the multipliers must be finite and non-negative (as set_group requires)");
+}
+
 // The arena section (the same in every version).
 template <class Arena>
 void write_arena(record_writer& w, const Arena& params) {
@@ -407,17 +475,24 @@ void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
   }
 }
 
+// The arena is finalized and the state is one init() made for it (`who`:
+// save_checkpoint or load_checkpoint).
+template <class Arena, class... C>
+void require_state_of(const Arena& params, const chain_state<Arena, C...>& state, const char* who) {
+  require(params.finalized(), who, ": the parameters are not finalized");
+  require(state.initialized(), who, ": the chain state was not made by init()");
+  require(params.signature().hash == checkpoint_access::arena(state).hash, who,
+          ": the state was made by init() for another parameter arena: ",
+          checkpoint_access::arena(state).difference(params.signature()), " (the state's arena first, this one second)");
+}
+
 // Writes the whole checkpoint to `sink`, streaming the data section: the
 // elements of the state's shard (all of them unless it has one). `set_id`
 // ties the files of one sharded save together (mixprec/dist).
 template <class Arena, class... C>
 void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
                        const checkpoint_metadata& user, stream s, std::uint64_t set_id = 0) {
-  require(params.finalized(), "save_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "save_checkpoint: the chain state was not made by init()");
-  require(params.signature().hash == checkpoint_access::arena(state).hash,
-          "save_checkpoint: the state was made by init() for another parameter arena: ",
-          checkpoint_access::arena(state).difference(params.signature()));
+  require_state_of(params, state, "save_checkpoint");
   synchronize(s);
   memory_sink meta;
   {
@@ -569,6 +644,7 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
   block = read_back(raw(checkpoint_access::block(state)), s);
   auto& fields = checkpoint_access::fields(state);
   const std::vector<segment_geometry> geo = segment_geometry_of(params);
+  const arena_info info = arena_info_of(params);
   {
     std::size_t k = 0, f = 0;
     std::apply(
@@ -606,6 +682,16 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
                           "chain (written by another version?)");
                 }
                 set_component_scalars<T>(block, k, sv.scalars, mine[k]);
+                bool differ = false;
+                for (const named_value& h : hyper) {
+                  const named_value* in = nullptr;
+                  for (const named_value& x : sv.hyper)
+                    if (x.name == h.name) in = &x;
+                  differ = differ || in == nullptr || in->kind != h.kind || in->bytes != h.bytes;
+                }
+                differ = differ || sv.hyper.size() != hyper.size();
+                restore_component_scalars<T>(block, k, c, differ ? with_hyperparameters(c, sv.hyper) : c, differ, info,
+                                             mine[k]);
                 // State fields, by name and in order.
                 require(sv.fields.size() == field_count<T>(), "checkpoint: ", mine[k], " has ", sv.fields.size(),
                         " state fields in the checkpoint but ", field_count<T>(), " here");
@@ -652,6 +738,7 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
     require(name == my_groups[g], "group ", g, " is \"", name, "\" in the checkpoint but \"", my_groups[g], "\" here");
     out.groups[g].lr_scale = body.get<float>("group lr scale");
     out.groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
+    require_group_multipliers(name, out.groups[g]);
   }
   const auto nmeta = body.get<std::uint32_t>("metadata count");
   for (std::uint32_t j = 0; j < nmeta; ++j) {
@@ -707,12 +794,11 @@ bool files_cover(const std::vector<Checked>& files, element_range r) {
   return reached >= r.end;
 }
 
-// Copies checked files into params and state: the elements of `want` from
-// whichever file holds them, everything else from the first file. The
-// files must agree on their step and save (checked here first).
-template <class Arena, class... C>
-void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
-                       chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
+// Whether checked files make a set that holds what a load wants: one save
+// and one step, and every element of `want`. Throws mixprec::error if not;
+// a load checks this before anything changes (commit_checkpoint does not).
+template <class Arena, class Block>
+void require_complete_set(const std::vector<checked_checkpoint<Block>>& files, const load_ranges& want) {
   require(!files.empty(), "load_checkpoint: no checkpoint files");
   const auto& head = files.front();
   for (const auto& c : files) {
@@ -728,7 +814,15 @@ void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>&
   if constexpr (Arena::has_master) require(files_cover(files, want.master), hole("master weights", want.master));
   if constexpr (!Arena::model_is_master) require(files_cover(files, want.model), hole("model copy", want.model));
   require(files_cover(files, want.fields), hole("optimizer state", want.fields));
+}
 
+// Copies checked files (a complete set, require_complete_set) into params
+// and state: the elements of `want` from whichever file holds them,
+// everything else from the first file.
+template <class Arena, class... C>
+void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
+                       chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
+  const auto& head = files.front();
   write_to_device(&head.block, raw(checkpoint_access::block(state)), 1, s);
   write_to_device(head.groups.data(), raw(checkpoint_access::groups(state)), head.groups.size(), s);
   const std::vector<segment_geometry> geo = segment_geometry_of(params);
@@ -770,8 +864,7 @@ void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>&
 template <class Arena, class... C>
 checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...>& chain, Arena& params,
                                       chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
-  require(params.finalized(), "load_checkpoint: the parameters are not finalized");
-  require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+  require_state_of(params, state, "load_checkpoint");
   const std::uint32_t version = check_header_and_crc(src);
   if (version == 1) return decode_checkpoint_v1(src, chain, params, state, s);
   std::vector<checked_checkpoint<chain_block<C...>>> files{check_checkpoint(src, chain, params, state, options, s)};
@@ -783,21 +876,23 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
   want.master = {params.master_begin(), params.master_end()};
   want.model = {0, params.padded_size()};
   want.fields = state.shard();
+  require_complete_set<Arena>(files, want);
   commit_checkpoint(files, params, state, want, s);
   return c.user;
 }
 
 // A set of checkpoint files that together hold the elements a load asks
 // for (the shards of a sharded save, or one whole checkpoint): open() reads
-// and checks every file, commit() copies them in. Nothing changes before
-// commit(), so a distributed load can agree across ranks in between.
+// and checks every file, require_complete() that they are one save and
+// hold every element wanted, commit() copies them in. Nothing changes
+// before commit(), and commit() checks nothing, so a distributed load
+// decides on every check, agrees across ranks, and only then commits.
 template <class Arena, class... C>
 class checkpoint_files {
  public:
   void open(const std::vector<std::string>& paths, const chain_t<C...>& chain, Arena& params,
             chain_state<Arena, C...>& state, const checkpoint_options& options, stream s) {
-    require(params.finalized(), "load_checkpoint: the parameters are not finalized");
-    require(state.initialized(), "load_checkpoint: the chain state was not made by init()");
+    require_state_of(params, state, "load_checkpoint");
     require(!paths.empty(), "load_checkpoint: no checkpoint files");
     for (const std::string& path : paths) {
       readers_.push_back(std::make_unique<file_reader>(path, "load_checkpoint"));
@@ -811,6 +906,8 @@ class checkpoint_files {
     }
   }
   const std::vector<checked_checkpoint<chain_block<C...>>>& files() const { return checked_; }
+  void require_complete(const load_ranges& want) const { require_complete_set<Arena>(checked_, want); }
+  // After open() and require_complete() with the same `want`.
   void commit(Arena& params, chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
     commit_checkpoint(checked_, params, state, want, s);
   }
@@ -878,6 +975,7 @@ checkpoint_metadata load_checkpoint(const std::vector<std::string>& paths, const
   want.fields = state.shard();
   detail::checkpoint_files<Arena, C...> files;
   files.open(paths, chain, params, state, options, s);
+  files.require_complete(want);
   files.commit(params, state, want, s);
   return files.files().front().user;
 }

@@ -90,6 +90,16 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
     };
     std::apply([&](auto&... sc) { (convert_one(sc), ...); }, as_std_tuple_refs(block.comps));
   }
+  // Version 1 kept no hyperparameters: the scalars are checked against this chain's.
+  {
+    const arena_info info = arena_info_of(params);
+    std::size_t k = 0;
+    std::apply(
+        [&](const auto&... comp) {
+          ((restore_component_scalars(block, k, comp, comp, false, info, mine[k]), ++k), ...);
+        },
+        chain.as_tuple());
+  }
 
   const auto ngroups = body.get<std::uint32_t>("group count");
   const auto& my_groups = checkpoint_access::group_names(state);
@@ -100,6 +110,7 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
     require(name == my_groups[g], "group ", g, " is \"", name, "\" in the checkpoint but \"", my_groups[g], "\" here");
     groups[g].lr_scale = body.get<float>("group lr scale");
     groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
+    require_group_multipliers(name, groups[g]);
   }
 
   // State: component k's arrays are its used per-element fields, in order.

@@ -69,6 +69,12 @@ struct scale_by_factored_rms {
                     eps1, ")");
     return {1.0f};
   }
+  // t^beta2_decay with t >= 1 and beta2_decay <= 0.
+  scalars restored_scalars(const scalars& s, const scalars&, const scale_by_factored_rms&) const {
+    detail::require(s.weight >= 0.0f && s.weight <= 1.0f, "scale_by_factored_rms: the checkpoint's weight ", s.weight,
+                    " must lie in [0, 1]");
+    return s;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     s.weight = static_cast<float>(pow(static_cast<double>(ctx.t()), static_cast<double>(beta2_decay)));
@@ -150,6 +156,11 @@ struct scale_by_relative_step {
     detail::require(eps2 >= 0.0f && std::isfinite(eps2), "scale_by_relative_step: eps2 must be finite and >= 0");
     detail::require(d >= 1.0f && std::isfinite(d), "scale_by_relative_step: d must be finite and >= 1 (got ", d, ")");
     return {static_cast<double>(lr)};
+  }
+  scalars restored_scalars(const scalars& s, const scalars&, const scale_by_relative_step&) const {
+    detail::require(std::isfinite(s.rho) && s.rho >= 0.0, "scale_by_relative_step: the checkpoint's step size ", s.rho,
+                    " must be finite and non-negative");
+    return s;
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {

@@ -126,6 +126,15 @@ struct scale_by_adam_mini {
     return field == block_rows.index ? partition(arena, p) : 0.0f;
   }
 
+  // Bias corrections as decide() writes them: 1 / (1 - b1^t) >= 1, sqrt(1 - b2^t) in (0, 1].
+  scalars restored_scalars(scalars s, const scalars&, const scale_by_adam_mini&) const {
+    detail::require(std::isfinite(s.inverse_bias_correction1) && s.inverse_bias_correction1 >= 1.0f,
+                    name, ": the checkpoint's inverse bias correction ", s.inverse_bias_correction1,
+                    " must be finite and at least 1");
+    detail::require(s.bias_correction2_sqrt > 0.0f && s.bias_correction2_sqrt <= 1.0f, name,
+                    ": the checkpoint's bias correction ", s.bias_correction2_sqrt, " must lie in (0, 1]");
+    return s;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     // As the authors' code: bias corrections in double (Python floats), then used in float.

@@ -79,6 +79,13 @@ struct ema_of_weights {
     }
     return {static_cast<float>(decay), static_cast<float>(1.0 - decay)};
   }
+  scalars restored_scalars(const scalars& s, const scalars&, const ema_of_weights&) const {
+    detail::require(s.decay >= 0.0f && s.decay <= 1.0f, "ema_of_weights: the checkpoint's decay ", s.decay,
+                    " must lie in [0, 1]");
+    detail::require(s.one_minus >= 0.0f && s.one_minus <= 1.0f, "ema_of_weights: the checkpoint's 1 - decay ",
+                    s.one_minus, " must lie in [0, 1]");
+    return s;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     double d = decay;

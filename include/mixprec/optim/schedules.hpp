@@ -10,10 +10,13 @@
 //   exponential_decay{init, gamma}           init * gamma^s                        (PyTorch ExponentialLR)
 //   inverse_time_decay{init, decay}          init / (1 + s * decay)                (PyTorch Adagrad lr_decay)
 //   warmup<Then>{steps, start, then}         linear from start to then(0) over `steps`, then then(s - steps)
+//                                            (steps = 0: no warm-up, then(s) from the first step)
 //
 // Every value a schedule can produce is a learning rate: validate() (run by
-// chain::init) refuses NaN, infinite and negative values and factors;
-// visit(v) names each field (checkpoints save them).
+// chain::init) refuses NaN, infinite and negative values and factors, and
+// decay factors (gamma) above 1, which grow the rate without bound until
+// every weight is non-finite (PyTorch's StepLR and ExponentialLR accept
+// them and diverge); visit(v) names each field (checkpoints save them).
 #pragma once
 
 #include <cmath>
@@ -99,7 +102,8 @@ struct step_decay {
   }
   void validate() const {
     detail::require_rate(init, "step_decay", "init");
-    detail::require_rate(gamma, "step_decay", "gamma");
+    detail::require(gamma >= 0.0f && gamma <= 1.0f, "step_decay: gamma must lie in [0, 1] (got ", gamma,
+                    "): a larger factor grows the learning rate without bound");
     detail::require(step_size > 0, "step_decay: step_size must be positive");
   }
 };
@@ -117,8 +121,8 @@ struct exponential_decay {
   }
   void validate() const {
     detail::require_rate(init, "exponential_decay", "init");
-    detail::require(std::isfinite(gamma) && gamma > 0, "exponential_decay: gamma must be finite and positive (got ", gamma,
-                    ")");
+    detail::require(gamma > 0.0f && gamma <= 1.0f, "exponential_decay: gamma must lie in (0, 1] (got ", gamma,
+                    "): a larger factor grows the learning rate without bound");
   }
 };
 
@@ -157,8 +161,7 @@ struct warmup {
     return static_cast<float>(start + (static_cast<double>(then(0)) - start) * f);
   }
   void validate() const {
-    detail::require_rate(start, "warmup", "start");
-    detail::require(steps > 0, "warmup: steps must be positive");
+    detail::require_rate(start, "warmup", "start");  // steps = 0: no warm-up (operator() never divides by it)
     then.validate();
   }
 };

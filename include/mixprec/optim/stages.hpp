@@ -48,6 +48,16 @@ MIXPREC_HOST_DEVICE float torch_lerp(float start, float end, float w) {
   const float diff = end - start;
   return (w < 0.5f && w > -0.5f) ? start + w * diff : end - diff * (1.0f - w);
 }
+// A checkpoint's learning rate: a schedule's value (finite, non-negative).
+inline void require_learning_rate(float lr, const char* who) {
+  require(std::isfinite(lr) && lr >= 0.0f, who, ": the checkpoint's learning rate ", lr,
+          " must be finite and non-negative");
+}
+// A checkpoint's bias corrections 1 - b^t (and its root) lie in (0, 1].
+inline void require_bias_corrections(float bc1, float bc2_sqrt, const char* who) {
+  require(bc1 > 0.0f && bc1 <= 1.0f && bc2_sqrt > 0.0f && bc2_sqrt <= 1.0f, who, ": the checkpoint's bias corrections ",
+          bc1, " and ", bc2_sqrt, " must lie in (0, 1]");
+}
 }  // namespace detail
 
 struct scale_by_constant {
@@ -108,6 +118,10 @@ struct decoupled_weight_decay {
     detail::validate_schedule(lr);
     return {lr(0)};
   }
+  scalars restored_scalars(const scalars& s, const scalars&, const decoupled_weight_decay&) const {
+    detail::require_learning_rate(s.lr, name);
+    return s;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
     s.lr = lr(ctx.t() - 1);
@@ -162,6 +176,10 @@ struct decoupled_weight_decay_by_name {
   float initial_state(std::size_t, const arena_info& arena, std::size_t p) const {
     const auto patterns = detail::name_patterns(no_decay_names, name, "no_decay_names");
     return detail::matches_any(detail::lower_case(arena.names[p]), patterns) ? 0.0f : 1.0f;
+  }
+  scalars restored_scalars(const scalars& s, const scalars&, const decoupled_weight_decay_by_name&) const {
+    detail::require_learning_rate(s.lr, name);
+    return s;
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
@@ -246,6 +264,10 @@ struct scale_by_adam {
     detail::require(eps > 0 && std::isfinite(eps), "scale_by_adam: eps must be finite and positive (got ", eps,
                     "): with eps = 0 an element whose gradients were all zero becomes 0 / 0 = NaN");
     return {1.0f, 1.0f};
+  }
+  scalars restored_scalars(const scalars& s, const scalars&, const scale_by_adam&) const {
+    detail::require_bias_corrections(s.bias_correction1, s.bias_correction2_sqrt, name);
+    return s;
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {
@@ -365,6 +387,10 @@ struct scale_by_learning_rate {
   scalars initial_scalars() const {
     detail::validate_schedule(lr);
     return {lr(0)};
+  }
+  scalars restored_scalars(const scalars& s, const scalars&, const scale_by_learning_rate&) const {
+    detail::require_learning_rate(s.lr, name);
+    return s;
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx& ctx) const {

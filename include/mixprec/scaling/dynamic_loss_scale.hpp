@@ -90,6 +90,32 @@ struct dynamic_loss_scale {
     return {init_scale, detail::reciprocal_as_pytorch(init_scale), 0u, hysteresis};
   }
 
+  // Scalars from a checkpoint: what this scaler can hold under the
+  // hyperparameters they were saved with (a scale in their [min_scale,
+  // max_scale] with its reciprocal, a tracker below their growth_interval,
+  // a tolerance in [1, hysteresis]), then brought within this scaler's
+  // bounds as decide() clamps a grown or backed-off scale.
+  scalars restored_scalars(scalars s, const scalars&, const dynamic_loss_scale& saved_with) const {
+    constexpr float smallest_normal = std::numeric_limits<float>::min();
+    detail::require(std::isfinite(s.scale) && s.scale >= smallest_normal, "dynamic_loss_scale: the checkpoint's loss "
+                    "scale ", s.scale, " is not a scale the scaler holds (finite, at least 2^-126)");
+    detail::require(s.scale >= saved_with.min_scale && s.scale <= saved_with.max_scale, "dynamic_loss_scale: the "
+                    "checkpoint's loss scale ", s.scale, " lies outside [min_scale, max_scale] = [", saved_with.min_scale,
+                    ", ", saved_with.max_scale, "] of the hyperparameters it was saved with");
+    detail::require(s.inv_scale == detail::reciprocal_as_pytorch(s.scale), "dynamic_loss_scale: the checkpoint's "
+                    "inverse scale ", s.inv_scale, " is not the reciprocal of its loss scale ", s.scale);
+    detail::require(s.growth_tracker < saved_with.growth_interval, "dynamic_loss_scale: the checkpoint's growth "
+                    "tracker ", s.growth_tracker, " is not below the growth_interval ", saved_with.growth_interval,
+                    " it was saved with");
+    detail::require(s.hysteresis_left >= 1 && s.hysteresis_left <= saved_with.hysteresis, "dynamic_loss_scale: the "
+                    "checkpoint's hysteresis left ", s.hysteresis_left, " lies outside [1, hysteresis] = [1, ",
+                    saved_with.hysteresis, "]");
+    s.scale = s.scale > max_scale ? max_scale : s.scale < min_scale ? min_scale : s.scale;
+    s.inv_scale = detail::reciprocal_as_pytorch(s.scale);
+    s.hysteresis_left = s.hysteresis_left < hysteresis ? s.hysteresis_left : hysteresis;
+    return s;  // a tracker at or past a lowered growth_interval grows the scale at the next finite step
+  }
+
   // The scalars here are those of the step's start: the scale the loss was multiplied by.
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {

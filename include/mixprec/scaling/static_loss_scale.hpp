@@ -35,6 +35,14 @@ struct static_loss_scale {
                     "): a smaller scale's reciprocal overflows");
     return {scale, detail::reciprocal_as_pytorch(scale)};
   }
+  // A checkpoint's scale must be the one it was saved with; this scaler's
+  // own scale applies from then on.
+  scalars restored_scalars(const scalars& s, const scalars& initial, const static_loss_scale& saved_with) const {
+    detail::require(s.scale == saved_with.scale && s.inv_scale == detail::reciprocal_as_pytorch(saved_with.scale),
+                    "static_loss_scale: the checkpoint's scale ", s.scale, " (inverse ", s.inv_scale,
+                    ") is not the scale ", saved_with.scale, " it was saved with");
+    return initial;
+  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     return u * ctx.scalars().inv_scale;

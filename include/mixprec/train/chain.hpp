@@ -103,6 +103,21 @@ struct pass_buffers {
   device_vector<std::uint8_t> field_out;            // the global combination, then one per parameter
 };
 
+// The arena as initial_scalars(const arena_info&) sees it (init, and a
+// checkpoint load that checks the chain's hyperparameters as init does).
+template <class Arena>
+arena_info arena_info_of(const Arena& params) {
+  arena_info info;
+  info.group_names = params.group_names();
+  for (const auto& p : params.list()) {
+    info.names.push_back(p.name);
+    info.groups.push_back(p.group);
+    info.shapes.emplace_back(p.shape.begin(), p.shape.end());
+    info.group_of.push_back(p.group_id);
+  }
+  return info;
+}
+
 }  // namespace detail
 
 // Composes components (and chains of them) into one chain.
@@ -331,16 +346,11 @@ class chain_t {
     std::vector<shape> shapes;
     std::vector<std::size_t> offsets;
     std::vector<std::uint32_t> groups;
-    arena_info info;
-    info.group_names = params.group_names();
+    const arena_info info = detail::arena_info_of(params);
     for (const auto& p : params.list()) {
       shapes.push_back(p.shape);
       offsets.push_back(p.offset);
       groups.push_back(p.group_id);
-      info.names.push_back(p.name);
-      info.groups.push_back(p.group);
-      info.shapes.emplace_back(p.shape.begin(), p.shape.end());
-      info.group_of.push_back(p.group_id);
     }
     detail::chain_block<C...> block{};
     block.comps = initial_scalars(info, std::index_sequence_for<C...>{});
