@@ -365,7 +365,9 @@ class Optimizer(torch.optim.Optimizer):
             if momentum_loaded and steps == 0:
                 steps = 1  # torch's SGD keeps no step count; a momentum buffer means it has stepped
             skipped, scalars = 0, [list(s) for s in self._core.scalars(self._stream())]
-        # Commit.
+        # Commit: the scalars first (the core checks them and writes nothing if one is refused), then the
+        # tensors, whose shapes were checked above.
+        self._core.set_scalars([tuple(s) for s in scalars], steps, skipped, self._stream())
         with torch.no_grad():
             for dest, src in plan:
                 dest.copy_(src.to(device=dest.device))
@@ -373,7 +375,6 @@ class Optimizer(torch.optim.Optimizer):
                 for p, o in zip(self._params, self._offsets):
                     n = p.numel()
                     self._model_buf[o:o + n].copy_(self._master_buf[o:o + n])
-        self._core.set_scalars([tuple(s) for s in scalars], steps, skipped, self._stream())
         for mine, theirs in zip(self.param_groups, saved_groups):
             for k, v in theirs.items():
                 if k not in ("params", "param_names") and k in mine:

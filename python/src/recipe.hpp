@@ -365,15 +365,8 @@ class bound final : public core {
   }
   template <std::size_t... K>
   void validate(const chain_type& c, std::index_sequence<K...>) const {
-    arena_info info;
-    info.group_names = params_.group_names();
-    for (const auto& p : params_.list()) {
-      info.names.push_back(p.name);
-      info.groups.push_back(p.group);
-      info.shapes.emplace_back(p.shape.begin(), p.shape.end());
-      info.group_of.push_back(p.group_id);
-    }
-    (static_cast<void>(detail::initial_scalars_of(c.template component<K>(), info)), ...);
+    const arena_info a = info();
+    (static_cast<void>(detail::initial_scalars_of(c.template component<K>(), a)), ...);
   }
 
   template <std::size_t... K>
@@ -441,7 +434,22 @@ class bound final : public core {
     for (const auto& v : values)
       if (v.path == chain_->path(K))
         mine.push_back({v.name, static_cast<detail::value_kind>(v.kind), v.bytes});
-    detail::assign_scalars<C>(detail::get<K>(block.comps), mine, chain_->path(K));
+    auto& s = detail::get<K>(block.comps);
+    detail::assign_scalars<C>(s, mine, chain_->path(K));
+    // What the component accepts from a checkpoint (it refuses values no step could produce).
+    const C& c = chain_->template component<K>();
+    s = detail::restored_scalars_of(c, s, detail::initial_scalars_of(c, info()), c);
+  }
+  arena_info info() const {
+    arena_info a;
+    a.group_names = params_.group_names();
+    for (const auto& p : params_.list()) {
+      a.names.push_back(p.name);
+      a.groups.push_back(p.group);
+      a.shapes.emplace_back(p.shape.begin(), p.shape.end());
+      a.group_of.push_back(p.group_id);
+    }
+    return a;
   }
 
   const state_type& state() const {

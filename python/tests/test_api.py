@@ -501,6 +501,26 @@ def test_state_dict_of_another_model_is_refused_and_changes_nothing():
         opt_b.load_state_dict(sgd.state_dict())
 
 
+def test_a_state_dict_with_a_value_no_step_produces_is_refused_and_changes_nothing():
+    import struct
+    model = make_model(dtype=torch.float16)
+    opt = mt.Optimizer(model.named_parameters(), "adamw", loss_scale="dynamic", clip_grad_norm=1.0)
+    run(model, opt, 3)
+    sd = opt.state_dict()
+    before = opt.state_dict()
+    for s in sd["mixprec"]["scalars"]:
+        if s[0] == "dynamic_loss_scale" and s[1] == "scale":
+            s[3] = struct.pack("<f", -1.0)
+    for entry in sd["state"].values():
+        entry["exp_avg"].fill_(7.0)
+    with pytest.raises(mixprec.Error, match="loss scale"):
+        opt.load_state_dict(sd)
+    after = opt.state_dict()
+    assert after["mixprec"]["loss_scale"] == before["mixprec"]["loss_scale"]
+    for k in before["state"]:
+        assert torch.equal(after["state"][k]["exp_avg"], before["state"][k]["exp_avg"])
+
+
 def test_deprecations_none():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -419,8 +419,6 @@ TEST_CASE("values a checkpoint carries are refused on load where init() or set_g
     refused(load_with_value(chain(adafactor(af)), "rho", -1.0), "scale_by_relative_step: the checkpoint's step size -1");
     refused(load_with_value(chain(adam_mini(adam_mini_options{})), "inverse_bias_correction1", 0.5f),
             "scale_by_adam_mini: the checkpoint's inverse bias correction 0.5");
-    refused(load_with_value(chain(adamw(adamw_options{}), ema_of_weights{0.99}), "one_minus", -0.5f),
-            "ema_of_weights: the checkpoint's 1 - decay -0.5");
     refused(load_with_value(chain(adamw(adamw_options{}), ema_of_weights{0.99}), "decay", 1.5f, 1),
             "ema_of_weights: the checkpoint's decay 1.5");
     refused(load_with_value(chain(every_k{4}, adamw(adamw_options{})), "phase", std::uint32_t{5}),

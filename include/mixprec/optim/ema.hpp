@@ -82,8 +82,6 @@ struct ema_of_weights {
   scalars restored_scalars(const scalars& s, const scalars&, const ema_of_weights&) const {
     detail::require(s.decay >= 0.0f && s.decay <= 1.0f, "ema_of_weights: the checkpoint's decay ", s.decay,
                     " must lie in [0, 1]");
-    detail::require(s.one_minus >= 0.0f && s.one_minus <= 1.0f, "ema_of_weights: the checkpoint's 1 - decay ",
-                    s.one_minus, " must lie in [0, 1]");
     return s;
   }
   template <class Ctx>
