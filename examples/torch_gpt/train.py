@@ -232,6 +232,41 @@ ARMS = [
 ]
 
 
+def plot(results, path) -> bool:
+    """Validation curves (left) and each arm's difference from torch fp32 (right)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fp32 = next((r for r in results if r["arm"] == "torch fp32"), None)
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colors = plt.get_cmap("tab10")
+    for n, r in enumerate(results):
+        its = [int(i) for i in r["val"].keys()]
+        vals = list(r["val"].values())
+        style = dict(linestyle="-" if r["arm"].startswith("mixprec") else "--", color=colors(n % 10))
+        ax.plot(its, vals, label=r["arm"], **style)
+        if fp32 is not None and r is not fp32:
+            base = [fp32["val"][k] for k in r["val"].keys()]
+            dx.plot(its[1:], [v - b for v, b in zip(vals, base)][1:], marker=".", label=r["arm"], **style)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation loss (nats per character)")
+    ax.set_title("validation loss")
+    ax.legend(fontsize=8)
+    dx.axhline(0.0, color="black", linewidth=0.8)
+    dx.axhspan(-0.02, 0.02, color="0.9", label="within 0.02 nats")
+    dx.set_xlabel("iteration")
+    dx.set_ylabel("validation loss minus torch fp32's (nats)")
+    dx.set_title("difference from torch fp32")
+    fig.suptitle("character-level GPT (0.8M parameters) under nine precision arms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def median(v):
     v = sorted(v)
     return v[len(v) // 2] if v else float("nan")
@@ -246,11 +281,16 @@ def main(argv=None) -> int:
     ap.add_argument("--arms", nargs="*", help="names of the arms to run (default: all)")
     ap.add_argument("--out", default="build/example/torch_gpt")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--replot", metavar="SUMMARY_JSON", help="only redraw the plot of a finished run's gpt_summary.json")
     ap.add_argument("--check", action="store_true",
                     help="exit non-zero unless every arm is finite and decreasing and all agree at the start")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.replot:
+        summary = json.loads(Path(args.replot).read_text())
+        target = Path(args.replot).with_name("gpt_curves.png")
+        return 0 if plot(summary["results"], target) else 1
 
     data = Data(block=64, batch=12)
     print(f"text: Python {sys.version.split()[0]} standard library, {data.chars} ASCII characters, vocabulary "
@@ -309,22 +349,9 @@ def main(argv=None) -> int:
     (out / "gpt_summary.json").write_text(json.dumps(dict(
         text_sha256=data.sha256, python=sys.version.split()[0], torch=torch.__version__, iters=args.iters,
         parameters=nparams, results=results), indent=1))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for r in results:
-            ax.plot(list(r["val"].keys()), list(r["val"].values()), label=r["arm"],
-                    linestyle="-" if r["arm"].startswith("mixprec") else "--")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("validation loss (nats per character)")
-        ax.set_title("character-level GPT (0.8M parameters) under nine precision arms")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "gpt_curves.png", dpi=110)
+    if plot(results, out / "gpt_curves.png"):
         print(f"\nwrote {out / 'gpt_curves.png'}, {out / 'gpt_curves.csv'}, {out / 'gpt_summary.json'}")
-    except ImportError:
+    else:
         print(f"\nwrote {out / 'gpt_curves.csv'}, {out / 'gpt_summary.json'} (no matplotlib: no plot)")
 
     if args.check:
