@@ -19,10 +19,10 @@ struct add_gradient_noise {
   // Noise changes norms, so it is a stage, not before_statistics.
   static constexpr mixprec::state_field state[] = {
       {"large_noise_steps", mixprec::format_id::f32, mixprec::extent::parameter}};
-  static constexpr mixprec::field_id<0> large{};
+  static constexpr mixprec::field_id<mixprec::field_index(state, "large_noise_steps")> large{};
   static constexpr mixprec::statistic statistics[] = {
       {"update_sq", mixprec::scope::parameter, mixprec::reduction::power_sum, mixprec::source::input}};
-  static constexpr mixprec::stat_id<0> update_sq{};
+  static constexpr mixprec::stat_id<mixprec::statistic_index(statistics, "update_sq")> update_sq{};
 
   float sigma = 1e-3f;
   std::uint64_t seed = 0;

@@ -30,8 +30,8 @@ struct clip_adaptive {
   static constexpr statistic statistics[] = {
       {"input_sq", scope::slice, reduction::power_sum, source::input},
       {"weight_sq", scope::slice, reduction::power_sum, source::weights}};
-  static constexpr stat_id<0> input_sq{};
-  static constexpr stat_id<1> weight_sq{};
+  static constexpr stat_id<statistic_index(statistics, "input_sq")> input_sq{};
+  static constexpr stat_id<statistic_index(statistics, "weight_sq")> weight_sq{};
 
   no_scalars initial_scalars() const {
     detail::require(std::isfinite(clipping) && clipping > 0, "clip_adaptive: clipping must be positive and finite (got ",

@@ -33,7 +33,7 @@ struct clip_by_global_norm {
     float coef;  // the multiplier of the step being applied
   };
   static constexpr statistic statistics[] = {{"norm", scope::global, reduction::power_sum, source::input}};
-  static constexpr stat_id<0> norm{};
+  static constexpr stat_id<statistic_index(statistics, "norm")> norm{};
   MIXPREC_HOST_DEVICE float power(std::size_t) const { return p; }
 
   scalars initial_scalars() const {

@@ -4,3 +4,4 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/component/protocol_check.hpp>

@@ -154,8 +154,15 @@ struct statistic {
   source of;
 };
 
-// Compile-time handles of a component's fields and statistics: declare
-// `static constexpr field_id<0> m{};` and write ctx.state(m), ctx.statistic(s).
+// Compile-time handles of a component's fields and statistics, looked up
+// by name in its own tables, so that a handle is tied to its declaration:
+//
+//   static constexpr field_id<field_index(state, "exp_avg")> m{};
+//   static constexpr stat_id<statistic_index(statistics, "norm")> norm{};
+//
+// then ctx.state(m), ctx.statistic(norm). A name that is not in the table
+// does not compile. (field_id<K> with a literal K still works; the engine
+// refuses a K past the table.)
 template <std::size_t K>
 struct field_id {
   static constexpr std::size_t index = K;
@@ -164,6 +171,31 @@ template <std::size_t K>
 struct stat_id {
   static constexpr std::size_t index = K;
 };
+
+namespace detail {
+constexpr bool same_text(const char* a, const char* b) {
+  if (a == nullptr || b == nullptr) return a == b;
+  while (*a != 0 && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+// Not constexpr: reaching it in a handle's lookup is the compile error.
+inline void no_state_field_or_statistic_has_this_name() {}
+}  // namespace detail
+
+template <std::size_t N>
+constexpr std::size_t field_index(const state_field (&table)[N], const char* name) {
+  for (std::size_t k = 0; k < N; ++k)
+    if (detail::same_text(table[k].name, name)) return k;
+  detail::no_state_field_or_statistic_has_this_name();
+  return N;
+}
+template <std::size_t N>
+constexpr std::size_t statistic_index(const statistic (&table)[N], const char* name) {
+  for (std::size_t k = 0; k < N; ++k)
+    if (detail::same_text(table[k].name, name)) return k;
+  detail::no_state_field_or_statistic_has_this_name();
+  return N;
+}
 
 // The arena as init() shows it to initial_scalars(const arena_info&).
 struct arena_info {

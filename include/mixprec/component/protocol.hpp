@@ -11,13 +11,21 @@
 
 namespace mixprec::detail {
 
+// Whether the component's traits (if it has them) derive from
+// component_traits; when they do not, the engine uses the defaults and
+// component_check reports the mistake once.
+template <class C, class = void>
+struct traits_derived : std::true_type {};
+template <class C>
+struct traits_derived<C, std::void_t<typename C::traits>>
+    : std::is_base_of<component_traits, typename C::traits> {};
 template <class C, class = void>
 struct traits_of_impl {
   using type = component_traits;
 };
 template <class C>
 struct traits_of_impl<C, std::void_t<typename C::traits>> {
-  using type = typename C::traits;
+  using type = std::conditional_t<traits_derived<C>::value, typename C::traits, component_traits>;
 };
 template <class C>
 using traits_of = typename traits_of_impl<C>::type;

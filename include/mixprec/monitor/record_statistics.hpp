@@ -76,10 +76,11 @@ struct record_statistics : record_statistics_declarations<PerParameter> {
     static constexpr bool linear = true;
     static constexpr bool observes = true;  // records after every other rule has decided
   };
-  static constexpr stat_id<0> norm_sq{};
-  static constexpr stat_id<1> non_finite{};
-  static constexpr stat_id<2> zeros{};
-  static constexpr stat_id<3> subnormals{};
+  using declarations = record_statistics_declarations<PerParameter>;
+  static constexpr stat_id<statistic_index(declarations::statistics, "norm_sq")> norm_sq{};
+  static constexpr stat_id<statistic_index(declarations::statistics, "non_finite")> non_finite{};
+  static constexpr stat_id<statistic_index(declarations::statistics, "zeros")> zeros{};
+  static constexpr stat_id<statistic_index(declarations::statistics, "subnormals")> subnormals{};
 
   double* ring = nullptr;            // [capacity][width], device
   std::uint64_t* head = nullptr;     // records written so far, device

@@ -46,15 +46,15 @@ struct scale_by_factored_rms {
       // max(mean of the rows of the row's matrix, eps1), recomputed each step
       {"row_mean", format_id::f32, extent::row, parameter_set::matrices, false},
       {"variance", format_id::f32, extent::element, parameter_set::vectors}};
-  static constexpr field_id<0> row_var{};
-  static constexpr field_id<1> col_var{};
-  static constexpr field_id<2> row_mean{};
-  static constexpr field_id<3> variance{};
+  static constexpr field_id<field_index(state, "row_var")> row_var{};
+  static constexpr field_id<field_index(state, "col_var")> col_var{};
+  static constexpr field_id<field_index(state, "row_mean")> row_mean{};
+  static constexpr field_id<field_index(state, "variance")> variance{};
   static constexpr statistic statistics[] = {
       {"row_sq", scope::row, reduction::power_sum, source::input},
       {"col_sq", scope::column, reduction::power_sum, source::input}};
-  static constexpr stat_id<0> row_sq{};
-  static constexpr stat_id<1> col_sq{};
+  static constexpr stat_id<statistic_index(statistics, "row_sq")> row_sq{};
+  static constexpr stat_id<statistic_index(statistics, "col_sq")> col_sq{};
 
   float beta2_decay = -0.8f;
   float eps1 = std::numeric_limits<float>::epsilon();  // torch: eps[0] = None
@@ -141,8 +141,8 @@ struct scale_by_relative_step {
   static constexpr statistic statistics[] = {
       {"update_sq", scope::parameter, reduction::power_sum, source::input},
       {"weight_sq", scope::parameter, reduction::power_sum, source::weights}};
-  static constexpr stat_id<0> update_sq{};
-  static constexpr stat_id<1> weight_sq{};
+  static constexpr stat_id<statistic_index(statistics, "update_sq")> update_sq{};
+  static constexpr stat_id<statistic_index(statistics, "weight_sq")> weight_sq{};
 
   float lr = 1e-2f;
   float eps2 = 1e-3f;

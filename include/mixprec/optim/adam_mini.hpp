@@ -89,16 +89,16 @@ struct scale_by_adam_mini {
       // The partition of each parameter, from its name and shape at init():
       // -1 one block per element, 0 one block, k >= 1 blocks of k rows.
       {"block_rows", format_id::f32, extent::parameter, parameter_set::all, /*saved=*/false}};
-  static constexpr field_id<0> m{};
-  static constexpr field_id<1> v_block{};
-  static constexpr field_id<2> v_row{};
-  static constexpr field_id<3> v_element{};
-  static constexpr field_id<4> block_rows{};
+  static constexpr field_id<field_index(state, "exp_avg")> m{};
+  static constexpr field_id<field_index(state, "block_exp_avg_sq")> v_block{};
+  static constexpr field_id<field_index(state, "row_exp_avg_sq")> v_row{};
+  static constexpr field_id<field_index(state, "exp_avg_sq")> v_element{};
+  static constexpr field_id<field_index(state, "block_rows")> block_rows{};
   static constexpr statistic statistics[] = {
       {"block_sq", scope::parameter, reduction::power_sum, source::input},
       {"row_sq", scope::row, reduction::power_sum, source::input}};
-  static constexpr stat_id<0> block_sq{};
-  static constexpr stat_id<1> row_sq{};
+  static constexpr stat_id<statistic_index(statistics, "block_sq")> block_sq{};
+  static constexpr stat_id<statistic_index(statistics, "row_sq")> row_sq{};
 
   float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   std::uint32_t dim = adam_mini_defaults::dim, n_heads = adam_mini_defaults::n_heads;

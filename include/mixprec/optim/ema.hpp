@@ -47,7 +47,7 @@ struct ema_of_weights {
   };
   static constexpr state_field state[] = {
       {"ema", format_id::f32, extent::element, parameter_set::all, true, true, /*from_weights=*/true}};
-  static constexpr field_id<0> ema{};
+  static constexpr field_id<field_index(state, "ema")> ema{};
 
   double decay = 0.9999;
   ema_warmup warmup = ema_warmup::none;

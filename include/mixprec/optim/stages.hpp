@@ -158,7 +158,7 @@ struct decoupled_weight_decay_by_name {
   };
   static constexpr state_field state[] = {
       {"decays", format_id::f32, extent::parameter, parameter_set::all, /*saved=*/false}};
-  static constexpr field_id<0> decays{};
+  static constexpr field_id<field_index(state, "decays")> decays{};
   float weight_decay = 0.0f;
   Schedule lr{};
   const char* no_decay_names = "norm,ln,bias";
@@ -211,7 +211,7 @@ struct trace {
   static_assert(detail::is_state_format_v<F>, "trace: the momentum buffer is float or bfloat16");
   static constexpr const char* name = "trace";
   static constexpr state_field state[] = {{"momentum_buffer", format_traits<F>::id}};
-  static constexpr field_id<0> buffer{};
+  static constexpr field_id<field_index(state, "momentum_buffer")> buffer{};
   float momentum = 0.0f, dampening = 0.0f;
   bool nesterov = false;
   // Without momentum: no buffer and the identity (variant 0).
@@ -246,9 +246,9 @@ struct scale_by_adam {
   static constexpr const char* name = "scale_by_adam";
   static constexpr state_field state[] = {
       {"exp_avg", format_traits<F>::id}, {"exp_avg_sq", format_traits<F>::id}, {"max_exp_avg_sq", format_traits<F>::id}};
-  static constexpr field_id<0> m{};
-  static constexpr field_id<1> v{};
-  static constexpr field_id<2> vmax{};
+  static constexpr field_id<field_index(state, "exp_avg")> m{};
+  static constexpr field_id<field_index(state, "exp_avg_sq")> v{};
+  static constexpr field_id<field_index(state, "max_exp_avg_sq")> vmax{};
   float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   bool amsgrad = false;
   struct scalars {
@@ -305,7 +305,7 @@ struct scale_by_rss {
   static_assert(detail::is_state_format_v<F>, "scale_by_rss: the sum is float or bfloat16");
   static constexpr const char* name = "scale_by_rss";
   static constexpr state_field state[] = {{"sum", format_traits<F>::id}};
-  static constexpr field_id<0> sum{};
+  static constexpr field_id<field_index(state, "sum")> sum{};
   float eps = 1e-10f;
   float initial_accumulator = 0.0f;
   float initial_state(std::size_t) const { return initial_accumulator; }
@@ -338,7 +338,7 @@ struct scale_by_lion {
     static constexpr bool replayable = false;
   };
   static constexpr state_field state[] = {{"exp_avg", format_traits<F>::id}};
-  static constexpr field_id<0> m{};
+  static constexpr field_id<field_index(state, "exp_avg")> m{};
   float b1 = 0.9f, b2 = 0.99f;
   no_scalars initial_scalars() const {
     detail::require(b1 >= 0 && b1 <= 1 && b2 >= 0 && b2 <= 1, "scale_by_lion: b1 and b2 must lie in [0, 1]");
@@ -365,8 +365,8 @@ struct scale_by_trust_ratio {
   static constexpr statistic statistics[] = {
       {"update_sq", scope::parameter, reduction::power_sum, source::input},
       {"weight_sq", scope::parameter, reduction::power_sum, source::weights}};
-  static constexpr stat_id<0> update_sq{};
-  static constexpr stat_id<1> weight_sq{};
+  static constexpr stat_id<statistic_index(statistics, "update_sq")> update_sq{};
+  static constexpr stat_id<statistic_index(statistics, "weight_sq")> weight_sq{};
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     const float w = static_cast<float>(sqrt(ctx.statistic(weight_sq)));

@@ -67,7 +67,7 @@ struct dynamic_loss_scale {
   };
   // Whether the unscaled gradient (this component's output) has inf or NaN.
   static constexpr statistic statistics[] = {{"non_finite", scope::global, reduction::non_finite_count, source::output}};
-  static constexpr stat_id<0> non_finite{};
+  static constexpr stat_id<statistic_index(statistics, "non_finite")> non_finite{};
 
   scalars initial_scalars() const {
     constexpr float smallest_normal = std::numeric_limits<float>::min();

@@ -15,7 +15,7 @@ struct skip_if_non_finite {
     static constexpr bool may_skip = true;
   };
   static constexpr statistic statistics[] = {{"non_finite", scope::global, reduction::non_finite_count, source::input}};
-  static constexpr stat_id<0> non_finite{};
+  static constexpr stat_id<statistic_index(statistics, "non_finite")> non_finite{};
 
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(no_scalars&, const Ctx& ctx) const {

@@ -31,6 +31,7 @@
 
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/component/protocol_check.hpp>
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/tiles.hpp>
@@ -273,7 +274,8 @@ class chain_state {
 
 template <class... C>
 class chain_t {
-  static_assert((std::is_trivially_copyable_v<C> && ...), "chain components must be trivially copyable value types");
+  // Each component's protocol mistakes, reported one by one (component/protocol_check.hpp).
+  static_assert((detail::component_check<C>::ok && ...));
   using plan_type = chain_plan<C...>;
   static constexpr detail::plan_data d = plan_type::data;
   static_assert(plan_type::valid, "mixprec::chain: see the rule above");

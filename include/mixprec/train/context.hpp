@@ -170,6 +170,7 @@ struct element_context {
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
+    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     constexpr scope where = Env::plan::data.stats[s].decl.where;
     if constexpr (where == scope::row || where == scope::column) {
@@ -182,6 +183,7 @@ struct element_context {
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
+    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
     constexpr state_field f = field_of<component>(J);
     constexpr std::size_t g = field0 + J;
     const field_storage& fs = env.fields[g];
@@ -230,6 +232,7 @@ struct decide_context {
   // A global statistic (as reduced: the sum, or the max; roots are the component's).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
+    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     static_assert(Env::plan::data.stats[s].decl.where == scope::global,
                   "mixprec: a scalar rule reads global statistics; read per-entry ones in decide_row / "
@@ -240,6 +243,7 @@ struct decide_context {
   // A per-parameter statistic, for parameter p.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic_at(stat_id<J>, std::size_t p) const {
+    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     static_assert(Env::plan::data.stats[s].decl.where == scope::parameter,
                   "mixprec: statistic_at(stat, p) reads a per-parameter statistic");
@@ -294,6 +298,7 @@ struct entry_context {
   // scope, the parameter's for a per-parameter one, the global value.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
+    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     constexpr scope where = Env::plan::data.stats[s].decl.where;
     const param_geometry& g = env.geometry[param];
@@ -317,6 +322,7 @@ struct entry_context {
   // heads).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic_of_row(stat_id<J>, std::uint64_t row) const {
+    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     static_assert(E == extent::row && Env::plan::data.stats[s].decl.where == scope::row,
                   "mixprec: statistic_of_row(stat, row) reads a per-row statistic in decide_row");
@@ -327,12 +333,14 @@ struct entry_context {
   // Whether a field has entries for this entry's parameter.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE bool covers(field_id<J>) const {
+    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
     const field_storage& fs = env.fields[field0 + J];
     return fs.data != nullptr && fs.base[param] != no_entry;
   }
   // This entry's place in a field of the same extent (or the parameter's).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
+    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
     constexpr state_field f = field_of<component>(J);
     static_assert(f.where == E || f.where == extent::parameter || f.where == extent::scalar,
                   "mixprec: an entry rule reads state of its own extent, of its parameter, or scalar state");
@@ -345,6 +353,7 @@ struct entry_context {
   // In a per-parameter rule: row r or column j of the parameter in a row or column field.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state_at(field_id<J>, std::uint64_t k) const {
+    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
     constexpr state_field f = field_of<component>(J);
     static_assert(E == extent::parameter && (f.where == extent::row || f.where == extent::column),
                   "mixprec: state_at(field, k) reads row or column k of a parameter in decide_parameter");

@@ -27,7 +27,7 @@ struct every_k {
     static constexpr bool may_hold = true;
   };
   static constexpr state_field state[] = {{"accumulator", format_id::f32}};
-  static constexpr field_id<0> accumulator{};
+  static constexpr field_id<field_index(state, "accumulator")> accumulator{};
 
   std::uint32_t k = 1;
 

@@ -88,7 +88,7 @@ struct kahan_summation {
   // The low part each weight lost, rounded to nearest (it is a correction).
   static constexpr state_field state[] = {
       {"compensation", format_traits<F>::id, extent::element, parameter_set::all, true, false}};
-  static constexpr field_id<0> compensation{};
+  static constexpr field_id<field_index(state, "compensation")> compensation{};
   template <class Model, class Ctx>
   MIXPREC_HOST_DEVICE Model round_weight(float v, const Ctx&) const {
     return convert<Model>(v);

@@ -1,0 +1,233 @@
+// The component protocol's mistakes as compile errors. The engine detects
+// protocol members by signature (component/protocol.hpp), so a member that
+// is almost right (not const, not static, not a template, misspelled) would
+// otherwise be ignored and the step would silently compute something else.
+// chain() instantiates component_check<C> for each component; each check
+// is a static_assert whose message names the member, and the compiler's
+// "In instantiation of 'component_check<C>'" line names the component.
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#include <mixprec/component/component.hpp>
+#include <mixprec/component/protocol.hpp>
+
+namespace mixprec {
+
+namespace detail {
+
+// Whether C has any member named X (data, function, overloaded or
+// template): a class deriving from C and from one with X finds X
+// ambiguous exactly when C has one. Components are plain structs; a final
+// one is never reported.
+#define MIXPREC_HAS_MEMBER_NAMED(X)                                                               \
+  struct has_member_##X##_probe {                                                                 \
+    int X;                                                                                        \
+  };                                                                                              \
+  template <class C, bool = std::is_class_v<C> && !std::is_final_v<C>>                            \
+  struct has_member_##X : std::false_type {};                                                     \
+  template <class C>                                                                              \
+  struct has_member_##X<C, true> {                                                                \
+    struct both : C, has_member_##X##_probe {};                                                   \
+    template <class U>                                                                            \
+    static std::false_type test(decltype(&U::X));                                                 \
+    template <class U>                                                                            \
+    static std::true_type test(...);                                                              \
+    static constexpr bool value = decltype(test<both>(nullptr))::value;                           \
+  };
+
+MIXPREC_HAS_MEMBER_NAMED(update)
+MIXPREC_HAS_MEMBER_NAMED(decide)
+MIXPREC_HAS_MEMBER_NAMED(decide_row)
+MIXPREC_HAS_MEMBER_NAMED(decide_column)
+MIXPREC_HAS_MEMBER_NAMED(decide_parameter)
+MIXPREC_HAS_MEMBER_NAMED(initial_scalars)
+MIXPREC_HAS_MEMBER_NAMED(visit_scalars)
+MIXPREC_HAS_MEMBER_NAMED(visit_hyperparameters)
+MIXPREC_HAS_MEMBER_NAMED(traits)
+MIXPREC_HAS_MEMBER_NAMED(name)
+// Names a component author may mean for a protocol member.
+MIXPREC_HAS_MEMBER_NAMED(apply)
+MIXPREC_HAS_MEMBER_NAMED(rule)
+MIXPREC_HAS_MEMBER_NAMED(transform)
+MIXPREC_HAS_MEMBER_NAMED(update_element)
+MIXPREC_HAS_MEMBER_NAMED(element_rule)
+MIXPREC_HAS_MEMBER_NAMED(decide_rows)
+MIXPREC_HAS_MEMBER_NAMED(decide_columns)
+MIXPREC_HAS_MEMBER_NAMED(decide_parameters)
+MIXPREC_HAS_MEMBER_NAMED(initial_scalar)
+MIXPREC_HAS_MEMBER_NAMED(init_scalars)
+MIXPREC_HAS_MEMBER_NAMED(visit_hyperparams)
+MIXPREC_HAS_MEMBER_NAMED(visit_scalar)
+MIXPREC_HAS_MEMBER_NAMED(stats)
+MIXPREC_HAS_MEMBER_NAMED(states)
+#undef MIXPREC_HAS_MEMBER_NAMED
+
+// Members the engine calls with a context it chooses: templates on it,
+// const. A probe context type to form the pointer with.
+struct probe_context {};
+template <class F>
+struct is_const_member_function : std::false_type {};
+template <class R, class C, class... A>
+struct is_const_member_function<R (C::*)(A...) const> : std::true_type {};
+
+#define MIXPREC_RULE_SHAPE(X)                                                                      \
+  template <class C, class = void>                                                                 \
+  struct X##_is_template : std::false_type {};                                                     \
+  template <class C>                                                                               \
+  struct X##_is_template<C, std::void_t<decltype(&C::template X<probe_context>)>> : std::true_type {}; \
+  template <class C, class = void>                                                                 \
+  struct X##_is_const : std::false_type {};                                                        \
+  template <class C>                                                                               \
+  struct X##_is_const<C, std::void_t<decltype(&C::template X<probe_context>)>>                     \
+      : is_const_member_function<decltype(&C::template X<probe_context>)> {};
+MIXPREC_RULE_SHAPE(update)
+MIXPREC_RULE_SHAPE(decide)
+MIXPREC_RULE_SHAPE(decide_row)
+MIXPREC_RULE_SHAPE(decide_column)
+MIXPREC_RULE_SHAPE(decide_parameter)
+#undef MIXPREC_RULE_SHAPE
+
+// initial_scalars() callable on a non-const object but not on a const one.
+template <class C, class = void>
+struct initial_scalars_callable_non_const : std::false_type {};
+template <class C>
+struct initial_scalars_callable_non_const<C, std::void_t<decltype(std::declval<C&>().initial_scalars())>>
+    : std::true_type {};
+template <class C, class = void>
+struct initial_scalars_for_arena_callable_non_const : std::false_type {};
+template <class C>
+struct initial_scalars_for_arena_callable_non_const<
+    C, std::void_t<decltype(std::declval<C&>().initial_scalars(std::declval<const arena_info&>()))>> : std::true_type {};
+
+// visit_scalars callable on an object but not as a static member.
+template <class C, class = void>
+struct visit_scalars_as_member : std::false_type {};
+template <class C>
+struct visit_scalars_as_member<
+    C, std::void_t<decltype(std::declval<C&>().visit_scalars(std::declval<scalars_of<C>&>(), any_visitor{}))>>
+    : std::true_type {};
+template <class C, class = void>
+struct visit_hyperparameters_non_const : std::false_type {};
+template <class C>
+struct visit_hyperparameters_non_const<
+    C, std::void_t<decltype(std::declval<C&>().visit_hyperparameters(any_visitor{}))>> : std::true_type {};
+
+template <class C>
+constexpr bool has_any_rule() {
+  return has_update<C>::value || has_decide<C>::value || has_decide_row<C>::value || has_decide_column<C>::value ||
+         has_decide_parameter<C>::value || traits_of<C>::writes_weights;
+}
+template <class C>
+constexpr bool has_entry_rule() {
+  return has_decide_row<C>::value || has_decide_column<C>::value || has_decide_parameter<C>::value;
+}
+template <class C>
+constexpr bool unique_field_names() {
+  constexpr std::size_t n = field_count<C>();
+  for (std::size_t a = 0; a < n; ++a)
+    for (std::size_t b = a + 1; b < n; ++b)
+      if (field_of<C>(a).name != nullptr && same_text(field_of<C>(a).name, field_of<C>(b).name)) return false;
+  return true;
+}
+template <class C>
+constexpr bool unique_statistic_names() {
+  constexpr std::size_t n = statistic_count<C>();
+  for (std::size_t a = 0; a < n; ++a)
+    for (std::size_t b = a + 1; b < n; ++b)
+      if (statistic_of<C>(a).name != nullptr && same_text(statistic_of<C>(a).name, statistic_of<C>(b).name))
+        return false;
+  return true;
+}
+template <class C>
+constexpr bool element_fields_only() {
+  for (std::size_t k = 0; k < field_count<C>(); ++k)
+    if (field_of<C>(k).where != extent::element) return false;
+  return true;
+}
+
+template <class C>
+struct component_check {
+  static_assert(std::is_trivially_copyable_v<C>,
+                "mixprec::chain: a component must be a trivially copyable value type (its members are copied into "
+                "every pass): no std::vector, std::string or other owning member (the component is named in the "
+                "'In instantiation of component_check<...>' line)");
+  static_assert(has_member_name<C>::value,
+                "mixprec::chain: a component needs static constexpr const char* name = \"...\"");
+  static_assert(!has_member_traits<C>::value || traits_derived<C>::value,
+                "mixprec::chain: the component's struct traits must derive from mixprec::component_traits "
+                "(struct traits : mixprec::component_traits { ... })");
+  // Members named like protocol members that the engine would not call.
+  static_assert(!has_member_update<C>::value || has_update<C>::value,
+                "mixprec::chain: the component's member `update` is not the element rule the engine calls: write "
+                "template <class Ctx> float update(float u, const Ctx& ctx) const");
+  static_assert(!has_update<C>::value || update_is_const<C>::value,
+                "mixprec::chain: the component's element rule `update` must be a const member function");
+  static_assert(!has_member_decide<C>::value || has_decide<C>::value,
+                "mixprec::chain: the component's member `decide` is not the scalar rule the engine calls: write "
+                "template <class Ctx> void decide(scalars& s, const Ctx& ctx) const");
+  static_assert(!has_decide<C>::value || decide_is_const<C>::value,
+                "mixprec::chain: the component's scalar rule `decide` must be a const member function");
+  static_assert((!has_member_decide_row<C>::value || (has_decide_row<C>::value && decide_row_is_const<C>::value)) &&
+                    (!has_member_decide_column<C>::value ||
+                     (has_decide_column<C>::value && decide_column_is_const<C>::value)) &&
+                    (!has_member_decide_parameter<C>::value ||
+                     (has_decide_parameter<C>::value && decide_parameter_is_const<C>::value)),
+                "mixprec::chain: the component's entry rule (decide_row, decide_column or decide_parameter) must be "
+                "template <class E> void decide_...(const E& e) const");
+  static_assert(!initial_scalars_callable_non_const<C>::value || has_initial_scalars<C>::value,
+                "mixprec::chain: the component's `initial_scalars()` must be a const member function (else the "
+                "engine would not call it: no validation, scalars starting from {})");
+  static_assert(!initial_scalars_for_arena_callable_non_const<C>::value || has_initial_scalars_for_arena<C>::value,
+                "mixprec::chain: the component's `initial_scalars(const arena_info&)` must be a const member function");
+  static_assert(!has_member_initial_scalars<C>::value || has_initial_scalars<C>::value ||
+                    has_initial_scalars_for_arena<C>::value,
+                "mixprec::chain: the component's member `initial_scalars` is neither scalars initial_scalars() "
+                "const nor scalars initial_scalars(const mixprec::arena_info&) const");
+  static_assert(!visit_scalars_as_member<C>::value || has_visit_scalars<C>::value,
+                "mixprec::chain: the component's `visit_scalars` must be static: template <class V> static void "
+                "visit_scalars(scalars& s, V&& v)");
+  static_assert(!has_member_visit_scalars<C>::value || has_visit_scalars<C>::value,
+                "mixprec::chain: the component's member `visit_scalars` is not template <class V> static void "
+                "visit_scalars(scalars& s, V&& v)");
+  static_assert(!visit_hyperparameters_non_const<C>::value || has_visit_hyperparameters<C>::value,
+                "mixprec::chain: the component's `visit_hyperparameters` must be a const member function");
+  // Names the protocol does not have.
+  static_assert(!has_member_apply<C>::value && !has_member_rule<C>::value && !has_member_transform<C>::value &&
+                    !has_member_update_element<C>::value && !has_member_element_rule<C>::value,
+                "mixprec::chain: the component has a member named like an element rule (apply, rule, transform, "
+                "update_element, element_rule) that the protocol does not know: the element rule is `update`");
+  static_assert(!has_member_decide_rows<C>::value && !has_member_decide_columns<C>::value &&
+                    !has_member_decide_parameters<C>::value,
+                "mixprec::chain: the component has a member decide_rows, decide_columns or decide_parameters: the "
+                "entry rules are decide_row, decide_column and decide_parameter");
+  static_assert(!has_member_initial_scalar<C>::value && !has_member_init_scalars<C>::value &&
+                    !has_member_visit_hyperparams<C>::value && !has_member_visit_scalar<C>::value &&
+                    !has_member_stats<C>::value && !has_member_states<C>::value,
+                "mixprec::chain: the component has a member named like a protocol member (initial_scalar, "
+                "init_scalars, visit_hyperparams, visit_scalar, stats, states) that the protocol does not know: "
+                "the names are initial_scalars, visit_hyperparameters, visit_scalars, statistics, state");
+  // Declarations no rule can use.
+  static_assert(has_any_rule<C>(),
+                "mixprec::chain: the component has no rule (update, decide, decide_row, decide_column, "
+                "decide_parameter, or a weight writer's): it would change nothing");
+  static_assert(field_count<C>() == 0 || has_update<C>::value || has_entry_rule<C>() || traits_of<C>::writes_weights,
+                "mixprec::chain: the component declares state fields but no rule that reads them (update, or "
+                "decide_row / decide_column / decide_parameter for row, column and parameter fields)");
+  static_assert(field_count<C>() == 0 || !element_fields_only<C>() || has_update<C>::value ||
+                    traits_of<C>::writes_weights,
+                "mixprec::chain: the component declares per-element state fields but no element rule `update` "
+                "that reads them");
+  static_assert(statistic_count<C>() == 0 || has_decide<C>::value || has_update<C>::value || has_entry_rule<C>(),
+                "mixprec::chain: the component declares statistics but no rule that reads them");
+  static_assert(unique_field_names<C>(), "mixprec::chain: two of the component's state fields have the same name");
+  static_assert(unique_statistic_names<C>(), "mixprec::chain: two of the component's statistics have the same name");
+  static_assert(!has_variants<C>::value || variant_count<C>() >= 1,
+                "mixprec::chain: the component's `variants` must be at least 1");
+  static constexpr bool ok = true;
+};
+
+}  // namespace detail
+}  // namespace mixprec
