@@ -88,19 +88,6 @@ inline std::string shape_text(const std::vector<std::uint64_t>& dims) {
   return s + "]";
 }
 
-// Reads and writes the private parts of a chain state.
-struct checkpoint_access {
-  template <class Arena, class... C>
-  static auto& block(chain_state<Arena, C...>& s) { return s.block_; }
-  template <class Arena, class... C>
-  static auto& fields(chain_state<Arena, C...>& s) { return s.fields_; }
-  template <class Arena, class... C>
-  static auto& groups(chain_state<Arena, C...>& s) { return s.groups_; }
-  template <class Arena, class... C>
-  static const std::vector<std::string>& group_names(chain_state<Arena, C...>& s) { return s.group_names_; }
-  template <class Arena, class... C>
-  static const arena_signature& arena(const chain_state<Arena, C...>& s) { return s.arena_; }
-};
 
 // Typed values of hyperparameters and scalars.
 enum class value_kind : std::uint8_t { f32 = 1, f64 = 2, u32 = 3, u64 = 4, boolean = 5 };
@@ -412,7 +399,7 @@ template <class Arena, class... C>
 std::vector<field_ref> field_refs(chain_state<Arena, C...>& state) {
   std::vector<field_ref> out;
   std::size_t f = 0;
-  (add_field_refs<C>(out, checkpoint_access::fields(state), f), ...);
+  (add_field_refs<C>(out, state.storage().fields, f), ...);
   return out;
 }
 
@@ -425,9 +412,9 @@ void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
   w.put(static_cast<std::uint64_t>(r.begin));
   w.put(static_cast<std::uint64_t>(r.end));
   w.put(set_id);
-  const chain_block<C...> block = read_back(raw(checkpoint_access::block(state)), s);
+  const chain_block<C...> block = read_back(raw(state.storage().block), s);
   w.put(static_cast<std::uint32_t>(sizeof...(C)));
-  auto& fields = checkpoint_access::fields(state);
+  auto& fields = state.storage().fields;
   std::size_t k = 0, f = 0;
   std::apply(
       [&](const auto&... comp) {
@@ -459,10 +446,10 @@ void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
       chain.as_tuple());
   w.put(block.step.count);
   w.put(block.step.skipped_total);
-  const auto& names = checkpoint_access::group_names(state);
+  const auto& names = state.storage().group_names;
   w.put(static_cast<std::uint32_t>(names.size()));
   std::vector<group_hyper> groups(names.size());
-  copy_to_host(raw(checkpoint_access::groups(state)), groups.data(), groups.size(), s);
+  copy_to_host(raw(state.storage().groups), groups.data(), groups.size(), s);
   for (std::size_t g = 0; g < names.size(); ++g) {
     w.put_string(names[g]);
     w.put(groups[g].lr_scale);
@@ -481,9 +468,9 @@ template <class Arena, class... C>
 void require_state_of(const Arena& params, const chain_state<Arena, C...>& state, const char* who) {
   require(params.finalized(), who, ": the parameters are not finalized");
   require(state.initialized(), who, ": the chain state was not made by init()");
-  require(params.signature().hash == checkpoint_access::arena(state).hash, who,
+  require(params.signature().hash == state.arena_signature().hash, who,
           ": the state was made by init() for another parameter arena: ",
-          checkpoint_access::arena(state).difference(params.signature()), " (the state's arena first, this one second)");
+          state.arena_signature().difference(params.signature()), " (the state's arena first, this one second)");
 }
 
 // Writes the whole checkpoint to `sink`, streaming the data section: the
@@ -641,8 +628,8 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
             " here");
 
   chain_block<C...>& block = out.block;
-  block = read_back(raw(checkpoint_access::block(state)), s);
-  auto& fields = checkpoint_access::fields(state);
+  block = read_back(raw(state.storage().block), s);
+  auto& fields = state.storage().fields;
   const std::vector<segment_geometry> geo = segment_geometry_of(params);
   const arena_info info = arena_info_of(params);
   {
@@ -730,7 +717,7 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
   block.step.hold = 0;
 
   const auto ngroups = body.get<std::uint32_t>("group count");
-  const auto& my_groups = checkpoint_access::group_names(state);
+  const auto& my_groups = state.storage().group_names;
   require(ngroups == my_groups.size(), "checkpoint has ", ngroups, " groups but this arena has ", my_groups.size());
   out.groups.resize(ngroups);
   for (std::uint32_t g = 0; g < ngroups; ++g) {
@@ -823,8 +810,8 @@ template <class Arena, class... C>
 void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
                        chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
   const auto& head = files.front();
-  write_to_device(&head.block, raw(checkpoint_access::block(state)), 1, s);
-  write_to_device(head.groups.data(), raw(checkpoint_access::groups(state)), head.groups.size(), s);
+  write_to_device(&head.block, raw(state.storage().block), 1, s);
+  write_to_device(head.groups.data(), raw(state.storage().groups), head.groups.size(), s);
   const std::vector<segment_geometry> geo = segment_geometry_of(params);
   const std::vector<field_ref> refs = field_refs(state);
   for (const auto& c : files) {

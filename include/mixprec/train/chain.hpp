@@ -64,8 +64,6 @@ struct no_step_hooks {
 };
 
 namespace detail {
-struct checkpoint_access;
-
 template <class T>
 struct is_chain : std::false_type {};
 template <class... C>
@@ -96,6 +94,18 @@ struct field_buffer {
   std::vector<std::uint64_t> base_h;
   std::uint64_t entries = 0;
   bool used = false;
+};
+
+// A state's storage as it is, for serialisers (io/checkpoint.hpp, the
+// Python package): the device scalar block, every field's buffer, the
+// group table. Writing through it bypasses every check of init() and
+// set_group; the checkpoint loader validates everything before it writes.
+template <class... C>
+struct state_storage {
+  device_vector<chain_block<C...>>& block;
+  std::vector<field_buffer>& fields;  // every component's fields, in chain order
+  device_vector<group_hyper>& groups;
+  const std::vector<std::string>& group_names;
 };
 
 // The buffers of one measuring pass.
@@ -239,6 +249,11 @@ class chain_state {
     throw error(detail::concat("chain_state::field: ", component::name, " has no state field \"", name, "\""));
   }
 
+  // The arena this state was made for (names, shapes, groups, formats).
+  const detail::arena_signature& arena_signature() const { return arena_; }
+  // Its storage, for serialisers (see detail::state_storage).
+  detail::state_storage<C...> storage() { return {block_, fields_, groups_, group_names_}; }
+
   detail::chain_block<C...> block() const { return block(last_stream_); }
   detail::chain_block<C...> block(stream s) const {
     require_initialized("a read-back");
@@ -248,7 +263,6 @@ class chain_state {
  private:
   template <class...>
   friend class chain_t;
-  friend struct detail::checkpoint_access;
 
   void require_initialized(const char* what) const {
     detail::require(initialized(), "chain_state: ", what, " on a state that init() did not make (call step.init(params) "
