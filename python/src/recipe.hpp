@@ -252,7 +252,7 @@ class bound final : public core {
     chain_.emplace(c);
     last_ = h;
   }
-  std::string describe() const override { return chain_type::describe(); }
+  std::string describe() const override { return chain_->describe(); }
   double state_bytes() const override { return static_cast<double>(state().state_bytes()); }
   std::vector<std::string> group_names() const override { return params_.group_names(); }
   void set_group(const std::string& group, float lr_scale, float wd_scale, std::uintptr_t s) override {

@@ -18,8 +18,8 @@ int passes(const Chain&) {
   return Chain::plan::passes();
 }
 template <class Chain>
-std::string plan_of(const Chain&) {
-  return Chain::describe();
+std::string plan_of(const Chain& c) {
+  return c.describe();
 }
 
 }  // namespace
@@ -48,20 +48,23 @@ TEST_CASE("plans say what each pass runs and measures") {
   const std::string p = plan_of(chain(dynamic_loss_scale{}, clip_by_global_norm{1.0f}, adamw(adamw_options{})));
   CHECK(test::contains(p, "pass 1 (statistics): runs dynamic_loss_scale; measures dynamic_loss_scale.non_finite "
                           "(global non-finite count of its output); clip_by_global_norm.norm (global sum |x|^p of its input)"));
-  CHECK(test::contains(p, "then scalar rules: dynamic_loss_scale, clip_by_global_norm, decoupled_weight_decay, "
-                          "scale_by_adam, scale_by_learning_rate"));
-  CHECK(test::contains(p, "pass 2 (update): runs dynamic_loss_scale, clip_by_global_norm, scale_by_constant, "
-                          "decoupled_weight_decay, scale_by_adam, scale_by_learning_rate; writes the weights (round_model_nearest)"));
+  CHECK(test::contains(p, "then scalar rules: dynamic_loss_scale, clip_by_global_norm, adamw/decoupled_weight_decay, "
+                          "adamw/scale_by_adam, adamw/scale_by_learning_rate"));
+  CHECK(test::contains(p, "pass 2 (update): runs dynamic_loss_scale, clip_by_global_norm, adamw/scale_by_constant, "
+                          "adamw/decoupled_weight_decay, adamw/scale_by_adam, adamw/scale_by_learning_rate; writes the "
+                          "weights (round_model_nearest)"));
+  // Components are named by their paths, as checkpoints name them.
   const std::string l = plan_of(lamb(lamb_options{}));
-  CHECK(test::contains(l, "scalar rules before the first pass: scale_by_adam, scale_by_learning_rate"));
-  CHECK(test::contains(l, "pass 1 (measure): runs scale_by_adam, add_decayed_weights; measures "
-                          "scale_by_trust_ratio.update_sq (per parameter sum |x|^p of its input); "
-                          "scale_by_trust_ratio.weight_sq (per parameter sum |x|^p of the weights)"));
-  CHECK(test::contains(l, "recomputes scale_by_adam read-only"));
+  CHECK(test::contains(l, "scalar rules before the first pass: lamb/scale_by_adam, lamb/scale_by_learning_rate"));
+  CHECK(test::contains(l, "pass 1 (measure): runs lamb/scale_by_adam, lamb/add_decayed_weights; measures "
+                          "lamb/scale_by_trust_ratio.update_sq (per parameter sum |x|^p of its input); "
+                          "lamb/scale_by_trust_ratio.weight_sq (per parameter sum |x|^p of the weights)"));
+  CHECK(test::contains(l, "recomputes lamb/scale_by_adam read-only"));
   const std::string two = plan_of(chain(clip_by_global_norm{1.0f}, clip_by_global_norm{0.5f}, sgd(sgd_options{})));
   CHECK(test::contains(two, "clip_by_global_norm.norm (global sum |x|^p of its input, scaled by later multipliers)"));
   const std::string w = plan_of(chain(sgd(sgd_options{}), round_model_stochastic{3}));
   CHECK(test::contains(w, "writes the weights (round_model_stochastic)"));
+  CHECK(test::contains(w, "runs sgd/scale_by_constant"));
 }
 
 TEST_CASE("state bytes per parameter of every optimizer") {

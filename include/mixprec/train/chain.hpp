@@ -129,7 +129,10 @@ class chain_t {
   // Whether its passes need row and column positions (then a shard of the
   // arena must begin and end on row boundaries).
   static constexpr bool uses_positions = d.positions;
-  static std::string describe() { return plan::describe(); }
+  // The plan in words, each component named by its path (as checkpoints name it).
+  std::string describe() const {
+    return plan::describe([this](int k) { return path(static_cast<std::size_t>(k)); });
+  }
 
   // State for `params`: device scalars, state fields, statistics and
   // reduction buffers, all allocated here so that apply() allocates

@@ -537,12 +537,18 @@ struct chain_plan {
   static constexpr bool uses_positions() { return data.positions; }
 
   // The plan in words, one line per pass and per scalar-rule phase.
+  // The plan in words, naming component k by name_of(k) (by default its
+  // name; chain_t::describe() gives its path, "adamw/scale_by_adam").
   static std::string describe() {
+    return describe([](int k) { return std::string(data.comp[k].name); });
+  }
+  template <class NameOf>
+  static std::string describe(NameOf&& name_of) {
     std::string out;
-    auto list = [](int from, int to, auto&& pick) {
+    auto list = [&](int from, int to, auto&& pick) {
       std::string s;
       for (int k = from; k < to; ++k)
-        if (pick(k)) s += std::string(s.empty() ? "" : ", ") + data.comp[k].name;
+        if (pick(k)) s += std::string(s.empty() ? "" : ", ") + name_of(k);
       return s.empty() ? std::string("-") : s;
     };
     for (int q = 0; q < data.npasses; ++q) {
@@ -554,14 +560,14 @@ struct chain_plan {
       if (replayed != "-") out += "; recomputes " + replayed + " read-only";
       if (p.kind == pass_kind::update) {
         out += "; writes the weights (";
-        out += data.writer >= 0 ? data.comp[data.writer].name : "round_model_nearest";
+        out += data.writer >= 0 ? name_of(data.writer) : std::string("round_model_nearest");
         out += ")\n";
       } else {
         out += "; measures";
         for (int j = 0; j < data.nstats; ++j) {
           const detail::stat_entry& e = data.stats[j];
           if (e.pass != q) continue;
-          out += std::string(" ") + data.comp[e.component].name + "." + e.decl.name + " (" +
+          out += " " + name_of(e.component) + "." + e.decl.name + " (" +
                  detail::scope_name(e.decl.where) + " " + detail::reduction_name(e.decl.op) + " of " +
                  (e.decl.of == source::input    ? "its input"
                   : e.decl.of == source::output ? "its output"
