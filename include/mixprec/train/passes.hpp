@@ -28,6 +28,7 @@
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/reduction.hpp>
 #include <mixprec/train/writers.hpp>
 
 namespace mixprec::detail {
@@ -157,35 +158,6 @@ struct chain_runner {
     }
   }
 };
-
-// The contribution of a value to one statistic.
-template <reduction Op>
-MIXPREC_HOST_DEVICE double contribution(float v, float p, float min_normal) {
-  if constexpr (Op == reduction::sum) {
-    return static_cast<double>(v);
-  } else if constexpr (Op == reduction::max_abs) {
-    return fabs(static_cast<double>(v));
-  } else if constexpr (Op == reduction::non_finite_count) {
-    return (bit_cast<std::uint32_t>(v) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
-  } else if constexpr (Op == reduction::zero_count) {
-    return v == 0.0f ? 1.0 : 0.0;
-  } else if constexpr (Op == reduction::subnormal_count) {
-    return (v != 0.0f && fabsf(v) < min_normal) ? 1.0 : 0.0;
-  } else {
-    const double a = fabs(static_cast<double>(v));
-    if (p == 2.0f) return a * a;
-    if (p == 1.0f || p == infinity_norm) return a;
-    return pow(a, static_cast<double>(p));
-  }
-}
-template <reduction Op>
-MIXPREC_HOST_DEVICE bool combines_by_max(float p) {
-  return Op == reduction::max_abs || (Op == reduction::power_sum && p == infinity_norm);
-}
-MIXPREC_HOST_DEVICE double combine_values(double a, double b, bool is_max) {
-  if (!is_max) return a + b;
-  return ((b > a) | (b != b)) ? b : a;  // max; a NaN on either side wins
-}
 
 template <std::size_t F>
 struct pass_partial {
@@ -344,7 +316,7 @@ struct measure_body {
       const double a = static_cast<double>(v);
       return a * a;
     } else {
-      return contribution<op>(v, power[k], min_normal);
+      return reduction_policy<op>::contribution(v, power[k], min_normal);
     }
   }
   // acc + contribution_of<k>(v), for a statistic that adds (a square by
@@ -359,7 +331,7 @@ struct measure_body {
   MIXPREC_HOST_DEVICE bool is_max() const {
     constexpr reduction op = d.stats[list.s[k]].decl.op;
     if constexpr (Squares && op == reduction::power_sum) return false;
-    else return combines_by_max<op>(power[k]);
+    else return reduction_policy<op>::combines_by_max(power[k]);
   }
   MIXPREC_HOST_DEVICE bool field_is_max(int f) const { return field_is_max_of(f, std::make_integer_sequence<int, F>{}); }
   template <int... k>

@@ -25,6 +25,7 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/format/format_traits.hpp>
+#include <mixprec/train/reduction.hpp>
 
 namespace mixprec {
 
@@ -250,11 +251,12 @@ constexpr void assign_levels(plan_data& d) {
         e.level = avail;  // before-statistics rules run in every pass; a multiplier scales its own output
         e.derived_mask = (derived ? mask : 0) | (c.multiplier ? (std::uint64_t{1} << k) : 0);
       }
-      // A multiplier moves values across the smallest normal, so a subnormal
-      // count is not measured before it: it waits for the pass after the
-      // pending multipliers are decided. (A multiplier's count of its own
-      // output is taken before its own factor: that factor needs it first.)
-      if (e.decl.op == reduction::subnormal_count && e.derived_mask != 0 &&
+      // A statistic with no formula under scaling (a subnormal count: a
+      // multiplier moves values across the smallest normal) is not measured
+      // before pending multipliers: it waits for the pass after they are
+      // decided. (A multiplier's count of its own output is taken before its
+      // own factor: that factor needs it first.)
+      if (scaling_of(e.decl.op) == under_scaling::remeasure && e.derived_mask != 0 &&
           !(e.decl.of == source::output && c.multiplier)) {
         e.level = avail + 1;
         e.derived_mask = 0;
@@ -505,17 +507,6 @@ inline const char* scope_name(scope s) {
     case scope::row: return "per row";
     case scope::column: return "per column";
     case scope::slice: return "per slice";
-  }
-  return "?";
-}
-inline const char* reduction_name(reduction r) {
-  switch (r) {
-    case reduction::sum: return "sum";
-    case reduction::power_sum: return "sum |x|^p";
-    case reduction::max_abs: return "max |x|";
-    case reduction::non_finite_count: return "non-finite count";
-    case reduction::zero_count: return "zero count";
-    case reduction::subnormal_count: return "subnormal count";
   }
   return "?";
 }

@@ -175,8 +175,7 @@ struct step_runner {
     // Every rank's statistics, combined before the scalar rules (mixprec/dist).
     for (int j = 0; j < d.nstats; ++j) {
       if (d.stats[j].pass != q) continue;
-      const bool is_max = d.stats[j].decl.op == reduction::max_abs ||
-                          (d.stats[j].decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      const bool is_max = combines_by_max(d.stats[j].decl.op, power_of_stat(j));
       auto& values = st.stats_[static_cast<std::size_t>(j)];
       hooks.combine(raw(values), values.size(), is_max, s);
     }
@@ -218,8 +217,7 @@ struct step_runner {
     for (int j = 0; j < d.nstats; ++j) {
       const stat_entry& e = d.stats[j];
       if (e.pass != q || e.field) continue;
-      const bool is_max = e.decl.op == reduction::max_abs ||
-                          (e.decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      const bool is_max = combines_by_max(e.decl.op, power_of_stat(j));
       double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
       if (e.decl.where == scope::column) {
         for_each_index(s, st.layout_.columns,
