@@ -20,6 +20,7 @@
 
 #include <mixprec/core/error.hpp>
 #include <mixprec/detail/execution.hpp>
+#include <mixprec/detail/lanes.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/passes.hpp>
@@ -252,27 +253,25 @@ struct host_update_runner {
   }
 };
 
-inline constexpr int pass_lanes = 16;
-
 // Adds row r of statistic k into sixteen interleaved accumulators (the
 // lane loop vectorises); the row's leftover elements go to the next lanes.
 template <int k, bool Max, class Body, class Value>
-void sweep_row(const Body& b, const Value& value, std::size_t r, std::size_t w, double (&lanes)[pass_lanes],
+void sweep_row(const Body& b, const Value& value, std::size_t r, std::size_t w, double (&lanes)[interleaved_lanes],
                int& next) {
-  double lane[pass_lanes];
-  for (int l = 0; l < pass_lanes; ++l) lane[l] = lanes[l];
+  double lane[interleaved_lanes];
+  for (int l = 0; l < interleaved_lanes; ++l) lane[l] = lanes[l];
   std::size_t c = 0;  // 64-bit indices: c + l cannot wrap, so the accesses are affine
-  for (; c + pass_lanes <= w; c += pass_lanes) {
+  for (; c + interleaved_lanes <= w; c += interleaved_lanes) {
     if constexpr (Max) {
-      for (int l = 0; l < pass_lanes; ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
+      for (int l = 0; l < interleaved_lanes; ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
     } else {
       MIXPREC_PRAGMA_SIMD
-      for (int l = 0; l < pass_lanes; ++l) lane[l] = b.template add_contribution<k>(lane[l], value(r, c + l));
+      for (int l = 0; l < interleaved_lanes; ++l) lane[l] = b.template add_contribution<k>(lane[l], value(r, c + l));
     }
   }
-  for (; c < w; ++c, next = (next + 1) % pass_lanes)
+  for (; c < w; ++c, next = (next + 1) % interleaved_lanes)
     lane[next] = combine_values(lane[next], b.template contribution_of<k>(value(r, c)), Max);
-  for (int l = 0; l < pass_lanes; ++l) lanes[l] = lane[l];
+  for (int l = 0; l < interleaved_lanes; ++l) lanes[l] = lane[l];
 }
 
 // Reduces statistic k of a tile from value(r, c) (its source value at row
@@ -288,16 +287,14 @@ void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, 
   if constexpr (Body::template revealed<k>()) {
     return;  // set by finish() from the sum that reveals it
   } else if constexpr (e.field) {
-    double lanes[pass_lanes];
-    for (int l = 0; l < pass_lanes; ++l) lanes[l] = 0.0;
+    double lanes[interleaved_lanes];
+    for (int l = 0; l < interleaved_lanes; ++l) lanes[l] = 0.0;
     int next = 0;  // the lane of the next leftover element
     for (std::size_t r = 0; r < tile.height; ++r) {
       if (is_max) sweep_row<k, true>(b, value, r, w, lanes, next);
       else sweep_row<k, false>(b, value, r, w, lanes, next);
     }
-    for (int width = pass_lanes / 2; width > 0; width /= 2)
-      for (int l = 0; l < width; ++l) lanes[l] = combine_values(lanes[l], lanes[l + width], is_max);
-    out.v[e.slot] = lanes[0];
+    out.v[e.slot] = fold_lanes(lanes, [is_max](double a, double c) { return combine_values(a, c, is_max); });
   } else {
     const param_geometry& g = b.env.geometry[tile.param];
     if constexpr (e.decl.where == scope::column) {
