@@ -11,9 +11,9 @@
 // the same bits run to run (the CUDA and host orders differ).
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -22,6 +22,7 @@
 #include <mixprec/detail/execution.hpp>
 #include <mixprec/detail/lanes.hpp>
 #include <mixprec/detail/tiles.hpp>
+#include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/passes.hpp>
 
@@ -41,18 +42,13 @@ MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, con
   return g.column_partial_base + (static_cast<std::uint64_t>(t.batch) * g.bands + t.band) * g.cols + t.col0 + c;
 }
 
-#if defined(MIXPREC_PASSES_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
-// Elements the host ran through element_group (its tests check the path is taken).
-inline std::atomic<std::uint64_t> updated_in_groups{0};
-inline std::atomic<std::uint64_t> measured_in_groups{0};
-#endif
-
 // The update of one tile by `threads` workers (this one is `thread`): on
 // aligned tiles without positions, groups of Body::group consecutive
 // elements (update_body::element_group: 16-byte loads and stores), worker k
 // taking groups k, k + threads, ...; then the elements left one at a time.
+// Returns the number of elements run in groups.
 template <class Body, class Context, class Scalars>
-MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, const Context& ctx, const Scalars& sc,
+MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile& tile, const Context& ctx, const Scalars& sc,
                                      std::uint32_t thread, std::uint32_t threads) {
   constexpr bool positions = Body::d.positions;
   const std::uint32_t n = tile.height * tile.width;
@@ -63,9 +59,6 @@ MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, co
       const std::uint32_t groups = n / G;
       for (std::uint32_t k = thread; k < groups; k += threads) body.element_group(tile.begin + k * G, k * G, ctx, sc);
       first = groups * G;
-#if defined(MIXPREC_PASSES_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
-      updated_in_groups += first;
-#endif
     }
   }
   for (std::uint32_t e = first + thread; e < n; e += threads) {
@@ -73,6 +66,7 @@ MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, co
     const std::uint32_t c = positions ? e - r * tile.width : e;
     body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
   }
+  return first;
 }
 
 #if defined(MIXPREC_BACKEND_CUDA)
@@ -207,7 +201,7 @@ __global__ void __launch_bounds__(block_threads)
 
 #else  // host backends
 
-template <class Body>
+template <class Body, class Strategy>
 struct host_update_runner {
   Body body;
   void operator()(std::size_t t) const {
@@ -216,11 +210,10 @@ struct host_update_runner {
     const auto ctx = local.enter(t);
     if (!local.active(ctx)) return;
     const auto sc = load_scalars(local.env);
-#if defined(MIXPREC_PASSES_IN_GROUPS)
-    // The GPU's way through the tile, one worker (tests of element_group).
-    update_tile(local, tile, ctx, sc, 0, 1);
-    return;
-#endif
+    if constexpr (std::is_same_v<Strategy, host_gpu_order>) {
+      host_gpu_order::updated += update_tile(local, tile, ctx, sc, 0, 1);
+      return;
+    }
     for (std::uint32_t r = 0; r < tile.height; ++r) {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
       const std::uint32_t w = tile.width;
@@ -320,7 +313,7 @@ void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, 
   }
 }
 
-template <class Body>
+template <class Body, class Strategy>
 struct host_measure_runner {
   Body body;
   typename Body::value_type* partials;
@@ -333,11 +326,8 @@ struct host_measure_runner {
     T out = local.identity();
     if (local.active(ctx)) {
       const auto sc = load_scalars(local.env);
-#if defined(MIXPREC_PASSES_IN_GROUPS)
-      constexpr bool sweeps = false;  // the GPU's way: values_group into the buffer below
-#else
-      constexpr bool sweeps = Body::pure;
-#endif
+      constexpr bool gpu_order = std::is_same_v<Strategy, host_gpu_order>;
+      constexpr bool sweeps = Body::pure && !gpu_order;  // the GPU's order: values_group into the buffer below
       if constexpr (sweeps) {
         // No stage runs (the statistics pass): each statistic sweeps the
         // tile itself, recomputing the few rules before it; the values of
@@ -355,8 +345,7 @@ struct host_measure_runner {
         float values[N][tile_size];
         const std::uint32_t w = tile.width;
         std::uint32_t first = 0;  // elements of row 0 done in groups
-#if defined(MIXPREC_PASSES_IN_GROUPS)
-        if constexpr (!Body::d.positions && Body::NR + Body::NC == 0) {
+        if constexpr (gpu_order && !Body::d.positions && Body::NR + Body::NC == 0) {
           if (local.groups_fit(tile.begin)) {
             constexpr std::uint32_t G = Body::group;
             for (std::uint32_t c0 = 0; c0 + G <= w; c0 += G) {
@@ -366,10 +355,9 @@ struct host_measure_runner {
                 for (int k = 0; k < N; ++k) values[k][c0 + j] = v[j][k];
             }
             first = w / G * G;
-            measured_in_groups += first;
+            host_gpu_order::measured += first;
           }
         }
-#endif
         for (std::size_t r = 0; r < tile.height; ++r) {
           const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
           MIXPREC_PRAGMA_SIMD
@@ -408,7 +396,8 @@ void run_update(stream s, std::size_t ntiles, const Body& body) {
   MIXPREC_CHECK_LAUNCH("update pass");
 #else
   translate_errors("update pass", [&] {
-    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, host_update_runner<Body>{body});
+    using runner = host_update_runner<Body, typename host_strategy<Body>::type>;
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, runner{body});
   });
 #endif
 }
@@ -428,7 +417,7 @@ void run_measure(stream s, std::size_t ntiles, const Body& body, typename Body::
 #else
   translate_errors("measuring pass", [&] {
     thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles,
-                       host_measure_runner<Body>{body, partials});
+                       host_measure_runner<Body, typename host_strategy<Body>::type>{body, partials});
   });
 #endif
 }
