@@ -183,6 +183,7 @@ MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g,
     case scope::row: return g.row_base + row;
     case scope::column: return g.column_base + batch * g.cols + col;
     case scope::slice: return g.slice_base + slice;
+    case scope::block: return g.block_base;  // plus the element's block in its parameter (element_context)
   }
   return 0;
 }

@@ -32,6 +32,8 @@
 
 namespace mixprec::detail {
 
+static_assert(tile_size % max_block == 0, "a tile of consecutive elements holds whole blocks");
+
 // Where a measuring pass writes its per-row and per-column partials.
 template <class Body>
 MIXPREC_HOST_DEVICE std::uint64_t row_partial_at(const param_geometry& g, const step_tile& t, std::uint32_t r) {
@@ -67,6 +69,33 @@ MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile&
     body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
   }
   return first;
+}
+
+// Statistic k over elements [begin, end) of a tile's only row, in the fixed
+// order of every host reduction (element j of the run in lane j mod 16, the
+// lanes folded by the tree: detail/lanes.hpp), on the host and on CUDA.
+template <int k, class Body, class Value>
+MIXPREC_HOST_DEVICE double fold_run(const Body& b, const Value& value, std::uint32_t begin, std::uint32_t end,
+                                    bool is_max) {
+  double lane[interleaved_lanes];
+  for (int l = 0; l < interleaved_lanes; ++l) lane[l] = 0.0;
+  std::uint32_t c = begin;
+  for (; c + interleaved_lanes <= end; c += interleaved_lanes)
+    for (int l = 0; l < interleaved_lanes; ++l)
+      lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(c + l)), is_max);
+  for (int l = 0; c < end; ++c, ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(c)), is_max);
+  return fold_lanes(lane, [is_max](double x, double y) { return combine_values(x, y, is_max); });
+}
+
+// Per-block statistic k of a tile of consecutive elements (it holds whole
+// blocks: plan.hpp, layout.hpp): each block's value written in place.
+template <int k, class Body, class Value>
+MIXPREC_HOST_DEVICE void reduce_block(const Body& b, const step_tile& tile, const Value& value, std::uint32_t blk,
+                                      bool is_max) {
+  constexpr std::uint32_t N = Body::d.block;
+  const param_geometry& g = b.env.geometry[tile.param];
+  const std::uint32_t begin = blk * N, end = begin + N < tile.width ? begin + N : tile.width;
+  b.env.stats[Body::list.s[k]][g.block_base + tile.col0 / N + blk] = fold_run<k>(b, value, begin, end, is_max);
 }
 
 #if defined(MIXPREC_BACKEND_CUDA)
@@ -119,7 +148,11 @@ __device__ void reduce_staged_one(const Body& body, const float* staged, const s
     const float* vals = staged + (j++) * tile_size;
     const param_geometry& g = body.env.geometry[tile.param];
     const bool is_max = body.template is_max<k>();
-    if constexpr (e.decl.where == scope::column) {
+    if constexpr (e.decl.where == scope::block) {
+      constexpr std::uint32_t N = Body::d.block;
+      for (std::uint32_t blk = threadIdx.x; blk * N < tile.width; blk += block_threads)
+        reduce_block<k>(body, tile, [vals](std::uint32_t c) { return vals[c]; }, blk, is_max);
+    } else if constexpr (e.decl.where == scope::column) {
       for (std::uint32_t c = threadIdx.x; c < tile.width; c += block_threads) {
         double a = 0.0;
         for (std::uint32_t r = 0; r < tile.height; ++r)
@@ -161,7 +194,7 @@ __global__ void __launch_bounds__(block_threads)
     if (active) {
       const auto sc = load_scalars(body.env);
       std::uint32_t first = 0;
-      if constexpr (!positions && Body::NR + Body::NC == 0) {
+      if constexpr (!positions && Body::NS == 0) {
         // Groups of 8 elements per thread, their gradients and weights
         // loaded 16 bytes at a time.
         if (body.groups_fit(tile.begin)) {
@@ -183,7 +216,7 @@ __global__ void __launch_bounds__(block_threads)
         float v[N];
         body.values(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc, v);
         accumulate_fields(body, acc, v, std::make_integer_sequence<int, Body::nstats>{});
-        if constexpr (Body::NR + Body::NC > 0) stage(body, staged, e, v, std::make_integer_sequence<int, Body::nstats>{});
+        if constexpr (Body::NS > 0) stage(body, staged, e, v, std::make_integer_sequence<int, Body::nstats>{});
       }
     }
     T total = block_reduce(storage).Reduce(acc, pass_combine_op<Body>{&body});
@@ -191,7 +224,7 @@ __global__ void __launch_bounds__(block_threads)
       if (active) body.finish(total);
       partials[t] = total;
     }
-    if constexpr (Body::NR + Body::NC > 0) {
+    if constexpr (Body::NS > 0) {
       __syncthreads();
       if (active) reduce_staged(body, staged, tile, std::make_integer_sequence<int, Body::nstats>{});
     }
@@ -288,6 +321,10 @@ void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, 
       else sweep_row<k, false>(b, value, r, w, lanes, next);
     }
     out.v[e.slot] = fold_lanes(lanes, [is_max](double a, double c) { return combine_values(a, c, is_max); });
+  } else if constexpr (e.decl.where == scope::block) {
+    constexpr std::uint32_t N = Body::d.block;
+    for (std::uint32_t blk = 0; blk * N < w; ++blk)
+      reduce_block<k>(b, tile, [&](std::uint32_t c) { return value(0, c); }, blk, is_max);
   } else {
     const param_geometry& g = b.env.geometry[tile.param];
     if constexpr (e.decl.where == scope::column) {
@@ -345,7 +382,7 @@ struct host_measure_runner {
         float values[N][tile_size];
         const std::uint32_t w = tile.width;
         std::uint32_t first = 0;  // elements of row 0 done in groups
-        if constexpr (gpu_order && !Body::d.positions && Body::NR + Body::NC == 0) {
+        if constexpr (gpu_order && !Body::d.positions && Body::NS == 0) {
           if (local.groups_fit(tile.begin)) {
             constexpr std::uint32_t G = Body::group;
             for (std::uint32_t c0 = 0; c0 + G <= w; c0 += G) {
@@ -407,7 +444,7 @@ template <class Body>
 void run_measure(stream s, std::size_t ntiles, const Body& body, typename Body::value_type* partials) {
   if (ntiles == 0) return;
 #if defined(MIXPREC_BACKEND_CUDA)
-  constexpr std::size_t staged = static_cast<std::size_t>(Body::NR + Body::NC) * tile_size * sizeof(float);
+  constexpr std::size_t staged = static_cast<std::size_t>(Body::NS) * tile_size * sizeof(float);
   if constexpr (staged > 48 * 1024) {
     MIXPREC_CUDA_CHECK(cudaFuncSetAttribute(measure_kernel<Body>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(staged)));
@@ -421,6 +458,11 @@ void run_measure(stream s, std::size_t ntiles, const Body& body, typename Body::
   });
 #endif
 }
+
+struct zero_entries {
+  double* out;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t e) const { out[e] = 0.0; }
+};
 
 // out[e] = combination (in order) of parts[r.start + k * r.stride], k < r.count.
 struct strided_combine {

@@ -85,7 +85,7 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
     const double scale = derived_scale<Env, S>(env.block->factor, power_of(comp, static_cast<std::size_t>(e.local)));
     v.stat_scale[S] = scale;
     const param_geometry& g = *v.geometry;
-    if constexpr (e.decl.where == scope::row || e.decl.where == scope::column) {
+    if constexpr (e.decl.where == scope::row || e.decl.where == scope::column || e.decl.where == scope::block) {
       v.stat_value[S] = 0.0;
     } else {
       v.stat_value[S] = env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)] * scale;
@@ -171,9 +171,10 @@ template <int Q, bool Squares, class Env, int Code>
 struct measure_body {
   static constexpr plan_data d = Env::plan::data;
   static constexpr pass_entry pass = d.passes[Q];
-  static constexpr int F = pass.fields, NR = pass.row_stats, NC = pass.column_stats;
+  static constexpr int F = pass.fields, NR = pass.row_stats, NC = pass.column_stats, NB = pass.block_stats;
+  static constexpr int NS = NR + NC + NB;  // statistics reduced apart from the tile partials (staged on CUDA)
   // The statistics of this pass, in plan order, with the value each reads.
-  static constexpr int nstats = F + NR + NC;
+  static constexpr int nstats = F + NS;
   struct stat_list {
     int s[nstats > 0 ? nstats : 1];
   };

@@ -206,6 +206,11 @@ struct step_runner {
     for (int k = 0; k < p.column_stats; ++k) body.column_partials[k] = raw(pb.columns[static_cast<std::size_t>(k)]);
     value_t* partials = st.ws_.template slice<value_t>(0, ntiles);
     value_t* scratch = st.ws_.template slice<value_t>(workspace::round_up(ntiles * sizeof(value_t)), combine_blocks(ntiles));
+    // Per-block statistics are written in place by the tiles holding their
+    // blocks; a rank's blocks outside its shard stay 0 for the combine.
+    for (int j = 0; j < d.nstats; ++j)
+      if (d.stats[j].pass == q && d.stats[j].decl.where == scope::block)
+        for_each_index(s, st.layout_.blocks, zero_entries{raw(st.stats_[static_cast<std::size_t>(j)])});
     run_measure(s, ntiles, body, partials);
     // Global and per-parameter statistics: the tile partials combined.
     value_t* out = reinterpret_cast<value_t*>(raw(pb.field_out));
@@ -216,7 +221,7 @@ struct step_runner {
     // Per-row, per-column and per-slice statistics.
     for (int j = 0; j < d.nstats; ++j) {
       const stat_entry& e = d.stats[j];
-      if (e.pass != q || e.field) continue;
+      if (e.pass != q || e.field || e.decl.where == scope::block) continue;
       const bool is_max = combines_by_max(e.decl.op, power_of_stat(j));
       double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
       if (e.decl.where == scope::column) {
