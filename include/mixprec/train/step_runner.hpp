@@ -170,8 +170,13 @@ struct step_runner {
       power[k++] = pw;
       if (d.stats[j].decl.op == reduction::power_sum) squares = squares && pw == 2.0f;
     }
-    if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
-    else measure_with<q, false, Code>(env, st, ntiles, s, power);
+    // A pass without sums of |x|^p is instantiated once (compile time).
+    if constexpr (has_power_sum(q)) {
+      if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
+      else measure_with<q, false, Code>(env, st, ntiles, s, power);
+    } else {
+      measure_with<q, true, Code>(env, st, ntiles, s, power);
+    }
     // Every rank's statistics, combined before the scalar rules (mixprec/dist).
     for (int j = 0; j < d.nstats; ++j) {
       if (d.stats[j].pass != q) continue;
@@ -179,6 +184,11 @@ struct step_runner {
       auto& values = st.stats_[static_cast<std::size_t>(j)];
       hooks.combine(raw(values), values.size(), is_max, s);
     }
+  }
+  static constexpr bool has_power_sum(int q) {
+    for (int j = 0; j < d.nstats; ++j)
+      if (d.stats[j].pass == q && d.stats[j].decl.op == reduction::power_sum) return true;
+    return false;
   }
   float power_of_stat(int j) const {
     float p = 2.0f;
