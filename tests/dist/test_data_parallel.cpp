@@ -151,6 +151,18 @@ void zero_equals_data_parallel(const Chain& chain, int steps, double tolerance, 
   CHECK(s0.state.count() > static_cast<std::uint64_t>(steps / 2));
 }
 
+// Each gradient divided by the RMS of its block of 64 (a per-block
+// statistic: ZeRO shards must cut parameters at block boundaries).
+struct scale_by_block_rms {
+  static constexpr const char* name = "scale_by_block_rms";
+  static constexpr statistic statistics[] = {{"squares", scope::block, reduction::power_sum, source::input, 64}};
+  static constexpr stat_id<statistic_index(statistics, "squares")> squares{};
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    return u / static_cast<float>(sqrt(ctx.statistic(squares) / 64.0 + 1e-12));
+  }
+};
+
 }  // namespace
 
 TEST_SUITE("dist") {
@@ -237,6 +249,16 @@ TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: Adafactor's factored moments o
   o.lr = 1e-2f;
   const auto step = chain(dynamic_loss_scale{}, adafactor(o));
   zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 4 * o.lr * 0x1p-10, "Adafactor");
+}
+
+TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: per-block statistics with shards cut at block boundaries") {
+  sgd_options o;
+  o.lr = 1e-3f;
+  const auto step = chain(dynamic_loss_scale{}, scale_by_block_rms{}, sgd(o));
+  // |u| <= sqrt(64) after the division; a gradient reduced in another order
+  // differs by an fp16 rounding (2^-10 relative), in u and in its block's
+  // RMS: at most lr * 8 * 2 * 2^-10 per step.
+  zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 16 * o.lr * 0x1p-10, "block RMS");
 }
 
 TEST_CASE("an inf on one rank only: every rank skips the step and backs off") {

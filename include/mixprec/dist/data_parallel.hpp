@@ -123,19 +123,20 @@ std::uint64_t chain_hash(const chain_t<C...>& chain) {
 }
 
 // Balanced contiguous shards: rank r's begins near r * padded / R, on a
-// 16-element boundary, or on a row boundary when the chain needs positions
-// (`cols`: each parameter's row length; a boundary in a parameter's padding
+// 16-element boundary, or, with `units`, on a multiple of units[p] within
+// parameter p or at its end (a row length when the chain needs positions, the
+// block of its per-block statistics; a boundary in a parameter's padding
 // moves to the next parameter).
 inline std::vector<element_range> balanced_shards(const std::vector<std::size_t>& offsets,
                                                   const std::vector<std::size_t>& sizes,
                                                   const std::vector<std::size_t>& cols, std::size_t padded, int ranks,
-                                                  bool rows) {
+                                                  bool units) {
   std::vector<std::size_t> cut(static_cast<std::size_t>(ranks) + 1, padded);
   cut[0] = 0;
   for (int r = 1; r < ranks; ++r) {
     const long double target = static_cast<long double>(padded) * r / ranks;
     std::size_t b = static_cast<std::size_t>(target / arena_layout::alignment + 0.5L) * arena_layout::alignment;
-    if (rows) {
+    if (units) {
       const std::size_t t = static_cast<std::size_t>(target + 0.5L);
       b = padded;
       for (std::size_t p = 0; p < offsets.size(); ++p) {
@@ -218,9 +219,13 @@ class data_parallel {
     }
     const std::vector<std::size_t> offsets = arena_layout::offsets_of(sizes);
     const std::size_t padded = arena_layout::padded_size_of(sizes);
+    // Shards split parameters at rows (positions) or at the blocks of per-block statistics.
+    constexpr std::uint32_t block = chain_t<C...>::block_size;
+    if (block != 0) cols.assign(sizes.size(), block);
     std::vector<element_range> shards;
     if (sharded())
-      shards = detail::balanced_shards(offsets, sizes, cols, padded, comm_.size(), chain_t<C...>::uses_positions);
+      shards = detail::balanced_shards(offsets, sizes, cols, padded, comm_.size(),
+                                       chain_t<C...>::uses_positions || block != 0);
     else
       shards.assign(static_cast<std::size_t>(comm_.size()), element_range{0, padded});
     // A float model is its own master: then only the optimizer state is sharded.

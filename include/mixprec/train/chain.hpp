@@ -129,6 +129,9 @@ class chain_t {
   // Whether its passes need row and column positions (then a shard of the
   // arena must begin and end on row boundaries).
   static constexpr bool uses_positions = d.positions;
+  // Elements per block of its per-block statistics (0: none); a shard of the
+  // arena must then begin and end on block boundaries within parameters.
+  static constexpr std::uint32_t block_size = d.block;
   // The plan in words, each component named by its path (as checkpoints name it).
   std::string describe() const {
     return plan::describe([this](int k) { return path(static_cast<std::size_t>(k)); });

@@ -156,7 +156,10 @@ using component_at = std::remove_cv_t<std::remove_reference_t<decltype(get<K>(st
 template <class Env, int J>
 MIXPREC_HOST_DEVICE double derived_scale(const double* factor, float p) {
   constexpr stat_entry e = Env::plan::data.stats[J];
-  if constexpr (e.derived_mask == 0 || scaling_of(e.decl.op) == under_scaling::unchanged) {
+  // (A remeasured statistic keeps a multiplier's bit only for that
+  // multiplier's own output, taken before its factor: scale 1.)
+  if constexpr (e.derived_mask == 0 || scaling_of(e.decl.op) == under_scaling::unchanged ||
+                scaling_of(e.decl.op) == under_scaling::remeasure) {
     (void)factor, (void)p;
     return 1.0;
   } else {

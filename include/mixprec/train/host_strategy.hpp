@@ -12,8 +12,10 @@
 //                   machine without a GPU.
 //
 // host_strategy<Body>::type names the strategy; a program that wants the
-// GPU's order everywhere specializes it before its first step (the project's
-// test_passes_in_groups does, for every source it builds).
+// GPU's order specializes it in every translation unit that runs a step,
+// before its first step (the one-definition rule: a specialization seen by
+// some units only is undetected and wrong). The project's
+// test_passes_in_groups force-includes it into every source it builds.
 #pragma once
 
 #include <atomic>

@@ -165,7 +165,7 @@ constexpr void summarize_components(plan_data& d) {
 inline constexpr std::uint32_t max_block = 4096;  // detail::tile_size (checked in train/pass_runner.hpp)
 constexpr void check_block(plan_data& d, const stat_entry& e, int k) {
   const std::uint32_t b = e.decl.block;
-  if (b < 16 || b > max_block || (b & (b - 1)) != 0) {
+  if (e.decl.where != scope::block || b < 16 || b > max_block || (b & (b - 1)) != 0) {
     d.error = plan_error::block_size;
     d.error_component = k;
   } else if (d.block != 0 && d.block != b) {
@@ -199,7 +199,7 @@ constexpr void flatten_statistics(plan_data& d) {
       e.component = k;
       e.local = j;
       e.decl = statistic_of<T>(static_cast<std::size_t>(j));
-      if (e.decl.where == scope::block) check_block(d, e, k);
+      if (d.error == plan_error::none && (e.decl.where == scope::block || e.decl.block != 0)) check_block(d, e, k);
     }
     ++k;
   };
@@ -524,8 +524,8 @@ struct chain_rule<plan_error::two_writers, Component, Other> {
 template <class Component, class Other>
 struct chain_rule<plan_error::block_size, Component, Other> {
   static_assert(always_false_v<Component>,
-                "mixprec::chain: a per-block statistic needs a block of a power of two from 16 to 4096 elements "
-                "(statistic::block; Component declares it)");
+                "mixprec::chain: a per-block statistic needs a block of a power of two from 16 to 4096 elements, "
+                "and only per-block statistics declare one (statistic::block; Component declares it)");
   static constexpr bool ok = false;
 };
 template <class Component, class Other>
@@ -539,7 +539,7 @@ template <class Component, class Other>
 struct chain_rule<plan_error::block_with_positions, Component, Other> {
   static_assert(always_false_v<Component>,
                 "mixprec::chain: per-block statistics (Component) cannot share a chain with per-row, per-column or "
-                "per-slice ones yet: their tiles differ");
+                "per-slice statistics, row or column state or traits::needs_position yet: their tiles differ");
   static constexpr bool ok = false;
 };
 template <class Component, class Other>

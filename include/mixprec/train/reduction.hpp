@@ -30,7 +30,7 @@ template <>
 struct reduction_policy<reduction::sum> {
   static constexpr const char* name = "sum";
   static constexpr under_scaling scaling = under_scaling::linear;
-  static constexpr bool combines_by_max(float) { return false; }
+  MIXPREC_HOST_DEVICE static constexpr bool combines_by_max(float) { return false; }
   MIXPREC_HOST_DEVICE static double contribution(float v, float, float) { return static_cast<double>(v); }
 };
 template <>
@@ -38,7 +38,7 @@ struct reduction_policy<reduction::power_sum> {
   static constexpr const char* name = "sum |x|^p";
   static constexpr under_scaling scaling = under_scaling::abs_power;
   // The infinity norm is a maximum of |x|.
-  static constexpr bool combines_by_max(float p) { return p == infinity_norm; }
+  MIXPREC_HOST_DEVICE static constexpr bool combines_by_max(float p) { return p == infinity_norm; }
   MIXPREC_HOST_DEVICE static double contribution(float v, float p, float) {
     const double a = fabs(static_cast<double>(v));
     if (p == 2.0f) return a * a;
@@ -50,14 +50,14 @@ template <>
 struct reduction_policy<reduction::max_abs> {
   static constexpr const char* name = "max |x|";
   static constexpr under_scaling scaling = under_scaling::abs;
-  static constexpr bool combines_by_max(float) { return true; }
+  MIXPREC_HOST_DEVICE static constexpr bool combines_by_max(float) { return true; }
   MIXPREC_HOST_DEVICE static double contribution(float v, float, float) { return fabs(static_cast<double>(v)); }
 };
 template <>
 struct reduction_policy<reduction::non_finite_count> {
   static constexpr const char* name = "non-finite count";
   static constexpr under_scaling scaling = under_scaling::unchanged;
-  static constexpr bool combines_by_max(float) { return false; }
+  MIXPREC_HOST_DEVICE static constexpr bool combines_by_max(float) { return false; }
   MIXPREC_HOST_DEVICE static double contribution(float v, float, float) {
     return (bit_cast<std::uint32_t>(v) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
   }
@@ -66,7 +66,7 @@ template <>
 struct reduction_policy<reduction::zero_count> {
   static constexpr const char* name = "zero count";
   static constexpr under_scaling scaling = under_scaling::unchanged;
-  static constexpr bool combines_by_max(float) { return false; }
+  MIXPREC_HOST_DEVICE static constexpr bool combines_by_max(float) { return false; }
   MIXPREC_HOST_DEVICE static double contribution(float v, float, float) { return v == 0.0f ? 1.0 : 0.0; }
 };
 template <>
@@ -74,7 +74,7 @@ struct reduction_policy<reduction::subnormal_count> {
   static constexpr const char* name = "subnormal count";
   // A factor moves values across the smallest normal.
   static constexpr under_scaling scaling = under_scaling::remeasure;
-  static constexpr bool combines_by_max(float) { return false; }
+  MIXPREC_HOST_DEVICE static constexpr bool combines_by_max(float) { return false; }
   MIXPREC_HOST_DEVICE static double contribution(float v, float, float min_normal) {
     return (v != 0.0f && fabsf(v) < min_normal) ? 1.0 : 0.0;
   }
