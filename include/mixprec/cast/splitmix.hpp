@@ -13,12 +13,13 @@
 //   state = mix64(base), gamma = mix_gamma(base + 0x9e3779b97f4a7c15),
 // exactly what new SplittableRandom(seed) gives after k earlier split()
 // calls, so draw c of stream k is that split's c-th nextLong()
-// (scripts/reference/splitmix_reference.py checks it against Java's class).
+// (scripts/reference/splitmix.py checks it against Java's class).
 // mixprec keys it as: stream = (seed, stream), counter = the call index.
 //
-// Why it is here: it costs about a quarter of Philox-4x32-10 per random bit
-// on the host's vector units (docs/performance.md) and half on the GPU, and
-// its authors report that it passes TestU01's BigCrush. Caveats, from the
+// Why it is here: per random bit it costs a fraction of Philox-4x32-10 on
+// the host's vector units (docs/performance.md: two 64-bit multiplies per
+// 64 bits against ten rounds of 32x32->64 products per 128), and its
+// authors report that it passes TestU01's BigCrush. Caveats, from the
 // same literature: it is not cryptographic (two outputs reveal the state),
 // and two streams whose (state, gamma) pairs are related (equal gammas and
 // starts a multiple of gamma apart) overlap; derived from the seed and

@@ -97,7 +97,8 @@ constexpr std::size_t group_cache_bytes() {
   return b > 0 ? b : 16;
 }
 
-template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false, class Lane = no_lane>
+template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false, class Lane = no_lane,
+          bool WriterDrawn = false>
 struct element_context {
   using component = component_at<Env, K>;
   static constexpr int variant = Variant;  // the component's variant in this instantiation
@@ -112,10 +113,13 @@ struct element_context {
   float w;
   float* weight_factor;
   pass_kind which;
-  // The writer's stochastic-rounding draws for this row of the tile (16-bit
-  // slices, or 32-bit words for 8-bit formats), drawn a generator call per
-  // 2 * words (or words) elements by the host runner; null elsewhere (the
-  // same bits are then drawn here).
+  // WriterDrawn: the writer's stochastic-rounding draws for this row of the
+  // tile (16-bit slices, or 32-bit words for 8-bit formats), drawn a
+  // generator call per 2 * words (or words) elements by the host runner or
+  // the group; else null, and the same bits are drawn here. A compile-time
+  // choice: with a run-time test the vectorised element loop computes the
+  // per-element draw for every element too (measured: the SplitMix64 SR
+  // step 4x slower).
   const void* draws = nullptr;
   // FieldDraws (the host runner's update pass): the draws of the
   // stochastically rounded per-element state fields, by global field
@@ -136,11 +140,12 @@ struct element_context {
   template <class To>
   MIXPREC_HOST_DEVICE std::uint32_t stochastic_bits(std::uint64_t seed) const {
     constexpr int bits = format_traits<To>::total_bits;
-    if (draws != nullptr) {
+    if constexpr (WriterDrawn) {
       if constexpr (bits == 16) return static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(draws)[draw_index()]) << 16;
       else return static_cast<const std::uint32_t*>(draws)[draw_index()];
+    } else {
+      return stochastic_draw<bits, generator_of<component>>(seed, tile.t, i);
     }
-    return stochastic_draw<bits, generator_of<component>>(seed, tile.t, i);
   }
   MIXPREC_HOST_DEVICE std::uint32_t parameter() const { return tile.param; }
   MIXPREC_HOST_DEVICE const param_geometry& geometry() const { return *tile.geometry; }

@@ -241,8 +241,8 @@ struct host_update_runner {
           const std::uint16_t* const* fd = Body::drawn_fields > 0 ? field_draws : nullptr;
           MIXPREC_PRAGMA_SIMD
           for (std::size_t c = c0; c < c0 + n; ++c)
-            local.template element<(Body::drawn_fields > 0)>(row + c, r, static_cast<std::uint32_t>(c), ctx, sc,
-                                                             Body::writer_draws ? draws : nullptr, fd);
+            local.template element<(Body::drawn_fields > 0), Body::writer_draws>(
+                row + c, r, static_cast<std::uint32_t>(c), ctx, sc, Body::writer_draws ? draws : nullptr, fd);
         }
       } else {
         MIXPREC_PRAGMA_SIMD

@@ -513,17 +513,18 @@ struct update_body {
   };
 
   // FieldDraws: field_draws holds the drawn state fields' draws (host
-  // runner); else they are drawn per element.
-  template <bool FieldDraws = false>
+  // runner); else they are drawn per element. WriterDrawn: `draws` holds
+  // the writer's (indexed by column); else the writer draws per element.
+  template <bool FieldDraws = false, bool WriterDrawn = false>
   MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                    const tile_scalars<Env>& sc, const void* draws = nullptr,
                                    const std::uint16_t* const* field_draws = nullptr) const {
-    run_element<FieldDraws, no_lane>(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i), draws,
-                                     field_draws, nullptr, to_memory{env.arena, i});
+    run_element<FieldDraws, no_lane, WriterDrawn>(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i),
+                                                  draws, field_draws, nullptr, to_memory{env.arena, i});
   }
 
   // One element with gradient g and weight w: the chain, then the writer.
-  template <bool FieldDraws, class Lane, class Out>
+  template <bool FieldDraws, class Lane, bool WriterDrawn, class Out>
   MIXPREC_HOST_DEVICE void run_element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                        const tile_scalars<Env>& sc, float g, float w, const void* draws,
                                        const std::uint16_t* const* field_draws, const Lane* lane,
@@ -541,7 +542,7 @@ struct update_body {
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
-        const element_context<Env, W, false, Env::template variant<W>(Code), false, Lane> wctx{
+        const element_context<Env, W, false, Env::template variant<W>(Code), false, Lane, WriterDrawn> wctx{
             env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update, draws, nullptr, lane};
         write(get<W>(env.comps), wctx, w, updated, decayed - w + u, out);
       } else {
@@ -697,7 +698,7 @@ struct update_body {
     for (std::uint32_t j = 0; j < group; ++j) {
       const lane_type lane{cache, j};
       const float w = Arena::has_master ? masters[j] : to_float(models[j]);
-      run_element<(drawn_fields > 0), lane_type>(i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w,
+      run_element<(drawn_fields > 0), lane_type, writer_draws>(i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w,
                                                   writer_draws ? draws : nullptr,
                                                   drawn_fields > 0 ? field_draws : nullptr, &lane,
                                                   to_lane{grads, masters, models, j});
