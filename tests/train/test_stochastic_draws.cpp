@@ -25,7 +25,9 @@
 
 using namespace mixprec;
 
-namespace {
+// A named namespace: nvcc warns of unreferenced member templates of
+// components in an unnamed one (the protocol check takes their address).
+namespace stochastic_draws_test {
 
 // The identity, asking for positions: the step then tiles whole rows.
 struct by_rows {
@@ -135,7 +137,9 @@ struct with_generator : C {
   using generator = G;
 };
 
-}  // namespace
+}  // namespace stochastic_draws_test
+
+using namespace stochastic_draws_test;
 
 TEST_SUITE("train") {
 
