@@ -180,7 +180,7 @@ TEST_CASE_TEMPLATE("the 16-bit draws pass a chi-square test of uniformity", G, s
   }
 }
 
-TEST_CASE_TEMPLATE("draws of neighbouring elements, consecutive steps and neighbouring seeds are uncorrelated", G,
+TEST_CASE_TEMPLATE("draws of neighbouring elements and consecutive steps and neighbouring seeds are uncorrelated", G,
                    splitmix_generator, philox_generator) {
   // Pearson's r of N pairs of independent uniforms is about normal with
   // standard deviation 1 / sqrt(N): refused beyond 4 / sqrt(N). Element i

@@ -69,7 +69,7 @@ TEST_CASE("splitmix_generator gives the reference keys and outputs") {
   CHECK(wrong_calls == 0);
 }
 
-TEST_CASE("splitmix_generator::calls gives the reference outputs in a batch, little word first") {
+TEST_CASE("splitmix_generator::calls gives the reference outputs in a batch with the low word first") {
   // Every reference call reached from batches that start 0..9 calls before
   // it (where the index allows), and the batch ends one past it.
   std::size_t wrong = 0, checked = 0;
@@ -135,7 +135,7 @@ TEST_CASE("stochastic rounding takes the reference outputs' 16-bit slices and 32
   CHECK(wrong == 0);
 }
 
-TEST_CASE("splitmix_generator is keyed on every bit of seed, stream and call index but for its aliases") {
+TEST_CASE("splitmix_generator is keyed on every bit of seed and stream and call index but for its aliases") {
   std::set<std::uint64_t> seen;
   auto out = [](std::uint64_t seed, std::uint64_t stream, std::uint64_t c) {
     return output_of(splitmix_generator::call(splitmix_generator::key(seed, stream), c));
