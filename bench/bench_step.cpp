@@ -11,6 +11,10 @@
 //                      arenas: the median ratio of back-to-back steps
 //   step/adamw_bf16m   the bf16 step with bf16 moments (stochastically
 //                      rounded): 2 + 20 bytes
+//   pair/adamw_bf16m   adamw_bf16 (fp32 moments) and adamw_bf16m
+//                      alternating: the median ratio bf16m / fp32 moments
+//   *_philox           the same with Philox-4x32-10 for the stochastic
+//                      rounding instead of the default generator (SplitMix64)
 //   optimizer/adamw_bf16  AdamW alone, one update pass (28 bytes)
 //   step/sgd_bf16      SGD with momentum, no statistics pass: read gradient,
 //                      master, momentum (2+4+4), write master, momentum,
@@ -71,32 +75,34 @@ void adamw_bf16(benchmark::State& state) {
 void adamw_fp32(benchmark::State& state) {
   run_step<parameters<float, float>>(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})), 32);
 }
+template <class G>
 void adamw_bf16_sr(benchmark::State& state) {
   run_step<parameters<bfloat16, bfloat16>>(
-      state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic{1}), 30);
+      state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic<G>{1}), 30);
 }
+template <class G>
 void adamw_bf16m(benchmark::State& state) {
   run_step<parameters<bfloat16, bfloat16>>(
-      state, chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16>(adamw_options{})), 22);
+      state, chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16, G>(adamw_options{})), 22);
 }
-// What stochastic rounding of the model copy costs, measured in pairs: each
-// iteration runs the nearest step on one arena, then the SR step on a
-// second, and `sr_over_nearest` is the median of the iterations' ratios.
-// The machine's bandwidth drifts by 10-30% over seconds; two steps taken
-// back to back see nearly the same machine, so this ratio is steadier than
-// one of two medians taken apart. The reported time is the SR step's.
-void pair_adamw_bf16_sr(benchmark::State& state) {
+// Two steps measured in pairs: each iteration runs step `first` on one arena,
+// then step `second` on a second arena, and `ratio` (named by the caller) is
+// the median of the iterations' ratios second / first. The machine's
+// bandwidth drifts by 10-30% over seconds; two steps taken back to back see
+// nearly the same machine, so this ratio is steadier than one of two medians
+// taken apart. The reported time is the second step's.
+template <class First, class Second>
+void run_pair(benchmark::State& state, const First& first, const Second& second, double second_bytes,
+              const char* ratio) {
   using arena = parameters<bfloat16, bfloat16>;
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  const auto nearest = chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}));
-  const auto sr = chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic{1});
   arena a, b;
   bench::build_arena(a, n);
   bench::build_arena(b, n);
-  auto sa = nearest.init(a);
-  auto sb = sr.init(b);
-  nearest.apply(a, sa);  // warm up
-  sr.apply(b, sb);
+  auto sa = first.init(a);
+  auto sb = second.init(b);
+  first.apply(a, sa);  // warm up
+  second.apply(b, sb);
   const auto timed = [](auto&& f) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
@@ -105,17 +111,33 @@ void pair_adamw_bf16_sr(benchmark::State& state) {
   };
   std::vector<double> ratios;
   for (auto _ : state) {
-    const double t_nearest = timed([&] { nearest.apply(a, sa); });
-    const double t_sr = timed([&] { sr.apply(b, sb); });
-    state.SetIterationTime(t_sr);
-    ratios.push_back(t_sr / t_nearest);
+    const double t_first = timed([&] { first.apply(a, sa); });
+    const double t_second = timed([&] { second.apply(b, sb); });
+    state.SetIterationTime(t_second);
+    ratios.push_back(t_second / t_first);
   }
-  // The SR step's bytes (30 per parameter), as run_timed reports them.
-  state.SetBytesProcessed(static_cast<std::int64_t>(30.0 * static_cast<double>(b.element_count()) *
+  // The second step's bytes, as run_timed reports them.
+  state.SetBytesProcessed(static_cast<std::int64_t>(second_bytes * static_cast<double>(b.element_count()) *
                                                     static_cast<double>(state.iterations())));
   std::sort(ratios.begin(), ratios.end());
   const std::size_t k = ratios.size();
-  state.counters["sr_over_nearest"] = k == 0 ? 0.0 : (k % 2 ? ratios[k / 2] : 0.5 * (ratios[k / 2 - 1] + ratios[k / 2]));
+  state.counters[ratio] = k == 0 ? 0.0 : (k % 2 ? ratios[k / 2] : 0.5 * (ratios[k / 2 - 1] + ratios[k / 2]));
+}
+// What stochastic rounding of the model copy costs: the nearest step, then
+// the SR step (30 bytes per parameter each).
+template <class G>
+void pair_adamw_bf16_sr(benchmark::State& state) {
+  run_pair(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})),
+           chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic<G>{1}), 30,
+           "sr_over_nearest");
+}
+// What bf16 moments save: the fp32-moment step (30 bytes), then the same
+// chain with stochastically rounded bf16 moments (22 bytes).
+template <class G>
+void pair_adamw_bf16m(benchmark::State& state) {
+  run_pair(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})),
+           chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16, G>(adamw_options{})), 22,
+           "bf16m_over_fp32m");
 }
 
 // The optimizer alone: AdamW with fp32 master and moments, bf16 gradients
@@ -281,10 +303,18 @@ int main(int argc, char** argv) {
   };
   add("step/adamw_bf16", adamw_bf16);
   add("step/adamw_fp32", adamw_fp32);
-  add("step/adamw_bf16_sr", adamw_bf16_sr);
-  add("step/adamw_bf16m", adamw_bf16m);
-  benchmark::RegisterBenchmark("pair/adamw_bf16_sr", pair_adamw_bf16_sr)
-      ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime()->MinTime(2.0);
+  add("step/adamw_bf16_sr", adamw_bf16_sr<default_generator>);
+  add("step/adamw_bf16_sr_philox", adamw_bf16_sr<philox_generator>);
+  add("step/adamw_bf16m", adamw_bf16m<default_generator>);
+  add("step/adamw_bf16m_philox", adamw_bf16m<philox_generator>);
+  auto add_pair = [](const char* name, void (*f)(benchmark::State&)) {
+    benchmark::RegisterBenchmark(name, f)
+        ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime()->MinTime(2.0);
+  };
+  add_pair("pair/adamw_bf16_sr", pair_adamw_bf16_sr<default_generator>);
+  add_pair("pair/adamw_bf16_sr_philox", pair_adamw_bf16_sr<philox_generator>);
+  add_pair("pair/adamw_bf16m", pair_adamw_bf16m<default_generator>);
+  add_pair("pair/adamw_bf16m_philox", pair_adamw_bf16m<philox_generator>);
   add("unfused/adamw_bf16", unfused_adamw_bf16);
   add("unfused/adamw_fp32", unfused_adamw_fp32);
   add("optimizer/adamw_bf16", optimizer_adamw_bf16);

@@ -2,7 +2,8 @@
 // up with probability equal to the fractional position (checked exactly by
 // sweeping the random bits over a lattice), is unbiased over many draws
 // (4-sigma bound) including subnormals, is deterministic per key,
-// decorrelated across keys, and gives the same bits on every backend.
+// decorrelated across keys, and gives the same bits on every backend (the
+// committed goldens of the default generator and of Philox).
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "../support/device.hpp"
 #include "../support/formats.hpp"
+#include "../support/generators.hpp"
 #include "../support/reference_rounding.hpp"
 #include "../support/stochastic_golden.hpp"
 
@@ -116,28 +118,31 @@ TEST_CASE("stochastic rounding is deterministic per key and decorrelated across 
   CHECK(std::fabs(across_index / double(n) - 0.5) < bound);
 }
 
-template <class T>
+template <class T, class G>
 void check_golden(const test::golden_line& g, const std::vector<float>& inputs) {
   auto d_in = test::to_device(inputs);
   thrust::device_vector<T> d_out(inputs.size());
-  convert_n(test::ptr(d_in), inputs.size(), test::ptr(d_out), round_stochastic{g.seed, g.stream});
+  convert_n(test::ptr(d_in), inputs.size(), test::ptr(d_out), round_stochastic<G>{g.seed, g.stream});
   const std::vector<T> out = test::to_host(d_out);
   std::size_t wrong = 0;
   for (std::size_t i = 0; i < out.size(); ++i) wrong += test::bits_of(out[i]) != g.bits.at(i);
-  INFO(g.format << " seed " << g.seed << " stream " << g.stream << " on backend " << backend_name(current_backend));
+  INFO(std::string(G::name) << ", " << g.format << " seed " << g.seed << " stream " << g.stream << " on backend "
+               << backend_name(current_backend));
   CHECK(wrong == 0);
 }
 
-TEST_CASE("stochastic rounding draws the committed host bits on this backend") {
-  const auto lines = test::read_golden(std::string(MIXPREC_TEST_DATA_DIR) + "/stochastic_rounding.txt");
+TEST_CASE_TEMPLATE("stochastic rounding draws the committed host bits on this backend", G, splitmix_generator,
+                   philox_generator) {
+  const auto lines =
+      test::read_golden(std::string(MIXPREC_TEST_DATA_DIR) + "/" + test::golden_file<G>("stochastic_rounding"));
   REQUIRE(lines.size() == 4 * 3 * 3);
   const std::vector<float> inputs = test::golden_inputs();
   for (const auto& g : lines) {
     REQUIRE(g.bits.size() == inputs.size());
-    if (g.format == "half") check_golden<half>(g, inputs);
-    else if (g.format == "bfloat16") check_golden<bfloat16>(g, inputs);
-    else if (g.format == "fp8_e4m3") check_golden<fp8_e4m3>(g, inputs);
-    else if (g.format == "fp8_e5m2") check_golden<fp8_e5m2>(g, inputs);
+    if (g.format == "half") check_golden<half, G>(g, inputs);
+    else if (g.format == "bfloat16") check_golden<bfloat16, G>(g, inputs);
+    else if (g.format == "fp8_e4m3") check_golden<fp8_e4m3, G>(g, inputs);
+    else if (g.format == "fp8_e5m2") check_golden<fp8_e5m2, G>(g, inputs);
     else FAIL("unknown format in golden file: " << g.format);
   }
 }

@@ -14,7 +14,9 @@
 
 #include "../support/formats.hpp"
 #include "../support/adamw_golden.hpp"
+#include "../support/generators.hpp"
 #include "../support/sgd_golden.hpp"
+#include "../support/stochastic_golden.hpp"
 #include "../support/reference_file.hpp"
 #include "../support/synthetic.hpp"
 
@@ -190,35 +192,37 @@ TEST_CASE("per-group multipliers give no weight decay on biases and another lear
   CHECK(w[p["frozen"].offset] == 1.0f);                          // learning rate 0
 }
 
-TEST_CASE("pure-bfloat16 SGD with stochastic rounding gives the committed host bits on this backend") {
-  std::ifstream in(std::string(MIXPREC_TEST_DATA_DIR) + "/sgd_stochastic_golden.txt");
+TEST_CASE_TEMPLATE("pure-bfloat16 SGD with stochastic rounding gives the committed host bits on this backend", G,
+                   splitmix_generator, philox_generator) {
+  std::ifstream in(std::string(MIXPREC_TEST_DATA_DIR) + "/" + test::golden_file<G>("sgd_stochastic_golden"));
   std::vector<std::uint16_t> golden;
   std::string line;
   while (std::getline(in, line))
     if (!line.empty() && line[0] != '#') golden.push_back(static_cast<std::uint16_t>(std::stoul(line, nullptr, 16)));
   REQUIRE(golden.size() == test::sgd_golden_size);
-  const std::vector<std::uint16_t> got = test::run_sgd_golden();
+  const std::vector<std::uint16_t> got = test::run_sgd_golden<G>();
   std::size_t wrong = 0;
   for (std::size_t i = 0; i < got.size(); ++i) wrong += got[i] != golden[i];
-  INFO("backend " << backend_name(current_backend));
+  INFO(std::string(G::name) << ", backend " << backend_name(current_backend));
   CHECK(wrong == 0);
 }
 
-TEST_CASE("AdamW with bfloat16 moments and a stochastically rounded bfloat16 copy gives the committed host bits") {
+TEST_CASE_TEMPLATE("AdamW with bfloat16 moments and a stochastically rounded bfloat16 copy gives the committed host bits",
+                   G, splitmix_generator, philox_generator) {
   // Pinned arithmetic: the GPU must give these bits too (the CUDA build runs this).
-  std::ifstream in(std::string(MIXPREC_TEST_DATA_DIR) + "/adamw_stochastic_golden.txt");
+  std::ifstream in(std::string(MIXPREC_TEST_DATA_DIR) + "/" + test::golden_file<G>("adamw_stochastic_golden"));
   std::vector<std::uint32_t> golden;
   std::string line;
   while (std::getline(in, line))
     if (!line.empty() && line[0] != '#') golden.push_back(static_cast<std::uint32_t>(std::stoul(line, nullptr, 16)));
   REQUIRE(golden.size() == 4 * test::adamw_golden_size);
-  const std::vector<std::uint32_t> got = test::run_adamw_golden();
+  const std::vector<std::uint32_t> got = test::run_adamw_golden<G>();
   const char* part[] = {"master weights", "model copy", "exp_avg", "exp_avg_sq"};
   for (std::size_t k = 0; k < 4; ++k) {
     std::size_t wrong = 0;
     for (std::size_t i = 0; i < test::adamw_golden_size; ++i)
       wrong += got[k * test::adamw_golden_size + i] != golden[k * test::adamw_golden_size + i];
-    INFO(part[k] << ", backend " << backend_name(current_backend));
+    INFO(std::string(G::name) << ", " << part[k] << ", backend " << backend_name(current_backend));
     CHECK(wrong == 0);
   }
 }

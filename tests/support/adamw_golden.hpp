@@ -4,8 +4,9 @@
 // multiply-add contraction, correctly rounded sqrt and division; the bias
 // corrections are double pow rounded to float), so every backend must
 // produce the same bits: tests/tools/make_stochastic_golden.cpp writes the
-// host result to tests/data/adamw_stochastic_golden.txt, and the test
-// compares any backend to it.
+// host result to tests/data/adamw_stochastic_golden.txt (the default
+// generator, moments and copy) and adamw_stochastic_golden_philox.txt, and
+// the test compares any backend to them.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,8 @@ inline constexpr std::size_t adamw_golden_size = 1000;
 inline constexpr int adamw_golden_steps = 50;
 
 // The master weights, model copy, first and second moments, as bits, in that order.
-inline std::vector<std::uint32_t> run_adamw_golden() {
+template <class G = mixprec::default_generator>
+std::vector<std::uint32_t> run_adamw_golden() {
   using namespace mixprec;
   parameters<bfloat16, bfloat16> p;
   p.add("w", {adamw_golden_size});
@@ -30,7 +32,7 @@ inline std::vector<std::uint32_t> run_adamw_golden() {
   adamw_options o;
   o.lr = 1e-3f;
   o.weight_decay = 0.01f;
-  const auto step = chain(adamw<bfloat16>(o), round_model_stochastic{17});
+  const auto step = chain(adamw<bfloat16, G>(o), round_model_stochastic<G>{17});
   auto state = step.init(p);
   std::vector<bfloat16> g(p.padded_size(), convert<bfloat16>(0.0f));
   for (int t = 1; t <= adamw_golden_steps; ++t) {
@@ -47,7 +49,7 @@ inline std::vector<std::uint32_t> run_adamw_golden() {
   detail::copy_to_host(p.model_data(), b.data(), b.size());
   for (bfloat16 x : b) out.push_back(to_bits(x));
   for (const char* moment : {"exp_avg", "exp_avg_sq"}) {
-    detail::copy_to_host(state.field<2, bfloat16>(moment).data(), b.data(), b.size());
+    detail::copy_to_host(state.template field<2, bfloat16>(moment).data(), b.data(), b.size());
     for (bfloat16 x : b) out.push_back(to_bits(x));
   }
   return out;

@@ -2,7 +2,8 @@
 // arithmetic is exact up to the rounding itself (learning rate 2^-10,
 // gradients of 8 significant bits), so every backend must produce the same
 // bits. tests/tools/make_stochastic_golden.cpp writes the host result to
-// tests/data/sgd_stochastic_golden.txt; the test compares any backend to it.
+// tests/data/sgd_stochastic_golden.txt (the default generator) and
+// sgd_stochastic_golden_philox.txt; the test compares any backend to them.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,8 @@ namespace test {
 inline constexpr std::size_t sgd_golden_size = 1000;
 inline constexpr int sgd_golden_steps = 30;
 
-inline std::vector<std::uint16_t> run_sgd_golden() {
+template <class G = mixprec::default_generator>
+std::vector<std::uint16_t> run_sgd_golden() {
   using namespace mixprec;
   parameters<bfloat16, float, void> p;
   p.add("w", {sgd_golden_size});
@@ -25,7 +27,7 @@ inline std::vector<std::uint16_t> run_sgd_golden() {
   p.initialize("w", init::uniform{-1.0, 1.0}, 11);
   sgd_options o;
   o.lr = 0x1p-10f;
-  const auto step = chain(sgd(o), round_model_stochastic{7});
+  const auto step = chain(sgd(o), round_model_stochastic<G>{7});
   auto state = step.init(p);
   std::vector<float> g(p.padded_size(), 0.0f);
   for (int t = 1; t <= sgd_golden_steps; ++t) {

@@ -1,8 +1,9 @@
 // Test support: the fixed inputs and file format of the stochastic-rounding
-// golden values (tests/data/stochastic_rounding.txt). The values are written
-// by tests/tools/make_stochastic_golden.cpp on the host backend; the test
-// recomputes them on whatever backend it is built for and compares bits, so a
-// CUDA build checks that the GPU draws exactly the host's bits.
+// golden values (tests/data/stochastic_rounding.txt for the default
+// generator, stochastic_rounding_philox.txt for Philox). The values are
+// written by tests/tools/make_stochastic_golden.cpp on the host backend; the
+// test recomputes them on whatever backend it is built for and compares bits,
+// so a CUDA build checks that the GPU draws exactly the host's bits.
 #pragma once
 
 #include <cstdint>
@@ -10,9 +11,21 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include <mixprec/cast/generator.hpp>
+
 namespace test {
+
+// The golden files of generator G: "<name>.txt" for the default generator,
+// "<name>_philox.txt" for Philox-4x32-10.
+template <class G>
+std::string golden_file(const std::string& name) {
+  static_assert(std::is_same_v<G, mixprec::default_generator> || std::is_same_v<G, mixprec::philox_generator>,
+                "golden files exist for the default generator and Philox");
+  return name + (std::is_same_v<G, mixprec::philox_generator> ? "_philox" : "") + ".txt";
+}
 
 inline constexpr std::size_t golden_count = 1024;
 inline constexpr std::uint64_t golden_seeds[] = {0, 12345, 0xfedcba9876543210ull};

@@ -146,12 +146,12 @@ TEST_CASE("plan phase 2: statistics flattened in chain order") {
 }
 
 TEST_CASE("plan phase 3: roles and their rules") {
-  constexpr auto ok = plan_until<dynamic_loss_scale, every_k, round_model_stochastic>(3);
+  constexpr auto ok = plan_until<dynamic_loss_scale, every_k, round_model_stochastic<>>(3);
   CHECK(ok.error == detail::plan_error::none);
   CHECK(ok.scaler == 0);
   CHECK(ok.holder == 1);
   CHECK(ok.writer == 2);
-  constexpr auto two = plan_until<round_model_nearest, round_model_stochastic>(3);
+  constexpr auto two = plan_until<round_model_nearest, round_model_stochastic<>>(3);
   CHECK(two.error == detail::plan_error::two_writers);
   CHECK(two.error_component == 1);
   CHECK(two.error_other == 0);

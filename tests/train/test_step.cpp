@@ -91,7 +91,7 @@ TEST_CASE_TEMPLATE("a step on non-finite gradients changes no byte of any role o
   scaler.init_scale = 64.0f;
   // Stochastic rounding of the model copy where there is a narrower one.
   using writer = std::conditional_t<std::is_same_v<typename Arena::model_type, float>, round_model_nearest,
-                                    round_model_stochastic>;
+                                    round_model_stochastic<>>;
   const auto step = chain(scaler, clip_by_global_norm{1.0f}, adamw<bfloat16>(adamw_options{}), writer{});
   auto state = step.init(p);
   using G = typename Arena::grad_type;

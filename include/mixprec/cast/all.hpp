@@ -3,7 +3,9 @@
 
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/cast/convert_range.hpp>
+#include <mixprec/cast/generator.hpp>
 #include <mixprec/cast/hardware_convert.hpp>
 #include <mixprec/cast/host_hardware_convert.hpp>
 #include <mixprec/cast/philox.hpp>
 #include <mixprec/cast/round.hpp>
+#include <mixprec/cast/splitmix.hpp>

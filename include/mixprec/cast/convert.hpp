@@ -15,8 +15,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <mixprec/cast/generator.hpp>
 #include <mixprec/cast/hardware_convert.hpp>
-#include <mixprec/cast/philox.hpp>
 #include <mixprec/cast/round.hpp>
 #include <mixprec/core/bit.hpp>
 #include <mixprec/format/bits.hpp>
@@ -40,7 +40,7 @@ MIXPREC_HOST_DEVICE bool rounds_up(std::uint32_t q, std::uint32_t rem, std::uint
     const std::uint32_t half = d >= 32 ? 0xffffffffu : (1u << (d - 1));
     return rem > half || (rem == half && (q & 1u));
   } else {
-    static_assert(std::is_same_v<R, round_stochastic>, "unknown round style");
+    static_assert(is_round_stochastic_v<R>, "unknown round style");
     (void)q;
     const std::uint32_t frac = d <= 32 ? (d == 32 ? rem : rem << (32 - d))
                                        : (d >= 64 ? 0u : rem >> (d - 32));
@@ -180,13 +180,14 @@ MIXPREC_HOST_DEVICE float to_float(From x) {
 // Narrows `x` under stochastic rounding with caller-supplied random bits.
 template <class To, class O = overflow_to_infinity>
 MIXPREC_HOST_DEVICE To stochastic_round(float x, std::uint32_t random_bits) {
-  return from_bits<To>(detail::narrow_bits<To, round_stochastic, O>(x, random_bits));
+  return from_bits<To>(detail::narrow_bits<To, round_stochastic<>, O>(x, random_bits));
 }
 
 // The converter: From -> To under round style R and overflow policy O.
-// Stochastic rounding draws its bits from Philox keyed on (seed, stream,
-// index) (stochastic_draw, cast/philox.hpp: one block per 8 or 4 elements), so
-// `index` (the element's position in its array) must be supplied for it; the
+// Stochastic rounding draws its bits from R's generator keyed on (seed,
+// stream, index) (stochastic_draw, cast/generator.hpp: one call per 2 * words
+// or words elements), so `index` (the element's position in its array) must
+// be supplied for it; the
 // other styles ignore it. From may be double: it is first rounded to float
 // with round-to-odd, which keeps nearest-even and toward-zero exact.
 template <class To, class R = round_nearest_even, class O = overflow_to_infinity>
@@ -201,7 +202,7 @@ struct converter {
   MIXPREC_HOST_DEVICE To operator()(From x, std::uint64_t index = 0) const {
     if constexpr (std::is_same_v<From, double>) {
       if constexpr (std::is_same_v<To, float>) {
-        static_assert(!std::is_same_v<R, round_stochastic>, "stochastic rounding from double to float is not supported");
+        static_assert(!is_round_stochastic_v<R>, "stochastic rounding from double to float is not supported");
         (void)index;
         return std::is_same_v<R, round_toward_zero> ? detail::round_toward_zero_float(x) : static_cast<float>(x);
       } else {
@@ -217,9 +218,9 @@ struct converter {
     if constexpr (std::is_same_v<To, float>) {
       (void)index;
       return f;
-    } else if constexpr (std::is_same_v<R, round_stochastic>) {
+    } else if constexpr (is_round_stochastic_v<R>) {
       return from_bits<To>(detail::narrow_bits<To, R, O>(
-          f, stochastic_draw<format_traits<To>::total_bits>(round.seed, round.stream, index)));
+          f, stochastic_draw<format_traits<To>::total_bits, typename R::generator>(round.seed, round.stream, index)));
     } else if constexpr (detail::hardware_narrowing<To, R, O>) {
       (void)index;
 #if defined(__CUDA_ARCH__)

@@ -27,27 +27,23 @@ struct convert_body {
 
 #if !defined(MIXPREC_BACKEND_CUDA)
 // Stochastic rounding on the host, a chunk of elements per call: the
-// chunk's Philox blocks are drawn at once (random_blocks, one per 8 or 4
-// elements) rather than one block per element, then each element takes its
-// slice as stochastic_draw would. Same bits as convert_body.
+// chunk's draws are made at once (fill_draws, one generator call per 2 *
+// words or words elements) rather than one call per element, then each
+// element takes its draw as stochastic_draw would. Same bits as convert_body.
 inline constexpr std::size_t convert_chunk = 1024;
-template <class To, class From, class O>
+template <class To, class From, class O, class G>
 struct convert_stochastic_chunk {
   static constexpr int bits = format_traits<To>::total_bits;
   using draw_type = std::conditional_t<bits == 16, std::uint16_t, std::uint32_t>;
-  static constexpr std::uint64_t per_block = bits == 16 ? 8 : 4;
   const From* src;
   To* dst;
   std::size_t n;
-  round_stochastic round;
+  round_stochastic<G> round;
   std::uint64_t index_offset;
   void operator()(std::size_t chunk) const {
     const std::size_t i0 = chunk * convert_chunk, i1 = std::min(n, i0 + convert_chunk);
-    const std::uint64_t first = index_offset + i0;
-    const std::uint64_t b0 = first / per_block, b1 = (index_offset + i1 + per_block - 1) / per_block;
-    alignas(64) draw_type draws[convert_chunk + 8];
-    random_blocks(round.seed, round.stream, b0, b1 - b0, draws);  // little-endian: the words are the slices
-    const draw_type* d = draws + (first - b0 * per_block);
+    alignas(64) draw_type draws[convert_chunk + draw_slack];
+    const draw_type* d = fill_draws<G>(round.seed, round.stream, index_offset + i0, i1 - i0, draws);
     for (std::size_t i = i0; i < i1; ++i) {
       const std::uint32_t r = bits == 16 ? static_cast<std::uint32_t>(d[i - i0]) << 16 : static_cast<std::uint32_t>(d[i - i0]);
       float f;
@@ -83,10 +79,11 @@ struct f16c_convert_chunk {
 template <class To, class O = overflow_to_infinity, class From, class R = round_nearest_even>
 void convert_n(const From* src, std::size_t n, To* dst, R round = {}, stream s = {},
                std::uint64_t index_offset = 0) {
-#if !defined(MIXPREC_BACKEND_CUDA) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  if constexpr (std::is_same_v<R, round_stochastic> && !std::is_same_v<To, float>) {
+#if !defined(MIXPREC_BACKEND_CUDA)
+  if constexpr (is_round_stochastic_v<R> && !std::is_same_v<To, float>) {
     const std::size_t chunks = (n + detail::convert_chunk - 1) / detail::convert_chunk;
-    detail::for_each_index(s, chunks, detail::convert_stochastic_chunk<To, From, O>{src, dst, n, round, index_offset});
+    detail::for_each_index(
+        s, chunks, detail::convert_stochastic_chunk<To, From, O, typename R::generator>{src, dst, n, round, index_offset});
     return;
   }
 #endif

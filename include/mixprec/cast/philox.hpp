@@ -122,37 +122,21 @@ MIXPREC_HOST_DEVICE std::uint32_t random_bits(std::uint64_t seed, std::uint64_t 
   return random_block(seed, stream, index).v[0];
 }
 
-// Stochastic rounding shares each Philox block among several elements: a
-// 16-bit format (bfloat16, half) takes 16 random bits per element, eight
-// elements per block (element i: block i / 8, its 16-bit slice i % 8, low
-// half of word (i % 8) / 2 first); an 8-bit format takes 32 bits, four
-// elements per block (word i % 4). The bits stay a pure function of
-// (seed, stream, index), so every backend and launch shape draws the same,
-// and a loop over consecutive elements needs one block per 8 (or 4).
-// Word k (0..3) of a block by selects, not by indexing: GCC does not
-// vectorise a loop that indexes a local array with a variable.
-MIXPREC_HOST_DEVICE std::uint32_t block_word(const philox_block& b, std::uint32_t k) {
-  const std::uint32_t low = (k & 1u) ? b.v[1] : b.v[0];
-  const std::uint32_t high = (k & 1u) ? b.v[3] : b.v[2];
-  return (k & 2u) ? high : low;
-}
-MIXPREC_HOST_DEVICE std::uint32_t random_slice16(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
-  const philox_block b = random_block(seed, stream, index >> 3);
-  const std::uint32_t word = block_word(b, static_cast<std::uint32_t>(index >> 1) & 3u);
-  return (index & 1u) ? word >> 16 : word & 0xffffu;
-}
-MIXPREC_HOST_DEVICE std::uint32_t random_slice32(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
-  return block_word(random_block(seed, stream, index >> 2), static_cast<std::uint32_t>(index) & 3u);
-}
-
-// The bits stochastic rounding of element `index` to a format of
-// `total_bits` compares against (32 bits; a 16-bit draw fills the top half,
-// so probabilities resolve to 2^-16 for 16-bit formats, 2^-32 for 8-bit).
-template <int TotalBits>
-MIXPREC_HOST_DEVICE std::uint32_t stochastic_draw(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
-  if constexpr (TotalBits == 16) return random_slice16(seed, stream, index) << 16;
-  else return random_slice32(seed, stream, index);
-}
+// The generator policy (cast/generator.hpp): a call gives the four words
+// of block c of `stream` under `seed`, i.e. random_block(seed, stream, c).
+struct philox_generator {
+  static constexpr const char* name = "philox4x32_10";
+  static constexpr int words = 4;
+  using block = philox_block;
+  struct key_type {
+    std::uint64_t seed, stream;
+  };
+  MIXPREC_HOST_DEVICE static key_type key(std::uint64_t seed, std::uint64_t stream) { return {seed, stream}; }
+  MIXPREC_HOST_DEVICE static block call(const key_type& k, std::uint64_t c) { return random_block(k.seed, k.stream, c); }
+  static void calls(const key_type& k, std::uint64_t first, std::uint64_t n, void* out) {
+    random_blocks(k.seed, k.stream, first, n, out);
+  }
+};
 
 // Uniform float in [0, 1) from the top 24 bits of a word (every value exact).
 MIXPREC_HOST_DEVICE float uniform_from_bits(std::uint32_t bits) {

@@ -20,6 +20,9 @@
 //                                             into a lowered max_scale); initial: what init() gives.
 //                                             Default: taken as they are.
 //   static constexpr state_field state[];     named state fields with format and extent
+//   using generator = G;                      the counter-based generator of its stochastic rounding
+//                                             (bfloat16 state fields written stochastically; a writer's
+//                                             weights): splitmix_generator (default) or philox_generator
 //   bool uses(std::size_t field) const;       whether the options need a field (default: all)
 //   static constexpr int variants; int variant() const;   alternative element rules chosen by the
 //                                             options (ctx.variant, a constant: no element loop branches)

@@ -41,6 +41,23 @@ struct scalars_of_impl<C, std::void_t<typename C::scalars>> {
 template <class C>
 using scalars_of = typename scalars_of_impl<C>::type;
 
+// The generator of the component's stochastic rounding (its bfloat16 state
+// fields written stochastically; a writer's weights): its `generator`
+// member type, else the default (cast/generator.hpp).
+template <class C, class = void>
+struct generator_of_impl {
+  using type = default_generator;
+};
+template <class C>
+struct generator_of_impl<C, std::void_t<typename C::generator>> {
+  static_assert(is_generator_v<typename C::generator>,
+                "mixprec: a component's `generator` must be a generator policy (cast/generator.hpp), e.g. "
+                "splitmix_generator or philox_generator");
+  using type = typename C::generator;
+};
+template <class C>
+using generator_of = typename generator_of_impl<C>::type;
+
 #define MIXPREC_DETECT(trait, expr)                                                     \
   template <class C, class = void>                                                      \
   struct trait : std::false_type {};                                                    \

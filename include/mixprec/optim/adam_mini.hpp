@@ -77,9 +77,10 @@ inline constexpr const char* no_decay_names = "norm,ln,bias";
 inline constexpr std::uint32_t dim = 2048, n_heads = 32;
 }  // namespace adam_mini_defaults
 
-template <class F = float>
+template <class F = float, class G = default_generator>
 struct scale_by_adam_mini {
   static_assert(detail::is_state_format_v<F>, "scale_by_adam_mini: the first moment is float or bfloat16");
+  using generator = G;  // of a bfloat16 first moment's stochastic rounding
   static constexpr const char* name = "scale_by_adam_mini";
   static constexpr state_field state[] = {
       {"exp_avg", format_traits<F>::id},
@@ -253,13 +254,13 @@ struct adam_mini_options {
   const char* no_decay_names = adam_mini_defaults::no_decay_names;
 };
 
-template <class StateFormat = float>
+template <class StateFormat = float, class Generator = default_generator>
 auto adam_mini(const adam_mini_options& o) {
   decoupled_weight_decay_by_name<constant_schedule> decay;
   decay.weight_decay = o.weight_decay;
   decay.lr = constant_schedule{o.lr};
   decay.no_decay_names = o.no_decay_names;
-  scale_by_adam_mini<StateFormat> s;
+  scale_by_adam_mini<StateFormat, Generator> s;
   s.b1 = o.beta1;
   s.b2 = o.beta2;
   s.eps = o.eps;

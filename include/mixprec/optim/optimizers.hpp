@@ -13,7 +13,9 @@
 //
 // The schedule argument replaces the constant learning rate `o.lr`.
 // State (moments) is float by default; pass bfloat16 as StateFormat to keep
-// it in bfloat16 with stochastic rounding.
+// it in bfloat16 with stochastic rounding, its bits from Generator
+// (SplitMix64 by default; adamw<bfloat16, philox_generator>(o) for
+// Philox-4x32-10, cast/generator.hpp).
 #pragma once
 
 #include <mixprec/optim/schedules.hpp>
@@ -54,9 +56,9 @@ struct lion_options {
   float weight_decay = 0.0f;
 };
 
-template <class StateFormat = float, class Schedule = constant_schedule>
+template <class StateFormat = float, class Generator = default_generator, class Schedule = constant_schedule>
 auto sgd(const sgd_options& o, Schedule lr) {
-  trace<StateFormat> momentum;
+  trace<StateFormat, Generator> momentum;
   momentum.momentum = o.momentum;
   momentum.dampening = o.dampening;
   momentum.nesterov = o.nesterov;
@@ -64,13 +66,13 @@ auto sgd(const sgd_options& o, Schedule lr) {
                scale_by_learning_rate<Schedule>{lr})
       .named("sgd");
 }
-template <class StateFormat = float>
-auto sgd(const sgd_options& o) { return sgd<StateFormat>(o, constant_schedule{o.lr}); }
+template <class StateFormat = float, class Generator = default_generator>
+auto sgd(const sgd_options& o) { return sgd<StateFormat, Generator>(o, constant_schedule{o.lr}); }
 
 namespace detail {
-template <class StateFormat>
-scale_by_adam<StateFormat> adam_stage(const adam_options& o) {
-  scale_by_adam<StateFormat> s;
+template <class StateFormat, class Generator>
+scale_by_adam<StateFormat, Generator> adam_stage(const adam_options& o) {
+  scale_by_adam<StateFormat, Generator> s;
   s.b1 = o.beta1;
   s.b2 = o.beta2;
   s.eps = o.eps;
@@ -79,30 +81,30 @@ scale_by_adam<StateFormat> adam_stage(const adam_options& o) {
 }
 }  // namespace detail
 
-template <class StateFormat = float, class Schedule = constant_schedule>
+template <class StateFormat = float, class Generator = default_generator, class Schedule = constant_schedule>
 auto adam(const adam_options& o, Schedule lr) {
   return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, add_decayed_weights{o.weight_decay},
-               detail::adam_stage<StateFormat>(o), scale_by_learning_rate<Schedule>{lr})
+               detail::adam_stage<StateFormat, Generator>(o), scale_by_learning_rate<Schedule>{lr})
       .named("adam");
 }
-template <class StateFormat = float>
-auto adam(const adam_options& o) { return adam<StateFormat>(o, constant_schedule{o.lr}); }
+template <class StateFormat = float, class Generator = default_generator>
+auto adam(const adam_options& o) { return adam<StateFormat, Generator>(o, constant_schedule{o.lr}); }
 
-template <class StateFormat = float, class Schedule = constant_schedule>
+template <class StateFormat = float, class Generator = default_generator, class Schedule = constant_schedule>
 auto adamw(const adamw_options& o, Schedule lr) {
   decoupled_weight_decay<Schedule> decay;
   decay.weight_decay = o.weight_decay;
   decay.lr = lr;
-  return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, decay, detail::adam_stage<StateFormat>(o),
+  return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, decay, detail::adam_stage<StateFormat, Generator>(o),
                scale_by_learning_rate<Schedule>{lr})
       .named("adamw");
 }
-template <class StateFormat = float>
-auto adamw(const adamw_options& o) { return adamw<StateFormat>(o, constant_schedule{o.lr}); }
+template <class StateFormat = float, class Generator = default_generator>
+auto adamw(const adamw_options& o) { return adamw<StateFormat, Generator>(o, constant_schedule{o.lr}); }
 
-template <class StateFormat = float>
+template <class StateFormat = float, class Generator = default_generator>
 auto adagrad(const adagrad_options& o) {
-  scale_by_rss<StateFormat> rss;
+  scale_by_rss<StateFormat, Generator> rss;
   rss.eps = o.eps;
   rss.initial_accumulator = o.initial_accumulator_value;
   return chain(scale_by_constant{o.maximize ? -1.0f : 1.0f}, add_decayed_weights{o.weight_decay}, rss,
@@ -110,26 +112,26 @@ auto adagrad(const adagrad_options& o) {
       .named("adagrad");
 }
 
-template <class StateFormat = float, class Schedule = constant_schedule>
+template <class StateFormat = float, class Generator = default_generator, class Schedule = constant_schedule>
 auto lamb(const lamb_options& o, Schedule lr) {
-  scale_by_adam<StateFormat> a;
+  scale_by_adam<StateFormat, Generator> a;
   a.b1 = o.beta1;
   a.b2 = o.beta2;
   a.eps = o.eps;
   return chain(a, add_decayed_weights{o.weight_decay}, scale_by_trust_ratio{}, scale_by_learning_rate<Schedule>{lr})
       .named("lamb");
 }
-template <class StateFormat = float>
-auto lamb(const lamb_options& o) { return lamb<StateFormat>(o, constant_schedule{o.lr}); }
+template <class StateFormat = float, class Generator = default_generator>
+auto lamb(const lamb_options& o) { return lamb<StateFormat, Generator>(o, constant_schedule{o.lr}); }
 
-template <class StateFormat = float, class Schedule = constant_schedule>
+template <class StateFormat = float, class Generator = default_generator, class Schedule = constant_schedule>
 auto lion(const lion_options& o, Schedule lr) {
-  scale_by_lion<StateFormat> l;
+  scale_by_lion<StateFormat, Generator> l;
   l.b1 = o.beta1;
   l.b2 = o.beta2;
   return chain(l, add_decayed_weights{o.weight_decay}, scale_by_learning_rate<Schedule>{lr}).named("lion");
 }
-template <class StateFormat = float>
-auto lion(const lion_options& o) { return lion<StateFormat>(o, constant_schedule{o.lr}); }
+template <class StateFormat = float, class Generator = default_generator>
+auto lion(const lion_options& o) { return lion<StateFormat, Generator>(o, constant_schedule{o.lr}); }
 
 }  // namespace mixprec

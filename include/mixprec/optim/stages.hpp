@@ -16,7 +16,8 @@
 //   scale_by_learning_rate<S>{lr}         u *= -lr(s)
 //
 // F is the format of the per-element state (float or bfloat16; bfloat16 is
-// written with stochastic rounding). Weight decay and learning rate follow
+// written with stochastic rounding, its bits from generator G, SplitMix64 by
+// default: cast/generator.hpp). Weight decay and learning rate follow
 // the arena's group multipliers (chain_state::set_group).
 #pragma once
 
@@ -206,9 +207,10 @@ struct decoupled_weight_decay_by_name {
   }
 };
 
-template <class F = float>
+template <class F = float, class G = default_generator>
 struct trace {
   static_assert(detail::is_state_format_v<F>, "trace: the momentum buffer is float or bfloat16");
+  using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "trace";
   static constexpr state_field state[] = {{"momentum_buffer", format_traits<F>::id}};
   static constexpr field_id<field_index(state, "momentum_buffer")> buffer{};
@@ -240,9 +242,10 @@ struct trace {
   }
 };
 
-template <class F = float>
+template <class F = float, class G = default_generator>
 struct scale_by_adam {
   static_assert(detail::is_state_format_v<F>, "scale_by_adam: moments are float or bfloat16");
+  using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "scale_by_adam";
   static constexpr state_field state[] = {
       {"exp_avg", format_traits<F>::id}, {"exp_avg_sq", format_traits<F>::id}, {"max_exp_avg_sq", format_traits<F>::id}};
@@ -300,9 +303,10 @@ struct scale_by_adam {
   }
 };
 
-template <class F = float>
+template <class F = float, class G = default_generator>
 struct scale_by_rss {
   static_assert(detail::is_state_format_v<F>, "scale_by_rss: the sum is float or bfloat16");
+  using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "scale_by_rss";
   static constexpr state_field state[] = {{"sum", format_traits<F>::id}};
   static constexpr field_id<field_index(state, "sum")> sum{};
@@ -328,9 +332,10 @@ struct scale_by_rss {
   }
 };
 
-template <class F = float>
+template <class F = float, class G = default_generator>
 struct scale_by_lion {
   static_assert(detail::is_state_format_v<F>, "scale_by_lion: the momentum is float or bfloat16");
+  using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "scale_by_lion";
   // The output uses the momentum before this step's update, so a later pass
   // cannot recompute it from the stored momentum.

@@ -43,9 +43,9 @@ constexpr bool reads_start_scalars() {
 }
 
 // A state field of a component, at one element's (or entry's) place.
-template <format_id F, bool Stochastic, bool ReadOnly, bool Writable, bool Drawn = false>
+template <format_id F, bool Stochastic, bool ReadOnly, bool Writable, bool Drawn = false, class Gen = default_generator>
 struct state_handle {
-  field_entry<F, Stochastic, Drawn> entry;
+  field_entry<F, Stochastic, Drawn, Gen> entry;
   // The stored value.
   MIXPREC_HOST_DEVICE float get() const { return entry.load(); }
   // Stores f(stored) (rounded to the field's format) and returns it; when
@@ -97,7 +97,8 @@ constexpr std::size_t group_cache_bytes() {
   return b > 0 ? b : 16;
 }
 
-template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false, class Lane = no_lane>
+template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false, class Lane = no_lane,
+          bool WriterDrawn = false>
 struct element_context {
   using component = component_at<Env, K>;
   static constexpr int variant = Variant;  // the component's variant in this instantiation
@@ -112,10 +113,13 @@ struct element_context {
   float w;
   float* weight_factor;
   pass_kind which;
-  // The writer's stochastic-rounding draws for this row of the tile (16-bit
-  // slices, or 32-bit words for 8-bit formats), drawn a Philox block per 8
-  // (or 4) elements by the host runner; null elsewhere (the same bits are
-  // then drawn here).
+  // WriterDrawn: the writer's stochastic-rounding draws for this row of the
+  // tile (16-bit slices, or 32-bit words for 8-bit formats), drawn a
+  // generator call per 2 * words (or words) elements by the host runner or
+  // the group; else null, and the same bits are drawn here. A compile-time
+  // choice: with a run-time test the vectorised element loop computes the
+  // per-element draw for every element too (measured: the SplitMix64 SR
+  // step 4x slower).
   const void* draws = nullptr;
   // FieldDraws (the host runner's update pass): the draws of the
   // stochastically rounded per-element state fields, by global field
@@ -131,15 +135,17 @@ struct element_context {
   }
   MIXPREC_HOST_DEVICE std::uint64_t index() const { return i; }
   // The bits stochastic rounding of this element to To compares against,
-  // keyed on (seed, step, index) (cast/philox.hpp, stochastic_draw).
+  // keyed on (seed, step, index), from the component's generator
+  // (cast/generator.hpp, stochastic_draw).
   template <class To>
   MIXPREC_HOST_DEVICE std::uint32_t stochastic_bits(std::uint64_t seed) const {
     constexpr int bits = format_traits<To>::total_bits;
-    if (draws != nullptr) {
+    if constexpr (WriterDrawn) {
       if constexpr (bits == 16) return static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(draws)[draw_index()]) << 16;
       else return static_cast<const std::uint32_t*>(draws)[draw_index()];
+    } else {
+      return stochastic_draw<bits, generator_of<component>>(seed, tile.t, i);
     }
-    return stochastic_draw<bits>(seed, tile.t, i);
   }
   MIXPREC_HOST_DEVICE std::uint32_t parameter() const { return tile.param; }
   MIXPREC_HOST_DEVICE const param_geometry& geometry() const { return *tile.geometry; }
@@ -209,8 +215,9 @@ struct element_context {
     } else {
       place = static_cast<F*>(fs.data) + at;
     }
-    return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element, drawn>{
-        field_entry<f.format, f.stochastic, drawn>{place, at, fs.seed, tile.t, draw}};
+    using gen = generator_of<component>;
+    return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element, drawn, gen>{
+        field_entry<f.format, f.stochastic, drawn, gen>{place, at, fs.seed, tile.t, draw}};
   }
 };
 
@@ -351,8 +358,9 @@ struct entry_context {
     const field_storage& fs = env.fields[field0 + J];
     const std::uint64_t at = f.where == extent::scalar ? 0 : fs.base[param] + (f.where == E ? local : 0);
     using F = field_storage_t<f.format>;
-    return state_handle<f.format, f.stochastic, false, true>{
-        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data) + at, at, fs.seed, t_}};
+    using gen = generator_of<component>;
+    return state_handle<f.format, f.stochastic, false, true, false, gen>{
+        field_entry<f.format, f.stochastic, false, gen>{static_cast<F*>(fs.data) + at, at, fs.seed, t_}};
   }
   // In a per-parameter rule: row r or column j of the parameter in a row or column field.
   template <std::size_t J>
@@ -363,9 +371,10 @@ struct entry_context {
                   "mixprec: state_at(field, k) reads row or column k of a parameter in decide_parameter");
     const field_storage& fs = env.fields[field0 + J];
     using F = field_storage_t<f.format>;
-    return state_handle<f.format, f.stochastic, false, true>{
-        field_entry<f.format, f.stochastic>{static_cast<F*>(fs.data) + fs.base[param] + k, fs.base[param] + k, fs.seed,
-                                            t_}};
+    using gen = generator_of<component>;
+    return state_handle<f.format, f.stochastic, false, true, false, gen>{
+        field_entry<f.format, f.stochastic, false, gen>{static_cast<F*>(fs.data) + fs.base[param] + k,
+                                                        fs.base[param] + k, fs.seed, t_}};
   }
 };
 

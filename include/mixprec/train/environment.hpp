@@ -32,6 +32,10 @@ struct chain_block {
   double factor[at_least_one<C...>];
 };
 
+// The stochastic-rounding seed of state field g (fields numbered in chain
+// order): one per field, so no two fields of a chain share their draws.
+constexpr std::uint64_t field_seed(std::size_t g) { return 0x6d69787072656300ull + g; }
+
 // One state field of one component, on the device.
 struct field_storage {
   void* data;                 // float or bfloat16 entries
@@ -192,17 +196,18 @@ MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g,
 }
 
 // Reads and writes one entry of a state field, rounding narrow formats
-// stochastically keyed on (seed, step, key). `at` is where the entry is
+// stochastically keyed on (seed, step, key) with generator Gen (the
+// component's, cast/generator.hpp). `at` is where the entry is
 // read and written: its place in the field, or a register copy of it (the
 // grouped update pass, train/passes.hpp); `key` is its entry index.
-template <format_id F, bool Stochastic = true, bool Drawn = false>
+template <format_id F, bool Stochastic = true, bool Drawn = false, class Gen = default_generator>
 struct field_entry {
   using storage = field_storage_t<F>;
   storage* at;
   std::uint64_t key;
   std::uint64_t seed, stream;
-  // Drawn: this entry's 16-bit draw, drawn ahead (the slice
-  // stochastic_draw would give); else drawn here.
+  // Drawn: this entry's 16-bit draw, drawn ahead (the draw
+  // stochastic_draw<16, Gen> would give); else drawn here.
   const std::uint16_t* draw = nullptr;
   MIXPREC_HOST_DEVICE float load() const { return to_float(*at); }
   MIXPREC_HOST_DEVICE float store(float v) const {
@@ -214,7 +219,7 @@ struct field_entry {
       if constexpr (Stochastic) {
         static_assert(format_traits<storage>::total_bits == 16, "field_entry: 16-bit draws");
         if constexpr (Drawn) r = stochastic_round<storage>(v, static_cast<std::uint32_t>(*draw) << 16);
-        else r = convert<storage>(v, round_stochastic{seed, stream}, key);
+        else r = convert<storage>(v, round_stochastic<Gen>{seed, stream}, key);
       } else {
         r = convert<storage>(v);
       }

@@ -252,13 +252,14 @@ struct host_update_runner {
       const std::uint32_t w = tile.width;
       if constexpr (Body::writer_draws || Body::drawn_fields > 0) {
         // Stochastic-rounding bits of the writer and of the drawn state
-        // fields: a Philox block per 8 (or 4) elements, not one each. In
+        // fields: a generator call per 2 * words (or words) elements, not
+        // one each (cast/generator.hpp, fill_draws). In
         // chunks, so that the hardware prefetcher streams the next
         // elements while the core computes the next chunk's draws.
         constexpr std::uint32_t chunk = draw_chunk;
         constexpr std::size_t nf = Body::drawn_fields > 0 ? Body::drawn_fields : 1;
-        alignas(64) typename Body::draw_type buffer[chunk + 8];
-        alignas(64) std::uint16_t field_buffers[nf][chunk + 8];
+        alignas(64) typename Body::draw_type buffer[chunk + draw_slack];
+        alignas(64) std::uint16_t field_buffers[nf][chunk + draw_slack];
         const std::uint16_t* field_draws[Body::nfields > 0 ? Body::nfields : 1];
         for (std::uint32_t c0 = 0; c0 < w; c0 += chunk) {
           const std::uint32_t n = w - c0 < chunk ? w - c0 : chunk;
@@ -267,8 +268,8 @@ struct host_update_runner {
           const std::uint16_t* const* fd = Body::drawn_fields > 0 ? field_draws : nullptr;
           MIXPREC_PRAGMA_SIMD
           for (std::size_t c = c0; c < c0 + n; ++c)
-            local.template element<(Body::drawn_fields > 0)>(row + c, r, static_cast<std::uint32_t>(c), ctx, sc,
-                                                             Body::writer_draws ? draws : nullptr, fd);
+            local.template element<(Body::drawn_fields > 0), Body::writer_draws>(
+                row + c, r, static_cast<std::uint32_t>(c), ctx, sc, Body::writer_draws ? draws : nullptr, fd);
         }
       } else {
         MIXPREC_PRAGMA_SIMD

@@ -358,7 +358,8 @@ struct measure_body {
 //                    every role and per-element state field of the group is
 //                    loaded first, 16 bytes at a time, the elements run on
 //                    register copies, then what changed is stored 16 bytes at
-//                    a time; one Philox block serves the group's draws.
+//                    a time; the group's draws take one generator call per
+//                    2 * words (or words) of them.
 template <bool ToGradients, class Env, class Arena, int Code>
 struct update_body {
   static constexpr plan_data d = Env::plan::data;
@@ -383,11 +384,26 @@ struct update_body {
   }();
   // A draw: a 16-bit slice for 16-bit models, a 32-bit word for 8-bit ones.
   using draw_type = std::conditional_t<format_traits<model_type>::total_bits == 16, std::uint16_t, std::uint32_t>;
-  // A Philox block's draws in stochastic_draw's layout: 8 slices (low half
-  // of each word first) or 4 words.
   template <class D>
-  MIXPREC_HOST_DEVICE static void unpack_block(const philox_block& blk, D* o) {
-    for (int k = 0; k < 4; ++k) {
+  static constexpr int draw_bits = std::is_same_v<D, std::uint16_t> ? 16 : 8;
+  // The generator of the writer, and of global field G's component.
+  template <bool Draws, class = void>
+  struct writer_generator_of {
+    using type = default_generator;
+  };
+  template <class Void>
+  struct writer_generator_of<true, Void> {
+    using type = generator_of<component_at<Env, static_cast<std::size_t>(d.writer)>>;
+  };
+  using writer_generator = typename writer_generator_of<writer_draws>::type;
+  template <std::size_t G>
+  using field_generator = generator_of<component_at<Env, Env::field_component(G)>>;
+  // A generator call's draws in stochastic_draw's layout: 2 * words slices
+  // (low half of each word first) or `words` words.
+  template <class D, class Block>
+  MIXPREC_HOST_DEVICE static void unpack_call(const Block& blk, D* o) {
+    constexpr int words = sizeof(blk.v) / sizeof(blk.v[0]);
+    for (int k = 0; k < words; ++k) {
       if constexpr (std::is_same_v<D, std::uint16_t>) {
         o[2 * k] = static_cast<std::uint16_t>(blk.v[k]);
         o[2 * k + 1] = static_cast<std::uint16_t>(blk.v[k] >> 16);
@@ -396,35 +412,28 @@ struct update_body {
       }
     }
   }
-  template <class D>
-  static constexpr std::uint64_t keys_per_block = std::is_same_v<D, std::uint16_t> ? 8 : 4;
-  // The draws of keys [first, first + n) under `seed` at step t, a Philox
-  // block per 8 (16-bit draws) or 4 (32-bit) keys; `out` has room for
-  // n + 8. Returns where key `first`'s draw is.
-  template <class D>
-  static const D* fill_blocks(std::uint64_t seed, std::uint64_t t, std::uint64_t first, std::uint32_t n, D* out) {
-    constexpr std::uint64_t per_block = keys_per_block<D>;
-    const std::uint64_t b0 = first / per_block, b1 = (first + n + per_block - 1) / per_block;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    // Each word's low half first is its memory order here, so the blocks'
-    // words are already the draws in stochastic_draw's layout.
-    random_blocks(seed, t, b0, b1 - b0, out);
-#else
-    for (std::uint64_t b = b0; b < b1; ++b) unpack_block(random_block(seed, t, b), out + (b - b0) * per_block);
-#endif
-    return out + (first - b0 * per_block);
+  // The draws of `group` consecutive keys from key0 (a multiple of the
+  // group) under `seed` at step t: group / draws_per_call calls of Gen.
+  template <class Gen, class D>
+  MIXPREC_HOST_DEVICE static void draw_group(std::uint64_t seed, std::uint64_t t, std::uint64_t key0, D* out) {
+    constexpr std::uint64_t per = draws_per_call<Gen, draw_bits<D>>;
+    static_assert(group % per == 0, "mixprec: a group holds whole generator calls");
+    const typename Gen::key_type key = Gen::key(seed, t);
+    for (std::uint32_t b = 0; b < group / per; ++b) unpack_call(Gen::call(key, key0 / per + b), out + b * per);
   }
   // The writer's draws of elements [first, first + n) of this tile row.
   const draw_type* fill_draws(const context& ctx, std::uint64_t first, std::uint32_t n, draw_type* out) const {
     if constexpr (writer_draws) {
-      return fill_blocks(get<static_cast<std::size_t>(d.writer)>(env.comps).seed, ctx.t, first, n, out);
+      return mixprec::fill_draws<writer_generator>(get<static_cast<std::size_t>(d.writer)>(env.comps).seed, ctx.t,
+                                                   first, n, out);
     } else {
       (void)ctx, (void)first, (void)n;
       return out;
     }
   }
   // The stochastically rounded per-element state fields (Env::field_drawn)
-  // are drawn the same way, keyed on their own seed and entry index.
+  // are drawn the same way, keyed on their own seed and entry index, each
+  // with its component's generator.
   static constexpr std::size_t nfields = Env::nfields;
   static constexpr std::size_t drawn_fields = [] {
     std::size_t k = 0;
@@ -432,16 +441,30 @@ struct update_body {
     return k;
   }();
   // Fills the drawn fields' draws of elements [first, first + n) of a tile
-  // row into buffers[j] (room for n + 8 each) and points out[g] at each
-  // field's draw of column 0 (`first` is column c0 of the row).
+  // row into buffers[j] (room for n + draw_slack each) and points out[g] at
+  // each field's draw of column 0 (`first` is column c0 of the row).
   void fill_field_draws(const context& ctx, std::uint64_t first, std::uint32_t c0, std::uint32_t n,
-                        std::uint16_t (*buffers)[draw_chunk + 8], const std::uint16_t** out) const {
+                        std::uint16_t (*buffers)[draw_chunk + draw_slack], const std::uint16_t** out) const {
     std::size_t j = 0;
-    for (std::size_t g = 0; g != nfields; ++g) {
-      out[g] = nullptr;
-      if (!Env::field_drawn(g)) continue;
-      out[g] = fill_blocks(env.fields[g].seed, ctx.t, first - env.shard_begin, n, buffers[j++]) - c0;
-    }
+    fill_field_draws_of(ctx, first, c0, n, buffers, out, j, std::make_index_sequence<nfields>{});
+  }
+  template <std::size_t... G>
+  void fill_field_draws_of([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t first,
+                           [[maybe_unused]] std::uint32_t c0, [[maybe_unused]] std::uint32_t n,
+                           [[maybe_unused]] std::uint16_t (*buffers)[draw_chunk + draw_slack],
+                           [[maybe_unused]] const std::uint16_t** out, [[maybe_unused]] std::size_t& j,
+                           std::index_sequence<G...>) const {
+    (fill_field_draw<G>(ctx, first, c0, n, buffers, out, j), ...);
+  }
+  template <std::size_t G>
+  void fill_field_draw(const context& ctx, std::uint64_t first, std::uint32_t c0, std::uint32_t n,
+                       std::uint16_t (*buffers)[draw_chunk + draw_slack], const std::uint16_t** out,
+                       std::size_t& j) const {
+    out[G] = nullptr;
+    if constexpr (Env::field_drawn(G))
+      out[G] = mixprec::fill_draws<field_generator<G>>(env.fields[G].seed, ctx.t, first - env.shard_begin, n,
+                                                       buffers[j++]) - c0;
+    else (void)ctx, (void)first, (void)c0, (void)n, (void)buffers, (void)j;
   }
 
   // Where one element's results go: memory (element) or a group's registers.
@@ -463,17 +486,18 @@ struct update_body {
   };
 
   // FieldDraws: field_draws holds the drawn state fields' draws (host
-  // runner); else they are drawn per element.
-  template <bool FieldDraws = false>
+  // runner); else they are drawn per element. WriterDrawn: `draws` holds
+  // the writer's (indexed by column); else the writer draws per element.
+  template <bool FieldDraws = false, bool WriterDrawn = false>
   MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                    const tile_scalars<Env>& sc, const void* draws = nullptr,
                                    const std::uint16_t* const* field_draws = nullptr) const {
-    run_element<FieldDraws, no_lane>(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i), draws,
-                                     field_draws, nullptr, to_memory{env.arena, i});
+    run_element<FieldDraws, no_lane, WriterDrawn>(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i),
+                                                  draws, field_draws, nullptr, to_memory{env.arena, i});
   }
 
   // One element with gradient g and weight w: the chain, then the writer.
-  template <bool FieldDraws, class Lane, class Out>
+  template <bool FieldDraws, class Lane, bool WriterDrawn, class Out>
   MIXPREC_HOST_DEVICE void run_element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                        const tile_scalars<Env>& sc, float g, float w, const void* draws,
                                        const std::uint16_t* const* field_draws, const Lane* lane,
@@ -491,7 +515,7 @@ struct update_body {
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
-        const element_context<Env, W, false, Env::template variant<W>(Code), false, Lane> wctx{
+        const element_context<Env, W, false, Env::template variant<W>(Code), false, Lane, WriterDrawn> wctx{
             env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update, draws, nullptr, lane};
         write(get<W>(env.comps), wctx, w, updated, decayed - w + u, out);
       } else {
@@ -612,7 +636,7 @@ struct update_body {
                                       const std::uint16_t** at, std::size_t& j) const {
     at[G] = nullptr;
     if constexpr (Env::field_drawn(G)) {
-      unpack_block(random_block(env.fields[G].seed, ctx.t, key0 / keys_per_block<std::uint16_t>), draws[j]);
+      draw_group<field_generator<G>>(env.fields[G].seed, ctx.t, key0, draws[j]);
       at[G] = draws[j++];
     }
   }
@@ -631,14 +655,10 @@ struct update_body {
     if constexpr (Arena::has_master) copy_pieces<sizeof(masters)>(env.arena.master + (i0 - env.arena.master_begin), masters);
     if constexpr (reads_model) copy_pieces<sizeof(models)>(env.arena.model + i0, models);
     move_fields(ctx, i0, cache, false, std::make_index_sequence<nfields>{});
-    // One Philox block per 8 (or 4) draws, keyed as stochastic_draw.
+    // One generator call per 2 * words (or words) draws, keyed as stochastic_draw.
     alignas(16) draw_type draws[group];
-    if constexpr (writer_draws) {
-      const std::uint64_t seed = get<static_cast<std::size_t>(d.writer)>(env.comps).seed;
-      constexpr std::uint64_t per_block = keys_per_block<draw_type>;
-      for (std::uint32_t b = 0; b < group / per_block; ++b)
-        unpack_block(random_block(seed, ctx.t, i0 / per_block + b), draws + b * per_block);
-    }
+    if constexpr (writer_draws)
+      draw_group<writer_generator>(get<static_cast<std::size_t>(d.writer)>(env.comps).seed, ctx.t, i0, draws);
     constexpr std::size_t nd = drawn_fields > 0 ? drawn_fields : 1;
     std::uint16_t field_draw_values[nd][group];
     const std::uint16_t* field_draws[nfields > 0 ? nfields : 1];
@@ -651,7 +671,7 @@ struct update_body {
     for (std::uint32_t j = 0; j < group; ++j) {
       const lane_type lane{cache, j};
       const float w = Arena::has_master ? masters[j] : to_float(models[j]);
-      run_element<(drawn_fields > 0), lane_type>(i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w,
+      run_element<(drawn_fields > 0), lane_type, writer_draws>(i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w,
                                                   writer_draws ? draws : nullptr,
                                                   drawn_fields > 0 ? field_draws : nullptr, &lane,
                                                   to_lane{grads, masters, models, j});

@@ -68,8 +68,7 @@ struct step_runner {
     for (std::size_t f = 0; f < st.fields_.size(); ++f) {
       detail::field_buffer& b = st.fields_[f];
       env.fields[f] = {b.used ? static_cast<void*>(detail::raw(b.bytes)) : nullptr,
-                       b.used ? detail::raw(b.base) : nullptr, 0x6d69787072656300ull + component_of_field(f) +
-                                                                   (f - first_field_of(component_of_field(f)))};
+                       b.used ? detail::raw(b.base) : nullptr, detail::field_seed(f)};
     }
     for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
     env.rows = st.layout_.rows;
@@ -79,14 +78,6 @@ struct step_runner {
     env.shard_begin = st.shard_.begin;
     return env;
   }
-  static constexpr std::size_t component_of_field(std::size_t f) {
-    constexpr std::size_t counts[] = {detail::field_count<C>()..., 0};
-    std::size_t k = 0, at = 0;
-    while (k < n && at + counts[k] <= f) at += counts[k++];
-    return k;
-  }
-  static constexpr std::size_t first_field_of(std::size_t k) { return detail::first_field<C...>(k); }
-
   template <bool ToGradients, class Arena, class Hooks>
   void run(Arena& params, chain_state<Arena, C...>& st, stream s, Hooks& hooks) const {
     using namespace detail;

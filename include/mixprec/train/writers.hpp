@@ -6,10 +6,11 @@
 //                           (8-bit model copies saturate instead of
 //                           overflowing); without master weights: the model
 //                           is rounded to nearest (small updates stall);
-//   round_model_stochastic  the same with stochastic rounding keyed on
-//                           (seed, step, element): without master weights
-//                           the model tracks the fp32 trajectory in
-//                           expectation;
+//   round_model_stochastic<G>  the same with stochastic rounding keyed on
+//                           (seed, step, element), its bits from generator
+//                           G (cast/generator.hpp; SplitMix64 by default):
+//                           without master weights the model tracks the
+//                           fp32 trajectory in expectation;
 //   kahan_summation<F>      without master weights: Kahan-compensated
 //                           updates of the low-precision weights, the lost
 //                           low part kept in a compensation field of format F.
@@ -51,20 +52,25 @@ struct round_model_nearest {
   }
 };
 
+template <class G = default_generator>
 struct round_model_stochastic {
+  static_assert(is_generator_v<G>, "round_model_stochastic<G>: G must be a generator policy (cast/generator.hpp), "
+                                   "e.g. splitmix_generator or philox_generator");
   static constexpr const char* name = "round_model_stochastic";
   using traits = writer_traits;
+  using generator = G;
   static constexpr bool works_with_master = true;
   static constexpr bool needs_narrow_model = true;  // rounding to float would change nothing
-  // The host runner draws this writer's bits a Philox block per 8 (16-bit
-  // model) or 4 (8-bit) elements before each row (train/pass_runner.hpp).
+  // The host runner draws this writer's bits a generator call per 2 * words
+  // (16-bit model) or words (8-bit) elements before each row
+  // (train/pass_runner.hpp).
   static constexpr bool draws_per_row = true;
   std::uint64_t seed = 0;
   round_model_stochastic() = default;
   explicit round_model_stochastic(std::uint64_t s) : seed(s) {}
   template <class Model, class Ctx>
   MIXPREC_HOST_DEVICE Model round_weight(float v, const Ctx& ctx) const {
-    // The same bits as convert<Model>(v, round_stochastic{seed, ctx.t()}, ctx.index()).
+    // The same bits as convert<Model>(v, round_stochastic<G>{seed, ctx.t()}, ctx.index()).
     return stochastic_round<Model, weight_overflow<Model>>(v, ctx.template stochastic_bits<Model>(seed));
   }
   template <class Model, class Ctx>
@@ -76,6 +82,8 @@ struct round_model_stochastic {
     v("seed", seed);
   }
 };
+round_model_stochastic() -> round_model_stochastic<>;
+round_model_stochastic(std::uint64_t) -> round_model_stochastic<>;
 
 template <class F = bfloat16>
 struct kahan_summation {
