@@ -10,14 +10,26 @@ undefined to one, and the kernel would abort on the GPU. Update passes
 without 128-bit loads are listed by name (those of chains whose tiles have
 positions, Adafactor's say, run element by element).
 
+With --pinned FMAD_DEFAULT FMAD_OFF (two objects of tests/core/
+pinned_probe.cpp, built by the CUDA preset with nvcc's default -fmad=true
+and with -fmad=false): checks that the consumer's kernel
+(consumer_multiply_add_kernel, a * b + c) uses FFMA only in the first, and
+that every other kernel, the library's, is the same instructions in both:
+the library's device arithmetic does not depend on the consumer's -fmad.
+Exits 1 otherwise, naming the kernels and their first differing
+instruction.
+
 Needs cuobjdump and c++filt: cuobjdump from the CUDA toolkit, or from PyPI
 (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm: cuobjdump needs
 nvdisasm for -sass; --cuobjdump names its path; scripts/install-deps.sh
 sass makes build/sass-venv with both).
 
 Usage: scripts/sass-check.py [EXE] [--cuobjdump PATH] [--match TEXT]
+       scripts/sass-check.py --pinned FMAD_DEFAULT FMAD_OFF [--cuobjdump PATH]
   EXE      default build/cuda/bench/bench_step (cmake --workflow --preset cuda-build)
   --match  report only kernels whose demangled name contains TEXT
+  --pinned the two objects of tests/core/pinned_probe.cpp, e.g.
+           build/cuda/tests/CMakeFiles/pinned_probe_fmad_{default,off}.dir/core/pinned_probe.cpp.o
 """
 import argparse
 import collections
@@ -78,12 +90,78 @@ def short(name):
     return name[:150] + ("..." if len(name) > 150 else "")
 
 
+INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(.*?)\s*;")
+
+
+def functions(tool, path):
+    """{mangled kernel name: [instruction text, ...]} of an object or executable."""
+    sass = subprocess.run([tool, "-sass", path], capture_output=True, text=True, check=True).stdout
+    out, current = {}, None
+    for line in sass.splitlines():
+        m = re.search(r"Function : (\S+)", line)
+        if m:
+            current = m.group(1)
+            out[current] = []
+            continue
+        m = INSTRUCTION.search(line)
+        if current and m:
+            out[current].append(re.sub(r"\s+", " ", m.group(1)))
+    return out
+
+
+def opcode_count(code, prefix):
+    return sum(1 for i in code if re.match(r"(@!?U?P\w+ )?" + prefix + r"\b", i))
+
+
+def pinned(tool, fmad_default, fmad_off):
+    """The library's kernels are the same instructions under -fmad=true and -fmad=false."""
+    a, b = functions(tool, fmad_default), functions(tool, fmad_off)
+    consumer = [n for n in a if "consumer_multiply_add_kernel" in n]
+    if not consumer:
+        print("sass-check: FAILED: no consumer_multiply_add_kernel in %s" % fmad_default)
+        return 1
+    status = 0
+    name = consumer[0]
+    fused, unfused = opcode_count(a[name], "FFMA"), opcode_count(b.get(name, []), "FFMA")
+    print("consumer_multiply_add_kernel: %d FFMA with nvcc's default -fmad, %d with -fmad=false" % (fused, unfused))
+    if fused == 0 or unfused != 0:
+        print("sass-check: FAILED: the consumer's a * b + c should be an FFMA under -fmad=true only")
+        status = 1
+    library = sorted(n for n in a if n != name)
+    differ = []
+    for n in library:
+        if a[n] != b.get(n):
+            other = b.get(n, [])
+            k = next((i for i, (x, y) in enumerate(zip(a[n], other)) if x != y), min(len(a[n]), len(other)))
+            differ.append((n, k, a[n][k] if k < len(a[n]) else "(end)", other[k] if k < len(other) else "(end)"))
+    instructions = sum(len(a[n]) for n in library)
+    fmas = sum(opcode_count(a[n], "FFMA") + opcode_count(a[n], "DFMA") for n in library)
+    print("library: %d kernels, %d instructions (%d FFMA/DFMA, written as fma or from CUDA's own math), "
+          "%d kernels differ under -fmad=false" % (len(library), instructions, fmas, len(differ)))
+    if not library:
+        print("sass-check: FAILED: no library kernels in %s" % fmad_default)
+        status = 1
+    if differ:
+        names = dict(zip([d[0] for d in differ], demangle([d[0] for d in differ])))
+        for n, k, x, y in differ:
+            print("  %s\n    instruction %d: %s  |  -fmad=false: %s" % (short(names[n]), k, x, y))
+        print("sass-check: FAILED: the library's device arithmetic depends on the consumer's -fmad")
+        status = 1
+    return status
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("exe", nargs="?", default="build/cuda/bench/bench_step")
     ap.add_argument("--cuobjdump")
     ap.add_argument("--match", default="")
+    ap.add_argument("--pinned", nargs=2, metavar=("FMAD_DEFAULT", "FMAD_OFF"))
     args = ap.parse_args()
+    if args.pinned:
+        for path in args.pinned:
+            if not os.path.exists(path):
+                sys.exit("sass-check: %s not found (build it: cmake --workflow --preset cuda-build)" % path)
+        return pinned(find_cuobjdump(args.cuobjdump), *args.pinned)
     if not os.path.exists(args.exe):
         sys.exit("sass-check: %s not found (build it: cmake --workflow --preset cuda-build)" % args.exe)
     tool = find_cuobjdump(args.cuobjdump)

@@ -16,9 +16,12 @@
 // it in bfloat16 with stochastic rounding.
 #pragma once
 
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/optim/schedules.hpp>
 #include <mixprec/optim/stages.hpp>
 #include <mixprec/train/chain.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -133,3 +136,5 @@ template <class StateFormat = float>
 auto lion(const lion_options& o) { return lion<StateFormat>(o, constant_schedule{o.lr}); }
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -23,12 +23,15 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/square_sum.hpp>
 #include <mixprec/detail/vector_access.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/writers.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -87,7 +90,7 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
     if constexpr (e.decl.where == scope::row || e.decl.where == scope::column) {
       v.stat_value[S] = 0.0;
     } else {
-      v.stat_value[S] = env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)] * scale;
+      v.stat_value[S] = mul(env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)], scale);
     }
   } else {
     (void)env;
@@ -514,7 +517,7 @@ struct update_body {
     if constexpr (ToGradients) {
       out.grad(convert<grad_type>(u));
     } else {
-      const float decayed = w * decay;
+      const float decayed = mul(w, decay);
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
@@ -810,3 +813,5 @@ struct entry_body {
 };
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

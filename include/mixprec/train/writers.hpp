@@ -29,6 +29,9 @@
 
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/component/component.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -105,3 +108,5 @@ struct kahan_summation {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END
