@@ -252,7 +252,7 @@ class bound final : public core {
     chain_.emplace(c);
     last_ = h;
   }
-  std::string describe() const override { return chain_type::describe(); }
+  std::string describe() const override { return chain_->describe(); }
   double state_bytes() const override { return static_cast<double>(state().state_bytes()); }
   std::vector<std::string> group_names() const override { return params_.group_names(); }
   void set_group(const std::string& group, float lr_scale, float wd_scale, std::uintptr_t s) override {
@@ -316,7 +316,7 @@ class bound final : public core {
     block.step.t = steps + 1;
     block.step.skip = 0;
     block.step.hold = 0;
-    detail::write_to_device(&block, detail::raw(detail::checkpoint_access::block(state_mut())), 1, to_stream(s));
+    detail::write_to_device(&block, detail::raw(state_mut().storage().block), 1, to_stream(s));
   }
 
   void save_checkpoint(const std::string& path, const hyper& h, const std::map<std::string, std::string>& metadata,
@@ -382,7 +382,7 @@ class bound final : public core {
   }
   template <std::size_t K, class C, std::size_t NF>
   void add_component_fields(std::vector<field_info>& out, std::size_t& f) {
-    auto& buffers = detail::checkpoint_access::fields(state_mut());
+    auto& buffers = state_mut().storage().fields;
     for (std::size_t j = 0; j < NF; ++j, ++f) {
       const state_field d = detail::field_of<C>(j);
       const detail::field_buffer& b = buffers[f];

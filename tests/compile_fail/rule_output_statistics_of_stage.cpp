@@ -7,6 +7,11 @@ struct measures_itself {
       {"out", mixprec::scope::global, mixprec::reduction::power_sum, mixprec::source::output}};
   template <class Ctx>
   MIXPREC_HOST_DEVICE void decide(mixprec::no_scalars&, const Ctx&) const {}
+  // An element rule that is neither linear nor before the statistics: a stage.
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx&) const {
+    return u * u;
+  }
 };
 
 int main() {

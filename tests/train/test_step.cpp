@@ -35,7 +35,7 @@ std::vector<unsigned char> role_and_state_bytes(Arena& p, State& s) {
   if constexpr (Arena::has_master) add(bytes_of(p.master_data(), p.padded_size()));
   add(bytes_of(p.model_data(), p.padded_size()));
   add(bytes_of(p.grad_data(), p.padded_size()));
-  for (auto& f : detail::checkpoint_access::fields(s))
+  for (auto& f : s.storage().fields)
     if (f.used) add(bytes_of(detail::raw(f.bytes), f.bytes.size()));
   return all;
 }

@@ -29,7 +29,7 @@ struct add_gradient_noise {
 
   struct scalars { float sigma_t; };            // decays as sigma / sqrt(t)
   scalars initial_scalars() const {
-    mixprec::detail::require(sigma >= 0, "add_gradient_noise: sigma must be >= 0");
+    mixprec::require(sigma >= 0, "add_gradient_noise: sigma must be >= 0");
     return {sigma};
   }
   template <class Ctx>
@@ -65,7 +65,7 @@ TEST_CASE("the worked example of the design document runs as described") {
   sgd_options o;
   o.lr = 0.1f;
   const auto step = chain(dynamic_loss_scale{}, noise, sgd(o));
-  const std::string plan = decltype(step)::describe();
+  const std::string plan = step.describe();
   CHECK(test::contains(plan, "pass 1 (statistics)"));
   CHECK(test::contains(plan, "add_gradient_noise.update_sq (per parameter sum |x|^p of its input)"));
   CHECK(decltype(step)::plan::passes() == 2);

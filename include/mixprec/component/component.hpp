@@ -70,6 +70,9 @@ MIXPREC_PINNED_BEGIN
 namespace mixprec {
 
 // How a component's element rule behaves; derive and override what differs.
+// A component without an element rule (`update`) is the identity on the
+// update and needs none of these: the engine treats it as linear and, if
+// it keeps no state fields, as before_statistics.
 struct component_traits {
   // The rule depends only on the element and on scalars known when the step
   // starts (unscaling by the loss scale in effect, clipping by value): it is

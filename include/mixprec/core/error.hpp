@@ -61,6 +61,14 @@ inline void check_cuda(cudaError_t status, const char* what, const char* file, i
 #endif
 
 }  // namespace detail
+
+// For components and other extensions: throws mixprec::error with the
+// parts streamed into one message when `ok` is false, e.g. in
+// initial_scalars(): require(beta >= 0, "my_stage: beta must be >= 0 (got ", beta, ")").
+template <class... Parts>
+void require(bool ok, Parts&&... parts) {
+  detail::require(ok, std::forward<Parts>(parts)...);
+}
 }  // namespace mixprec
 
 #if defined(MIXPREC_BACKEND_CUDA)

@@ -62,7 +62,7 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
   require(needed <= block_size, "version-1 checkpoint scalar block has ", block_size, " bytes but its components need ",
           needed);
 
-  chain_block<C...> block = read_back(raw(checkpoint_access::block(state)), s);
+  chain_block<C...> block = read_back(raw(state.storage().block), s);
   std::memcpy(&block.step.count, old.data(), 8);
   std::memcpy(&block.step.skipped_total, old.data() + 8, 8);
   block.step.t = block.step.count;
@@ -102,7 +102,7 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
   }
 
   const auto ngroups = body.get<std::uint32_t>("group count");
-  const auto& my_groups = checkpoint_access::group_names(state);
+  const auto& my_groups = state.storage().group_names;
   require(ngroups == my_groups.size(), "checkpoint has ", ngroups, " groups but this arena has ", my_groups.size());
   std::vector<group_hyper> groups(ngroups);
   for (std::uint32_t g = 0; g < ngroups; ++g) {
@@ -120,7 +120,7 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
   if constexpr (!Arena::model_is_master)
     arrays.push_back({params.model_data(), padded * sizeof(typename Arena::model_type)});
   {
-    auto& fields = checkpoint_access::fields(state);
+    auto& fields = state.storage().fields;
     std::size_t k = 0, f = 0;
     auto map_one = [&](auto tag) {
       using T = typename decltype(tag)::type;
@@ -150,8 +150,8 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
   require(body.remaining() == data_bytes, "checkpoint has ", body.remaining() - data_bytes,
           " unexpected bytes in its data section");
 
-  write_to_device(&block, raw(checkpoint_access::block(state)), 1, s);
-  write_to_device(groups.data(), raw(checkpoint_access::groups(state)), groups.size(), s);
+  write_to_device(&block, raw(state.storage().block), 1, s);
+  write_to_device(groups.data(), raw(state.storage().groups), groups.size(), s);
   std::uint64_t at = data_at;
   for (const device_array& a : arrays) {
     source_to_device(src, at, a.data, a.bytes, s);

@@ -75,10 +75,8 @@ template <bool PerParameter = false>
 struct record_statistics : record_statistics_declarations<PerParameter> {
   static constexpr const char* name = "record_statistics";
   struct traits : component_traits {
-    static constexpr bool before_statistics = true;  // the identity
-    static constexpr bool linear = true;
     static constexpr bool observes = true;  // records after every other rule has decided
-  };
+  };  // (no element rule: the engine treats it as the identity)
   using declarations = record_statistics_declarations<PerParameter>;
   static constexpr stat_id<statistic_index(declarations::statistics, "norm_sq")> norm_sq{};
   static constexpr stat_id<statistic_index(declarations::statistics, "non_finite")> non_finite{};

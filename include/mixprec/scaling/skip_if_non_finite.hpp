@@ -13,9 +13,7 @@ namespace mixprec {
 struct skip_if_non_finite {
   static constexpr const char* name = "skip_if_non_finite";
   struct traits : component_traits {
-    static constexpr bool before_statistics = true;
-    static constexpr bool linear = true;  // the identity
-    static constexpr bool may_skip = true;
+    static constexpr bool may_skip = true;  // (no element rule: the engine treats it as the identity)
   };
   static constexpr statistic statistics[] = {{"non_finite", scope::global, reduction::non_finite_count, source::input}};
   static constexpr stat_id<statistic_index(statistics, "non_finite")> non_finite{};

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <mixprec/train/chain.hpp>
+#include <mixprec/train/chain_state.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
 #include <mixprec/train/every_k.hpp>
@@ -9,4 +10,5 @@
 #include <mixprec/train/pass_runner.hpp>
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/step_runner.hpp>
 #include <mixprec/train/writers.hpp>

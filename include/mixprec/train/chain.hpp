@@ -16,11 +16,14 @@
 // weights and state once and writes them once. Nothing is copied to the
 // host, so on CUDA a step can be captured in a graph. A skipped step (a
 // guard saw inf/NaN) changes no weight, state or count.
+//
+// This header composes the chain (chain(), chain_t: names, the plan,
+// init()); train/chain_state.hpp holds the state init() makes and
+// train/step_runner.hpp what apply() runs.
 #pragma once
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,51 +32,26 @@
 #include <utility>
 #include <vector>
 
+#include <mixprec/cast/convert_range.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/component/protocol_check.hpp>
-#include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/memory.hpp>
-#include <mixprec/detail/tiles.hpp>
-#include <mixprec/detail/trace.hpp>
-#include <mixprec/cast/convert_range.hpp>
 #include <mixprec/detail/workspace.hpp>
 #include <mixprec/tensor/arena_layout.hpp>
-#include <mixprec/tensor/arena_signature.hpp>
 #include <mixprec/tensor/elementwise.hpp>
-#include <mixprec/train/environment.hpp>
+#include <mixprec/train/chain_state.hpp>
 #include <mixprec/train/layout.hpp>
-#include <mixprec/train/pass_runner.hpp>
-#include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/step_runner.hpp>
 
 namespace mixprec {
 
-template <class... C>
-class chain_t;
-template <class Arena, class... C>
-class chain_state;
-
-// What a distributed step does around the passes (mixprec/dist); nothing here.
-struct no_step_hooks {
-  template <class Arena>
-  void before_passes(Arena&, stream) {}
-  void combine(double*, std::size_t, bool, stream) {}
-  template <class Arena>
-  void after_update(Arena&, stream) {}
-};
-
 namespace detail {
-struct checkpoint_access;
-
 template <class T>
 struct is_chain : std::false_type {};
 template <class... C>
 struct is_chain<chain_t<C...>> : std::true_type {};
-template <class T>
-struct is_chain_state : std::false_type {};
-template <class Arena, class... C>
-struct is_chain_state<chain_state<Arena, C...>> : std::true_type {};
 
 // A flattened component and the named chain it came from (nullptr: none).
 template <class T>
@@ -88,37 +66,6 @@ auto join_owners(const std::array<const char*, N>&... a) {
   ((std::copy(a.begin(), a.end(), out.begin() + static_cast<long>(k)), k += N), ...);
   return out;
 }
-
-// One state field of a component, allocated.
-struct field_buffer {
-  device_vector<std::uint8_t> bytes;
-  device_vector<std::uint64_t> base;
-  std::vector<std::uint64_t> base_h;
-  std::uint64_t entries = 0;
-  bool used = false;
-};
-
-// The buffers of one measuring pass.
-struct pass_buffers {
-  std::vector<device_vector<double>> rows, columns;  // partials per row / column statistic
-  device_vector<std::uint8_t> field_out;            // the global combination, then one per parameter
-};
-
-// The arena as initial_scalars(const arena_info&) sees it (init, and a
-// checkpoint load that checks the chain's hyperparameters as init does).
-template <class Arena>
-arena_info arena_info_of(const Arena& params) {
-  arena_info info;
-  info.group_names = params.group_names();
-  for (const auto& p : params.list()) {
-    info.names.push_back(p.name);
-    info.groups.push_back(p.group);
-    info.shapes.emplace_back(p.shape.begin(), p.shape.end());
-    info.group_of.push_back(p.group_id);
-  }
-  return info;
-}
-
 }  // namespace detail
 
 // Composes components (and chains of them) into one chain.
@@ -129,148 +76,6 @@ auto chain(const Args&... args) {
   auto owners = std::apply([](const auto&... p) { return detail::join_owners(p.second...); }, parts);
   return std::apply([&](const auto&... c) { return chain_t<std::decay_t<decltype(c)>...>(owners, c...); }, comps);
 }
-
-template <class Arena, class... C>
-class chain_state {
-  using plan = chain_plan<C...>;
-  using env_type = detail::step_env<Arena, C...>;
-  static constexpr detail::plan_data d = plan::data;
-
- public:
-  using arena_type = Arena;
-  using chain_type = chain_t<C...>;
-
-  // Whether init() made this state (a default-constructed one is empty).
-  bool initialized() const { return !block_.empty(); }
-  // The elements whose per-element state this holds (all of them unless
-  // init() was given a shard).
-  element_range shard() const { return shard_; }
-
-  // Explicit, synchronising host reads of the device state. Without a
-  // stream they wait for the stream the state was last used on (init,
-  // apply), so they see the last step even on a non-blocking stream.
-  step_scalars step() const { return block().step; }
-  step_scalars step(stream s) const { return block(s).step; }
-  bool last_step_skipped() const { return step().skip != 0; }
-  bool last_step_skipped(stream s) const { return step(s).skip != 0; }
-  std::uint64_t count() const { return step().count; }
-  std::uint64_t count(stream s) const { return step(s).count; }
-  // The scalars of component K (of the flattened chain).
-  template <std::size_t K>
-  auto scalars() const {
-    return detail::get<K>(block().comps);
-  }
-  template <std::size_t K>
-  auto scalars(stream s) const {
-    return detail::get<K>(block(s).comps);
-  }
-  // The loss scale of the chain's loss scaler (multiply the loss by it); 1
-  // when the chain has none.
-  float loss_scale() const { return loss_scale(last_stream_); }
-  float loss_scale(stream s) const {
-    if constexpr (d.scaler >= 0) return detail::get<static_cast<std::size_t>(d.scaler)>(block(s).comps).scale;
-    else {
-      require_initialized("a read-back");
-      return 1.0f;
-    }
-  }
-  // The same value in device memory, for a backward pass that reads it
-  // there (on CUDA a device pointer: read it in a kernel, not on the host).
-  const float* loss_scale_data() const {
-    require_initialized("loss_scale_data");
-    if constexpr (d.scaler >= 0) {
-      const detail::chain_block<C...>* b = detail::raw(block_);
-      return &detail::get<static_cast<std::size_t>(d.scaler)>(b->comps).scale;
-    } else {
-      return detail::raw(one_);
-    }
-  }
-
-  // Multipliers of the learning rate and weight decay for one group of the arena.
-  void set_group(const std::string& group, group_hyper h, stream s = {}) {
-    detail::require(std::isfinite(h.lr_scale) && h.lr_scale >= 0.0f && std::isfinite(h.weight_decay_scale) &&
-                        h.weight_decay_scale >= 0.0f,
-                    "chain_state::set_group(\"", group, "\"): lr_scale and weight_decay_scale must be finite and "
-                    "non-negative (got ", h.lr_scale, ", ", h.weight_decay_scale, ")");
-    require_initialized("set_group");
-    for (std::size_t g = 0; g < group_names_.size(); ++g)
-      if (group_names_[g] == group) {
-        detail::write_to_device(&h, detail::raw(groups_) + g, 1, s);
-        return;
-      }
-    throw error(detail::concat("chain_state::set_group: the arena has no group named \"", group, "\""));
-  }
-
-  // Bytes of state the chain keeps (every field of every component), and
-  // per element of the arena.
-  std::size_t state_bytes() const {
-    std::size_t b = 0;
-    for (const auto& f : fields_) b += f.bytes.size();
-    return b;
-  }
-  // Entries of the largest statistic (the buffer a distributed step
-  // combines them in needs this many per rank).
-  std::size_t largest_statistic() const {
-    std::size_t n = 1;
-    for (const auto& v : stats_) n = v.size() > n ? v.size() : n;
-    return n;
-  }
-  double bytes_per_parameter() const {
-    return elements_ == 0 ? 0.0 : static_cast<double>(state_bytes()) / static_cast<double>(elements_);
-  }
-
-  // A state field of component K (of the flattened chain), by name, as a
-  // view of its entries (per-element fields: the arena's layout, so
-  // parameter p's entries are at its offset). For reading (an EMA of the
-  // weights for evaluation, say) between steps.
-  template <std::size_t K, class T = float>
-  tensor_view<const T> field(const std::string& name) const {
-    require_initialized("field");
-    using component = std::tuple_element_t<K, std::tuple<C...>>;
-    for (std::size_t j = 0; j < detail::field_count<component>(); ++j) {
-      const state_field f = detail::field_of<component>(j);
-      if (name != f.name) continue;
-      detail::require(f.format == format_traits<T>::id, "chain_state::field: ", component::name, ".", name, " is ",
-                      format_name(f.format), ", not ", format_traits<T>::name);
-      const detail::field_buffer& b = fields_[detail::first_field<C...>(K) + j];
-      detail::require(b.used, "chain_state::field: ", component::name, ".", name, " is not used by these options");
-      return tensor_view<const T>(reinterpret_cast<const T*>(detail::raw(b.bytes)), b.entries);
-    }
-    throw error(detail::concat("chain_state::field: ", component::name, " has no state field \"", name, "\""));
-  }
-
-  detail::chain_block<C...> block() const { return block(last_stream_); }
-  detail::chain_block<C...> block(stream s) const {
-    require_initialized("a read-back");
-    return detail::read_back(detail::raw(block_), s);
-  }
-
- private:
-  template <class...>
-  friend class chain_t;
-  friend struct detail::checkpoint_access;
-
-  void require_initialized(const char* what) const {
-    detail::require(initialized(), "chain_state: ", what, " on a state that init() did not make (call step.init(params) "
-                    "first)");
-  }
-
-  detail::device_vector<detail::chain_block<C...>> block_;
-  detail::device_vector<float> one_;  // the loss scale of a chain without a scaler
-  stream last_stream_{};
-  detail::arena_signature arena_;
-  detail::step_layout layout_;
-  std::vector<detail::field_buffer> fields_;  // all components' fields, in order
-  std::vector<detail::device_vector<double>> stats_;  // reduced statistics
-  std::vector<detail::device_vector<double>> slice_rows_;  // per-row values of per-slice statistics
-  std::vector<detail::pass_buffers> passes_;
-  detail::workspace ws_;
-  detail::device_vector<group_hyper> groups_;
-  detail::device_vector<std::uint32_t> groups_of_;
-  std::vector<std::string> group_names_;
-  std::size_t elements_ = 0;
-  element_range shard_{};
-};
 
 template <class... C>
 class chain_t {
@@ -324,7 +129,10 @@ class chain_t {
   // Whether its passes need row and column positions (then a shard of the
   // arena must begin and end on row boundaries).
   static constexpr bool uses_positions = d.positions;
-  static std::string describe() { return plan::describe(); }
+  // The plan in words, each component named by its path (as checkpoints name it).
+  std::string describe() const {
+    return plan::describe([this](int k) { return path(static_cast<std::size_t>(k)); });
+  }
 
   // State for `params`: device scalars, state fields, statistics and
   // reduction buffers, all allocated here so that apply() allocates
@@ -389,7 +197,8 @@ class chain_t {
   // and share the updated model copy after the update pass.
   template <class Arena, class State, class Hooks = no_step_hooks>
   void apply(Arena& params, State& state, stream s = {}, Hooks&& hooks = {}) const {
-    if constexpr (state_matches<Arena, State>()) run<false>(params, state, s, hooks);
+    if constexpr (state_matches<Arena, State>())
+      detail::step_runner<C...>{components_}.template run<false>(params, state, s, hooks);
   }
 
   // Runs the chain and writes the transformed update back into the
@@ -397,7 +206,8 @@ class chain_t {
   template <class Arena, class State>
   void transform_gradients(Arena& params, State& state, stream s = {}) const {
     no_step_hooks none;
-    if constexpr (state_matches<Arena, State>()) run<true>(params, state, s, none);
+    if constexpr (state_matches<Arena, State>())
+      detail::step_runner<C...>{components_}.template run<true>(params, state, s, none);
   }
 
  private:
@@ -551,199 +361,6 @@ class chain_t {
       st.passes_.push_back(std::move(b));
     }
     st.ws_.reserve(detail::workspace::round_up(partial_bytes));
-  }
-
-  template <class Arena>
-  detail::step_env<Arena, C...> environment(Arena& params, chain_state<Arena, C...>& st) const {
-    st.require_initialized("chain::apply");
-    detail::require(params.finalized(), "chain::apply: finalize() the parameters first");
-    if (params.signature().hash != st.arena_.hash)
-      throw error(detail::concat("chain::apply: the state was made by init() for another parameter arena: ",
-                                 st.arena_.difference(params.signature()), " (the state's arena first, this one second)"));
-    detail::step_env<Arena, C...> env{};
-    env.comps = std::apply([](const C&... c) { return detail::make_pod_tuple(c...); }, components_);
-    env.block = detail::raw(st.block_);
-    if constexpr (Arena::has_master) {
-      env.arena.master = params.master_data();
-      env.arena.master_begin = params.master_begin();
-    }
-    env.arena.model = params.model_data();
-    env.arena.grad = params.grad_data();
-    env.tiles = detail::raw(st.layout_.tiles);
-    env.geometry = detail::raw(st.layout_.geometry_d);
-    env.params = params.count();
-    env.groups_of = detail::raw(st.groups_of_);
-    env.groups = detail::raw(st.groups_);
-    for (std::size_t f = 0; f < st.fields_.size(); ++f) {
-      detail::field_buffer& b = st.fields_[f];
-      env.fields[f] = {b.used ? static_cast<void*>(detail::raw(b.bytes)) : nullptr,
-                       b.used ? detail::raw(b.base) : nullptr, 0x6d69787072656300ull + component_of_field(f) +
-                                                                   (f - first_field_of(component_of_field(f)))};
-    }
-    for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
-    env.rows = st.layout_.rows;
-    env.columns = st.layout_.columns;
-    env.slices = st.layout_.slices;
-    env.elements = params.element_count();
-    env.shard_begin = st.shard_.begin;
-    return env;
-  }
-  static constexpr std::size_t component_of_field(std::size_t f) {
-    constexpr std::size_t counts[] = {detail::field_count<C>()..., 0};
-    std::size_t k = 0, at = 0;
-    while (k < n && at + counts[k] <= f) at += counts[k++];
-    return k;
-  }
-  static constexpr std::size_t first_field_of(std::size_t k) { return detail::first_field<C...>(k); }
-
-  template <bool ToGradients, class Arena, class Hooks>
-  void run(Arena& params, chain_state<Arena, C...>& st, stream s, Hooks& hooks) const {
-    using namespace detail;
-    using env_t = step_env<Arena, C...>;
-    const env_t env = environment(params, st);
-    st.last_stream_ = s;
-    const std::size_t ntiles = st.layout_.tile_count();
-    hooks.before_passes(params, s);
-    dispatch<variant_combinations<C...>() - 1, ToGradients>(variant_code(), env, st, ntiles, s, hooks);
-    hooks.after_update(params, s);
-  }
-
-  // The combination of the components' variants their options select.
-  int variant_code() const {
-    int code = 0, radix = 1;
-    std::apply([&](const C&... c) {
-      ((code += detail::variant_of(c) * radix, radix *= detail::variant_count<C>()), ...);
-    }, components_);
-    return code;
-  }
-  template <int Code, bool ToGradients, class Env, class Arena, class Hooks>
-  void dispatch(int code, const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s,
-                Hooks& hooks) const {
-    if (code == Code) {
-      run_levels<0, ToGradients, Code>(env, st, ntiles, s, hooks);
-      detail::trace_pass(ToGradients ? "update (to gradients)" : "update", true, !ToGradients);
-      detail::run_update(s, ntiles, detail::update_body<ToGradients, Env, Arena, Code>{env});
-    } else if constexpr (Code > 0) {
-      dispatch<Code - 1, ToGradients>(code, env, st, ntiles, s, hooks);
-    }
-  }
-
-  // For each level: its measuring pass (if it has statistics), then its
-  // scalar rules and entry rules.
-  template <int L, bool ToGradients, int Code, class Env, class Arena, class Hooks>
-  void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
-    if constexpr (L <= d.max_level) {
-      constexpr int q = pass_of_level(L);
-      if constexpr (q >= 0) measure<q, Code>(env, st, ntiles, s, hooks);
-      detail::run_single(s, detail::decide_body<L, Env>{env});
-      run_entries<L>(env, st, s, std::index_sequence_for<C...>{});
-      run_levels<L + 1, ToGradients, Code>(env, st, ntiles, s, hooks);
-    }
-  }
-  static constexpr int pass_of_level(int L) {
-    for (int q = 0; q + 1 < d.npasses; ++q)
-      if (d.passes[q].level == L) return q;
-    return -1;
-  }
-
-  template <int L, class Env, class Arena, std::size_t... K>
-  void run_entries(const Env& env, chain_state<Arena, C...>& st, stream s, std::index_sequence<K...>) const {
-    (run_entries_of<L, K>(env, st, s), ...);
-  }
-  template <int L, std::size_t K, class Env, class Arena>
-  void run_entries_of(const Env& env, chain_state<Arena, C...>& st, stream s) const {
-    using component = std::tuple_element_t<K, std::tuple<C...>>;
-    if constexpr (d.level[K] == L) {
-      if constexpr (detail::has_decide_row<component>::value)
-        detail::for_each_index(s, st.layout_.rows, detail::entry_body<K, extent::row, Env>{env});
-      if constexpr (detail::has_decide_column<component>::value)
-        detail::for_each_index(s, st.layout_.columns, detail::entry_body<K, extent::column, Env>{env});
-      if constexpr (detail::has_decide_parameter<component>::value)
-        detail::for_each_index(s, env.params, detail::entry_body<K, extent::parameter, Env>{env});
-    }
-  }
-
-  // Measuring pass q: per-tile partials, then the fixed-order combinations
-  // into every statistic it reduces.
-  template <int q, int Code, class Env, class Arena, class Hooks>
-  void measure(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
-    using namespace detail;
-    constexpr pass_entry p = d.passes[q];
-    trace_pass(p.kind == pass_kind::statistics ? "statistics" : "update (measure)", true, false);
-    bool squares = true;
-    float power[max_statistics];
-    int k = 0;
-    for (int j = 0; j < d.nstats; ++j) {
-      if (d.stats[j].pass != q) continue;
-      const float pw = power_of_stat(j);
-      power[k++] = pw;
-      if (d.stats[j].decl.op == reduction::power_sum) squares = squares && pw == 2.0f;
-    }
-    if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
-    else measure_with<q, false, Code>(env, st, ntiles, s, power);
-    // Every rank's statistics, combined before the scalar rules (mixprec/dist).
-    for (int j = 0; j < d.nstats; ++j) {
-      if (d.stats[j].pass != q) continue;
-      const bool is_max = d.stats[j].decl.op == reduction::max_abs ||
-                          (d.stats[j].decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
-      auto& values = st.stats_[static_cast<std::size_t>(j)];
-      hooks.combine(raw(values), values.size(), is_max, s);
-    }
-  }
-  float power_of_stat(int j) const {
-    float p = 2.0f;
-    const int comp = d.stats[j].component;
-    const std::size_t local = static_cast<std::size_t>(d.stats[j].local);
-    std::size_t k = 0;
-    std::apply([&](const C&... c) { ((p = (static_cast<int>(k++) == comp) ? detail::power_of(c, local) : p), ...); },
-               components_);
-    return p;
-  }
-
-  template <int q, bool Squares, int Code, class Env, class Arena>
-  void measure_with(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s,
-                    const float* power) const {
-    using namespace detail;
-    using body_t = measure_body<q, Squares, Env, Code>;
-    using value_t = typename body_t::value_type;
-    constexpr pass_entry p = d.passes[q];
-    body_t body{};
-    body.env = env;
-    for (int k = 0; k < body_t::nstats; ++k) body.power[k] = power[k];
-    body.min_normal = format_traits<typename Arena::grad_type>::min_normal();
-    pass_buffers& pb = st.passes_[q];
-    for (int k = 0; k < p.row_stats; ++k) body.row_partials[k] = raw(pb.rows[static_cast<std::size_t>(k)]);
-    for (int k = 0; k < p.column_stats; ++k) body.column_partials[k] = raw(pb.columns[static_cast<std::size_t>(k)]);
-    value_t* partials = st.ws_.template slice<value_t>(0, ntiles);
-    value_t* scratch = st.ws_.template slice<value_t>(workspace::round_up(ntiles * sizeof(value_t)), combine_blocks(ntiles));
-    run_measure(s, ntiles, body, partials);
-    // Global and per-parameter statistics: the tile partials combined.
-    value_t* out = reinterpret_cast<value_t*>(raw(pb.field_out));
-    combine_all(s, body, static_cast<const value_t*>(partials), ntiles, out, scratch);
-    combine_segments(s, body, static_cast<const value_t*>(partials), raw(st.layout_.param_tile_offsets), env.params,
-                     out + 1);
-    for_each_index(s, env.params > 0 ? env.params : 1, scatter_fields<q, value_t, Env>{env, out, env.params});
-    // Per-row, per-column and per-slice statistics.
-    for (int j = 0; j < d.nstats; ++j) {
-      const stat_entry& e = d.stats[j];
-      if (e.pass != q || e.field) continue;
-      const bool is_max = e.decl.op == reduction::max_abs ||
-                          (e.decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
-      double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
-      if (e.decl.where == scope::column) {
-        for_each_index(s, st.layout_.columns,
-                       strided_combine{raw(pb.columns[static_cast<std::size_t>(e.slot)]),
-                                       raw(st.layout_.column_ranges), target, is_max});
-      } else if (e.decl.where == scope::row) {
-        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
-                                                           raw(st.layout_.row_ranges), target, is_max});
-      } else {
-        double* rows = raw(st.slice_rows_[static_cast<std::size_t>(j)]);
-        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
-                                                           raw(st.layout_.row_ranges), rows, is_max});
-        for_each_index(s, st.layout_.slices, strided_combine{rows, raw(st.layout_.slice_ranges), target, is_max});
-      }
-    }
   }
 
   std::tuple<C...> components_;

@@ -51,8 +51,12 @@ constexpr component_summary summary_of() {
   using T = traits_of<C>;
   component_summary s;
   s.name = C::name;
-  s.before_statistics = T::before_statistics;
-  s.linear = T::linear || T::uniform_multiplier;
+  // A component without an element rule (and not a writer) is an identity
+  // on the update: linear, and, without state fields, a rule that may run
+  // in every pass (before_statistics). It need not claim either.
+  const bool identity = !has_update<C>::value && !T::writes_weights;
+  s.before_statistics = T::before_statistics || (identity && field_count<C>() == 0);
+  s.linear = T::linear || T::uniform_multiplier || identity;
   s.multiplier = T::uniform_multiplier;
   s.may_skip = T::may_skip;
   s.may_hold = T::may_hold;
@@ -132,57 +136,68 @@ constexpr int max_of(int a, int b) { return a > b ? a : b; }
 struct plan_data;
 constexpr bool runs_in_level(const plan_data& d, int k, int level);
 
+// The plan is made in phases, each a constexpr function of the plan so
+// far, unit-tested apart (tests/train/test_plan.cpp). A phase that finds a
+// violated rule sets d.error (with the components concerned) and the later
+// phases leave the plan as it is.
+
+// Phase 1: what each component declares, within the limits of the masks.
 template <class... C>
-constexpr plan_data make_plan() {
-  plan_data d;
+constexpr void summarize_components(plan_data& d) {
   d.n = static_cast<int>(sizeof...(C));
   if (d.n > max_components) {
     d.error = plan_error::too_many_components;
-    return d;
+    return;
   }
-  {
-    const component_summary all[] = {summary_of<C>()..., component_summary{}};
-    for (int k = 0; k < d.n; ++k) d.comp[k] = all[k];
-  }
-  // Flatten the statistics.
-  {
-    int k = 0;
-    const auto add = [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      d.comp[k].first_stat = d.nstats;
-      for (int j = 0; j < static_cast<int>(statistic_count<T>()); ++j) {
-        if (d.nstats == max_statistics) {
-          d.error = plan_error::too_many_statistics;
-          return;
-        }
-        stat_entry& e = d.stats[d.nstats++];
-        e.component = k;
-        e.local = j;
-        e.decl = statistic_of<T>(static_cast<std::size_t>(j));
+  const component_summary all[] = {summary_of<C>()..., component_summary{}};
+  for (int k = 0; k < d.n; ++k) d.comp[k] = all[k];
+}
+
+// Phase 2: every component's statistics in one table, in chain order.
+template <class... C>
+constexpr void flatten_statistics(plan_data& d) {
+  if (d.error != plan_error::none) return;
+  int k = 0;
+  const auto add = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    d.comp[k].first_stat = d.nstats;
+    for (int j = 0; j < static_cast<int>(statistic_count<T>()); ++j) {
+      if (d.nstats == max_statistics) {
+        d.error = plan_error::too_many_statistics;
+        return;
       }
-      ++k;
-    };
-    (add(std::common_type<C>{}), ...);
-    if (d.error != plan_error::none) return d;
-  }
+      stat_entry& e = d.stats[d.nstats++];
+      e.component = k;
+      e.local = j;
+      e.decl = statistic_of<T>(static_cast<std::size_t>(j));
+    }
+    ++k;
+  };
+  (add(std::common_type<C>{}), ...);
+}
+
+// Phase 3: the roles a chain has at most one of (writer, holder; the first
+// loss scaler is the one loss_scale() reads), and the rules on roles.
+constexpr void assign_roles(plan_data& d) {
+  if (d.error != plan_error::none) return;
   for (int k = 0; k < d.n; ++k) {
     const component_summary& c = d.comp[k];
     if (c.before_statistics && c.nfields > 0) {
       d.error = plan_error::stateful_before_statistics;
       d.error_component = k;
-      return d;
+      return;
     }
     if (c.writes_weights) {
       if (c.before_statistics) {
         d.error = plan_error::writer_before_statistics;
         d.error_component = k;
-        return d;
+        return;
       }
       if (d.writer >= 0) {
         d.error = plan_error::two_writers;
         d.error_component = k;
         d.error_other = d.writer;
-        return d;
+        return;
       }
       d.writer = k;
     }
@@ -191,16 +206,22 @@ constexpr plan_data make_plan() {
         d.error = plan_error::two_holders;
         d.error_component = k;
         d.error_other = d.holder;
-        return d;
+        return;
       }
       d.holder = k;
     }
     if (c.loss_scaler && d.scaler < 0) d.scaler = k;
     d.positions = d.positions || c.needs_position || c.position_fields;
   }
+}
 
-  // Levels: avail = the first pass in which the value at a position can be
-  // computed; mask = the multipliers it is measured without (and scaled by).
+// Phase 4: levels. Walking the chain, avail is the first pass in which the
+// value at a position can be computed and mask the multipliers it is
+// measured without (and scaled by once their factors are decided); each
+// statistic gets the level of its source and each component the level of
+// its latest statistic.
+constexpr void assign_levels(plan_data& d) {
+  if (d.error != plan_error::none) return;
   int avail = 0;
   std::uint64_t mask = 0;
   bool derived = false;  // the value at this position lacks the multipliers in mask
@@ -223,7 +244,7 @@ constexpr plan_data make_plan() {
         if (!c.before_statistics && !c.multiplier) {
           d.error = plan_error::output_statistics_of_stage;
           d.error_component = k;
-          return d;
+          return;
         }
         e.position = k + 1;
         e.level = avail;  // before-statistics rules run in every pass; a multiplier scales its own output
@@ -261,7 +282,7 @@ constexpr plan_data make_plan() {
     if (c.may_skip && lvl > 0) {
       d.error = plan_error::guard_after_stage;
       d.error_component = k;
-      return d;
+      return;
     }
     // The value after k.
     if (c.before_statistics) {
@@ -284,10 +305,15 @@ constexpr plan_data make_plan() {
       derived = false;
     }
   }
-
-  // Passes: one per level with statistics, then the update pass.
   d.max_level = 0;
   for (int k = 0; k < d.n; ++k) d.max_level = max_of(d.max_level, d.level[k]);
+}
+
+// Phase 5: one measuring pass per level that has statistics (level 0 is
+// the statistics pass), each reducing its level's statistics, numbered by
+// kind: fields (global and per-parameter) and per-row and per-column slots.
+constexpr void form_measuring_passes(plan_data& d) {
+  if (d.error != plan_error::none) return;
   for (int L = 0; L <= d.max_level; ++L) {
     int end = -1;
     for (int j = 0; j < d.nstats; ++j)
@@ -310,11 +336,15 @@ constexpr plan_data make_plan() {
     }
     ++d.npasses;
   }
-  // A global non-finite count is revealed by a global sum of squares (or
-  // max) of the same pass measured at or after it through linear rules
-  // only: that sum is inf or NaN exactly when some counted value is (the
-  // squares of finite floats cannot overflow a double sum). The pass then
-  // skips the count's own sweep when every p is 2 and reports 0 or 1.
+}
+
+// Phase 6: a global non-finite count is revealed by a global sum of
+// squares (or max) of the same pass measured at or after it through linear
+// rules only: that sum is inf or NaN exactly when some counted value is
+// (the squares of finite floats cannot overflow a double sum). The pass
+// then skips the count's own sweep when every p is 2 and reports 0 or 1.
+constexpr void reveal_non_finite_counts(plan_data& d) {
+  if (d.error != plan_error::none) return;
   for (int j = 0; j < d.nstats; ++j) {
     stat_entry& e = d.stats[j];
     if (e.decl.op != reduction::non_finite_count || e.decl.where != scope::global || e.position < 0) continue;
@@ -329,15 +359,18 @@ constexpr plan_data make_plan() {
       if (linear) e.revealed_by = r;
     }
   }
+}
 
+// Phase 7: the update pass after the measuring ones, and for each
+// component the pass that first runs it and writes its state; a later
+// pass recomputes its output read-only, which it must be able to do.
+constexpr void place_update_pass(plan_data& d) {
+  if (d.error != plan_error::none) return;
   pass_entry& last = d.passes[d.npasses];
   last.kind = pass_kind::update;
   last.level = d.max_level + 1;
   last.end = d.n;
   const int update_pass = d.npasses++;
-
-  // Which pass first runs each component (and writes its state); a later
-  // pass recomputes its output read-only, which it must be able to do.
   for (int k = 0; k < d.n; ++k) {
     d.first_pass[k] = update_pass;
     for (int q = 0; q < update_pass; ++q) {
@@ -355,9 +388,21 @@ constexpr plan_data make_plan() {
           d.error_other = d.stats[j].component;
           break;
         }
-      return d;
+      return;
     }
   }
+}
+
+template <class... C>
+constexpr plan_data make_plan() {
+  plan_data d;
+  summarize_components<C...>(d);
+  flatten_statistics<C...>(d);
+  assign_roles(d);
+  assign_levels(d);
+  form_measuring_passes(d);
+  reveal_non_finite_counts(d);
+  place_update_pass(d);
   return d;
 }
 
@@ -492,12 +537,18 @@ struct chain_plan {
   static constexpr bool uses_positions() { return data.positions; }
 
   // The plan in words, one line per pass and per scalar-rule phase.
+  // The plan in words, naming component k by name_of(k) (by default its
+  // name; chain_t::describe() gives its path, "adamw/scale_by_adam").
   static std::string describe() {
+    return describe([](int k) { return std::string(data.comp[k].name); });
+  }
+  template <class NameOf>
+  static std::string describe(NameOf&& name_of) {
     std::string out;
-    auto list = [](int from, int to, auto&& pick) {
+    auto list = [&](int from, int to, auto&& pick) {
       std::string s;
       for (int k = from; k < to; ++k)
-        if (pick(k)) s += std::string(s.empty() ? "" : ", ") + data.comp[k].name;
+        if (pick(k)) s += std::string(s.empty() ? "" : ", ") + name_of(k);
       return s.empty() ? std::string("-") : s;
     };
     for (int q = 0; q < data.npasses; ++q) {
@@ -509,14 +560,14 @@ struct chain_plan {
       if (replayed != "-") out += "; recomputes " + replayed + " read-only";
       if (p.kind == pass_kind::update) {
         out += "; writes the weights (";
-        out += data.writer >= 0 ? data.comp[data.writer].name : "round_model_nearest";
+        out += data.writer >= 0 ? name_of(data.writer) : std::string("round_model_nearest");
         out += ")\n";
       } else {
         out += "; measures";
         for (int j = 0; j < data.nstats; ++j) {
           const detail::stat_entry& e = data.stats[j];
           if (e.pass != q) continue;
-          out += std::string(" ") + data.comp[e.component].name + "." + e.decl.name + " (" +
+          out += " " + name_of(e.component) + "." + e.decl.name + " (" +
                  detail::scope_name(e.decl.where) + " " + detail::reduction_name(e.decl.op) + " of " +
                  (e.decl.of == source::input    ? "its input"
                   : e.decl.of == source::output ? "its output"

@@ -1,0 +1,242 @@
+// The step runner: what chain::apply() does with a chain's components and
+// its state, pass by pass as the plan (train/plan.hpp) says: for each level
+// its measuring pass (per-tile partials, then the fixed-order combinations
+// into the statistics), its scalar rules on the device, its entry rules
+// (per row, column, parameter), then the update pass; the variant of every
+// element rule the components' options select is chosen once per step.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include <mixprec/component/protocol.hpp>
+#include <mixprec/detail/for_each.hpp>
+#include <mixprec/detail/memory.hpp>
+#include <mixprec/detail/tiles.hpp>
+#include <mixprec/detail/trace.hpp>
+#include <mixprec/detail/workspace.hpp>
+#include <mixprec/train/chain_state.hpp>
+#include <mixprec/train/environment.hpp>
+#include <mixprec/train/pass_runner.hpp>
+#include <mixprec/train/passes.hpp>
+#include <mixprec/train/plan.hpp>
+
+namespace mixprec {
+
+// What a distributed step does around the passes (mixprec/dist); nothing here.
+struct no_step_hooks {
+  template <class Arena>
+  void before_passes(Arena&, stream) {}
+  void combine(double*, std::size_t, bool, stream) {}
+  template <class Arena>
+  void after_update(Arena&, stream) {}
+};
+
+namespace detail {
+
+template <class... C>
+struct step_runner {
+  using plan_type = chain_plan<C...>;
+  static constexpr detail::plan_data d = plan_type::data;
+  static constexpr std::size_t n = sizeof...(C);
+
+  const std::tuple<C...>& components_;
+
+  template <class Arena>
+  detail::step_env<Arena, C...> environment(Arena& params, chain_state<Arena, C...>& st) const {
+    st.require_initialized("chain::apply");
+    detail::require(params.finalized(), "chain::apply: finalize() the parameters first");
+    if (params.signature().hash != st.arena_.hash)
+      throw error(detail::concat("chain::apply: the state was made by init() for another parameter arena: ",
+                                 st.arena_.difference(params.signature()), " (the state's arena first, this one second)"));
+    detail::step_env<Arena, C...> env{};
+    env.comps = std::apply([](const C&... c) { return detail::make_pod_tuple(c...); }, components_);
+    env.block = detail::raw(st.block_);
+    if constexpr (Arena::has_master) {
+      env.arena.master = params.master_data();
+      env.arena.master_begin = params.master_begin();
+    }
+    env.arena.model = params.model_data();
+    env.arena.grad = params.grad_data();
+    env.tiles = detail::raw(st.layout_.tiles);
+    env.geometry = detail::raw(st.layout_.geometry_d);
+    env.params = params.count();
+    env.groups_of = detail::raw(st.groups_of_);
+    env.groups = detail::raw(st.groups_);
+    for (std::size_t f = 0; f < st.fields_.size(); ++f) {
+      detail::field_buffer& b = st.fields_[f];
+      env.fields[f] = {b.used ? static_cast<void*>(detail::raw(b.bytes)) : nullptr,
+                       b.used ? detail::raw(b.base) : nullptr, 0x6d69787072656300ull + component_of_field(f) +
+                                                                   (f - first_field_of(component_of_field(f)))};
+    }
+    for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
+    env.rows = st.layout_.rows;
+    env.columns = st.layout_.columns;
+    env.slices = st.layout_.slices;
+    env.elements = params.element_count();
+    env.shard_begin = st.shard_.begin;
+    return env;
+  }
+  static constexpr std::size_t component_of_field(std::size_t f) {
+    constexpr std::size_t counts[] = {detail::field_count<C>()..., 0};
+    std::size_t k = 0, at = 0;
+    while (k < n && at + counts[k] <= f) at += counts[k++];
+    return k;
+  }
+  static constexpr std::size_t first_field_of(std::size_t k) { return detail::first_field<C...>(k); }
+
+  template <bool ToGradients, class Arena, class Hooks>
+  void run(Arena& params, chain_state<Arena, C...>& st, stream s, Hooks& hooks) const {
+    using namespace detail;
+    using env_t = step_env<Arena, C...>;
+    const env_t env = environment(params, st);
+    st.last_stream_ = s;
+    const std::size_t ntiles = st.layout_.tile_count();
+    hooks.before_passes(params, s);
+    dispatch<variant_combinations<C...>() - 1, ToGradients>(variant_code(), env, st, ntiles, s, hooks);
+    hooks.after_update(params, s);
+  }
+
+  // The combination of the components' variants their options select.
+  int variant_code() const {
+    int code = 0, radix = 1;
+    std::apply([&](const C&... c) {
+      ((code += detail::variant_of(c) * radix, radix *= detail::variant_count<C>()), ...);
+    }, components_);
+    return code;
+  }
+  template <int Code, bool ToGradients, class Env, class Arena, class Hooks>
+  void dispatch(int code, const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s,
+                Hooks& hooks) const {
+    if (code == Code) {
+      run_levels<0, ToGradients, Code>(env, st, ntiles, s, hooks);
+      detail::trace_pass(ToGradients ? "update (to gradients)" : "update", true, !ToGradients);
+      detail::run_update(s, ntiles, detail::update_body<ToGradients, Env, Arena, Code>{env});
+    } else if constexpr (Code > 0) {
+      dispatch<Code - 1, ToGradients>(code, env, st, ntiles, s, hooks);
+    }
+  }
+
+  // For each level: its measuring pass (if it has statistics), then its
+  // scalar rules and entry rules.
+  template <int L, bool ToGradients, int Code, class Env, class Arena, class Hooks>
+  void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
+    if constexpr (L <= d.max_level) {
+      constexpr int q = pass_of_level(L);
+      if constexpr (q >= 0) measure<q, Code>(env, st, ntiles, s, hooks);
+      detail::run_single(s, detail::decide_body<L, Env>{env});
+      run_entries<L>(env, st, s, std::index_sequence_for<C...>{});
+      run_levels<L + 1, ToGradients, Code>(env, st, ntiles, s, hooks);
+    }
+  }
+  static constexpr int pass_of_level(int L) {
+    for (int q = 0; q + 1 < d.npasses; ++q)
+      if (d.passes[q].level == L) return q;
+    return -1;
+  }
+
+  template <int L, class Env, class Arena, std::size_t... K>
+  void run_entries(const Env& env, chain_state<Arena, C...>& st, stream s, std::index_sequence<K...>) const {
+    (run_entries_of<L, K>(env, st, s), ...);
+  }
+  template <int L, std::size_t K, class Env, class Arena>
+  void run_entries_of(const Env& env, chain_state<Arena, C...>& st, stream s) const {
+    using component = std::tuple_element_t<K, std::tuple<C...>>;
+    if constexpr (d.level[K] == L) {
+      if constexpr (detail::has_decide_row<component>::value)
+        detail::for_each_index(s, st.layout_.rows, detail::entry_body<K, extent::row, Env>{env});
+      if constexpr (detail::has_decide_column<component>::value)
+        detail::for_each_index(s, st.layout_.columns, detail::entry_body<K, extent::column, Env>{env});
+      if constexpr (detail::has_decide_parameter<component>::value)
+        detail::for_each_index(s, env.params, detail::entry_body<K, extent::parameter, Env>{env});
+    }
+  }
+
+  // Measuring pass q: per-tile partials, then the fixed-order combinations
+  // into every statistic it reduces.
+  template <int q, int Code, class Env, class Arena, class Hooks>
+  void measure(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
+    using namespace detail;
+    constexpr pass_entry p = d.passes[q];
+    trace_pass(p.kind == pass_kind::statistics ? "statistics" : "update (measure)", true, false);
+    bool squares = true;
+    float power[max_statistics];
+    int k = 0;
+    for (int j = 0; j < d.nstats; ++j) {
+      if (d.stats[j].pass != q) continue;
+      const float pw = power_of_stat(j);
+      power[k++] = pw;
+      if (d.stats[j].decl.op == reduction::power_sum) squares = squares && pw == 2.0f;
+    }
+    if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
+    else measure_with<q, false, Code>(env, st, ntiles, s, power);
+    // Every rank's statistics, combined before the scalar rules (mixprec/dist).
+    for (int j = 0; j < d.nstats; ++j) {
+      if (d.stats[j].pass != q) continue;
+      const bool is_max = d.stats[j].decl.op == reduction::max_abs ||
+                          (d.stats[j].decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      auto& values = st.stats_[static_cast<std::size_t>(j)];
+      hooks.combine(raw(values), values.size(), is_max, s);
+    }
+  }
+  float power_of_stat(int j) const {
+    float p = 2.0f;
+    const int comp = d.stats[j].component;
+    const std::size_t local = static_cast<std::size_t>(d.stats[j].local);
+    std::size_t k = 0;
+    std::apply([&](const C&... c) { ((p = (static_cast<int>(k++) == comp) ? detail::power_of(c, local) : p), ...); },
+               components_);
+    return p;
+  }
+
+  template <int q, bool Squares, int Code, class Env, class Arena>
+  void measure_with(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s,
+                    const float* power) const {
+    using namespace detail;
+    using body_t = measure_body<q, Squares, Env, Code>;
+    using value_t = typename body_t::value_type;
+    constexpr pass_entry p = d.passes[q];
+    body_t body{};
+    body.env = env;
+    for (int k = 0; k < body_t::nstats; ++k) body.power[k] = power[k];
+    body.min_normal = format_traits<typename Arena::grad_type>::min_normal();
+    pass_buffers& pb = st.passes_[q];
+    for (int k = 0; k < p.row_stats; ++k) body.row_partials[k] = raw(pb.rows[static_cast<std::size_t>(k)]);
+    for (int k = 0; k < p.column_stats; ++k) body.column_partials[k] = raw(pb.columns[static_cast<std::size_t>(k)]);
+    value_t* partials = st.ws_.template slice<value_t>(0, ntiles);
+    value_t* scratch = st.ws_.template slice<value_t>(workspace::round_up(ntiles * sizeof(value_t)), combine_blocks(ntiles));
+    run_measure(s, ntiles, body, partials);
+    // Global and per-parameter statistics: the tile partials combined.
+    value_t* out = reinterpret_cast<value_t*>(raw(pb.field_out));
+    combine_all(s, body, static_cast<const value_t*>(partials), ntiles, out, scratch);
+    combine_segments(s, body, static_cast<const value_t*>(partials), raw(st.layout_.param_tile_offsets), env.params,
+                     out + 1);
+    for_each_index(s, env.params > 0 ? env.params : 1, scatter_fields<q, value_t, Env>{env, out, env.params});
+    // Per-row, per-column and per-slice statistics.
+    for (int j = 0; j < d.nstats; ++j) {
+      const stat_entry& e = d.stats[j];
+      if (e.pass != q || e.field) continue;
+      const bool is_max = e.decl.op == reduction::max_abs ||
+                          (e.decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
+      if (e.decl.where == scope::column) {
+        for_each_index(s, st.layout_.columns,
+                       strided_combine{raw(pb.columns[static_cast<std::size_t>(e.slot)]),
+                                       raw(st.layout_.column_ranges), target, is_max});
+      } else if (e.decl.where == scope::row) {
+        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
+                                                           raw(st.layout_.row_ranges), target, is_max});
+      } else {
+        double* rows = raw(st.slice_rows_[static_cast<std::size_t>(j)]);
+        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
+                                                           raw(st.layout_.row_ranges), rows, is_max});
+        for_each_index(s, st.layout_.slices, strided_combine{rows, raw(st.layout_.slice_ranges), target, is_max});
+      }
+    }
+  }
+};
+
+}  // namespace detail
+}  // namespace mixprec
