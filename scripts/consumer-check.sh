@@ -10,6 +10,8 @@
 #     g++ in GNU mode (contraction on: -ffp-contract=fast), g++ in ISO mode
 #     with -ffp-contract=off, and clang++ (its default, -ffp-contract=on)
 #     when it is installed.
+# Every host build uses -O3 -march=native (the README's speed flags): with
+# FMA in the instruction set, so that contraction is possible at all.
 # Usage: scripts/consumer-check.sh [--no-cuda]   (after cmake --preset host)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,12 +30,13 @@ run() {  # run <label> <exe>: its bits lines, labelled, into $work/bits
 
 echo "--- find_package, g++"
 cmake --install build/host --prefix "$work/prefix" >/dev/null
-cmake -S tests/consumer -B "$work/gxx" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+release=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-march=native)
+cmake -S tests/consumer -B "$work/gxx" -DCMAKE_PREFIX_PATH="$work/prefix" "${release[@]}" >/dev/null
 cmake --build "$work/gxx" >/dev/null
 run find_package "$work/gxx/consumer"
 
 echo "--- add_subdirectory"
-cmake -S tests/consumer -B "$work/subdir" -DMIXPREC_SOURCE_DIR="$PWD" >/dev/null
+cmake -S tests/consumer -B "$work/subdir" -DMIXPREC_SOURCE_DIR="$PWD" "${release[@]}" >/dev/null
 cmake --build "$work/subdir" >/dev/null
 run add_subdirectory "$work/subdir/consumer"
 
@@ -41,7 +44,7 @@ echo "--- vendored headers, the README's flags"
 mkdir -p "$work/vendored/include"
 cp -r include/mixprec "$work/vendored/include/"
 cuda_root=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")
-flags=(-O3 -I"$work/vendored/include" -I"$cuda_root/include" -I"$cuda_root/include/cccl")
+flags=(-O3 -march=native -I"$work/vendored/include" -I"$cuda_root/include" -I"$cuda_root/include/cccl")
 g++ "${flags[@]}" -fopenmp tests/consumer/main.cpp -o "$work/vendored_gnu"
 run "vendored g++ (GNU mode)" "$work/vendored_gnu"
 g++ "${flags[@]}" -std=c++17 -ffp-contract=off -fopenmp tests/consumer/main.cpp -o "$work/vendored_iso"

@@ -68,3 +68,13 @@ MIXPREC_HOST_DEVICE double mul(double a, double b) {
 
 }  // namespace mixprec::detail
 
+namespace mixprec {
+
+// For component authors: a * b, never fused with the sum it feeds, on the
+// host and the GPU (a rule's a * b + c is otherwise contracted wherever the
+// compiler may: nvcc's default -fmad=true, Clang's default on).
+MIXPREC_HOST_DEVICE float unfused_mul(float a, float b) { return detail::mul(a, b); }
+MIXPREC_HOST_DEVICE double unfused_mul(double a, double b) { return detail::mul(a, b); }
+
+}  // namespace mixprec
+
