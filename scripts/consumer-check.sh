@@ -53,8 +53,8 @@ if command -v clang++ >/dev/null; then
   omp=-fopenmp
   printf 'int main() { return 0; }\n' > "$work/omp.cpp"
   clang++ -fopenmp "$work/omp.cpp" -o "$work/omp" 2>/dev/null || omp=""  # no OpenMP runtime: the CPP system
-  clang++ "${flags[@]}" $omp tests/consumer/main.cpp -o "$work/vendored_clang"
-  run "vendored clang++ ${omp:-(no OpenMP)}" "$work/vendored_clang"
+  clang++ "${flags[@]}" -std=c++17 $omp tests/consumer/main.cpp -o "$work/vendored_clang"
+  run "vendored clang++ -std=c++17 ${omp:-(no OpenMP)}" "$work/vendored_clang"
 else
   echo "(no clang++: its vendored build is skipped)"
 fi

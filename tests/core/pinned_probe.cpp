@@ -6,9 +6,11 @@
 //     (check_pinned_probe.cmake);
 //   - CUDA (nvcc, sm_90): consumer_multiply_add_kernel must use FFMA, and
 //     the library's kernels (a loss-scaled, clipped AdamW step written with
-//     stochastic rounding, and Lion with a cosine schedule) must be the same
-//     instructions whether compiled with -fmad=true or -fmad=false
-//     (scripts/sass-check.py --pinned).
+//     stochastic rounding, and Lion with a cosine schedule) must do the same
+//     arithmetic whether compiled with -fmad=true or -fmad=false
+//     (scripts/sass-check.py --pinned: multiply, add and FMA counts per
+//     kernel; double-precision counts outside the update passes, where
+//     CUDA's own cos and pow follow -fmad, are only reported).
 #include <mixprec/mixprec.hpp>
 
 extern "C" float consumer_multiply_add(float a, float b, float c) { return a * b + c; }

@@ -176,7 +176,7 @@ MIXPREC_HOST_DEVICE double contribution(float v, float p, float min_normal) {
     return (v != 0.0f && fabsf(v) < min_normal) ? 1.0 : 0.0;
   } else {
     const double a = fabs(static_cast<double>(v));
-    if (p == 2.0f) return a * a;
+    if (p == 2.0f) return mul(a, a);  // not fused into the sum it feeds (exact either way: as before)
     if (p == 1.0f || p == infinity_norm) return a;
     return pow(a, static_cast<double>(p));
   }
@@ -322,9 +322,10 @@ struct measure_body {
 
   // Statistic k is a non-finite count that a sum of squares of this pass
   // reveals (plan.hpp): in the squares instantiation it is not swept, and
-  // finish() sets it from the sum.
+  // finish() sets it from the sum. Host and device: the device passes ask
+  // too (a consumer's nvcc need not pass --expt-relaxed-constexpr).
   template <int k>
-  static constexpr bool revealed() {
+  MIXPREC_HOST_DEVICE static constexpr bool revealed() {
     return Squares && d.stats[list.s[k]].revealed_by >= 0;
   }
   MIXPREC_HOST_DEVICE void finish(value_type& v) const { finish_each(v, std::make_integer_sequence<int, nstats>{}); }
@@ -345,7 +346,7 @@ struct measure_body {
     constexpr reduction op = d.stats[list.s[k]].decl.op;
     if constexpr (Squares && op == reduction::power_sum) {
       const double a = static_cast<double>(v);
-      return a * a;
+      return mul(a, a);
     } else {
       return contribution<op>(v, power[k], min_normal);
     }
