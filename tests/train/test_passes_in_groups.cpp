@@ -1,5 +1,6 @@
-// Built only into test_passes_in_groups (MIXPREC_PASSES_IN_GROUPS), where
-// the host runs the update and measuring passes the GPU's way: every whole
+// Built only into test_passes_in_groups, whose sources all see
+// support/gpu_order_on_host.hpp first: there the host runs the update and
+// measuring passes the GPU's way (detail::host_gpu_order): every whole
 // group of 8 elements of an aligned tile through update_body::element_group
 // (measure_body::values_group), the rest one at a time. The other sources of that executable check the bits
 // (references, committed goldens); this checks that the groups are taken.
@@ -30,9 +31,10 @@ TEST_CASE("the passes run every whole group of 8 of each tile in groups and the 
   // A statistics pass (the norm) and the update pass.
   const auto opt = chain(clip_by_global_norm{1.0f}, adamw(adamw_options{}), round_model_stochastic{7});
   auto state = opt.init(p);
-  const std::uint64_t updated = detail::updated_in_groups.load(), measured = detail::measured_in_groups.load();
+  using order = detail::host_gpu_order;
+  const std::uint64_t updated = order::updated.load(), measured = order::measured.load();
   opt.apply(p, state);
-  CHECK(detail::updated_in_groups.load() - updated == 4096 + 8);
-  CHECK(detail::measured_in_groups.load() - measured == 4096 + 8);
+  CHECK(order::updated.load() - updated == 4096 + 8);
+  CHECK(order::measured.load() - measured == 4096 + 8);
 }
 }  // TEST_SUITE

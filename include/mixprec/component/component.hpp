@@ -136,7 +136,8 @@ enum class scope : std::uint8_t {
   parameter,  // one per parameter
   row,        // one per row (last two dimensions)
   column,     // one per column (last two dimensions)
-  slice       // one per first-axis slice ([out, ...] layout; a parameter of rank <= 1 is one slice)
+  slice,      // one per first-axis slice ([out, ...] layout; a parameter of rank <= 1 is one slice)
+  block       // one per run of `block` consecutive elements of a parameter (its last run may be shorter)
 };
 enum class reduction : std::uint8_t {
   sum,                      // sum of x
@@ -158,6 +159,7 @@ struct statistic {
   scope where;
   reduction op;
   source of;
+  std::uint32_t block = 0;  // scope::block: elements per block, a power of two from 16 to 4096
 };
 
 // Compile-time handles of a component's fields and statistics, looked up

@@ -127,23 +127,23 @@ constexpr bool has_entry_rule() {
 template <class C>
 constexpr bool unique_field_names() {
   constexpr std::size_t n = field_count<C>();
-  for (std::size_t a = 0; a < n; ++a)
-    for (std::size_t b = a + 1; b < n; ++b)
+  for (std::size_t a = 0; a != n; ++a)  // != rather than <: nvcc warns of "a < 0" when n is 0
+    for (std::size_t b = a + 1; b != n; ++b)
       if (field_of<C>(a).name != nullptr && same_text(field_of<C>(a).name, field_of<C>(b).name)) return false;
   return true;
 }
 template <class C>
 constexpr bool unique_statistic_names() {
   constexpr std::size_t n = statistic_count<C>();
-  for (std::size_t a = 0; a < n; ++a)
-    for (std::size_t b = a + 1; b < n; ++b)
+  for (std::size_t a = 0; a != n; ++a)
+    for (std::size_t b = a + 1; b != n; ++b)
       if (statistic_of<C>(a).name != nullptr && same_text(statistic_of<C>(a).name, statistic_of<C>(b).name))
         return false;
   return true;
 }
 template <class C>
 constexpr bool element_fields_only() {
-  for (std::size_t k = 0; k < field_count<C>(); ++k)
+  for (std::size_t k = 0; k != field_count<C>(); ++k)
     if (field_of<C>(k).where != extent::element) return false;
   return true;
 }

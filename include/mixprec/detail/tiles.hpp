@@ -33,6 +33,7 @@
 #include <mixprec/core/error.hpp>
 #include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/execution.hpp>
+#include <mixprec/detail/lanes.hpp>
 
 #if defined(MIXPREC_BACKEND_CUDA)
 #include <cub/block/block_reduce.cuh>
@@ -112,10 +113,7 @@ inline unsigned grid_for(std::size_t ntiles) {
 
 #else  // host backends
 
-// Sixteen interleaved accumulators per tile: independent chains, so the
-// lane loop vectorises without reassociating any sum; combined by a fixed tree.
-inline constexpr int host_lanes = 16;
-
+// Per tile: interleaved accumulators folded by the fixed tree (detail/lanes.hpp).
 template <class Body, class T>
 struct host_reduce_runner {
   Body body;
@@ -126,17 +124,15 @@ struct host_reduce_runner {
     const Body local = body;
     const index_range r = local.range(t);
     const auto ctx = local.enter(t);
-    T lane[host_lanes];
-    for (int l = 0; l < host_lanes; ++l) lane[l] = local.identity();
+    T lane[interleaved_lanes];
+    for (int l = 0; l < interleaved_lanes; ++l) lane[l] = local.identity();
     std::size_t i = r.begin;
-    for (; i + host_lanes <= r.end; i += host_lanes) {
+    for (; i + interleaved_lanes <= r.end; i += interleaved_lanes) {
       MIXPREC_PRAGMA_SIMD
-      for (int l = 0; l < host_lanes; ++l) local.accumulate(lane[l], i + l, ctx);
+      for (int l = 0; l < interleaved_lanes; ++l) local.accumulate(lane[l], i + l, ctx);
     }
     for (int l = 0; i < r.end; ++i, ++l) local.accumulate(lane[l], i, ctx);
-    for (int width = host_lanes / 2; width > 0; width /= 2)
-      for (int l = 0; l < width; ++l) lane[l] = local.combine(lane[l], lane[l + width]);
-    partials[t] = lane[0];
+    partials[t] = fold_lanes(lane, [&local](const T& a, const T& b) { return local.combine(a, b); });
   }
 };
 

@@ -166,6 +166,199 @@ struct load_ranges {
   element_range master, model, fields;
 };
 
+// What the checkpoint says of one component of its chain.
+struct saved_component {
+  struct field {
+    std::string name;
+    std::uint8_t format, where, on, used, saved;
+    std::uint64_t entries;
+  };
+  std::string path;
+  std::vector<named_value> hyper, scalars;
+  std::vector<field> fields;
+};
+
+inline std::vector<saved_component> read_saved_chain(record_reader& body) {
+  const auto ncomp = body.get<std::uint32_t>("component count");
+  require(ncomp <= 4096, "checkpoint has ", ncomp, " components (corrupted)");
+  std::vector<saved_component> saved(ncomp);
+  for (auto& c : saved) {
+    c.path = body.get_string("component path");
+    const auto nh = body.get<std::uint32_t>("hyperparameter count");
+    require(nh <= 4096, "checkpoint: ", nh, " hyperparameters (corrupted)");
+    for (std::uint32_t j = 0; j < nh; ++j) c.hyper.push_back(get_value(body));
+    const auto ns = body.get<std::uint32_t>("scalar count");
+    require(ns <= 4096, "checkpoint: ", ns, " scalars (corrupted)");
+    for (std::uint32_t j = 0; j < ns; ++j) c.scalars.push_back(get_value(body));
+    const auto nf = body.get<std::uint32_t>("field count");
+    require(nf <= 4096, "checkpoint: ", nf, " state fields (corrupted)");
+    for (std::uint32_t j = 0; j != nf; ++j) {
+      saved_component::field f;
+      f.name = body.get_string("field name");
+      f.format = body.get<std::uint8_t>("field format");
+      f.where = body.get<std::uint8_t>("field extent");
+      f.on = body.get<std::uint8_t>("field parameters");
+      f.used = body.get<std::uint8_t>("field used");
+      f.saved = body.get<std::uint8_t>("field saved");
+      f.entries = body.get<std::uint64_t>("field entries");
+      c.fields.push_back(f);
+    }
+  }
+  return saved;
+}
+
+inline void require_same_chain(const std::vector<saved_component>& saved, const std::vector<std::string>& mine) {
+  std::vector<std::string> paths;
+  for (const saved_component& c : saved) paths.push_back(c.path);
+  require(saved.size() == mine.size(), "checkpoint chain is ", user_chain_text(paths), " but this chain is ",
+          user_chain_text(mine));
+  for (std::size_t k = 0; k < saved.size(); ++k)
+    require(saved[k].path == mine[k], "checkpoint chain is ", user_chain_text(paths), " but this chain is ",
+            user_chain_text(mine), ": component ", k + 1, " is ", saved[k].path, " in the checkpoint but ", mine[k],
+            " here");
+}
+
+inline const named_value* find_named(const std::vector<named_value>& values, const std::string& name) {
+  const named_value* found = nullptr;
+  for (const named_value& x : values)
+    if (x.name == name) found = &x;
+  return found;
+}
+
+// The component's hyperparameters against the checkpoint's, by name; true
+// when they differ (then only with options.take_new_hyperparameters).
+inline bool check_hyperparameters(const std::vector<named_value>& hyper, const saved_component& sv,
+                                  const std::string& who, const checkpoint_options& options) {
+  bool differ = sv.hyper.size() != hyper.size();
+  for (const named_value& h : hyper) {
+    const named_value* in = find_named(sv.hyper, h.name);
+    require(in != nullptr || options.take_new_hyperparameters, "checkpoint: hyperparameter ", who, ".", h.name,
+            " is missing from the checkpoint");
+    require(in == nullptr || options.take_new_hyperparameters || (in->kind == h.kind && in->bytes == h.bytes),
+            "checkpoint: hyperparameter ", who, ".", h.name, " is ", in ? in->text() : "", " in the checkpoint but ",
+            h.text(), " in this chain (pass checkpoint_options{true} to take the new value)");
+    differ = differ || in == nullptr || in->kind != h.kind || in->bytes != h.bytes;
+  }
+  if (!options.take_new_hyperparameters)
+    for (const named_value& x : sv.hyper)
+      require(find_named(hyper, x.name) != nullptr, "checkpoint: hyperparameter ", who, ".", x.name,
+              " of the checkpoint is unknown to this chain");
+  return differ;
+}
+
+// The component's state fields against the checkpoint's, by name and in
+// order; appends each field's entries in the file to `entries`.
+template <class T>
+void check_fields(const saved_component& sv, const std::vector<field_buffer>& fields, std::size_t first_field,
+                  const std::vector<segment_geometry>& geo, std::uint64_t first, std::uint64_t end,
+                  const std::string& who, std::vector<std::uint64_t>& entries) {
+  require(sv.fields.size() == field_count<T>(), "checkpoint: ", who, " has ", sv.fields.size(),
+          " state fields in the checkpoint but ", field_count<T>(), " here");
+  for (std::size_t j = 0; j != field_count<T>(); ++j) {
+    const state_field fd = field_of<T>(j);
+    const field_buffer& mine = fields[first_field + j];
+    const auto& x = sv.fields[j];
+    const std::string name = who + "." + fd.name;
+    require(x.name == fd.name, "checkpoint: state field ", j, " of ", who, " is ", x.name, " in the checkpoint but ",
+            fd.name, " here");
+    require(x.format == static_cast<std::uint8_t>(fd.format), "checkpoint: state field ", name, " is ",
+            format_name(static_cast<format_id>(x.format)), " in the checkpoint but ", format_name(fd.format), " here");
+    require(x.where == static_cast<std::uint8_t>(fd.where) && x.on == static_cast<std::uint8_t>(fd.on),
+            "checkpoint: state field ", name, " has another extent in the checkpoint");
+    require(x.used == static_cast<std::uint8_t>(mine.used), "checkpoint: state field ", name,
+            x.used ? " is in the checkpoint but not used here" : " is not in the checkpoint but used here",
+            " (different options, e.g. amsgrad or momentum)");
+    // A per-element field holds the file's elements; any other, every entry.
+    const std::uint64_t expected =
+        fd.where == extent::element ? entries_of(element_segments(geo, fd.on, first, end)) : mine.entries;
+    require(!x.used || x.entries == expected, "checkpoint: state field ", name, " has ", x.entries,
+            " entries in the checkpoint but ", expected, " here");
+    entries.push_back(x.used ? x.entries : 0);
+  }
+}
+
+// Each component: hyperparameters, scalars (checked and restored into
+// out.block) and state fields.
+template <class Arena, class... C>
+void check_components(const std::vector<saved_component>& saved, const chain_t<C...>& chain, const Arena& params,
+                      chain_state<Arena, C...>& state, const checkpoint_options& options,
+                      checked_checkpoint<chain_block<C...>>& out) {
+  const auto& fields = state.storage().fields;
+  const std::vector<segment_geometry> geo = segment_geometry_of(params);
+  const arena_info info = arena_info_of(params);
+  std::size_t k = 0, f = 0;
+  std::apply(
+      [&](const auto&... comp) {
+        (
+            [&](const auto& c) {
+              using T = std::decay_t<decltype(c)>;
+              const saved_component& sv = saved[k];
+              const std::string who = chain.path(k);
+              const std::vector<named_value> hyper = hyperparameters_of(c);
+              const bool differ = check_hyperparameters(hyper, sv, who, options);
+              for (const named_value& x : sv.scalars) {
+                bool known = false;
+                for (const named_value& y : scalars_of_value<T>(scalars_of<T>{})) known = known || y.name == x.name;
+                require(known, "checkpoint: scalar ", who, ".", x.name, " of the checkpoint is unknown to this "
+                        "chain (written by another version?)");
+              }
+              set_component_scalars<T>(out.block, k, sv.scalars, who);
+              restore_component_scalars<T>(out.block, k, c, differ ? with_hyperparameters(c, sv.hyper) : c, differ,
+                                           info, who);
+              check_fields<T>(sv, fields, f, geo, out.first, out.end, who, out.entries);
+              f += field_count<T>();
+              ++k;
+            }(comp),
+            ...);
+      },
+      chain.as_tuple());
+}
+
+// The step counters, the groups (names and multipliers) and the user's metadata.
+template <class Block>
+void read_counters_and_groups(record_reader& body, const std::vector<std::string>& my_groups,
+                              checked_checkpoint<Block>& out) {
+  Block& block = out.block;
+  block.step.count = body.get<std::uint64_t>("step count");
+  block.step.skipped_total = body.get<std::uint64_t>("skipped steps");
+  block.step.t = block.step.count;
+  block.step.skip = 0;
+  block.step.hold = 0;
+  const auto ngroups = body.get<std::uint32_t>("group count");
+  require(ngroups == my_groups.size(), "checkpoint has ", ngroups, " groups but this arena has ", my_groups.size());
+  out.groups.resize(ngroups);
+  for (std::uint32_t g = 0; g < ngroups; ++g) {
+    const std::string name = body.get_string("group name");
+    require(name == my_groups[g], "group ", g, " is \"", name, "\" in the checkpoint but \"", my_groups[g], "\" here");
+    out.groups[g].lr_scale = body.get<float>("group lr scale");
+    out.groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
+    require_group_multipliers(name, out.groups[g]);
+  }
+  const auto nmeta = body.get<std::uint32_t>("metadata count");
+  for (std::uint32_t j = 0; j < nmeta; ++j) {
+    std::string key = body.get_string("metadata key");
+    out.user[key] = body.get_string("metadata value", 1u << 30);
+  }
+}
+
+// The data section: exactly the bytes the checked metadata implies.
+template <class Arena, class... C>
+void check_data_size(const record_reader& body, chain_state<Arena, C...>& state,
+                     checked_checkpoint<chain_block<C...>>& out) {
+  const std::uint64_t elements = out.end - out.first;
+  std::uint64_t data_bytes = 0;
+  if constexpr (Arena::has_master) data_bytes += elements * sizeof(float);
+  if constexpr (!Arena::model_is_master) data_bytes += elements * sizeof(typename Arena::model_type);
+  const std::vector<field_ref> refs = field_refs(state);
+  for (std::size_t f = 0; f < refs.size(); ++f)
+    if (refs[f].decl.saved) data_bytes += out.entries[f] * field_width(refs[f].decl);
+  out.data_at = body.position();
+  require(body.remaining() >= data_bytes, "checkpoint is truncated: its data section needs ", data_bytes,
+          " bytes but only ", body.remaining(), " remain");
+  require(body.remaining() == data_bytes, "checkpoint has ", body.remaining() - data_bytes,
+          " unexpected bytes in its data section");
+}
+
 // Reads the metadata of `src` and checks it against chain, arena and state;
 // throws mixprec::error on any mismatch, changes nothing.
 template <class Arena, class... C>
@@ -187,175 +380,14 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
     require(out.first <= out.end && out.end <= params.padded_size(), "checkpoint holds elements [", out.first, ", ",
             out.end, ") of an arena of ", params.padded_size(), " (corrupted)");
   }
-
-  // The chain, component by component.
-  const auto ncomp = body.get<std::uint32_t>("component count");
-  require(ncomp <= 4096, "checkpoint has ", ncomp, " components (corrupted)");
-  struct saved_component {
-    std::string path;
-    std::vector<named_value> hyper, scalars;
-    struct field {
-      std::string name;
-      std::uint8_t format, where, on, used, saved;
-      std::uint64_t entries;
-    };
-    std::vector<field> fields;
-  };
-  std::vector<saved_component> saved(ncomp);
-  std::vector<std::string> paths;
-  for (auto& c : saved) {
-    c.path = body.get_string("component path");
-    paths.push_back(c.path);
-    const auto nh = body.get<std::uint32_t>("hyperparameter count");
-    require(nh <= 4096, "checkpoint: ", nh, " hyperparameters (corrupted)");
-    for (std::uint32_t j = 0; j < nh; ++j) c.hyper.push_back(get_value(body));
-    const auto ns = body.get<std::uint32_t>("scalar count");
-    require(ns <= 4096, "checkpoint: ", ns, " scalars (corrupted)");
-    for (std::uint32_t j = 0; j < ns; ++j) c.scalars.push_back(get_value(body));
-    const auto nf = body.get<std::uint32_t>("field count");
-    require(nf <= 4096, "checkpoint: ", nf, " state fields (corrupted)");
-    for (std::uint32_t j = 0; j != nf; ++j) {
-      typename saved_component::field f;
-      f.name = body.get_string("field name");
-      f.format = body.get<std::uint8_t>("field format");
-      f.where = body.get<std::uint8_t>("field extent");
-      f.on = body.get<std::uint8_t>("field parameters");
-      f.used = body.get<std::uint8_t>("field used");
-      f.saved = body.get<std::uint8_t>("field saved");
-      f.entries = body.get<std::uint64_t>("field entries");
-      c.fields.push_back(f);
-    }
-  }
+  const std::vector<saved_component> saved = read_saved_chain(body);
   std::vector<std::string> mine;
   for (std::size_t k = 0; k < sizeof...(C); ++k) mine.push_back(chain.path(k));
-  require(ncomp == sizeof...(C), "checkpoint chain is ", user_chain_text(paths), " but this chain is ",
-          user_chain_text(mine));
-  for (std::size_t k = 0; k < ncomp; ++k)
-    require(saved[k].path == mine[k], "checkpoint chain is ", user_chain_text(paths), " but this chain is ",
-            user_chain_text(mine), ": component ", k + 1, " is ", saved[k].path, " in the checkpoint but ", mine[k],
-            " here");
-
-  chain_block<C...>& block = out.block;
-  block = read_back(raw(state.storage().block), s);
-  auto& fields = state.storage().fields;
-  const std::vector<segment_geometry> geo = segment_geometry_of(params);
-  const arena_info info = arena_info_of(params);
-  {
-    std::size_t k = 0, f = 0;
-    std::apply(
-        [&](const auto&... comp) {
-          (
-              [&](const auto& c) {
-                using T = std::decay_t<decltype(c)>;
-                const saved_component& sv = saved[k];
-                // Hyperparameters, by name.
-                const std::vector<named_value> hyper = hyperparameters_of(c);
-                for (const named_value& h : hyper) {
-                  const named_value* in = nullptr;
-                  for (const named_value& x : sv.hyper)
-                    if (x.name == h.name) in = &x;
-                  require(in != nullptr || options.take_new_hyperparameters, "checkpoint: hyperparameter ", mine[k],
-                          ".", h.name, " is missing from the checkpoint");
-                  require(in == nullptr || options.take_new_hyperparameters ||
-                              (in->kind == h.kind && in->bytes == h.bytes),
-                          "checkpoint: hyperparameter ", mine[k], ".", h.name, " is ", in ? in->text() : "",
-                          " in the checkpoint but ", h.text(),
-                          " in this chain (pass checkpoint_options{true} to take the new value)");
-                }
-                if (!options.take_new_hyperparameters)
-                  for (const named_value& x : sv.hyper) {
-                    bool known = false;
-                    for (const named_value& h : hyper) known = known || h.name == x.name;
-                    require(known, "checkpoint: hyperparameter ", mine[k], ".", x.name,
-                            " of the checkpoint is unknown to this chain");
-                  }
-                // Scalars, by name.
-                for (const named_value& x : sv.scalars) {
-                  bool known = false;
-                  for (const named_value& y : scalars_of_value<T>(scalars_of<T>{})) known = known || y.name == x.name;
-                  require(known, "checkpoint: scalar ", mine[k], ".", x.name, " of the checkpoint is unknown to this "
-                          "chain (written by another version?)");
-                }
-                set_component_scalars<T>(block, k, sv.scalars, mine[k]);
-                bool differ = false;
-                for (const named_value& h : hyper) {
-                  const named_value* in = nullptr;
-                  for (const named_value& x : sv.hyper)
-                    if (x.name == h.name) in = &x;
-                  differ = differ || in == nullptr || in->kind != h.kind || in->bytes != h.bytes;
-                }
-                differ = differ || sv.hyper.size() != hyper.size();
-                restore_component_scalars<T>(block, k, c, differ ? with_hyperparameters(c, sv.hyper) : c, differ, info,
-                                             mine[k]);
-                // State fields, by name and in order.
-                require(sv.fields.size() == field_count<T>(), "checkpoint: ", mine[k], " has ", sv.fields.size(),
-                        " state fields in the checkpoint but ", field_count<T>(), " here");
-                for (std::size_t j = 0; j != field_count<T>(); ++j, ++f) {
-                  const state_field fd = field_of<T>(j);
-                  const auto& x = sv.fields[j];
-                  const std::string who = mine[k] + "." + fd.name;
-                  require(x.name == fd.name, "checkpoint: state field ", j, " of ", mine[k], " is ", x.name,
-                          " in the checkpoint but ", fd.name, " here");
-                  require(x.format == static_cast<std::uint8_t>(fd.format), "checkpoint: state field ", who, " is ",
-                          format_name(static_cast<format_id>(x.format)), " in the checkpoint but ",
-                          format_name(fd.format), " here");
-                  require(x.where == static_cast<std::uint8_t>(fd.where) && x.on == static_cast<std::uint8_t>(fd.on),
-                          "checkpoint: state field ", who, " has another extent in the checkpoint");
-                  require(x.used == static_cast<std::uint8_t>(fields[f].used), "checkpoint: state field ", who,
-                          x.used ? " is in the checkpoint but not used here" : " is not in the checkpoint but used here",
-                          " (different options, e.g. amsgrad or momentum)");
-                  // A per-element field holds the file's elements; any other, every entry.
-                  const std::uint64_t expected =
-                      fd.where == extent::element ? entries_of(element_segments(geo, fd.on, out.first, out.end))
-                                                  : fields[f].entries;
-                  require(!x.used || x.entries == expected, "checkpoint: state field ", who, " has ", x.entries,
-                          " entries in the checkpoint but ", expected, " here");
-                  out.entries.push_back(x.used ? x.entries : 0);
-                }
-                ++k;
-              }(comp),
-              ...);
-        },
-        chain.as_tuple());
-  }
-  block.step.count = body.get<std::uint64_t>("step count");
-  block.step.skipped_total = body.get<std::uint64_t>("skipped steps");
-  block.step.t = block.step.count;
-  block.step.skip = 0;
-  block.step.hold = 0;
-
-  const auto ngroups = body.get<std::uint32_t>("group count");
-  const auto& my_groups = state.storage().group_names;
-  require(ngroups == my_groups.size(), "checkpoint has ", ngroups, " groups but this arena has ", my_groups.size());
-  out.groups.resize(ngroups);
-  for (std::uint32_t g = 0; g < ngroups; ++g) {
-    const std::string name = body.get_string("group name");
-    require(name == my_groups[g], "group ", g, " is \"", name, "\" in the checkpoint but \"", my_groups[g], "\" here");
-    out.groups[g].lr_scale = body.get<float>("group lr scale");
-    out.groups[g].weight_decay_scale = body.get<float>("group weight decay scale");
-    require_group_multipliers(name, out.groups[g]);
-  }
-  const auto nmeta = body.get<std::uint32_t>("metadata count");
-  for (std::uint32_t j = 0; j < nmeta; ++j) {
-    std::string key = body.get_string("metadata key");
-    out.user[key] = body.get_string("metadata value", 1u << 30);
-  }
-
-  // The data: its size is known now.
-  const std::uint64_t elements = out.end - out.first;
-  std::uint64_t data_bytes = 0;
-  if constexpr (Arena::has_master) data_bytes += elements * sizeof(float);
-  if constexpr (!Arena::model_is_master) data_bytes += elements * sizeof(typename Arena::model_type);
-  {
-    const std::vector<field_ref> refs = field_refs(state);
-    for (std::size_t f = 0; f < refs.size(); ++f)
-      if (refs[f].decl.saved) data_bytes += out.entries[f] * field_width(refs[f].decl);
-  }
-  out.data_at = body.position();
-  require(body.remaining() >= data_bytes, "checkpoint is truncated: its data section needs ", data_bytes,
-          " bytes but only ", body.remaining(), " remain");
-  require(body.remaining() == data_bytes, "checkpoint has ", body.remaining() - data_bytes,
-          " unexpected bytes in its data section");
+  require_same_chain(saved, mine);
+  out.block = read_back(raw(state.storage().block), s);
+  check_components(saved, chain, params, state, options, out);
+  read_counters_and_groups(body, state.storage().group_names, out);
+  check_data_size(body, state, out);
   return out;
 }
 

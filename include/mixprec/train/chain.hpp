@@ -171,7 +171,8 @@ class chain_t {
       slices = slices || d.stats[j].decl.where == scope::slice;
     }
     st.layout_ =
-        detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, shard.begin, shard.end);
+        detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, d.block, shard.begin,
+                                 shard.end);
     allocate_fields(st, params, info, s, std::index_sequence_for<C...>{});
     allocate_statistics(st, params.count());
 
@@ -339,6 +340,7 @@ class chain_t {
                             : w == scope::parameter ? params
                             : w == scope::row ? L.rows
                             : w == scope::column ? L.columns
+                            : w == scope::block ? L.blocks
                                                  : L.slices;
       st.stats_.push_back(detail::allocate<double>(n > 0 ? n : 1, "step statistics"));
       st.slice_rows_.push_back(

@@ -179,6 +179,9 @@ struct element_context {
     if constexpr (where == scope::row || where == scope::column) {
       const param_geometry& g = *tile.geometry;
       return mul(env.stats[s][stat_offset(where, g, tile.param, row(), tile.batch, col(), 0)], tile.stat_scale[s]);
+    } else if constexpr (where == scope::block) {
+      const param_geometry& g = *tile.geometry;
+      return mul(env.stats[s][g.block_base + (i - g.offset) / Env::plan::data.block], tile.stat_scale[s]);
     } else {
       return tile.stat_value[s];
     }
@@ -304,6 +307,7 @@ struct entry_context {
     static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     constexpr scope where = Env::plan::data.stats[s].decl.where;
+    static_assert(where != scope::block, "mixprec: per-block statistics are read in the element rule");
     const param_geometry& g = env.geometry[param];
     std::uint64_t at = 0;
     if constexpr (where == scope::parameter) at = param;

@@ -14,6 +14,7 @@
 #include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/reduction.hpp>
 
 MIXPREC_PINNED_BEGIN
 
@@ -154,28 +155,18 @@ template <class Env, std::size_t K>
 using component_at = std::remove_cv_t<std::remove_reference_t<decltype(get<K>(std::declval<Env&>().comps))>>;
 
 // The factor a statistic measured before some multipliers is scaled by
-// once they are decided: |c|^p for sums of |x|^p, |c| for max |x| and sum
-// (sign aside), 1 for counts.
+// once they are decided (train/reduction.hpp says how each reduction scales).
 template <class Env, int J>
 MIXPREC_HOST_DEVICE double derived_scale(const double* factor, float p) {
   constexpr stat_entry e = Env::plan::data.stats[J];
-  if constexpr (e.derived_mask == 0 || e.decl.op == reduction::non_finite_count ||
-                e.decl.op == reduction::zero_count || e.decl.op == reduction::subnormal_count) {
+  if constexpr (e.derived_mask == 0 || scaling_of(e.decl.op) == under_scaling::unchanged) {
     (void)factor, (void)p;
     return 1.0;
   } else {
     double c = 1.0;
     for (int m = 0; m < static_cast<int>(Env::n); ++m)
       if ((e.derived_mask >> m) & 1u) c *= factor[m];
-    if constexpr (e.decl.op == reduction::power_sum) {
-      const double a = fabs(c);
-      if (p == infinity_norm) return a;
-      return p == 2.0f ? a * a : pow(a, static_cast<double>(p));
-    } else if constexpr (e.decl.op == reduction::max_abs) {
-      return fabs(c);
-    } else {
-      return c;
-    }
+    return scale_factor<e.decl.op>(c, p);
   }
 }
 
@@ -195,6 +186,7 @@ MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g,
     case scope::row: return g.row_base + row;
     case scope::column: return g.column_base + batch * g.cols + col;
     case scope::slice: return g.slice_base + slice;
+    case scope::block: return g.block_base;  // plus the element's block in its parameter (element_context)
   }
   return 0;
 }

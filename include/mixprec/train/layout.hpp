@@ -53,6 +53,7 @@ struct param_geometry {
   std::uint64_t slices, rows_per_slice;
   std::uint64_t blocks, bands;                      // column blocks per row, row bands per matrix
   std::uint64_t row_partial_base, column_partial_base;
+  std::uint64_t block_base;                         // first global block (per-block statistics)
 };
 
 // A combination: out[e] = combine of parts[start + k * stride], k < count.
@@ -68,6 +69,7 @@ struct step_layout {
   device_vector<step_tile> tiles;
   device_vector<std::size_t> param_tile_offsets;  // tiles of parameter p: [offsets[p], offsets[p + 1])
   std::uint64_t rows = 0, columns = 0, slices = 0, row_partials = 0, column_partials = 0;
+  std::uint64_t blocks = 0;  // of the per-block statistics: ceil(size / block) per parameter
   device_vector<strided_range> row_ranges, column_ranges, slice_ranges;  // per row / column / slice
 
   std::size_t tile_count() const { return tiles_h.size(); }
@@ -118,12 +120,14 @@ inline std::uint64_t entries_of(const std::vector<element_segment>& segments) {
 
 // shapes, offsets and groups of the parameters; `positions`: tiles of rows;
 // `column_stats`: keep tiles narrow so column partials stay small;
-// `slices`: tiles never cross a first-axis slice. Tiles cover only elements
-// [shard_begin, shard_end) (a rank's shard: mixprec/dist), which with
-// positions must begin and end at row boundaries.
+// `slices`: tiles never cross a first-axis slice; `block`: elements per
+// block of the per-block statistics (0: none; tiles then hold whole
+// blocks). Tiles cover only elements [shard_begin, shard_end) (a rank's
+// shard: mixprec/dist), which with positions must begin and end at row
+// boundaries, and with blocks at block boundaries.
 inline step_layout make_step_layout(const std::vector<shape>& shapes, const std::vector<std::size_t>& offsets,
                                     const std::vector<std::uint32_t>& groups, bool positions, bool column_stats,
-                                    bool slices, std::size_t shard_begin = 0,
+                                    bool slices, std::uint32_t block = 0, std::size_t shard_begin = 0,
                                     std::size_t shard_end = static_cast<std::size_t>(-1)) {
   step_layout L;
   L.positions = positions;
@@ -148,6 +152,8 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
     g.row_base = L.rows;
     g.column_base = L.columns;
     g.slice_base = L.slices;
+    g.block_base = L.blocks;
+    if (block != 0) L.blocks += (g.size + block - 1) / block;
     L.rows += g.rows;
     L.columns += g.batches * g.cols;
     L.slices += g.slices;
@@ -156,6 +162,8 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
     const std::uint64_t lo = std::min<std::uint64_t>(g.size, shard_begin > g.offset ? shard_begin - g.offset : 0);
     const std::uint64_t hi = std::min<std::uint64_t>(g.size, shard_end > g.offset ? shard_end - g.offset : 0);
     if (!positions) {
+      require(block == 0 || lo >= hi || (lo % block == 0 && (hi % block == 0 || hi == g.size)), "a shard of parameter ",
+              p, " does not begin and end at a boundary of the ", block, "-element blocks of its statistics");
       // Runs of up to tile_size elements.
       for (std::uint64_t b = lo; b < hi; b += tile_size) {
         const std::uint64_t n = std::min<std::uint64_t>(tile_size, hi - b);

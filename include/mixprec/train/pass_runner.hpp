@@ -11,9 +11,9 @@
 // the same bits run to run (the CUDA and host orders differ).
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -21,7 +21,9 @@
 #include <mixprec/core/error.hpp>
 #include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/execution.hpp>
+#include <mixprec/detail/lanes.hpp>
 #include <mixprec/detail/tiles.hpp>
+#include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/passes.hpp>
 
@@ -33,6 +35,8 @@ MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
+static_assert(tile_size % max_block == 0, "a tile of consecutive elements holds whole blocks");
+
 // Where a measuring pass writes its per-row and per-column partials.
 template <class Body>
 MIXPREC_HOST_DEVICE std::uint64_t row_partial_at(const param_geometry& g, const step_tile& t, std::uint32_t r) {
@@ -43,18 +47,13 @@ MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, con
   return g.column_partial_base + (static_cast<std::uint64_t>(t.batch) * g.bands + t.band) * g.cols + t.col0 + c;
 }
 
-#if defined(MIXPREC_PASSES_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
-// Elements the host ran through element_group (its tests check the path is taken).
-inline std::atomic<std::uint64_t> updated_in_groups{0};
-inline std::atomic<std::uint64_t> measured_in_groups{0};
-#endif
-
 // The update of one tile by `threads` workers (this one is `thread`): on
 // aligned tiles without positions, groups of Body::group consecutive
 // elements (update_body::element_group: 16-byte loads and stores), worker k
 // taking groups k, k + threads, ...; then the elements left one at a time.
+// Returns the number of elements run in groups.
 template <class Body, class Context, class Scalars>
-MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, const Context& ctx, const Scalars& sc,
+MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile& tile, const Context& ctx, const Scalars& sc,
                                      std::uint32_t thread, std::uint32_t threads) {
   constexpr bool positions = Body::d.positions;
   const std::uint32_t n = tile.height * tile.width;
@@ -65,9 +64,6 @@ MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, co
       const std::uint32_t groups = n / G;
       for (std::uint32_t k = thread; k < groups; k += threads) body.element_group(tile.begin + k * G, k * G, ctx, sc);
       first = groups * G;
-#if defined(MIXPREC_PASSES_IN_GROUPS) && !defined(MIXPREC_BACKEND_CUDA)
-      updated_in_groups += first;
-#endif
     }
   }
   for (std::uint32_t e = first + thread; e < n; e += threads) {
@@ -75,6 +71,34 @@ MIXPREC_HOST_DEVICE void update_tile(const Body& body, const step_tile& tile, co
     const std::uint32_t c = positions ? e - r * tile.width : e;
     body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
   }
+  return first;
+}
+
+// Statistic k over elements [begin, end) of a tile's only row, in the fixed
+// order of every host reduction (element j of the run in lane j mod 16, the
+// lanes folded by the tree: detail/lanes.hpp), on the host and on CUDA.
+template <int k, class Body, class Value>
+MIXPREC_HOST_DEVICE double fold_run(const Body& b, const Value& value, std::uint32_t begin, std::uint32_t end,
+                                    bool is_max) {
+  double lane[interleaved_lanes];
+  for (int l = 0; l < interleaved_lanes; ++l) lane[l] = 0.0;
+  std::uint32_t c = begin;
+  for (; c + interleaved_lanes <= end; c += interleaved_lanes)
+    for (int l = 0; l < interleaved_lanes; ++l)
+      lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(c + l)), is_max);
+  for (int l = 0; c < end; ++c, ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(c)), is_max);
+  return fold_lanes(lane, [is_max](double x, double y) { return combine_values(x, y, is_max); });
+}
+
+// Per-block statistic k of a tile of consecutive elements (it holds whole
+// blocks: plan.hpp, layout.hpp): each block's value written in place.
+template <int k, class Body, class Value>
+MIXPREC_HOST_DEVICE void reduce_block(const Body& b, const step_tile& tile, const Value& value, std::uint32_t blk,
+                                      bool is_max) {
+  constexpr std::uint32_t N = Body::d.block;
+  const param_geometry& g = b.env.geometry[tile.param];
+  const std::uint32_t begin = blk * N, end = begin + N < tile.width ? begin + N : tile.width;
+  b.env.stats[Body::list.s[k]][g.block_base + tile.col0 / N + blk] = fold_run<k>(b, value, begin, end, is_max);
 }
 
 #if defined(MIXPREC_BACKEND_CUDA)
@@ -127,7 +151,11 @@ __device__ void reduce_staged_one(const Body& body, const float* staged, const s
     const float* vals = staged + (j++) * tile_size;
     const param_geometry& g = body.env.geometry[tile.param];
     const bool is_max = body.template is_max<k>();
-    if constexpr (e.decl.where == scope::column) {
+    if constexpr (e.decl.where == scope::block) {
+      constexpr std::uint32_t N = Body::d.block;
+      for (std::uint32_t blk = threadIdx.x; blk * N < tile.width; blk += block_threads)
+        reduce_block<k>(body, tile, [vals](std::uint32_t c) { return vals[c]; }, blk, is_max);
+    } else if constexpr (e.decl.where == scope::column) {
       for (std::uint32_t c = threadIdx.x; c < tile.width; c += block_threads) {
         double a = 0.0;
         for (std::uint32_t r = 0; r < tile.height; ++r)
@@ -169,7 +197,7 @@ __global__ void __launch_bounds__(block_threads)
     if (active) {
       const auto sc = load_scalars(body.env);
       std::uint32_t first = 0;
-      if constexpr (!positions && Body::NR + Body::NC == 0) {
+      if constexpr (!positions && Body::NS == 0) {
         // Groups of 8 elements per thread, their gradients and weights
         // loaded 16 bytes at a time.
         if (body.groups_fit(tile.begin)) {
@@ -191,7 +219,7 @@ __global__ void __launch_bounds__(block_threads)
         float v[N];
         body.values(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc, v);
         accumulate_fields(body, acc, v, std::make_integer_sequence<int, Body::nstats>{});
-        if constexpr (Body::NR + Body::NC > 0) stage(body, staged, e, v, std::make_integer_sequence<int, Body::nstats>{});
+        if constexpr (Body::NS > 0) stage(body, staged, e, v, std::make_integer_sequence<int, Body::nstats>{});
       }
     }
     T total = block_reduce(storage).Reduce(acc, pass_combine_op<Body>{&body});
@@ -199,7 +227,7 @@ __global__ void __launch_bounds__(block_threads)
       if (active) body.finish(total);
       partials[t] = total;
     }
-    if constexpr (Body::NR + Body::NC > 0) {
+    if constexpr (Body::NS > 0) {
       __syncthreads();
       if (active) reduce_staged(body, staged, tile, std::make_integer_sequence<int, Body::nstats>{});
     }
@@ -209,7 +237,7 @@ __global__ void __launch_bounds__(block_threads)
 
 #else  // host backends
 
-template <class Body>
+template <class Body, class Strategy>
 struct host_update_runner {
   Body body;
   void operator()(std::size_t t) const {
@@ -218,11 +246,10 @@ struct host_update_runner {
     const auto ctx = local.enter(t);
     if (!local.active(ctx)) return;
     const auto sc = load_scalars(local.env);
-#if defined(MIXPREC_PASSES_IN_GROUPS)
-    // The GPU's way through the tile, one worker (tests of element_group).
-    update_tile(local, tile, ctx, sc, 0, 1);
-    return;
-#endif
+    if constexpr (std::is_same_v<Strategy, host_gpu_order>) {
+      host_gpu_order::updated += update_tile(local, tile, ctx, sc, 0, 1);
+      return;
+    }
     for (std::uint32_t r = 0; r < tile.height; ++r) {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
       const std::uint32_t w = tile.width;
@@ -255,27 +282,25 @@ struct host_update_runner {
   }
 };
 
-inline constexpr int pass_lanes = 16;
-
 // Adds row r of statistic k into sixteen interleaved accumulators (the
 // lane loop vectorises); the row's leftover elements go to the next lanes.
 template <int k, bool Max, class Body, class Value>
-void sweep_row(const Body& b, const Value& value, std::size_t r, std::size_t w, double (&lanes)[pass_lanes],
+void sweep_row(const Body& b, const Value& value, std::size_t r, std::size_t w, double (&lanes)[interleaved_lanes],
                int& next) {
-  double lane[pass_lanes];
-  for (int l = 0; l < pass_lanes; ++l) lane[l] = lanes[l];
+  double lane[interleaved_lanes];
+  for (int l = 0; l < interleaved_lanes; ++l) lane[l] = lanes[l];
   std::size_t c = 0;  // 64-bit indices: c + l cannot wrap, so the accesses are affine
-  for (; c + pass_lanes <= w; c += pass_lanes) {
+  for (; c + interleaved_lanes <= w; c += interleaved_lanes) {
     if constexpr (Max) {
-      for (int l = 0; l < pass_lanes; ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
+      for (int l = 0; l < interleaved_lanes; ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
     } else {
       MIXPREC_PRAGMA_SIMD
-      for (int l = 0; l < pass_lanes; ++l) lane[l] = b.template add_contribution<k>(lane[l], value(r, c + l));
+      for (int l = 0; l < interleaved_lanes; ++l) lane[l] = b.template add_contribution<k>(lane[l], value(r, c + l));
     }
   }
-  for (; c < w; ++c, next = (next + 1) % pass_lanes)
+  for (; c < w; ++c, next = (next + 1) % interleaved_lanes)
     lane[next] = combine_values(lane[next], b.template contribution_of<k>(value(r, c)), Max);
-  for (int l = 0; l < pass_lanes; ++l) lanes[l] = lane[l];
+  for (int l = 0; l < interleaved_lanes; ++l) lanes[l] = lane[l];
 }
 
 // Reduces statistic k of a tile from value(r, c) (its source value at row
@@ -291,16 +316,18 @@ void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, 
   if constexpr (Body::template revealed<k>()) {
     return;  // set by finish() from the sum that reveals it
   } else if constexpr (e.field) {
-    double lanes[pass_lanes];
-    for (int l = 0; l < pass_lanes; ++l) lanes[l] = 0.0;
+    double lanes[interleaved_lanes];
+    for (int l = 0; l < interleaved_lanes; ++l) lanes[l] = 0.0;
     int next = 0;  // the lane of the next leftover element
     for (std::size_t r = 0; r < tile.height; ++r) {
       if (is_max) sweep_row<k, true>(b, value, r, w, lanes, next);
       else sweep_row<k, false>(b, value, r, w, lanes, next);
     }
-    for (int width = pass_lanes / 2; width > 0; width /= 2)
-      for (int l = 0; l < width; ++l) lanes[l] = combine_values(lanes[l], lanes[l + width], is_max);
-    out.v[e.slot] = lanes[0];
+    out.v[e.slot] = fold_lanes(lanes, [is_max](double a, double c) { return combine_values(a, c, is_max); });
+  } else if constexpr (e.decl.where == scope::block) {
+    constexpr std::uint32_t N = Body::d.block;
+    for (std::uint32_t blk = 0; blk * N < w; ++blk)
+      reduce_block<k>(b, tile, [&](std::uint32_t c) { return value(0, c); }, blk, is_max);
   } else {
     const param_geometry& g = b.env.geometry[tile.param];
     if constexpr (e.decl.where == scope::column) {
@@ -326,7 +353,7 @@ void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, 
   }
 }
 
-template <class Body>
+template <class Body, class Strategy>
 struct host_measure_runner {
   Body body;
   typename Body::value_type* partials;
@@ -339,11 +366,8 @@ struct host_measure_runner {
     T out = local.identity();
     if (local.active(ctx)) {
       const auto sc = load_scalars(local.env);
-#if defined(MIXPREC_PASSES_IN_GROUPS)
-      constexpr bool sweeps = false;  // the GPU's way: values_group into the buffer below
-#else
-      constexpr bool sweeps = Body::pure;
-#endif
+      constexpr bool gpu_order = std::is_same_v<Strategy, host_gpu_order>;
+      constexpr bool sweeps = Body::pure && !gpu_order;  // the GPU's order: values_group into the buffer below
       if constexpr (sweeps) {
         // No stage runs (the statistics pass): each statistic sweeps the
         // tile itself, recomputing the few rules before it; the values of
@@ -361,8 +385,7 @@ struct host_measure_runner {
         float values[N][tile_size];
         const std::uint32_t w = tile.width;
         std::uint32_t first = 0;  // elements of row 0 done in groups
-#if defined(MIXPREC_PASSES_IN_GROUPS)
-        if constexpr (!Body::d.positions && Body::NR + Body::NC == 0) {
+        if constexpr (gpu_order && !Body::d.positions && Body::NS == 0) {
           if (local.groups_fit(tile.begin)) {
             constexpr std::uint32_t G = Body::group;
             for (std::uint32_t c0 = 0; c0 + G <= w; c0 += G) {
@@ -372,10 +395,9 @@ struct host_measure_runner {
                 for (int k = 0; k < N; ++k) values[k][c0 + j] = v[j][k];
             }
             first = w / G * G;
-            measured_in_groups += first;
+            host_gpu_order::measured += first;
           }
         }
-#endif
         for (std::size_t r = 0; r < tile.height; ++r) {
           const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
           MIXPREC_PRAGMA_SIMD
@@ -414,7 +436,8 @@ void run_update(stream s, std::size_t ntiles, const Body& body) {
   MIXPREC_CHECK_LAUNCH("update pass");
 #else
   translate_errors("update pass", [&] {
-    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, host_update_runner<Body>{body});
+    using runner = host_update_runner<Body, typename host_strategy<Body>::type>;
+    thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles, runner{body});
   });
 #endif
 }
@@ -424,7 +447,7 @@ template <class Body>
 void run_measure(stream s, std::size_t ntiles, const Body& body, typename Body::value_type* partials) {
   if (ntiles == 0) return;
 #if defined(MIXPREC_BACKEND_CUDA)
-  constexpr std::size_t staged = static_cast<std::size_t>(Body::NR + Body::NC) * tile_size * sizeof(float);
+  constexpr std::size_t staged = static_cast<std::size_t>(Body::NS) * tile_size * sizeof(float);
   if constexpr (staged > 48 * 1024) {
     MIXPREC_CUDA_CHECK(cudaFuncSetAttribute(measure_kernel<Body>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(staged)));
@@ -434,10 +457,15 @@ void run_measure(stream s, std::size_t ntiles, const Body& body, typename Body::
 #else
   translate_errors("measuring pass", [&] {
     thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), ntiles,
-                       host_measure_runner<Body>{body, partials});
+                       host_measure_runner<Body, typename host_strategy<Body>::type>{body, partials});
   });
 #endif
 }
+
+struct zero_entries {
+  double* out;
+  MIXPREC_HOST_DEVICE void operator()(std::size_t e) const { out[e] = 0.0; }
+};
 
 // out[e] = combination (in order) of parts[r.start + k * r.stride], k < r.count.
 struct strided_combine {

@@ -29,6 +29,7 @@
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/reduction.hpp>
 #include <mixprec/train/writers.hpp>
 
 MIXPREC_PINNED_BEGIN
@@ -87,7 +88,7 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
     const double scale = derived_scale<Env, S>(env.block->factor, power_of(comp, static_cast<std::size_t>(e.local)));
     v.stat_scale[S] = scale;
     const param_geometry& g = *v.geometry;
-    if constexpr (e.decl.where == scope::row || e.decl.where == scope::column) {
+    if constexpr (e.decl.where == scope::row || e.decl.where == scope::column || e.decl.where == scope::block) {
       v.stat_value[S] = 0.0;
     } else {
       v.stat_value[S] = mul(env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)], scale);
@@ -161,35 +162,6 @@ struct chain_runner {
   }
 };
 
-// The contribution of a value to one statistic.
-template <reduction Op>
-MIXPREC_HOST_DEVICE double contribution(float v, float p, float min_normal) {
-  if constexpr (Op == reduction::sum) {
-    return static_cast<double>(v);
-  } else if constexpr (Op == reduction::max_abs) {
-    return fabs(static_cast<double>(v));
-  } else if constexpr (Op == reduction::non_finite_count) {
-    return (bit_cast<std::uint32_t>(v) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
-  } else if constexpr (Op == reduction::zero_count) {
-    return v == 0.0f ? 1.0 : 0.0;
-  } else if constexpr (Op == reduction::subnormal_count) {
-    return (v != 0.0f && fabsf(v) < min_normal) ? 1.0 : 0.0;
-  } else {
-    const double a = fabs(static_cast<double>(v));
-    if (p == 2.0f) return mul(a, a);  // not fused into the sum it feeds (exact either way: as before)
-    if (p == 1.0f || p == infinity_norm) return a;
-    return pow(a, static_cast<double>(p));
-  }
-}
-template <reduction Op>
-MIXPREC_HOST_DEVICE bool combines_by_max(float p) {
-  return Op == reduction::max_abs || (Op == reduction::power_sum && p == infinity_norm);
-}
-MIXPREC_HOST_DEVICE double combine_values(double a, double b, bool is_max) {
-  if (!is_max) return a + b;
-  return ((b > a) | (b != b)) ? b : a;  // max; a NaN on either side wins
-}
-
 template <std::size_t F>
 struct pass_partial {
   static constexpr std::size_t fields = F > 0 ? F : 1;
@@ -202,9 +174,10 @@ template <int Q, bool Squares, class Env, int Code>
 struct measure_body {
   static constexpr plan_data d = Env::plan::data;
   static constexpr pass_entry pass = d.passes[Q];
-  static constexpr int F = pass.fields, NR = pass.row_stats, NC = pass.column_stats;
+  static constexpr int F = pass.fields, NR = pass.row_stats, NC = pass.column_stats, NB = pass.block_stats;
+  static constexpr int NS = NR + NC + NB;  // statistics reduced apart from the tile partials (staged on CUDA)
   // The statistics of this pass, in plan order, with the value each reads.
-  static constexpr int nstats = F + NR + NC;
+  static constexpr int nstats = F + NS;
   struct stat_list {
     int s[nstats > 0 ? nstats : 1];
   };
@@ -348,7 +321,7 @@ struct measure_body {
       const double a = static_cast<double>(v);
       return mul(a, a);
     } else {
-      return contribution<op>(v, power[k], min_normal);
+      return reduction_policy<op>::contribution(v, power[k], min_normal);
     }
   }
   // acc + contribution_of<k>(v), for a statistic that adds (a square by
@@ -363,7 +336,7 @@ struct measure_body {
   MIXPREC_HOST_DEVICE bool is_max() const {
     constexpr reduction op = d.stats[list.s[k]].decl.op;
     if constexpr (Squares && op == reduction::power_sum) return false;
-    else return combines_by_max<op>(power[k]);
+    else return reduction_policy<op>::combines_by_max(power[k]);
   }
   MIXPREC_HOST_DEVICE bool field_is_max(int f) const { return field_is_max_of(f, std::make_integer_sequence<int, F>{}); }
   template <int... k>

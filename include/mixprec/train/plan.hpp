@@ -25,6 +25,7 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/format/format_traits.hpp>
+#include <mixprec/train/reduction.hpp>
 
 namespace mixprec {
 
@@ -89,7 +90,7 @@ struct stat_entry {
   int pass = 0;                    // the measuring pass that reduces it
   std::uint64_t derived_mask = 0;  // multipliers whose factors scale the measured value
   int slot = 0;                    // index among its pass's statistics of the same kind
-  bool field = true;               // global or per-parameter (a field of the tile partials); else per row/column/slice
+  bool field = true;               // global or per-parameter (a field of the tile partials); else per row/column/slice/block
   int revealed_by = -1;            // a non-finite count another statistic's sum of squares reveals (see below)
 };
 
@@ -100,6 +101,7 @@ struct pass_entry {
   int fields = 0;       // global and per-parameter statistics
   int row_stats = 0;    // per-row and per-slice statistics
   int column_stats = 0;
+  int block_stats = 0;  // per-block statistics (each tile holds whole blocks)
 };
 
 enum class plan_error {
@@ -112,7 +114,10 @@ enum class plan_error {
   not_replayable,
   writer_before_statistics,
   two_writers,
-  two_holders
+  two_holders,
+  block_size,            // a per-block statistic's block is not a power of two from 16 to 4096
+  block_sizes_differ,    // per-block statistics of one chain have different blocks
+  block_with_positions   // per-block statistics beside per-row, per-column or per-slice ones
 };
 
 struct plan_data {
@@ -126,6 +131,7 @@ struct plan_data {
   int npasses = 0;  // measuring passes and the update pass
   int max_level = 0;
   bool positions = false;  // tiles of whole rows, with row and column indices
+  std::uint32_t block = 0;  // elements per block of the per-block statistics (0: none)
   int writer = -1, holder = -1, scaler = -1;
   plan_error error = plan_error::none;
   int error_component = 0, error_other = 0;
@@ -153,6 +159,29 @@ constexpr void summarize_components(plan_data& d) {
   for (int k = 0; k < d.n; ++k) d.comp[k] = all[k];
 }
 
+// A per-block statistic: a block of a power of two from 16 to a tile's
+// size (so every tile of consecutive elements holds whole blocks), one
+// block size per chain.
+inline constexpr std::uint32_t max_block = 4096;  // detail::tile_size (checked in train/pass_runner.hpp)
+constexpr void check_block(plan_data& d, const stat_entry& e, int k) {
+  const std::uint32_t b = e.decl.block;
+  if (b < 16 || b > max_block || (b & (b - 1)) != 0) {
+    d.error = plan_error::block_size;
+    d.error_component = k;
+  } else if (d.block != 0 && d.block != b) {
+    d.error = plan_error::block_sizes_differ;
+    d.error_component = d.stats[0].component;
+    for (int j = 0; j < d.nstats; ++j)
+      if (d.stats[j].decl.where == scope::block) {
+        d.error_component = d.stats[j].component;
+        break;
+      }
+    d.error_other = k;
+  } else {
+    d.block = b;
+  }
+}
+
 // Phase 2: every component's statistics in one table, in chain order.
 template <class... C>
 constexpr void flatten_statistics(plan_data& d) {
@@ -170,6 +199,7 @@ constexpr void flatten_statistics(plan_data& d) {
       e.component = k;
       e.local = j;
       e.decl = statistic_of<T>(static_cast<std::size_t>(j));
+      if (e.decl.where == scope::block) check_block(d, e, k);
     }
     ++k;
   };
@@ -250,11 +280,12 @@ constexpr void assign_levels(plan_data& d) {
         e.level = avail;  // before-statistics rules run in every pass; a multiplier scales its own output
         e.derived_mask = (derived ? mask : 0) | (c.multiplier ? (std::uint64_t{1} << k) : 0);
       }
-      // A multiplier moves values across the smallest normal, so a subnormal
-      // count is not measured before it: it waits for the pass after the
-      // pending multipliers are decided. (A multiplier's count of its own
-      // output is taken before its own factor: that factor needs it first.)
-      if (e.decl.op == reduction::subnormal_count && e.derived_mask != 0 &&
+      // A statistic with no formula under scaling (a subnormal count: a
+      // multiplier moves values across the smallest normal) is not measured
+      // before pending multipliers: it waits for the pass after they are
+      // decided. (A multiplier's count of its own output is taken before its
+      // own factor: that factor needs it first.)
+      if (scaling_of(e.decl.op) == under_scaling::remeasure && e.derived_mask != 0 &&
           !(e.decl.of == source::output && c.multiplier)) {
         e.level = avail + 1;
         e.derived_mask = 0;
@@ -330,11 +361,19 @@ constexpr void form_measuring_passes(plan_data& d) {
       const scope w = e.decl.where;
       e.field = w == scope::global || w == scope::parameter;
       if (e.field) e.slot = p.fields++;
+      else if (w == scope::block) e.slot = p.block_stats++;
       else if (w == scope::column) e.slot = p.column_stats++;
       else e.slot = p.row_stats++;
-      d.positions = d.positions || !e.field;
+      d.positions = d.positions || (!e.field && w != scope::block);
     }
     ++d.npasses;
+  }
+  // Per-block statistics need tiles of consecutive elements (whole blocks);
+  // per-row, per-column and per-slice ones need tiles of rows.
+  if (d.block != 0 && d.positions) {
+    d.error = plan_error::block_with_positions;
+    for (int j = d.nstats - 1; j >= 0; --j)
+      if (d.stats[j].decl.where == scope::block) d.error_component = d.stats[j].component;
   }
 }
 
@@ -483,6 +522,27 @@ struct chain_rule<plan_error::two_writers, Component, Other> {
   static constexpr bool ok = false;
 };
 template <class Component, class Other>
+struct chain_rule<plan_error::block_size, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: a per-block statistic needs a block of a power of two from 16 to 4096 elements "
+                "(statistic::block; Component declares it)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::block_sizes_differ, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: the per-block statistics of one chain share one block size (Component and Other "
+                "declare different ones)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::block_with_positions, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: per-block statistics (Component) cannot share a chain with per-row, per-column or "
+                "per-slice ones yet: their tiles differ");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
 struct chain_rule<plan_error::two_holders, Component, Other> {
   static_assert(always_false_v<Component>,
                 "mixprec::chain: at most one component may hold a step (every_k); Component and Other both do");
@@ -505,17 +565,7 @@ inline const char* scope_name(scope s) {
     case scope::row: return "per row";
     case scope::column: return "per column";
     case scope::slice: return "per slice";
-  }
-  return "?";
-}
-inline const char* reduction_name(reduction r) {
-  switch (r) {
-    case reduction::sum: return "sum";
-    case reduction::power_sum: return "sum |x|^p";
-    case reduction::max_abs: return "max |x|";
-    case reduction::non_finite_count: return "non-finite count";
-    case reduction::zero_count: return "zero count";
-    case reduction::subnormal_count: return "subnormal count";
+    case scope::block: return "per block";
   }
   return "?";
 }
@@ -568,7 +618,9 @@ struct chain_plan {
           const detail::stat_entry& e = data.stats[j];
           if (e.pass != q) continue;
           out += " " + name_of(e.component) + "." + e.decl.name + " (" +
-                 detail::scope_name(e.decl.where) + " " + detail::reduction_name(e.decl.op) + " of " +
+                 detail::scope_name(e.decl.where) +
+                 (e.decl.where == scope::block ? " of " + std::to_string(e.decl.block) : std::string()) + " " +
+                 detail::reduction_name(e.decl.op) + " of " +
                  (e.decl.of == source::input    ? "its input"
                   : e.decl.of == source::output ? "its output"
                   : e.decl.of == source::weights ? "the weights"

@@ -170,16 +170,25 @@ struct step_runner {
       power[k++] = pw;
       if (d.stats[j].decl.op == reduction::power_sum) squares = squares && pw == 2.0f;
     }
-    if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
-    else measure_with<q, false, Code>(env, st, ntiles, s, power);
+    // A pass without sums of |x|^p is instantiated once (compile time).
+    if constexpr (has_power_sum(q)) {
+      if (squares) measure_with<q, true, Code>(env, st, ntiles, s, power);
+      else measure_with<q, false, Code>(env, st, ntiles, s, power);
+    } else {
+      measure_with<q, true, Code>(env, st, ntiles, s, power);
+    }
     // Every rank's statistics, combined before the scalar rules (mixprec/dist).
     for (int j = 0; j < d.nstats; ++j) {
       if (d.stats[j].pass != q) continue;
-      const bool is_max = d.stats[j].decl.op == reduction::max_abs ||
-                          (d.stats[j].decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      const bool is_max = combines_by_max(d.stats[j].decl.op, power_of_stat(j));
       auto& values = st.stats_[static_cast<std::size_t>(j)];
       hooks.combine(raw(values), values.size(), is_max, s);
     }
+  }
+  static constexpr bool has_power_sum(int q) {
+    for (int j = 0; j < d.nstats; ++j)
+      if (d.stats[j].pass == q && d.stats[j].decl.op == reduction::power_sum) return true;
+    return false;
   }
   float power_of_stat(int j) const {
     float p = 2.0f;
@@ -207,6 +216,11 @@ struct step_runner {
     for (int k = 0; k < p.column_stats; ++k) body.column_partials[k] = raw(pb.columns[static_cast<std::size_t>(k)]);
     value_t* partials = st.ws_.template slice<value_t>(0, ntiles);
     value_t* scratch = st.ws_.template slice<value_t>(workspace::round_up(ntiles * sizeof(value_t)), combine_blocks(ntiles));
+    // Per-block statistics are written in place by the tiles holding their
+    // blocks; a rank's blocks outside its shard stay 0 for the combine.
+    for (int j = 0; j < d.nstats; ++j)
+      if (d.stats[j].pass == q && d.stats[j].decl.where == scope::block)
+        for_each_index(s, st.layout_.blocks, zero_entries{raw(st.stats_[static_cast<std::size_t>(j)])});
     run_measure(s, ntiles, body, partials);
     // Global and per-parameter statistics: the tile partials combined.
     value_t* out = reinterpret_cast<value_t*>(raw(pb.field_out));
@@ -217,9 +231,8 @@ struct step_runner {
     // Per-row, per-column and per-slice statistics.
     for (int j = 0; j < d.nstats; ++j) {
       const stat_entry& e = d.stats[j];
-      if (e.pass != q || e.field) continue;
-      const bool is_max = e.decl.op == reduction::max_abs ||
-                          (e.decl.op == reduction::power_sum && power_of_stat(j) == infinity_norm);
+      if (e.pass != q || e.field || e.decl.where == scope::block) continue;
+      const bool is_max = combines_by_max(e.decl.op, power_of_stat(j));
       double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
       if (e.decl.where == scope::column) {
         for_each_index(s, st.layout_.columns,
