@@ -10,14 +10,30 @@ undefined to one, and the kernel would abort on the GPU. Update passes
 without 128-bit loads are listed by name (those of chains whose tiles have
 positions, Adafactor's say, run element by element).
 
+With --pinned FMAD_DEFAULT FMAD_OFF (two objects of tests/core/
+pinned_probe.cpp, built by the CUDA preset with nvcc's default -fmad=true
+and with -fmad=false): checks that the consumer's kernel
+(consumer_multiply_add_kernel, a * b + c) uses FFMA only in the first, and
+that every other kernel, the library's, has the same floating-point
+arithmetic in both (per kernel, the count of each multiply, add and fused
+multiply-add opcode: FFMA, FMUL, FADD, DFMA, DMUL, DADD and the half2
+forms; registers and branch targets may differ): the library's device
+arithmetic does not depend on the consumer's -fmad. Exits 1 otherwise,
+naming the kernels and their counts. Double-precision counts outside the
+update passes are reported, not failed: CUDA's own cos and pow (cosine
+schedules, general power sums) compile with the consumer's -fmad.
+
 Needs cuobjdump and c++filt: cuobjdump from the CUDA toolkit, or from PyPI
 (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm: cuobjdump needs
 nvdisasm for -sass; --cuobjdump names its path; scripts/install-deps.sh
 sass makes build/sass-venv with both).
 
 Usage: scripts/sass-check.py [EXE] [--cuobjdump PATH] [--match TEXT]
+       scripts/sass-check.py --pinned FMAD_DEFAULT FMAD_OFF [--cuobjdump PATH]
   EXE      default build/cuda/bench/bench_step (cmake --workflow --preset cuda-build)
   --match  report only kernels whose demangled name contains TEXT
+  --pinned the two objects of tests/core/pinned_probe.cpp, e.g.
+           build/cuda/tests/CMakeFiles/pinned_probe_fmad_{default,off}.dir/core/pinned_probe.cpp.o
 """
 import argparse
 import collections
@@ -78,12 +94,107 @@ def short(name):
     return name[:150] + ("..." if len(name) > 150 else "")
 
 
+INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(.*?)\s*;")
+
+
+def functions(tool, path):
+    """{mangled kernel name: [instruction text, ...]} of an object or executable."""
+    sass = subprocess.run([tool, "-sass", path], capture_output=True, text=True, check=True).stdout
+    out, current = {}, None
+    for line in sass.splitlines():
+        m = re.search(r"Function : (\S+)", line)
+        if m:
+            current = m.group(1)
+            out[current] = []
+            continue
+        m = INSTRUCTION.search(line)
+        if current and m:
+            out[current].append(re.sub(r"\s+", " ", m.group(1)))
+    return out
+
+
+ARITHMETIC = ("FFMA", "FMUL", "FADD", "DFMA", "DMUL", "DADD", "HFMA2", "HMUL2", "HADD2")
+
+
+def arithmetic(code):
+    """Counts of the multiply / add / fused multiply-add opcodes of a kernel."""
+    counts = collections.Counter()
+    for i in code:
+        op = re.sub(r"^@!?U?P\w+ ", "", i).split(" ")[0].split(".")[0]
+        if op in ARITHMETIC:
+            counts[op] += 1
+    return counts
+
+
+def pinned(tool, fmad_default, fmad_off):
+    """The library's kernels do the same arithmetic under -fmad=true and -fmad=false."""
+    a, b = functions(tool, fmad_default), functions(tool, fmad_off)
+    consumer = [n for n in a if "consumer_multiply_add_kernel" in n]
+    if not consumer:
+        print("sass-check: FAILED: no consumer_multiply_add_kernel in %s" % fmad_default)
+        return 1
+    status = 0
+    name = consumer[0]
+    fused, unfused = arithmetic(a[name])["FFMA"], arithmetic(b.get(name, []))["FFMA"]
+    print("consumer_multiply_add_kernel: %d FFMA with nvcc's default -fmad, %d with -fmad=false" % (fused, unfused))
+    if fused == 0 or unfused != 0:
+        print("sass-check: FAILED: the consumer's a * b + c should be an FFMA under -fmad=true only")
+        status = 1
+    library = sorted(n for n in a if n != name)
+    # CUDA's own double-precision math (cos in cosine_decay's decide kernel,
+    # pow in the measuring passes' general power sums) is compiled into the
+    # kernels with the consumer's -fmad: its DFMA/DADD counts may differ and
+    # are reported, not failed. The library's float arithmetic, and every
+    # operation of the update passes (the element rules), must not differ.
+    single = ("FFMA", "FMUL", "FADD", "HFMA2", "HMUL2", "HADD2")
+
+    def strict(n):
+        return "update_kernel" in n or "update_body" in n
+
+    def same(n):
+        x, y = arithmetic(a[n]), arithmetic(b.get(n, []))
+        if strict(n):
+            return x == y
+        return all(x[k] == y[k] for k in single)
+    differ = [n for n in library if not same(n)]
+    math_only = [n for n in library if same(n) and arithmetic(a[n]) != arithmetic(b.get(n, []))]
+    if math_only:
+        names = dict(zip(math_only, demangle(math_only)))
+        print("double-precision counts that differ outside the update passes (reported, not failed: CUDA's own "
+              "cos and pow compile with the consumer's -fmad, and nvcc may schedule double code differently):")
+        for n in math_only:
+            print("  %s\n    -fmad=true: %s  -fmad=false: %s" % (short(names[n]), dict(arithmetic(a[n])),
+                                                               dict(arithmetic(b.get(n, [])))))
+    total = collections.Counter()
+    for n in library:
+        total += arithmetic(a[n])
+    print("library: %d kernels, arithmetic %s; %d kernels differ under -fmad=false"
+          % (len(library), ", ".join("%s %d" % (k, total[k]) for k in ARITHMETIC if total[k]), len(differ)))
+    if not library:
+        print("sass-check: FAILED: no library kernels in %s" % fmad_default)
+        status = 1
+    if differ:
+        names = dict(zip(differ, demangle(differ)))
+        for n in differ:
+            print("  %s\n    -fmad=true: %s\n    -fmad=false: %s" % (short(names[n]), dict(arithmetic(a[n])),
+                                                                   dict(arithmetic(b.get(n, [])))))
+        print("sass-check: FAILED: the library's device arithmetic depends on the consumer's -fmad")
+        status = 1
+    return status
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("exe", nargs="?", default="build/cuda/bench/bench_step")
     ap.add_argument("--cuobjdump")
     ap.add_argument("--match", default="")
+    ap.add_argument("--pinned", nargs=2, metavar=("FMAD_DEFAULT", "FMAD_OFF"))
     args = ap.parse_args()
+    if args.pinned:
+        for path in args.pinned:
+            if not os.path.exists(path):
+                sys.exit("sass-check: %s not found (build it: cmake --workflow --preset cuda-build)" % path)
+        return pinned(find_cuobjdump(args.cuobjdump), *args.pinned)
     if not os.path.exists(args.exe):
         sys.exit("sass-check: %s not found (build it: cmake --workflow --preset cuda-build)" % args.exe)
     tool = find_cuobjdump(args.cuobjdump)

@@ -58,7 +58,7 @@ def _command(backend: str, source: Path, output: Path) -> list[str]:
             if not a.endswith("-real"):
                 archs.append(f"-gencode=arch=compute_{num},code=compute_{num}")
         return [info.CUDA_COMPILER, "-std=c++17", "-O3", "-shared", "-Xcompiler=-fPIC", "--expt-relaxed-constexpr",
-                "-fmad=false", "-Xcompiler=-ffp-contract=off", *archs, *defines, *includes, "-x", "cu",
+                *archs, *defines, *includes, "-x", "cu",
                 str(source), "-o", str(output), f"-L{info.CUDA_LIBRARY_DIR}", "-lcudart"]
     return [info.CXX, "-std=c++17", "-O3", "-shared", "-fPIC", *info.HOST_FLAGS, *info.OPENMP_FLAGS, *defines,
             *includes, str(source), "-o", str(output)]

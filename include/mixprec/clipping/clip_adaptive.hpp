@@ -15,6 +15,9 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -45,7 +48,7 @@ struct clip_adaptive {
     const float w = static_cast<float>(sqrt(ctx.statistic(weight_sq)));
     const float g = static_cast<float>(sqrt(ctx.statistic(input_sq)));
     const float max = (w > eps ? w : eps) * clipping;
-    return u * (g < max ? 1.0f : max / (g > 1e-6f ? g : 1e-6f));
+    return detail::mul(u, g < max ? 1.0f : max / (g > 1e-6f ? g : 1e-6f));
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -55,3 +58,5 @@ struct clip_adaptive {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -13,6 +13,9 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -60,7 +63,7 @@ struct clip_by_global_norm {
   MIXPREC_HOST_DEVICE float multiplier(const scalars& s) const { return s.coef; }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    return u * ctx.scalars().coef;
+    return detail::mul(u, ctx.scalars().coef);
   }
   MIXPREC_HOST_DEVICE float report(quantity q, const scalars&, const scalars& now) const {
     return q == quantity::clip_coefficient ? now.coef : q == quantity::gradient_norm ? now.norm : NAN;
@@ -78,3 +81,5 @@ struct clip_by_global_norm {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -6,6 +6,9 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -35,3 +38,5 @@ struct clip_by_value {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -65,7 +65,10 @@
 
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/core/config.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/format/format_traits.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -257,3 +260,5 @@ MIXPREC_HOST_DEVICE double root_of(double acc, float p) {
 
 }  // namespace detail
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -3,7 +3,10 @@
 //
 // Both are index-based on purpose: on the host backend, a functor over a
 // counting iterator that holds raw pointers vectorises, while Thrust's zip
-// iterators cost 4-7x (docs/design.md).
+// iterators cost 4-7x (docs/design.md). On the host backends the loop is the
+// library's own (Thrust's OpenMP for_each is the same parallel for): GCC
+// would not inline the library's functors into a loop compiled outside the
+// library's pinned arithmetic (core/pinned_arithmetic.hpp).
 #pragma once
 
 #include <cstddef>
@@ -12,7 +15,10 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/execution.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -20,7 +26,16 @@ template <class F>
 void for_each_index(stream s, std::size_t n, F f) {
   if (n == 0) return;
   translate_errors("for_each_index", [&] {
+#if defined(MIXPREC_BACKEND_CUDA)
     thrust::for_each_n(policy(s), thrust::counting_iterator<std::size_t>(0), n, f);
+#else
+    (void)s;
+    const std::ptrdiff_t count = static_cast<std::ptrdiff_t>(n);
+#if defined(MIXPREC_BACKEND_OMP)
+#pragma omp parallel for
+#endif
+    for (std::ptrdiff_t i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
+#endif
   });
   MIXPREC_CHECK_LAUNCH("for_each_index");
 }
@@ -55,3 +70,5 @@ void for_each_zipped(stream s, std::size_t n, F f, Ptrs... ptrs) {
 }
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

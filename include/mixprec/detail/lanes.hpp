@@ -5,6 +5,9 @@
 #pragma once
 
 #include <mixprec/core/config.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -19,3 +22,5 @@ MIXPREC_HOST_DEVICE T fold_lanes(T (&lane)[interleaved_lanes], const Combine& co
 }
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

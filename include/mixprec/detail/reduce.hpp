@@ -12,8 +12,11 @@
 
 #include <cstddef>
 
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/detail/workspace.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -51,3 +54,5 @@ void transform_reduce(stream s, workspace& ws, std::size_t n, const Op& op, type
 }
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -10,6 +10,9 @@
 #include <cmath>
 
 #include <mixprec/core/config.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -25,3 +28,5 @@ MIXPREC_HOST_DEVICE double add_square(double acc, float v) {
 }
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -31,12 +31,15 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/execution.hpp>
 #include <mixprec/detail/lanes.hpp>
 
 #if defined(MIXPREC_BACKEND_CUDA)
 #include <cub/block/block_reduce.cuh>
 #endif
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -221,3 +224,5 @@ void combine_segments(stream s, const Body& body, const T* parts, const std::siz
 }
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -31,8 +31,11 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/core/stream.hpp>
 #include <mixprec/detail/memory.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -183,3 +186,5 @@ class statistics_log {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -32,9 +32,13 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+#include <mixprec/detail/square_root.hpp>
 #include <mixprec/optim/schedules.hpp>
 #include <mixprec/optim/stages.hpp>
 #include <mixprec/train/chain.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -118,7 +122,7 @@ struct scale_by_factored_rms {
     }
     const float floor = static_cast<float>(static_cast<double>(eps1) * static_cast<double>(eps1));
     v = v > floor ? v : floor;
-    return (1.0f / sqrtf(v)) * g;
+    return detail::mul(1.0f / detail::square_root(v), g);
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -175,7 +179,7 @@ struct scale_by_relative_step {
     const double alpha = (static_cast<double>(eps2) > rms_w ? static_cast<double>(eps2) : rms_w) * ctx.scalars().rho;
     const double rms_u = sqrt(ctx.statistic(update_sq)) / (root_n * static_cast<double>(d));
     const double denom = rms_u > 1.0 ? rms_u : 1.0;
-    return static_cast<float>(-alpha / denom) * u;
+    return detail::mul(static_cast<float>(-alpha / denom), u);
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -214,3 +218,5 @@ inline auto adafactor(const adafactor_options& o) {
 }
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

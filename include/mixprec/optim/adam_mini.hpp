@@ -60,10 +60,14 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+#include <mixprec/detail/square_root.hpp>
 #include <mixprec/optim/name_patterns.hpp>
 #include <mixprec/optim/schedules.hpp>
 #include <mixprec/optim/stages.hpp>
 #include <mixprec/train/chain.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -149,7 +153,7 @@ struct scale_by_adam_mini {
     if (e.state(block_rows).get() != 0.0f || e.geometry().size == 0) return;
     const float mean = static_cast<float>(e.statistic(block_sq) / static_cast<double>(e.geometry().size));
     const auto v = e.state(v_block);
-    v.set(v.get() * b2 + (1.0f - b2) * mean);
+    v.set(detail::mul(v.get(), b2) + detail::mul(1.0f - b2, mean));
   }
   // Blocks of k rows: every row of a block sums the block's rows in the same
   // order and keeps the same value.
@@ -164,7 +168,7 @@ struct scale_by_adam_mini {
     for (std::uint64_t r = 0; r < rows; ++r) sum += e.statistic_of_row(row_sq, first + r);
     const float mean = static_cast<float>(sum / static_cast<double>(rows * e.cols()));
     const auto v = e.state(v_row);
-    v.set(v.get() * b2 + (1.0f - b2) * mean);
+    v.set(detail::mul(v.get(), b2) + detail::mul(1.0f - b2, mean));
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
@@ -173,13 +177,14 @@ struct scale_by_adam_mini {
     const float correction2 = ctx.scalars().bias_correction2_sqrt;
     if (k < 0.0f) {
       // Per element, as the authors' Adam branch: v*b2 + ((1 - b2) g) g.
-      const float vt = ctx.state(v_element).update([&](float old) { return old * b2 + ((1.0f - b2) * u) * u; });
-      const float h = sqrtf(vt) / correction2 + eps;
+      const float vt =
+          ctx.state(v_element).update([&](float old) { return detail::mul(old, b2) + detail::mul((1.0f - b2) * u, u); });
+      const float h = detail::square_root(vt) / correction2 + eps;
       return (ctx.scalars().inverse_bias_correction1 * mt) / h;
     }
     const float v = k > 0.0f ? ctx.state(v_row).get() : ctx.state(v_block).get();
-    const float h = sqrtf(v) / correction2 + eps;
-    return mt * ((1.0f / h) * ctx.scalars().inverse_bias_correction1);
+    const float h = detail::square_root(v) / correction2 + eps;
+    return detail::mul(mt, (1.0f / h) * ctx.scalars().inverse_bias_correction1);
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -274,3 +279,5 @@ auto adam_mini(const adam_mini_options& o) {
 }
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

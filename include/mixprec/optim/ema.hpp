@@ -34,7 +34,10 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/optim/stages.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -112,7 +115,7 @@ struct ema_of_weights {
       ctx.state(ema).update([&](float old) { return detail::torch_lerp(old, w, weight); });
     } else {
       const float d = ctx.scalars().decay, c = ctx.scalars().one_minus;
-      ctx.state(ema).update([&](float old) { return d * old + c * w; });
+      ctx.state(ema).update([&](float old) { return detail::mul(d, old) + detail::mul(c, w); });
     }
     return u;
   }
@@ -133,3 +136,5 @@ struct ema_of_weights {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -18,9 +18,12 @@
 // Philox-4x32-10, cast/generator.hpp).
 #pragma once
 
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/optim/schedules.hpp>
 #include <mixprec/optim/stages.hpp>
 #include <mixprec/train/chain.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -135,3 +138,5 @@ template <class StateFormat = float, class Generator = default_generator>
 auto lion(const lion_options& o) { return lion<StateFormat, Generator>(o, constant_schedule{o.lr}); }
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -24,6 +24,9 @@
 
 #include <mixprec/core/config.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -56,7 +59,7 @@ struct linear_schedule {
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     if (s >= steps) return to;
     const double f = static_cast<double>(s) / static_cast<double>(steps);
-    return static_cast<float>(from + (static_cast<double>(to) - from) * f);
+    return static_cast<float>(from + detail::mul(static_cast<double>(to) - from, f));
   }
   void validate() const {
     detail::require_rate(from, "linear_schedule", "from");
@@ -78,7 +81,7 @@ struct cosine_decay {
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     const double t = static_cast<double>(s < decay_steps ? s : decay_steps) / static_cast<double>(decay_steps);
     const double cosine = 0.5 * (1.0 + cos(3.14159265358979323846 * t));
-    return static_cast<float>(init * ((1.0 - alpha) * cosine + alpha));
+    return static_cast<float>(init * (detail::mul(1.0 - alpha, cosine) + alpha));
   }
   void validate() const {
     detail::require_rate(init, "cosine_decay", "init");
@@ -136,7 +139,7 @@ struct inverse_time_decay {
   }
   // Adagrad's clr = lr / (1 + (step - 1) * lr_decay), in double as Python computes it.
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
-    return static_cast<float>(static_cast<double>(init) / (1.0 + static_cast<double>(s) * decay));
+    return static_cast<float>(static_cast<double>(init) / (1.0 + detail::mul(static_cast<double>(s), static_cast<double>(decay))));
   }
   void validate() const {
     detail::require_rate(init, "inverse_time_decay", "init");
@@ -158,7 +161,7 @@ struct warmup {
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
     if (s >= steps) return then(s - steps);
     const double f = static_cast<double>(s) / static_cast<double>(steps);
-    return static_cast<float>(start + (static_cast<double>(then(0)) - start) * f);
+    return static_cast<float>(start + detail::mul(static_cast<double>(then(0)) - start, f));
   }
   void validate() const {
     detail::require_rate(start, "warmup", "start");  // steps = 0: no warm-up (operator() never divides by it)
@@ -167,3 +170,5 @@ struct warmup {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -29,8 +29,12 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+#include <mixprec/detail/square_root.hpp>
 #include <mixprec/optim/name_patterns.hpp>
 #include <mixprec/optim/schedules.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -47,7 +51,7 @@ void validate_schedule(const S& s) {
 // end - (end - start)(1 - w), each operation rounded.
 MIXPREC_HOST_DEVICE float torch_lerp(float start, float end, float w) {
   const float diff = end - start;
-  return (w < 0.5f && w > -0.5f) ? start + w * diff : end - diff * (1.0f - w);
+  return (w < 0.5f && w > -0.5f) ? start + mul(w, diff) : end - mul(diff, 1.0f - w);
 }
 // A checkpoint's learning rate: a schedule's value (finite, non-negative).
 inline void require_learning_rate(float lr, const char* who) {
@@ -76,7 +80,7 @@ struct scale_by_constant {
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx&) const {
-    return u * factor;  // exact for factor 1
+    return detail::mul(u, factor);  // exact for factor 1
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -95,7 +99,7 @@ struct add_decayed_weights {
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    return u + ctx.weight() * (weight_decay * ctx.group().weight_decay_scale);  // adds 0 without decay
+    return u + detail::mul(ctx.weight(), weight_decay * ctx.group().weight_decay_scale);  // adds 0 without decay
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -130,8 +134,8 @@ struct decoupled_weight_decay {
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     // PyTorch AdamW: param.mul_(1 - lr * weight_decay), the factor in double, applied in float.
-    const double factor = 1.0 - static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale) *
-                                    static_cast<double>(weight_decay * ctx.group().weight_decay_scale);
+    const double factor = 1.0 - detail::mul(static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale),
+                                            static_cast<double>(weight_decay * ctx.group().weight_decay_scale));
     ctx.scale_weight(static_cast<float>(factor));
     return u;
   }
@@ -190,8 +194,8 @@ struct decoupled_weight_decay_by_name {
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     // As decoupled_weight_decay; a factor of exactly 1 where the flag is 0.
     const float wd = weight_decay * ctx.group().weight_decay_scale * ctx.state(decays).get();
-    const double factor =
-        1.0 - static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale) * static_cast<double>(wd);
+    const double factor = 1.0 - detail::mul(static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale),
+                                            static_cast<double>(wd));
     ctx.scale_weight(static_cast<float>(factor));
     return u;
   }
@@ -231,8 +235,9 @@ struct trace {
     if constexpr (Ctx::variant == 0) return u;
     // PyTorch: the first step copies the gradient (no dampening).
     const bool first = ctx.t() == 1;
-    const float buf = ctx.state(buffer).update([&](float old) { return first ? u : old * momentum + u * (1.0f - dampening); });
-    return nesterov ? u + buf * momentum : buf;
+    const float buf = ctx.state(buffer).update(
+        [&](float old) { return first ? u : detail::mul(old, momentum) + detail::mul(u, 1.0f - dampening); });
+    return nesterov ? u + detail::mul(buf, momentum) : buf;
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -281,12 +286,13 @@ struct scale_by_adam {
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    const float mt = ctx.state(m).update([&](float old) { return old * b1 + u * (1.0f - b1); });
-    const float vt = ctx.state(v).update([&](float old) { return old * b2 + u * u * (1.0f - b2); });
+    const float mt = ctx.state(m).update([&](float old) { return detail::mul(old, b1) + detail::mul(u, 1.0f - b1); });
+    const float vt =
+        ctx.state(v).update([&](float old) { return detail::mul(old, b2) + detail::mul(u * u, 1.0f - b2); });
     // amsgrad: the running max of the raw second moment, as PyTorch.
     float vmaxt = vt;
     if constexpr (Ctx::variant == 1) vmaxt = ctx.state(vmax).update([&](float old) { return old > vt ? old : vt; });
-    const float denom = sqrtf(vmaxt) / ctx.scalars().bias_correction2_sqrt + eps;
+    const float denom = detail::square_root(vmaxt) / ctx.scalars().bias_correction2_sqrt + eps;
     return (mt / ctx.scalars().bias_correction1) / denom;
   }
   template <class V>
@@ -322,8 +328,8 @@ struct scale_by_rss {
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    const float s = ctx.state(sum).update([&](float old) { return old + u * u; });
-    return u / (sqrtf(s) + eps);
+    const float s = ctx.state(sum).update([&](float old) { return old + detail::mul(u, u); });
+    return u / (detail::square_root(s) + eps);
   }
   template <class V>
   void visit_hyperparameters(V&& v) const {
@@ -354,8 +360,8 @@ struct scale_by_lion {
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     const auto momentum = ctx.state(m);
-    const float c = momentum.get() * b1 + u * (1.0f - b1);
-    momentum.update([&](float old) { return old * b2 + u * (1.0f - b2); });
+    const float c = detail::mul(momentum.get(), b1) + detail::mul(u, 1.0f - b1);
+    momentum.update([&](float old) { return detail::mul(old, b2) + detail::mul(u, 1.0f - b2); });
     return sign(c);
   }
   template <class V>
@@ -376,7 +382,7 @@ struct scale_by_trust_ratio {
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     const float w = static_cast<float>(sqrt(ctx.statistic(weight_sq)));
     const float n = static_cast<float>(sqrt(ctx.statistic(update_sq)));
-    return u * ((w > 0.0f && n > 0.0f) ? w / n : 1.0f);
+    return detail::mul(u, (w > 0.0f && n > 0.0f) ? w / n : 1.0f);
   }
 };
 
@@ -403,7 +409,7 @@ struct scale_by_learning_rate {
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    return -(ctx.scalars().lr * ctx.group().lr_scale) * u;
+    return detail::mul(-(ctx.scalars().lr * ctx.group().lr_scale), u);
   }
   MIXPREC_HOST_DEVICE float report(quantity q, const scalars&, const scalars& now) const {
     return q == quantity::learning_rate ? now.lr : NAN;
@@ -419,3 +425,5 @@ struct scale_by_learning_rate {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

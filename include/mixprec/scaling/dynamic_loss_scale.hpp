@@ -38,6 +38,9 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -119,7 +122,7 @@ struct dynamic_loss_scale {
   // The scalars here are those of the step's start: the scale the loss was multiplied by.
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    return u * ctx.scalars().inv_scale;
+    return detail::mul(u, ctx.scalars().inv_scale);
   }
 
   template <class Ctx>
@@ -173,3 +176,5 @@ struct dynamic_loss_scale {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -25,11 +25,14 @@
 #include <type_traits>
 
 #include <mixprec/cast/convert.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/reduce.hpp>
 #include <mixprec/tensor/reductions.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -226,3 +229,5 @@ class fp8_scaler {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <mixprec/component/component.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -22,3 +25,5 @@ struct skip_if_non_finite {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -9,6 +9,9 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -45,7 +48,7 @@ struct static_loss_scale {
   }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
-    return u * ctx.scalars().inv_scale;
+    return detail::mul(u, ctx.scalars().inv_scale);
   }
   MIXPREC_HOST_DEVICE float report(quantity q, const scalars& s, const scalars&) const {
     return q == quantity::loss_scale ? s.scale : NAN;
@@ -62,3 +65,5 @@ struct static_loss_scale {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

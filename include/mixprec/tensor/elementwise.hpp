@@ -14,8 +14,11 @@
 #include <type_traits>
 
 #include <mixprec/cast/convert.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 namespace detail {
@@ -65,7 +68,9 @@ struct scale_by {
 template <class Compute = float>
 struct axpby {
   Compute alpha, beta;
-  MIXPREC_HOST_DEVICE Compute operator()(Compute x, Compute y) const { return alpha * x + beta * y; }
+  MIXPREC_HOST_DEVICE Compute operator()(Compute x, Compute y) const {
+    return detail::mul(alpha, x) + detail::mul(beta, y);
+  }
 };
 struct identity {
   template <class Compute>
@@ -117,3 +122,5 @@ void axpby(Compute alpha, tensor_view<X> x, Compute beta, tensor_view<Y> y, R ro
 }
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

@@ -16,7 +16,10 @@
 
 #include <mixprec/cast/philox.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/tensor/shape.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::init {
 
@@ -101,3 +104,5 @@ struct xavier_normal {
 };
 
 }  // namespace mixprec::init
+
+MIXPREC_PINNED_END

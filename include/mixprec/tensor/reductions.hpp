@@ -13,11 +13,14 @@
 #include <type_traits>
 
 #include <mixprec/cast/convert.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/reduce.hpp>
 #include <mixprec/detail/square_sum.hpp>
 #include <mixprec/tensor/device_scalar.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -157,3 +160,5 @@ void count_non_finite(tensor_view<T> t, device_scalar<std::uint64_t>& out, works
 }
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

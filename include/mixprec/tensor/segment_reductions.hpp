@@ -5,12 +5,15 @@
 
 #include <cstddef>
 
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/for_each.hpp>
 #include <mixprec/detail/square_sum.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/detail/workspace.hpp>
 #include <mixprec/tensor/arena_layout.hpp>
 #include <mixprec/tensor/reductions.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 namespace detail {
@@ -52,3 +55,5 @@ void segment_l2_norms(const arena_layout& layout, const T* data, double* out, wo
 }
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

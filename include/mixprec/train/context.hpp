@@ -18,7 +18,10 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/train/environment.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -172,7 +175,7 @@ struct element_context {
   MIXPREC_HOST_DEVICE void scale_weight(float f) const { *weight_factor *= f; }
   // The weight this step writes if u is the final update (the writer stores
   // this value as the fp32 master weight): weight * decay + u.
-  MIXPREC_HOST_DEVICE float updated_weight(float u) const { return w * *weight_factor + u; }
+  MIXPREC_HOST_DEVICE float updated_weight(float u) const { return mul(w, *weight_factor) + u; }
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
@@ -181,10 +184,10 @@ struct element_context {
     constexpr scope where = Env::plan::data.stats[s].decl.where;
     if constexpr (where == scope::row || where == scope::column) {
       const param_geometry& g = *tile.geometry;
-      return env.stats[s][stat_offset(where, g, tile.param, row(), tile.batch, col(), 0)] * tile.stat_scale[s];
+      return mul(env.stats[s][stat_offset(where, g, tile.param, row(), tile.batch, col(), 0)], tile.stat_scale[s]);
     } else if constexpr (where == scope::block) {
       const param_geometry& g = *tile.geometry;
-      return env.stats[s][g.block_base + (i - g.offset) / Env::plan::data.block] * tile.stat_scale[s];
+      return mul(env.stats[s][g.block_base + (i - g.offset) / Env::plan::data.block], tile.stat_scale[s]);
     } else {
       return tile.stat_value[s];
     }
@@ -248,7 +251,7 @@ struct decide_context {
                   "mixprec: a scalar rule reads global statistics; read per-entry ones in decide_row / "
                   "decide_column / decide_parameter or in the element rule");
     const auto& comp = get<K>(env.comps);
-    return env.stats[s][0] * derived_scale<Env, s>(block.factor, power_of(comp, J));
+    return mul(env.stats[s][0], derived_scale<Env, s>(block.factor, power_of(comp, J)));
   }
   // A per-parameter statistic, for parameter p.
   template <std::size_t J>
@@ -258,7 +261,7 @@ struct decide_context {
     static_assert(Env::plan::data.stats[s].decl.where == scope::parameter,
                   "mixprec: statistic_at(stat, p) reads a per-parameter statistic");
     const auto& comp = get<K>(env.comps);
-    return env.stats[s][p] * derived_scale<Env, s>(block.factor, power_of(comp, J));
+    return mul(env.stats[s][p], derived_scale<Env, s>(block.factor, power_of(comp, J)));
   }
   // Elements of the arena (without padding).
   MIXPREC_HOST_DEVICE std::uint64_t elements() const { return env.elements; }
@@ -325,7 +328,7 @@ struct entry_context {
       static_assert(E == extent::row, "mixprec: per-slice statistics are read in decide_row");
       at = g.slice_base + (g.rows_per_slice ? local / g.rows_per_slice : 0);
     }
-    return env.stats[s][at] * derived_scale<Env, s>(env.block->factor, power_of(get<K>(env.comps), J));
+    return mul(env.stats[s][at], derived_scale<Env, s>(env.block->factor, power_of(get<K>(env.comps), J)));
   }
 
   // In a per-row rule: a per-row statistic of row `row` of this entry's
@@ -379,3 +382,5 @@ struct entry_context {
 };
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -11,9 +11,12 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/reduction.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -230,3 +233,5 @@ struct field_entry {
 };
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -18,6 +18,9 @@
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -83,3 +86,5 @@ struct every_k {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END

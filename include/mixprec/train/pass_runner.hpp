@@ -19,6 +19,7 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #include <mixprec/core/error.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/execution.hpp>
 #include <mixprec/detail/lanes.hpp>
 #include <mixprec/detail/tiles.hpp>
@@ -29,6 +30,8 @@
 #if defined(MIXPREC_BACKEND_CUDA)
 #include <cub/block/block_reduce.cuh>
 #endif
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -480,3 +483,5 @@ struct strided_combine {
 };
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -23,6 +23,7 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/square_sum.hpp>
 #include <mixprec/detail/vector_access.hpp>
 #include <mixprec/train/context.hpp>
@@ -30,6 +31,8 @@
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/reduction.hpp>
 #include <mixprec/train/writers.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -88,7 +91,7 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
     if constexpr (e.decl.where == scope::row || e.decl.where == scope::column || e.decl.where == scope::block) {
       v.stat_value[S] = 0.0;
     } else {
-      v.stat_value[S] = env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)] * scale;
+      v.stat_value[S] = mul(env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)], scale);
     }
   } else {
     (void)env;
@@ -292,9 +295,10 @@ struct measure_body {
 
   // Statistic k is a non-finite count that a sum of squares of this pass
   // reveals (plan.hpp): in the squares instantiation it is not swept, and
-  // finish() sets it from the sum.
+  // finish() sets it from the sum. Host and device: the device passes ask
+  // too (a consumer's nvcc need not pass --expt-relaxed-constexpr).
   template <int k>
-  static constexpr bool revealed() {
+  MIXPREC_HOST_DEVICE static constexpr bool revealed() {
     return Squares && d.stats[list.s[k]].revealed_by >= 0;
   }
   MIXPREC_HOST_DEVICE void finish(value_type& v) const { finish_each(v, std::make_integer_sequence<int, nstats>{}); }
@@ -315,7 +319,7 @@ struct measure_body {
     constexpr reduction op = d.stats[list.s[k]].decl.op;
     if constexpr (Squares && op == reduction::power_sum) {
       const double a = static_cast<double>(v);
-      return a * a;
+      return mul(a, a);
     } else {
       return reduction_policy<op>::contribution(v, power[k], min_normal);
     }
@@ -511,7 +515,7 @@ struct update_body {
     if constexpr (ToGradients) {
       out.grad(convert<grad_type>(u));
     } else {
-      const float decayed = w * decay;
+      const float decayed = mul(w, decay);
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
@@ -803,3 +807,5 @@ struct entry_body {
 };
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -10,6 +10,9 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/bit.hpp>
 #include <mixprec/core/config.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec::detail {
 
@@ -41,7 +44,7 @@ struct reduction_policy<reduction::power_sum> {
   MIXPREC_HOST_DEVICE static constexpr bool combines_by_max(float p) { return p == infinity_norm; }
   MIXPREC_HOST_DEVICE static double contribution(float v, float p, float) {
     const double a = fabs(static_cast<double>(v));
-    if (p == 2.0f) return a * a;
+    if (p == 2.0f) return mul(a, a);  // not fused into the sum it feeds (exact either way)
     if (p == 1.0f || p == infinity_norm) return a;
     return pow(a, static_cast<double>(p));
   }
@@ -120,7 +123,7 @@ MIXPREC_HOST_DEVICE double scale_factor(double c, float p) {
   if constexpr (how == under_scaling::abs_power) {
     const double a = fabs(c);
     if (p == infinity_norm) return a;
-    return p == 2.0f ? a * a : pow(a, static_cast<double>(p));
+    return p == 2.0f ? mul(a, a) : pow(a, static_cast<double>(p));
   } else if constexpr (how == under_scaling::abs) {
     return fabs(c);
   } else if constexpr (how == under_scaling::linear) {
@@ -132,3 +135,5 @@ MIXPREC_HOST_DEVICE double scale_factor(double c, float p) {
 }
 
 }  // namespace mixprec::detail
+
+MIXPREC_PINNED_END

@@ -30,6 +30,9 @@
 
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/component/component.hpp>
+#include <mixprec/core/pinned_arithmetic.hpp>
+
+MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
 
@@ -113,3 +116,5 @@ struct kahan_summation {
 };
 
 }  // namespace mixprec
+
+MIXPREC_PINNED_END
