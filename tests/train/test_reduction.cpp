@@ -77,6 +77,25 @@ void check_against_definition(float p, const std::vector<float>& x = sample()) {
   }
 }
 
+// stat(c * x) against scale_factor(c) * stat(x), for factors whose
+// products with the sample are exact in float.
+template <reduction Op>
+void check_scaling(float p) {
+  const std::vector<float> x = sample();
+  for (const float c : {2.0f, -0.5f, 4096.0f, -0.0078125f}) {
+    std::vector<float> scaled;
+    for (float v : x) scaled.push_back(c * v);
+    const double direct = by_policy<Op>(scaled, p);
+    const double derived = by_policy<Op>(x, p) * detail::scale_factor<Op>(static_cast<double>(c), p);
+    CHECK(derived == doctest::Approx(direct).epsilon(8 * std::numeric_limits<double>::epsilon()));
+  }
+}
+
+}  // namespace
+
+// (A named namespace: nvcc warns of unreferenced member templates in an unnamed one.)
+namespace reduction_test {
+
 // A uniform multiplier counting the subnormals of its own output (taken
 // before its factor, which may need the count): the planner keeps its bit in
 // the statistic's multipliers, and the derived scale of a count is 1.
@@ -110,21 +129,7 @@ struct count_own_subnormals {
   }
 };
 
-// stat(c * x) against scale_factor(c) * stat(x), for factors whose
-// products with the sample are exact in float.
-template <reduction Op>
-void check_scaling(float p) {
-  const std::vector<float> x = sample();
-  for (const float c : {2.0f, -0.5f, 4096.0f, -0.0078125f}) {
-    std::vector<float> scaled;
-    for (float v : x) scaled.push_back(c * v);
-    const double direct = by_policy<Op>(scaled, p);
-    const double derived = by_policy<Op>(x, p) * detail::scale_factor<Op>(static_cast<double>(c), p);
-    CHECK(derived == doctest::Approx(direct).epsilon(8 * std::numeric_limits<double>::epsilon()));
-  }
-}
-
-}  // namespace
+}  // namespace reduction_test
 
 TEST_SUITE("train") {
 
@@ -180,7 +185,7 @@ TEST_CASE("reduction policies: a multiplier counts the subnormals of its own out
     expect += (g[i] != 0.0f && std::fabs(g[i]) < half_min_normal) ? 1 : 0;
   }
   p.from_host(role::grad, g);
-  const auto step = chain(count_own_subnormals{}, sgd(sgd_options{}));
+  const auto step = chain(reduction_test::count_own_subnormals{}, sgd(sgd_options{}));
   auto state = step.init(p);
   step.apply(p, state);
   CHECK(expect == 14);
