@@ -346,7 +346,7 @@ struct measure_body {
     return m;
   }
   MIXPREC_HOST_DEVICE value_type combine(const value_type& a, const value_type& b) const {
-    value_type r;
+    value_type r{};  // zero: a pass of per-block statistics alone has no fields (F = 0)
     for (int k = 0; k < F; ++k) r.v[k] = combine_values(a.v[k], b.v[k], field_is_max(k));
     return r;
   }
