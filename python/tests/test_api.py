@@ -355,6 +355,8 @@ def test_stats_report_the_step():
     assert 0 <= s["zero_fraction"] <= 1 and 0 <= s["subnormal_fraction"] <= 1
     assert s["lr"] == opt.param_groups[0]["lr"]
     assert "pass" in opt.describe()
+    # Components are named by their path, as checkpoints name them.
+    assert "adamw/scale_by_adam" in opt.describe()
     assert opt.state_bytes() > 0
 
 
