@@ -63,12 +63,13 @@ struct stream_arrays {
   }
   void triad() {
     mixprec::detail::for_each_index(
-        {}, stream_elements, triad_body{mixprec::detail::raw(a), mixprec::detail::raw(b), mixprec::detail::raw(c), 3.0f});
+        {}, stream_elements,
+        triad_body{mixprec::detail::raw(a), mixprec::detail::raw(b), mixprec::detail::raw(c), 3.0f});
   }
   void update() {
     // s = 1 - 2^-10 with b ~ 1: a stays bounded, never denormal or inf.
-    mixprec::detail::for_each_index(
-        {}, stream_elements, update_body{mixprec::detail::raw(c), mixprec::detail::raw(b), 0.9990234375f});
+    mixprec::detail::for_each_index({}, stream_elements,
+                                    update_body{mixprec::detail::raw(c), mixprec::detail::raw(b), 0.9990234375f});
   }
 };
 

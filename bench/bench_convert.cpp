@@ -59,8 +59,8 @@ void half_convert(benchmark::State& state, bool portable) {
   else src = detail::raw(halves), dst = detail::raw(values);
   auto run = [&] {
     if (portable)
-      detail::for_each_index({}, n, detail::convert_body<To, From, round_nearest_even, overflow_to_infinity>{
-                                        src, dst, {}, 0});
+      detail::for_each_index({}, n,
+                             detail::convert_body<To, From, round_nearest_even, overflow_to_infinity>{src, dst, {}, 0});
     else convert_n(src, n, dst);
   };
   run();
@@ -77,9 +77,13 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   bench::register_ceilings();
   benchmark::RegisterBenchmark("convert/bf16_nearest", convert_bf16_nearest)
-      ->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+      ->Arg(100000000)
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime();
   benchmark::RegisterBenchmark("convert/bf16_stochastic", convert_bf16_stochastic)
-      ->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+      ->Arg(100000000)
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime();
   for (auto [name, f] : {std::pair{"convert/half_nearest", convert_half_nearest},
                          std::pair{"convert/half_nearest_portable", convert_half_nearest_portable},
                          std::pair{"convert/half_widen", convert_half_widen},

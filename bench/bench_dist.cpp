@@ -97,9 +97,10 @@ int main(int argc, char** argv) {
     const auto step = make_chain();
     const bool report = rank == 0;
     if (report)
-      std::printf("bench_dist: %d ranks, %.3g parameters (fp32 master, bf16 model, fp16 gradients), buckets of %.3g "
-                  "elements, median of %d, slowest rank\n\n",
-                  ranks, static_cast<double>(set.elements), static_cast<double>(set.bucket), set.repeats);
+      std::printf(
+          "bench_dist: %d ranks, %.3g parameters (fp32 master, bf16 model, fp16 gradients), buckets of %.3g "
+          "elements, median of %d, slowest rank\n\n",
+          ranks, static_cast<double>(set.elements), static_cast<double>(set.bucket), set.repeats);
 
     // This machine's copy bandwidth, every rank copying at once: the bytes of the gradients.
     const std::size_t n = set.elements;

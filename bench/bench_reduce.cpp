@@ -148,18 +148,27 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   bench::register_ceilings();
   benchmark::RegisterBenchmark("sum_of_squares/bf16", sum_of_squares_bf16)
-      ->Arg(1000000)->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+      ->Arg(1000000)
+      ->Arg(10000000)
+      ->Arg(100000000)
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime();
 #if !defined(MIXPREC_BACKEND_CUDA)
   benchmark::RegisterBenchmark("handwritten/sum_of_squares_bf16", handwritten_sum_of_squares_bf16)
-      ->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
+      ->Arg(100000000)
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime();
 #endif
   benchmark::RegisterBenchmark("segment_norms/bf16", segment_norms_bf16)
-      ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
-  for (auto [name, f] : {std::pair{"scale_clip/fused_bf16", first_pass_fused},
-                         std::pair{"scale_clip/unfused_bf16", first_pass_unfused},
-                         std::pair{"scale_clip/apply_only_bf16", first_pass_apply_only},
-                         std::pair{"scale_clip/first_pass_bf16", first_pass_statistics},
-                         std::pair{"scale_clip/first_pass_fp16", first_pass_statistics_fp16}})
+      ->Arg(10000000)
+      ->Arg(100000000)
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime();
+  for (auto [name, f] :
+       {std::pair{"scale_clip/fused_bf16", first_pass_fused}, std::pair{"scale_clip/unfused_bf16", first_pass_unfused},
+        std::pair{"scale_clip/apply_only_bf16", first_pass_apply_only},
+        std::pair{"scale_clip/first_pass_bf16", first_pass_statistics},
+        std::pair{"scale_clip/first_pass_fp16", first_pass_statistics_fp16}})
     benchmark::RegisterBenchmark(name, f)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

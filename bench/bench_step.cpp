@@ -70,7 +70,8 @@ dynamic_loss_scale scaler() {
 }
 
 void adamw_bf16(benchmark::State& state) {
-  run_step<parameters<bfloat16, bfloat16>>(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})), 30);
+  run_step<parameters<bfloat16, bfloat16>>(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})),
+                                           30);
 }
 void adamw_fp32(benchmark::State& state) {
   run_step<parameters<float, float>>(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})), 32);
@@ -136,8 +137,7 @@ void pair_adamw_bf16_sr(benchmark::State& state) {
 template <class G>
 void pair_adamw_bf16m(benchmark::State& state) {
   run_pair(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})),
-           chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16, G>(adamw_options{})), 22,
-           "bf16m_over_fp32m");
+           chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16, G>(adamw_options{})), 22, "bf16m_over_fp32m");
 }
 
 // The optimizer alone: AdamW with fp32 master and moments, bf16 gradients
@@ -194,12 +194,12 @@ void unfused_adamw(benchmark::State& state) {
     scale(grads, inv_scale);                  // unscale_
     l2_norm(grads, norm, ws);                 // clip_grad_norm_: the norm ...
     const double coef = std::min(1.0, 1.0 / (norm.get() + 1e-6));
-    scale(grads, static_cast<float>(coef));   // ... and the scaling
-    if (non_finite.get() != 0) return;        // the step is skipped
+    scale(grads, static_cast<float>(coef));  // ... and the scaling
+    if (non_finite.get() != 0) return;       // the step is skipped
     if constexpr (!std::is_same_v<G, float>) {
-      cast(master_grads, grads);              // master.grad = model.grad.float()
-      update.apply(master, s);                // optimizer.step() on the fp32 master
-      cast(model, weights);                   // model.copy_(master)
+      cast(master_grads, grads);  // master.grad = model.grad.float()
+      update.apply(master, s);    // optimizer.step() on the fp32 master
+      cast(model, weights);       // model.copy_(master)
     } else {
       update.apply(master, s);
     }
@@ -237,8 +237,8 @@ struct handwritten_adamw_args {
 };
 void handwritten_adamw_update(const std::uint16_t* grad, float* w, float* m, float* v, std::uint16_t* model,
                               std::size_t n, handwritten_adamw_args a) {
-  const float g_factor = a.g_factor, b1 = a.b1, b2 = a.b2, eps = a.eps, step_size = a.step_size,
-              bc2_sqrt = a.bc2_sqrt, decay = a.decay;
+  const float g_factor = a.g_factor, b1 = a.b1, b2 = a.b2, eps = a.eps, step_size = a.step_size, bc2_sqrt = a.bc2_sqrt,
+              decay = a.decay;
 #pragma omp parallel for simd schedule(static)
   for (std::size_t i = 0; i < n; ++i) {
     const float g = widen_bf16(grad[i]) * g_factor;
@@ -309,7 +309,11 @@ int main(int argc, char** argv) {
   add("step/adamw_bf16m_philox", adamw_bf16m<philox_generator>);
   auto add_pair = [](const char* name, void (*f)(benchmark::State&)) {
     benchmark::RegisterBenchmark(name, f)
-        ->Arg(10000000)->Arg(100000000)->Unit(benchmark::kMillisecond)->UseManualTime()->MinTime(2.0);
+        ->Arg(10000000)
+        ->Arg(100000000)
+        ->Unit(benchmark::kMillisecond)
+        ->UseManualTime()
+        ->MinTime(2.0);
   };
   add_pair("pair/adamw_bf16_sr", pair_adamw_bf16_sr<default_generator>);
   add_pair("pair/adamw_bf16_sr_philox", pair_adamw_bf16_sr<philox_generator>);

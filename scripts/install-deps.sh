@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing mixprec needs beyond the CUDA toolkit,
 # from Debian's packages, when it is missing. Needs root (or sudo) only when
-# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [fuzz] [python] [sass]
+# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [fuzz] [format] [python] [torch] [sass]
 #   python: a virtual environment in build/venv with safetensors, numpy and
 #   ml_dtypes from PyPI (the safetensors interop tests); skipped with a
 #   warning when PyPI cannot be reached.
@@ -23,6 +23,7 @@ for what in "$@"; do
     example) want+=(cmake g++ zlib1g-dev python3-matplotlib openmpi-bin libopenmpi-dev) ;;
     bench) want+=(libbenchmark-dev python3-torch) ;;
     fuzz) want+=(clang libclang-rt-14-dev nlohmann-json3-dev) ;;
+    format) want+=(clang-format) ;;
     python) want+=(python3-venv) ; venv=1 ;;
     torch) want+=(python3-venv python3-dev g++ cmake) ; torchvenv=1 ;;
     sass) want+=(python3-venv binutils) ; sass=1 ;;

@@ -12,10 +12,10 @@ void row(float x) {
   double sr_mean = 0;
   constexpr int draws = 10000;
   for (int i = 0; i < draws; ++i) sr_mean += to_float(convert<T>(x, round_stochastic{1, 0}, i));
-  std::printf("%-9s %4d %4d %4d %12.6g %12.6g %12.6g | %12.8g %12.8g %14.8g | %10.6g %10.6g\n", F::name,
-              F::total_bits, F::exponent_bits, F::mantissa_bits, F::max(), F::min_normal(), F::epsilon(),
-              to_float(convert<T>(x)), to_float(convert<T>(x, round_toward_zero{})), sr_mean / draws,
-              to_float(convert<T>(1e6f)), to_float(convert<T, overflow_saturate>(1e6f)));
+  std::printf("%-9s %4d %4d %4d %12.6g %12.6g %12.6g | %12.8g %12.8g %14.8g | %10.6g %10.6g\n", F::name, F::total_bits,
+              F::exponent_bits, F::mantissa_bits, F::max(), F::min_normal(), F::epsilon(), to_float(convert<T>(x)),
+              to_float(convert<T>(x, round_toward_zero{})), sr_mean / draws, to_float(convert<T>(1e6f)),
+              to_float(convert<T, overflow_saturate>(1e6f)));
 }
 
 int main() {

@@ -1,13 +1,13 @@
 // The smallest complete use of mixprec: a two-parameter arena in half
 // precision with fp32 master weights, trained by one fused step (dynamic loss
 // scaling, global-norm clipping, AdamW) on the loss 0.5 * ||w - target||^2.
-#include <cstdio>
 #include <mixprec/mixprec.hpp>
 #include <thrust/device_vector.h>
 #include <thrust/execution_policy.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/reduce.h>
+#include <cstdio>
 
 // grad[i] = loss_scale * (w[i] - target), loss[i] = 0.5 * (w[i] - target)^2.
 struct quadratic_loss {

@@ -263,7 +263,8 @@ host_set read_digits(const std::string& path) {
       const bool sep_ok = label ? (*end == '\0' || *end == '\n' || *end == '\r') : *end == ',';
       if (end == p || !sep_ok || v < 0 || v > (label ? 9 : 16)) {
         gzclose(f);
-        throw std::runtime_error(path + ":" + std::to_string(row) + ": expected 64 pixel values in 0..16 and a label "
+        throw std::runtime_error(path + ":" + std::to_string(row) +
+                                 ": expected 64 pixel values in 0..16 and a label "
                                  "in 0..9, separated by commas");
       }
       if (label) all.labels.push_back(static_cast<int>(v));
@@ -495,10 +496,10 @@ struct mlp {
   // Pointers into the arena (stable after finalize()): the model copy and the gradients.
   const Model *w1, *b1, *w2, *b2;
   Grad *gw1, *gb1, *gw2, *gb2;
-  thrust::device_vector<int> rows;  // the epoch's order of the training rows
+  thrust::device_vector<int> rows;                  // the epoch's order of the training rows
   thrust::device_vector<float> w1f, b1f, w2f, b2f;  // the model copy, widened once per step
-  thrust::device_vector<float> h;   // hidden activations, rounded to the model format
-  thrust::device_vector<float> dlogits, dh;  // rounded to the gradient format
+  thrust::device_vector<float> h;                   // hidden activations, rounded to the model format
+  thrust::device_vector<float> dlogits, dh;         // rounded to the gradient format
   thrust::device_vector<float> loss;
   thrust::device_vector<int> correct;
 
@@ -556,9 +557,9 @@ struct mlp {
     widen_weights();
     launch(s.count * kHidden, linear_relu_forward{s.x(), nullptr, raw(w1f), raw(b1f), raw(h), kInputs, kHidden});
     round_buffer<Model>(raw(h), s.count * kHidden);
-    launch(s.count, output_layer_loss<Model, Grad>{raw(h), raw(w2f), raw(b2f), s.y(), nullptr,
-                                                   static_cast<float>(s.count), nullptr, raw(loss), raw(correct),
-                                                   nullptr});
+    launch(s.count,
+           output_layer_loss<Model, Grad>{raw(h), raw(w2f), raw(b2f), s.y(), nullptr, static_cast<float>(s.count),
+                                          nullptr, raw(loss), raw(correct), nullptr});
     const auto n = static_cast<std::ptrdiff_t>(s.count);
     const double total = thrust::reduce(thrust::device, loss.begin(), loss.begin() + n, 0.0);
     const long hits = thrust::reduce(thrust::device, correct.begin(), correct.begin() + n, 0l);
@@ -697,8 +698,7 @@ void write_csv(const std::string& dir, const std::vector<epoch_row>& curves, con
   std::fprintf(f, "config,epoch,step,train_loss,train_accuracy,test_loss,test_accuracy,loss_scale,skipped_steps\n");
   for (const epoch_row& r : curves) {
     std::fprintf(f, "%s,%d,%llu,%.6g,%.6g,%.6g,%.6g,", r.config.c_str(), r.epoch,
-                 static_cast<unsigned long long>(r.step), r.train_loss, r.train_accuracy, r.test_loss,
-                 r.test_accuracy);
+                 static_cast<unsigned long long>(r.step), r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy);
     if (std::isnan(r.loss_scale)) std::fprintf(f, ",");
     else std::fprintf(f, "%.9g,", static_cast<double>(r.loss_scale));
     std::fprintf(f, "%llu\n", static_cast<unsigned long long>(r.skipped));
@@ -708,9 +708,9 @@ void write_csv(const std::string& dir, const std::vector<epoch_row>& curves, con
   if (!curves_ok || f == nullptr) throw std::runtime_error("cannot write " + (curves_ok ? steps_path : curves_path));
   std::fprintf(f, "config,step,loss_scale,skipped,gradient_norm,learning_rate,zero_fraction,subnormal_fraction\n");
   for (const step_row& r : steps)
-    std::fprintf(f, "%s,%llu,%.9g,%d,%.9g,%.9g,%.9g,%.9g\n", r.config.c_str(),
-                 static_cast<unsigned long long>(r.step), r.stats.loss_scale, r.stats.skipped ? 1 : 0,
-                 r.stats.gradient_norm, r.stats.learning_rate, r.stats.zero_fraction, r.stats.subnormal_fraction);
+    std::fprintf(f, "%s,%llu,%.9g,%d,%.9g,%.9g,%.9g,%.9g\n", r.config.c_str(), static_cast<unsigned long long>(r.step),
+                 r.stats.loss_scale, r.stats.skipped ? 1 : 0, r.stats.gradient_norm, r.stats.learning_rate,
+                 r.stats.zero_fraction, r.stats.subnormal_fraction);
   if (std::fclose(f) != 0) throw std::runtime_error("cannot write " + steps_path);
 }
 
@@ -740,13 +740,14 @@ void print_step_summary(const std::vector<step_row>& steps) {
       high = std::max(high, r.loss_scale);
     }
     const double kept = static_cast<double>(end - begin - skipped);
-    std::printf("\n%s, every step (record_statistics, read once after training): %zu steps, %zu skipped,\n"
-                "  loss scale %g..%g, mean unscaled gradient norm %.4g; stored fp16 gradients\n"
-                "  exactly zero:   %5.1f%% at the first step, %5.1f%% at the last, %5.1f%% on average\n"
-                "  fp16 subnormal: %5.1f%% at the first step, %5.1f%% at the last, %5.1f%% on average\n",
-                steps[begin].config.c_str(), end - begin, skipped, low, high, norm_sum / kept,
-                100.0 * first.zero_fraction, 100.0 * last.zero_fraction, 100.0 * zero_sum / kept,
-                100.0 * first.subnormal_fraction, 100.0 * last.subnormal_fraction, 100.0 * subnormal_sum / kept);
+    std::printf(
+        "\n%s, every step (record_statistics, read once after training): %zu steps, %zu skipped,\n"
+        "  loss scale %g..%g, mean unscaled gradient norm %.4g; stored fp16 gradients\n"
+        "  exactly zero:   %5.1f%% at the first step, %5.1f%% at the last, %5.1f%% on average\n"
+        "  fp16 subnormal: %5.1f%% at the first step, %5.1f%% at the last, %5.1f%% on average\n",
+        steps[begin].config.c_str(), end - begin, skipped, low, high, norm_sum / kept, 100.0 * first.zero_fraction,
+        100.0 * last.zero_fraction, 100.0 * zero_sum / kept, 100.0 * first.subnormal_fraction,
+        100.0 * last.subnormal_fraction, 100.0 * subnormal_sum / kept);
     begin = end;
   }
 }
@@ -777,12 +778,13 @@ void print_table(const options& opt, const dataset& data, const std::vector<resu
 #if defined(MIXPREC_DIGITS_MPI)
   std::printf("data parallel over %d ranks (mpi_communicator), ZeRO stage %d\n", opt.comm->size(), opt.zero);
 #endif
-  std::printf("MLP %zu-%zu-%zu on the UCI digits (%zu train / %zu test), AdamW lr %g, weight decay %g (biases 0), "
-              "batch %zu, %d epochs\n\n",
-              kInputs, kHidden, kClasses, data.train.count, data.test.count, static_cast<double>(opt.lr),
-              static_cast<double>(opt.weight_decay), opt.batch, opt.epochs);
-  std::printf("%-26s %-29s %10s %10s %8s %11s %8s\n", "config", "model / grad / master", "train loss",
-              "test acc %", "skipped", "loss scale", "time s");
+  std::printf(
+      "MLP %zu-%zu-%zu on the UCI digits (%zu train / %zu test), AdamW lr %g, weight decay %g (biases 0), "
+      "batch %zu, %d epochs\n\n",
+      kInputs, kHidden, kClasses, data.train.count, data.test.count, static_cast<double>(opt.lr),
+      static_cast<double>(opt.weight_decay), opt.batch, opt.epochs);
+  std::printf("%-26s %-29s %10s %10s %8s %11s %8s\n", "config", "model / grad / master", "train loss", "test acc %",
+              "skipped", "loss scale", "time s");
   for (const result& r : results) {
     const std::string formats = r.model + " / " + r.grad + " / " + r.master;
     char scale[32];
@@ -834,17 +836,16 @@ int main(int argc, char** argv) {
         (data.train.count + opt.batch - 1) / opt.batch * static_cast<std::size_t>(opt.epochs);
     mixprec::statistics_log fp16_log(steps_per_run), fp16_control_log(steps_per_run);
     const auto t0 = std::chrono::steady_clock::now();
-    results.push_back(run_config<float, float, float>("fp32", mixprec::chain(mixprec::adamw(o)), data, opt, curves,
-                                                      steps));
+    results.push_back(
+        run_config<float, float, float>("fp32", mixprec::chain(mixprec::adamw(o)), data, opt, curves, steps));
     results.push_back(run_config<half, half, float>("fp16+master+dynamic-scale",
                                                     mixprec::chain(scaler, fp16_log.recorder(), mixprec::adamw(o)),
                                                     data, opt, curves, steps, &fp16_log));
-    results.push_back(run_config<bfloat16, bfloat16, float>("bf16+master", mixprec::chain(mixprec::adamw(o)), data,
-                                                            opt, curves, steps));
+    results.push_back(run_config<bfloat16, bfloat16, float>("bf16+master", mixprec::chain(mixprec::adamw(o)), data, opt,
+                                                            curves, steps));
     results.push_back(run_config<bfloat16, bfloat16, void>(
-        "pure-bf16+stochastic",
-        mixprec::chain(mixprec::adamw<bfloat16>(o), mixprec::round_model_stochastic{opt.seed}), data, opt, curves,
-        steps));
+        "pure-bf16+stochastic", mixprec::chain(mixprec::adamw<bfloat16>(o), mixprec::round_model_stochastic{opt.seed}),
+        data, opt, curves, steps));
     results.push_back(run_config<bfloat16, bfloat16, void>(
         "bf16+kahan", mixprec::chain(mixprec::adamw(o), mixprec::kahan_summation<bfloat16>{}), data, opt, curves,
         steps));
@@ -856,9 +857,8 @@ int main(int argc, char** argv) {
                                                       mixprec::chain(fp16_control_log.recorder(), mixprec::adamw(o)),
                                                       data, opt, curves, steps, &fp16_control_log));
       results.back().control = true;
-      results.push_back(run_config<bfloat16, bfloat16, void>("control:pure-bf16-nearest",
-                                                             mixprec::chain(mixprec::adamw(o)), data, opt, curves,
-                                                             steps));
+      results.push_back(run_config<bfloat16, bfloat16, void>(
+          "control:pure-bf16-nearest", mixprec::chain(mixprec::adamw(o)), data, opt, curves, steps));
       results.back().control = true;
     }
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

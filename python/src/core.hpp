@@ -32,16 +32,16 @@ struct hyper {
   float momentum = 0.0f, dampening = 0.0f;
   bool nesterov = false, maximize = false, amsgrad = false;
   float beta2_decay = -0.8f, eps1 = 1.1920928955078125e-07f, eps2 = 1e-3f, d = 1.0f;  // adafactor
-  std::uint32_t n_heads = 0, n_kv_heads = 0, dim = 0;                               // adam_mini
-  float max_norm = 1.0f, norm_type = 2.0f;                                          // clip_grad_norm
+  std::uint32_t n_heads = 0, n_kv_heads = 0, dim = 0;                                 // adam_mini
+  float max_norm = 1.0f, norm_type = 2.0f;                                            // clip_grad_norm
   double ema_decay = 0.9999;
   std::uint32_t ema_warmup = 0;  // mixprec::ema_warmup: none, tensorflow, timm_v3
-  float static_scale = 1.0f;                                                        // static loss scale
-  float init_scale = 65536.0f;                                                      // dynamic loss scale
+  float static_scale = 1.0f;     // static loss scale
+  float init_scale = 65536.0f;   // dynamic loss scale
   double growth_factor = 2.0, backoff_factor = 0.5;
   std::uint32_t growth_interval = 2000, hysteresis = 1;
   float min_scale = 1.1754943508222875e-38f, max_scale = 3.4028234663852886e+38f;
-  std::uint64_t seed = 0;                                                           // stochastic rounding
+  std::uint64_t seed = 0;                        // stochastic rounding
   std::uintptr_t grad_scale = 0, found_inf = 0;  // GradScaler's tensors (device addresses), grad_scaler recipes
 };
 
@@ -54,11 +54,11 @@ struct buffer {
 
 // One state field of one component.
 struct field_info {
-  std::string path;       // the component, as checkpoints name it ("adamw/scale_by_adam")
-  std::string name;       // "exp_avg"
-  int extent = 0;         // mixprec::extent: element, parameter, row, column, scalar
-  bool saved = true;      // false: recomputed every step
-  buffer data;            // every entry
+  std::string path;                  // the component, as checkpoints name it ("adamw/scale_by_adam")
+  std::string name;                  // "exp_avg"
+  int extent = 0;                    // mixprec::extent: element, parameter, row, column, scalar
+  bool saved = true;                 // false: recomputed every step
+  buffer data;                       // every entry
   std::vector<std::uint64_t> base;   // per parameter: its first entry (~0 when the field does not cover it)
   std::vector<std::uint64_t> count;  // per parameter: its entries
 };
@@ -77,7 +77,7 @@ struct step_stats {
   double loss_scale = 1.0;
   double gradient_norm = 0.0, clip_coefficient = 1.0;
   double zero_fraction = 0.0, subnormal_fraction = 0.0;  // of the stored gradients, in their own format
-  bool recorded = false;  // the statistics recorder has written at least one record
+  bool recorded = false;                                 // the statistics recorder has written at least one record
 };
 
 class core {

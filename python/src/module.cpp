@@ -42,9 +42,12 @@ struct core_handle {
 
 nb::dlpack::dtype dlpack_dtype(mp::format_code f) {
   switch (f) {
-    case mp::format_code::bf16: return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Bfloat), 16, 1};
-    case mp::format_code::f16: return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Float), 16, 1};
-    default: return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Float), 32, 1};
+    case mp::format_code::bf16:
+      return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Bfloat), 16, 1};
+    case mp::format_code::f16:
+      return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Float), 16, 1};
+    default:
+      return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Float), 32, 1};
   }
 }
 
@@ -148,14 +151,16 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
     }
   });
 
-  m.def("recipes", [] {
-    std::vector<std::string> keys;
-    for (const auto& [k, f] : mp::registry()) keys.push_back(k);
-    return keys;
-  }, "The recipes compiled into this module.");
-  m.def("is_available", [](const std::string& key) {
-    return mp::registry().count(key) != 0 || loaded().count(key) != 0;
-  });
+  m.def(
+      "recipes",
+      [] {
+        std::vector<std::string> keys;
+        for (const auto& [k, f] : mp::registry()) keys.push_back(k);
+        return keys;
+      },
+      "The recipes compiled into this module.");
+  m.def("is_available",
+        [](const std::string& key) { return mp::registry().count(key) != 0 || loaded().count(key) != 0; });
   m.def("load_recipe", &load_recipe, "key"_a, "path"_a);
 
   nb::class_<mp::hyper>(m, "Hyper")
@@ -202,7 +207,8 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
                        const std::vector<std::vector<std::size_t>>& shapes,
                        const std::vector<std::string>& groups) { (*c).build(names, shapes, groups); })
       .def("offsets", [](const core_handle& c) { return (*c).offsets(); })
-      .def("buffer", [](nb::handle self, const std::string& role) -> nb::object {
+      .def("buffer",
+           [](nb::handle self, const std::string& role) -> nb::object {
              mp::core& c = *nb::cast<core_handle&>(self);
              const mp::buffer b = role == "master" ? c.master() : role == "model" ? c.model() : c.grad();
              if (role != "master" && role != "model" && role != "grad")
@@ -210,7 +216,8 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
              if (b.count == 0) return nb::none();
              return tensor_of(b, self);
            })
-      .def("loss_scale_tensor", [](nb::handle self) {
+      .def("loss_scale_tensor",
+           [](nb::handle self) {
              mp::core& c = *nb::cast<core_handle&>(self);
              return tensor_of({c.loss_scale_address(), 1, mp::format_code::f32}, self, true);
            })
@@ -218,23 +225,25 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
       .def("describe", [](const core_handle& c) { return (*c).describe(); })
       .def("state_bytes", [](const core_handle& c) { return (*c).state_bytes(); })
       .def("group_names", [](const core_handle& c) { return (*c).group_names(); })
-      .def("set_group", [](core_handle& c, const std::string& g, float lr, float wd, std::uintptr_t s) {
-             (*c).set_group(g, lr, wd, s);
-           })
+      .def("set_group", [](core_handle& c, const std::string& g, float lr, float wd,
+                           std::uintptr_t s) { (*c).set_group(g, lr, wd, s); })
       .def("validate", [](core_handle& c, const mp::hyper& h) { (*c).validate(h); })
-      .def("step", [](core_handle& c, const mp::hyper& h, std::uintptr_t s) {
+      .def("step",
+           [](core_handle& c, const mp::hyper& h, std::uintptr_t s) {
              mp::core& impl = *c;
              nb::gil_scoped_release release;
              impl.step(h, s);
            })
       .def("zero_grad", [](core_handle& c, std::uintptr_t s) { (*c).zero_grad(s); })
-      .def("synchronize", [](const core_handle& c, std::uintptr_t s) {
+      .def("synchronize",
+           [](const core_handle& c, std::uintptr_t s) {
              const mp::core& impl = *c;
              nb::gil_scoped_release release;
              impl.synchronize(s);
            })
       .def("stats", [](const core_handle& c, std::uintptr_t s) { return stats_dict((*c).stats(s)); })
-      .def("fields", [](nb::handle self) {
+      .def("fields",
+           [](nb::handle self) {
              mp::core& c = *nb::cast<core_handle&>(self);
              nb::list out;
              for (const mp::field_info& f : c.fields()) {
@@ -250,15 +259,16 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
              }
              return out;
            })
-      .def("scalars", [](const core_handle& c, std::uintptr_t s) {
+      .def("scalars",
+           [](const core_handle& c, std::uintptr_t s) {
              nb::list out;
              for (const mp::scalar_value& v : (*c).scalars(s))
                out.append(nb::make_tuple(v.path, v.name, v.kind,
                                          nb::bytes(reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size())));
              return out;
            })
-      .def("set_scalars", [](core_handle& c, const nb::list& values, std::uint64_t steps, std::uint64_t skipped,
-                             std::uintptr_t s) {
+      .def("set_scalars",
+           [](core_handle& c, const nb::list& values, std::uint64_t steps, std::uint64_t skipped, std::uintptr_t s) {
              std::vector<mp::scalar_value> v;
              for (nb::handle x : values) {
                auto t = nb::cast<nb::tuple>(x);
@@ -273,13 +283,15 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
              }
              (*c).set_scalars(v, steps, skipped, s);
            })
-      .def("save_checkpoint", [](core_handle& c, const std::string& path, const mp::hyper& h,
-                                 const std::map<std::string, std::string>& meta, std::uintptr_t s) {
+      .def("save_checkpoint",
+           [](core_handle& c, const std::string& path, const mp::hyper& h,
+              const std::map<std::string, std::string>& meta, std::uintptr_t s) {
              mp::core& impl = *c;
              nb::gil_scoped_release release;
              impl.save_checkpoint(path, h, meta, s);
            })
-      .def("load_checkpoint", [](core_handle& c, const std::string& path, const mp::hyper& h, std::uintptr_t s) {
+      .def("load_checkpoint",
+           [](core_handle& c, const std::string& path, const mp::hyper& h, std::uintptr_t s) {
              mp::core& impl = *c;
              std::map<std::string, std::string> meta;
              {
@@ -292,10 +304,10 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
            })
       .def("save_safetensors", [](core_handle& c, const std::string& path, const std::string& role,
                                   const std::map<std::string, std::string>& meta, std::uintptr_t s) {
-             const int r = role == "master" ? 0 : role == "model" ? 1 : role == "grad" ? 2 : -1;
-             if (r < 0) throw nb::value_error("save_safetensors: role is 'master', 'model' or 'grad'");
-             mp::core& impl = *c;
-             nb::gil_scoped_release release;
-             impl.save_safetensors(path, r, meta, s);
-           });
+        const int r = role == "master" ? 0 : role == "model" ? 1 : role == "grad" ? 2 : -1;
+        if (r < 0) throw nb::value_error("save_safetensors: role is 'master', 'model' or 'grad'");
+        mp::core& impl = *c;
+        nb::gil_scoped_release release;
+        impl.save_safetensors(path, r, meta, s);
+      });
 }

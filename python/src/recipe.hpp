@@ -141,8 +141,8 @@ auto make_optimizer(const hyper& h) {
   }
 }
 
-template <optimizer_kind O, class Model, class Master, class Moments, writer_kind W, scaler_kind S, bool Clip,
-          bool Ema, bool Stats>
+template <optimizer_kind O, class Model, class Master, class Moments, writer_kind W, scaler_kind S, bool Clip, bool Ema,
+          bool Stats>
 struct recipe {
   using model_type = Model;
   using arena = parameters<Model, Model, Master>;
@@ -219,7 +219,8 @@ class bound final : public core {
     detail::require(names.size() == shapes.size() && names.size() == groups.size(), "build: ", names.size(), " names, ",
                     shapes.size(), " shapes and ", groups.size(), " groups");
     arena_t p;
-    for (std::size_t k = 0; k < names.size(); ++k) p.add(names[k], shape(shapes[k].begin(), shapes[k].end()), groups[k]);
+    for (std::size_t k = 0; k < names.size(); ++k)
+      p.add(names[k], shape(shapes[k].begin(), shapes[k].end()), groups[k]);
     p.finalize();
     params_ = std::move(p);
     shapes_ = shapes;
@@ -234,8 +235,7 @@ class bound final : public core {
   buffer master() override {
     if constexpr (arena_t::has_master)
       return {reinterpret_cast<std::uintptr_t>(params_.master_data()), params_.padded_size(), format_code::f32};
-    else
-      return {};
+    else return {};
   }
   buffer model() override {
     return {reinterpret_cast<std::uintptr_t>(params_.model_data()), params_.padded_size(),
@@ -334,8 +334,9 @@ class bound final : public core {
     mixprec::save_safetensors(path, params_, r, metadata, to_stream(s));
 #else
     (void)path, (void)role, (void)metadata, (void)s;
-    throw error("save_safetensors: this build of the mixprec module has no .safetensors support (nlohmann/json was "
-                "not found when it was built)");
+    throw error(
+        "save_safetensors: this build of the mixprec module has no .safetensors support (nlohmann/json was "
+        "not found when it was built)");
 #endif
   }
 
@@ -405,10 +406,15 @@ class bound final : public core {
     for (std::size_t d : s) size *= d;
     const std::uint64_t cols = s.empty() ? 1 : s.back();
     switch (where) {
-      case extent::element: return size;
-      case extent::row: return s.size() < 2 ? 1 : (cols == 0 ? 0 : size / cols);
-      case extent::column: return s.size() < 2 ? cols : (s[s.size() - 2] == 0 ? 0 : size / s[s.size() - 2]);
-      case extent::parameter: case extent::scalar: return 1;
+      case extent::element:
+        return size;
+      case extent::row:
+        return s.size() < 2 ? 1 : (cols == 0 ? 0 : size / cols);
+      case extent::column:
+        return s.size() < 2 ? cols : (s[s.size() - 2] == 0 ? 0 : size / s[s.size() - 2]);
+      case extent::parameter:
+      case extent::scalar:
+        return 1;
     }
     return 0;
   }
@@ -432,8 +438,7 @@ class bound final : public core {
     using C = component_t<K>;
     std::vector<detail::named_value> mine;
     for (const auto& v : values)
-      if (v.path == chain_->path(K))
-        mine.push_back({v.name, static_cast<detail::value_kind>(v.kind), v.bytes});
+      if (v.path == chain_->path(K)) mine.push_back({v.name, static_cast<detail::value_kind>(v.kind), v.bytes});
     auto& s = detail::get<K>(block.comps);
     detail::assign_scalars<C>(s, mine, chain_->path(K));
     // What the component accepts from a checkpoint (it refuses values no step could produce).
@@ -477,13 +482,13 @@ class bound final : public core {
 // exports it as the library's one recipe (recipes built on first use).
 #define MIXPREC_PYTHON_RECIPE_ID2(a, b) a##b
 #define MIXPREC_PYTHON_RECIPE_ID(a, b) MIXPREC_PYTHON_RECIPE_ID2(a, b)
-#define MIXPREC_PYTHON_REGISTER(KEY, ...)                                                                    \
+#define MIXPREC_PYTHON_REGISTER(KEY, ...)                                                                  \
   static const ::mixprec::python::registration MIXPREC_PYTHON_RECIPE_ID(mixprec_python_recipe_, __LINE__)( \
       KEY, [] { return static_cast<::mixprec::python::core*>(new ::mixprec::python::bound<__VA_ARGS__>(KEY)); })
-#define MIXPREC_PYTHON_EXPORT(KEY, ...)                                                                      \
-  extern "C" __attribute__((visibility("default"))) int mixprec_python_core_abi() {                        \
-    return ::mixprec::python::core_abi;                                                                      \
-  }                                                                                                          \
-  extern "C" __attribute__((visibility("default"))) ::mixprec::python::core* mixprec_python_make_core() {  \
-    return new ::mixprec::python::bound<__VA_ARGS__>(KEY);                                                   \
+#define MIXPREC_PYTHON_EXPORT(KEY, ...)                                                                   \
+  extern "C" __attribute__((visibility("default"))) int mixprec_python_core_abi() {                       \
+    return ::mixprec::python::core_abi;                                                                   \
+  }                                                                                                       \
+  extern "C" __attribute__((visibility("default"))) ::mixprec::python::core* mixprec_python_make_core() { \
+    return new ::mixprec::python::bound<__VA_ARGS__>(KEY);                                                \
   }

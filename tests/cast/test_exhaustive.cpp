@@ -167,41 +167,41 @@ struct half_patterns {
 }  // namespace
 
 TEST_SUITE("exhaustive") {
+  TEST_CASE("all floats through convert_n -> half nearest-even equal __float2half_rn") {
+    CHECK(count_range_half_mismatches<round_nearest_even>() == 0);
+  }
+  TEST_CASE("all floats through convert_n -> half toward-zero equal __float2half_rz") {
+    CHECK(count_range_half_mismatches<round_toward_zero>() == 0);
+  }
+  TEST_CASE("all halves through convert_n -> float equal __half2float") {
+    constexpr std::size_t n = std::size_t{1} << 16;
+    thrust::device_vector<half> in(n);
+    thrust::device_vector<float> out(n);
+    detail::for_each_index(stream{}, n, half_patterns{thrust::raw_pointer_cast(in.data())});
+    convert_n(thrust::raw_pointer_cast(in.data()), n, thrust::raw_pointer_cast(out.data()));
+    detail::workspace ws;
+    thrust::device_vector<unsigned long long> count(1);
+    detail::transform_reduce(stream{}, ws, n, widen_op{thrust::raw_pointer_cast(out.data())},
+                             thrust::raw_pointer_cast(count.data()));
+    CHECK(count[0] == 0);
+  }
 
-TEST_CASE("all floats through convert_n -> half nearest-even equal __float2half_rn") {
-  CHECK(count_range_half_mismatches<round_nearest_even>() == 0);
-}
-TEST_CASE("all floats through convert_n -> half toward-zero equal __float2half_rz") {
-  CHECK(count_range_half_mismatches<round_toward_zero>() == 0);
-}
-TEST_CASE("all halves through convert_n -> float equal __half2float") {
-  constexpr std::size_t n = std::size_t{1} << 16;
-  thrust::device_vector<half> in(n);
-  thrust::device_vector<float> out(n);
-  detail::for_each_index(stream{}, n, half_patterns{thrust::raw_pointer_cast(in.data())});
-  convert_n(thrust::raw_pointer_cast(in.data()), n, thrust::raw_pointer_cast(out.data()));
-  detail::workspace ws;
-  thrust::device_vector<unsigned long long> count(1);
-  detail::transform_reduce(stream{}, ws, n, widen_op{thrust::raw_pointer_cast(out.data())},
-                           thrust::raw_pointer_cast(count.data()));
-  CHECK(count[0] == 0);
-}
-
-TEST_CASE("all floats -> half nearest-even equal __float2half_rn") { CHECK(count_mismatches(half_rn{}) == 0); }
-TEST_CASE("all floats -> half toward-zero equal __float2half_rz") { CHECK(count_mismatches(half_rz{}) == 0); }
-TEST_CASE("all floats -> bfloat16 nearest-even equal __float2bfloat16_rn") { CHECK(count_mismatches(bf16_rn{}) == 0); }
-TEST_CASE("all floats -> bfloat16 toward-zero equal __float2bfloat16_rz") { CHECK(count_mismatches(bf16_rz{}) == 0); }
-TEST_CASE("all floats -> fp8_e4m3 saturating equal __nv_cvt_float_to_fp8 SATFINITE") {
-  CHECK(count_mismatches(fp8_rn<fp8_e4m3, overflow_saturate>{}) == 0);
-}
-TEST_CASE("all floats -> fp8_e4m3 non-saturating equal __nv_cvt_float_to_fp8 NOSAT") {
-  CHECK(count_mismatches(fp8_rn<fp8_e4m3, overflow_to_infinity>{}) == 0);
-}
-TEST_CASE("all floats -> fp8_e5m2 saturating equal __nv_cvt_float_to_fp8 SATFINITE") {
-  CHECK(count_mismatches(fp8_rn<fp8_e5m2, overflow_saturate>{}) == 0);
-}
-TEST_CASE("all floats -> fp8_e5m2 non-saturating equal __nv_cvt_float_to_fp8 NOSAT") {
-  CHECK(count_mismatches(fp8_rn<fp8_e5m2, overflow_to_infinity>{}) == 0);
-}
-
+  TEST_CASE("all floats -> half nearest-even equal __float2half_rn") { CHECK(count_mismatches(half_rn{}) == 0); }
+  TEST_CASE("all floats -> half toward-zero equal __float2half_rz") { CHECK(count_mismatches(half_rz{}) == 0); }
+  TEST_CASE("all floats -> bfloat16 nearest-even equal __float2bfloat16_rn") {
+    CHECK(count_mismatches(bf16_rn{}) == 0);
+  }
+  TEST_CASE("all floats -> bfloat16 toward-zero equal __float2bfloat16_rz") { CHECK(count_mismatches(bf16_rz{}) == 0); }
+  TEST_CASE("all floats -> fp8_e4m3 saturating equal __nv_cvt_float_to_fp8 SATFINITE") {
+    CHECK(count_mismatches(fp8_rn<fp8_e4m3, overflow_saturate>{}) == 0);
+  }
+  TEST_CASE("all floats -> fp8_e4m3 non-saturating equal __nv_cvt_float_to_fp8 NOSAT") {
+    CHECK(count_mismatches(fp8_rn<fp8_e4m3, overflow_to_infinity>{}) == 0);
+  }
+  TEST_CASE("all floats -> fp8_e5m2 saturating equal __nv_cvt_float_to_fp8 SATFINITE") {
+    CHECK(count_mismatches(fp8_rn<fp8_e5m2, overflow_saturate>{}) == 0);
+  }
+  TEST_CASE("all floats -> fp8_e5m2 non-saturating equal __nv_cvt_float_to_fp8 NOSAT") {
+    CHECK(count_mismatches(fp8_rn<fp8_e5m2, overflow_to_infinity>{}) == 0);
+  }
 }

@@ -43,59 +43,62 @@ outcome run_clip(const test::reference_case& c, const Step& step) {
   detail::copy_to_host(p.master_data(), w.data(), w.size());
   outcome o{};
   if constexpr (HasNorm) o.norm = state.template scalars<0>().norm;
-  for (std::size_t k = 0; k < shapes.size(); ++k) o.clipped.emplace_back(w.begin() + p[k].offset, w.begin() + p[k].offset + p[k].size);
+  for (std::size_t k = 0; k < shapes.size(); ++k)
+    o.clipped.emplace_back(w.begin() + p[k].offset, w.begin() + p[k].offset + p[k].size);
   return o;
 }
 
 template <class G>
 outcome run_case(const test::reference_case& c) {
   if (c.text("kind") == "value")
-    return run_clip<G, false>(c, chain(clip_by_value{static_cast<float>(c.number("clip_value"))}, scale_by_constant{1.0f}));
-  return run_clip<G, true>(c, chain(clip_by_global_norm{static_cast<float>(c.number("max_norm")), static_cast<float>(c.number("p"))},
-                                    scale_by_constant{1.0f}));
+    return run_clip<G, false>(
+        c, chain(clip_by_value{static_cast<float>(c.number("clip_value"))}, scale_by_constant{1.0f}));
+  return run_clip<G, true>(
+      c, chain(clip_by_global_norm{static_cast<float>(c.number("max_norm")), static_cast<float>(c.number("p"))},
+               scale_by_constant{1.0f}));
 }
 
 }  // namespace
 
 TEST_SUITE("clipping") {
-
-TEST_CASE("clipping matches torch and exact references to fp32 rounding for every format and norm order") {
-  const auto cases = test::read_reference("clip_reference.txt");
-  REQUIRE(cases.size() >= 30);
-  const double ulp = std::ldexp(1.0, -23);
-  for (const auto& c : cases) {
-    const std::string format = c.text("format");
-    const outcome o = format == "f32" ? run_case<float>(c) : format == "bf16" ? run_case<bfloat16>(c) : run_case<half>(c);
-    const bool torch = format == "f32";
-    INFO("case " << c.name);
-    if (c.text("kind") == "norm") {
-      const double p = c.number("p");
-      // Exact float64 norm of the inputs, computed here.
-      double acc = 0;
-      for (const auto* in : c.all("input"))
-        for (std::size_t i = 2; i < in->values.size(); ++i) {
-          const double a = std::fabs(in->number(i));
-          acc = std::isinf(p) ? std::max(acc, a) : acc + std::pow(a, p);
-        }
-      const double exact = std::isinf(p) ? acc : std::pow(acc, 1.0 / p);
-      CHECK(std::fabs(o.norm - exact) <= ulp * exact);
-      // torch's own fp32 norm is accurate to about 1e-6 at p = 3.5 (pow in float).
-      const double norm_tol = torch ? (p == 2 || p == 1 || std::isinf(p) ? 4 * ulp : 2e-6) : 2 * ulp;
-      CHECK(std::fabs(o.norm - c.number("norm")) <= norm_tol * c.number("norm"));
-    }
-    // Clipped values: within fp32 rounding of the reference (torch's coef may
-    // differ by an ulp from a true division, as its norm may at p = 3.5).
-    const double value_tol = torch && c.text("kind") == "norm" && c.number("p") == 3.5 ? 3e-6 : 4 * ulp;
-    std::size_t wrong = 0;
-    for (const auto* out : c.all("clipped")) {
-      const std::size_t k = static_cast<std::size_t>(out->number(0));
-      for (std::size_t i = 0; i < o.clipped[k].size(); ++i) {
-        const double want = out->number(2 + i);
-        wrong += std::fabs(o.clipped[k][i] - want) > value_tol * std::fabs(want);
+  TEST_CASE("clipping matches torch and exact references to fp32 rounding for every format and norm order") {
+    const auto cases = test::read_reference("clip_reference.txt");
+    REQUIRE(cases.size() >= 30);
+    const double ulp = std::ldexp(1.0, -23);
+    for (const auto& c : cases) {
+      const std::string format = c.text("format");
+      const outcome o = format == "f32"    ? run_case<float>(c)
+                        : format == "bf16" ? run_case<bfloat16>(c)
+                                           : run_case<half>(c);
+      const bool torch = format == "f32";
+      INFO("case " << c.name);
+      if (c.text("kind") == "norm") {
+        const double p = c.number("p");
+        // Exact float64 norm of the inputs, computed here.
+        double acc = 0;
+        for (const auto* in : c.all("input"))
+          for (std::size_t i = 2; i < in->values.size(); ++i) {
+            const double a = std::fabs(in->number(i));
+            acc = std::isinf(p) ? std::max(acc, a) : acc + std::pow(a, p);
+          }
+        const double exact = std::isinf(p) ? acc : std::pow(acc, 1.0 / p);
+        CHECK(std::fabs(o.norm - exact) <= ulp * exact);
+        // torch's own fp32 norm is accurate to about 1e-6 at p = 3.5 (pow in float).
+        const double norm_tol = torch ? (p == 2 || p == 1 || std::isinf(p) ? 4 * ulp : 2e-6) : 2 * ulp;
+        CHECK(std::fabs(o.norm - c.number("norm")) <= norm_tol * c.number("norm"));
       }
+      // Clipped values: within fp32 rounding of the reference (torch's coef may
+      // differ by an ulp from a true division, as its norm may at p = 3.5).
+      const double value_tol = torch && c.text("kind") == "norm" && c.number("p") == 3.5 ? 3e-6 : 4 * ulp;
+      std::size_t wrong = 0;
+      for (const auto* out : c.all("clipped")) {
+        const std::size_t k = static_cast<std::size_t>(out->number(0));
+        for (std::size_t i = 0; i < o.clipped[k].size(); ++i) {
+          const double want = out->number(2 + i);
+          wrong += std::fabs(o.clipped[k][i] - want) > value_tol * std::fabs(want);
+        }
+      }
+      CHECK(wrong == 0);
     }
-    CHECK(wrong == 0);
   }
-}
-
 }

@@ -52,29 +52,27 @@ unsigned long long count_root_mismatches() {
 MIXPREC_PINNED_END
 
 TEST_SUITE("detail") {
-
-TEST_CASE("the errno-free square root gives sqrtf's bits on special values") {
-  const float inf = INFINITY;
-  for (float x : {0.0f, -0.0f, 1.0f, 2.0f, 4.0f, 0.25f, inf, -inf, -1.0f, -1e-45f, 1e-45f, 3.4028235e38f,
-                  1.1754942e-38f, 1.1754944e-38f, NAN, -NAN}) {
-    const float mine = detail::square_root_by_newton(x), libm = std::sqrt(x);
-    CHECK_MESSAGE(detail::bit_cast<std::uint32_t>(mine) == detail::bit_cast<std::uint32_t>(libm),
-                  "x = ", x, ": ", mine, " against sqrtf's ", libm);
+  TEST_CASE("the errno-free square root gives sqrtf's bits on special values") {
+    const float inf = INFINITY;
+    for (float x : {0.0f, -0.0f, 1.0f, 2.0f, 4.0f, 0.25f, inf, -inf, -1.0f, -1e-45f, 1e-45f, 3.4028235e38f,
+                    1.1754942e-38f, 1.1754944e-38f, NAN, -NAN}) {
+      const float mine = detail::square_root_by_newton(x), libm = std::sqrt(x);
+      CHECK_MESSAGE(detail::bit_cast<std::uint32_t>(mine) == detail::bit_cast<std::uint32_t>(libm), "x = ", x, ": ",
+                    mine, " against sqrtf's ", libm);
+    }
+    // A signalling NaN comes back quiet, with its sign and payload.
+    const float snan = detail::bit_cast<float>(0xff800001u);
+    CHECK(detail::bit_cast<std::uint32_t>(detail::square_root_by_newton(snan)) ==
+          detail::bit_cast<std::uint32_t>(std::sqrt(snan)));
+    // square_root is the Newton form here, or sqrtf itself (device code, -fno-math-errno).
+    CHECK(detail::square_root(2.0f) == std::sqrt(2.0f));
   }
-  // A signalling NaN comes back quiet, with its sign and payload.
-  const float snan = detail::bit_cast<float>(0xff800001u);
-  CHECK(detail::bit_cast<std::uint32_t>(detail::square_root_by_newton(snan)) ==
-        detail::bit_cast<std::uint32_t>(std::sqrt(snan)));
-  // square_root is the Newton form here, or sqrtf itself (device code, -fno-math-errno).
-  CHECK(detail::square_root(2.0f) == std::sqrt(2.0f));
-}
 
 }  // TEST_SUITE
 
 TEST_SUITE("exhaustive") {
-
-TEST_CASE("the errno-free square root gives sqrtf's bits for all 2^32 floats") {
-  CHECK(count_root_mismatches() == 0);
-}
+  TEST_CASE("the errno-free square root gives sqrtf's bits for all 2^32 floats") {
+    CHECK(count_root_mismatches() == 0);
+  }
 
 }  // TEST_SUITE

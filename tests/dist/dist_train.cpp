@@ -53,8 +53,7 @@ auto make_chain() {
   o.weight_decay = 0.01f;
   if constexpr (std::is_same_v<Arena, fp16_arena>)
     return chain(scaler, clip_by_global_norm{0.5f}, adamw(o), round_model_stochastic{21});
-  else
-    return chain(scaler, clip_by_global_norm{0.5f}, adamw(o));
+  else return chain(scaler, clip_by_global_norm{0.5f}, adamw(o));
 }
 
 struct arguments {

@@ -19,9 +19,9 @@
 
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -139,13 +139,14 @@ void zero_equals_data_parallel(const Chain& chain, int steps, double tolerance, 
     for (std::size_t i = 0; i < part.size(); ++i)
       worst = std::max(worst, std::fabs(static_cast<double>(part[i]) - whole[first + i]));
     const std::vector<float> m = test::dist::model_as_float(r->params);
-    for (std::size_t i = 0; i < m.size(); ++i) worst_model = std::max(worst_model, std::fabs(static_cast<double>(m[i]) - m0[i]));
+    for (std::size_t i = 0; i < m.size(); ++i)
+      worst_model = std::max(worst_model, std::fabs(static_cast<double>(m[i]) - m0[i]));
   }
   worst = max_over_ranks(worst);
   worst_model = max_over_ranks(worst_model);
-  MESSAGE(std::string(what) << ", " << world_size() << " ranks, " << steps << " steps: largest difference from data parallel "
-               << worst << " (master weights), " << worst_model << " (model copy); skipped steps "
-               << s0.state.step().skipped_total);
+  MESSAGE(std::string(what) << ", " << world_size() << " ranks, " << steps
+                            << " steps: largest difference from data parallel " << worst << " (master weights), "
+                            << worst_model << " (model copy); skipped steps " << s0.state.step().skipped_total);
   CHECK(worst <= tolerance);
   CHECK(worst_model <= tolerance);
   CHECK(s0.state.count() > static_cast<std::uint64_t>(steps / 2));
@@ -166,376 +167,380 @@ struct scale_by_block_rms {
 }  // namespace
 
 TEST_SUITE("dist") {
-
-TEST_CASE("data parallel with batch B per rank equals one process with batch R*B") {
-  // SGD with momentum: the update scales with the gradient, so a sum taken
-  // for a mean, or a rank left out, would show at once.
-  sgd_options o;
-  o.lr = 0.05f;
-  o.momentum = 0.9f;
-  const auto step = chain(clip_by_global_norm{100.0f}, sgd(o));
-  // fp32 weights and gradients: a bf16 model copy would turn a last-bit
-  // difference of the master weights into a bf16 rounding of the forward pass.
-  using arena = parameters<float, float>;
-  run<arena, decltype(step)> ranks(0, step, 80);  // windows of 80 elements
-  arena one;
-  test::dist::add_parameters(one);
-  one.finalize();
-  one.initialize_all(init::kaiming_uniform{}, 11);
-  auto state = step.init(one);
-  const std::size_t everyone = batch * static_cast<std::size_t>(world_size());
-  double worst_gradient = 0.0;
-  const int steps = 120;
-  for (int t = 1; t <= steps; ++t) {
-    // The averaged gradients against the mean over all R*B samples: each
-    // rank's mean and their average are each rounded to fp32 once.
-    const std::vector<float> w = test::dist::model_as_float(ranks.params);
-    test::dist::write_gradients(ranks.params, gradient(w, t, ranks.dp.rank() * batch, batch), 1.0f);
-    ranks.dp.reduce_gradients(ranks.params);
-    const std::vector<float> mean = gradient(w, t, 0, everyone);
-    const std::vector<float> got = test::dist::device_range(ranks.params.grad_data(), mean.size());
-    for (std::size_t i = 0; i < mean.size(); ++i)
-      worst_gradient = std::max(worst_gradient, std::fabs(static_cast<double>(got[i]) - mean[i]) /
-                                                    std::max(1.0, std::fabs(static_cast<double>(mean[i]))));
-    // Then one step of each: the rank run through data_parallel, the single
-    // process on the mean over every sample.
-    test::dist::write_gradients(ranks.params, gradient(w, t, ranks.dp.rank() * batch, batch), 1.0f);
-    ranks.dp.step(ranks.chain, ranks.params, ranks.state);
-    test::dist::write_gradients(one, gradient(test::dist::model_as_float(one), t, 0, everyone), 1.0f);
-    step.apply(one, state);
-  }
-  // Per element: the R per-rank means (each within u of the exact mean of
-  // its samples), their fp32 sum and the division, about (R + 2) u of the
-  // gradients' scale (|g| <= ~3 here).
-  const double u = 0x1p-24;
-  CHECK(max_over_ranks(worst_gradient) <= (world_size() + 2) * u * 4);
-  // After 120 steps, the master weights: each step's update differs by the
-  // gradient error times lr (momentum sums at most 1/(1-0.9) of them), and
-  // a weight's rounding may differ by an ulp (|w| < 2: 2^-23) per step.
-  const std::vector<float> a = ranks.master(), b = test::dist::device_range(one.master_data(), one.padded_size());
-  double worst = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
-  worst = max_over_ranks(worst);
-  MESSAGE(world_size() << " ranks: averaged gradients within " << max_over_ranks(worst_gradient) / u
-                       << " u of the R*B mean; master weights after " << steps << " steps within " << worst);
-  CHECK(worst <= steps * (0x1p-23 + o.lr * 10.0 * (world_size() + 2) * u * 4));
-  CHECK(same_on_every_rank(ranks.state.count()));
-}
-
-TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: fp16 with dynamic loss scale and global-norm clipping and AdamW") {
-  dynamic_loss_scale scaler;
-  scaler.init_scale = 65536.0f;
-  scaler.growth_interval = 10;
-  adamw_options o;
-  o.lr = 1e-2f;
-  o.weight_decay = 0.01f;
-  const auto step = chain(scaler, clip_by_global_norm{0.5f}, adamw(o));
-  // fp32 rounding: the statistics are combined in another order (fp64, so
-  // the clip factor rarely differs), and with 3 ranks stage 2 reduces each
-  // gradient in another order, so fp16 gradients may round differently;
-  // an update differs by at most lr * (a few ulps), 120 steps of them.
-  zero_equals_data_parallel<parameters<half, half>>(step, 120, 120 * 4 * o.lr * 0x1p-10, "AdamW fp16");
-}
-
-TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: LAMB's per-parameter trust ratios across shard boundaries") {
-  lamb_options o;
-  o.lr = 1e-2f;
-  const auto step = chain(dynamic_loss_scale{}, lamb(o));
-  zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 4 * o.lr * 0x1p-10, "LAMB");
-}
-
-TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: Adafactor's factored moments over rows and columns") {
-  adafactor_options o;
-  o.lr = 1e-2f;
-  const auto step = chain(dynamic_loss_scale{}, adafactor(o));
-  zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 4 * o.lr * 0x1p-10, "Adafactor");
-}
-
-TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: per-block statistics with shards cut at block boundaries") {
-  sgd_options o;
-  o.lr = 1e-3f;
-  const auto step = chain(dynamic_loss_scale{}, scale_by_block_rms{}, sgd(o));
-  // |u| <= sqrt(64) after the division; a gradient reduced in another order
-  // differs by an fp16 rounding (2^-10 relative), in u and in its block's
-  // RMS: at most lr * 8 * 2 * 2^-10 per step.
-  zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 16 * o.lr * 0x1p-10, "block RMS");
-}
-
-TEST_CASE("an inf on one rank only: every rank skips the step and backs off") {
-  dynamic_loss_scale scaler;
-  scaler.init_scale = 1024.0f;
-  const auto step = chain(scaler, clip_by_global_norm{1.0f}, adamw(adamw_options{}));
-  for (int stage : {0, 1, 2}) {
-    CAPTURE(stage);
-    run<parameters<half, half>, decltype(step)> r(stage, step);
-    r.step(1);
-    const std::vector<float> before = test::dist::model_as_float(r.params);
-    // The last rank's gradients get an inf in the first rank's shard.
-    const std::vector<float> g = gradient(before, 2, r.dp.rank() * batch, batch);
-    test::dist::write_gradients(r.params, g, r.state.loss_scale());
-    if (r.dp.rank() == r.dp.size() - 1) {
-      const half inf = convert<half>(INFINITY);
-      detail::write_to_device(&inf, r.params.grad_data() + 3, 1);
+  TEST_CASE("data parallel with batch B per rank equals one process with batch R*B") {
+    // SGD with momentum: the update scales with the gradient, so a sum taken
+    // for a mean, or a rank left out, would show at once.
+    sgd_options o;
+    o.lr = 0.05f;
+    o.momentum = 0.9f;
+    const auto step = chain(clip_by_global_norm{100.0f}, sgd(o));
+    // fp32 weights and gradients: a bf16 model copy would turn a last-bit
+    // difference of the master weights into a bf16 rounding of the forward pass.
+    using arena = parameters<float, float>;
+    run<arena, decltype(step)> ranks(0, step, 80);  // windows of 80 elements
+    arena one;
+    test::dist::add_parameters(one);
+    one.finalize();
+    one.initialize_all(init::kaiming_uniform{}, 11);
+    auto state = step.init(one);
+    const std::size_t everyone = batch * static_cast<std::size_t>(world_size());
+    double worst_gradient = 0.0;
+    const int steps = 120;
+    for (int t = 1; t <= steps; ++t) {
+      // The averaged gradients against the mean over all R*B samples: each
+      // rank's mean and their average are each rounded to fp32 once.
+      const std::vector<float> w = test::dist::model_as_float(ranks.params);
+      test::dist::write_gradients(ranks.params, gradient(w, t, ranks.dp.rank() * batch, batch), 1.0f);
+      ranks.dp.reduce_gradients(ranks.params);
+      const std::vector<float> mean = gradient(w, t, 0, everyone);
+      const std::vector<float> got = test::dist::device_range(ranks.params.grad_data(), mean.size());
+      for (std::size_t i = 0; i < mean.size(); ++i)
+        worst_gradient = std::max(worst_gradient, std::fabs(static_cast<double>(got[i]) - mean[i]) /
+                                                      std::max(1.0, std::fabs(static_cast<double>(mean[i]))));
+      // Then one step of each: the rank run through data_parallel, the single
+      // process on the mean over every sample.
+      test::dist::write_gradients(ranks.params, gradient(w, t, ranks.dp.rank() * batch, batch), 1.0f);
+      ranks.dp.step(ranks.chain, ranks.params, ranks.state);
+      test::dist::write_gradients(one, gradient(test::dist::model_as_float(one), t, 0, everyone), 1.0f);
+      step.apply(one, state);
     }
-    r.dp.step(r.chain, r.params, r.state);
-    CHECK(r.state.step().skipped_total == 1);
-    CHECK(r.state.count() == 1);
-    CHECK(r.state.loss_scale() == 512.0f);
-    CHECK(test::dist::model_as_float(r.params) == before);
-    CHECK(same_on_every_rank(r.state.loss_scale()));
-    CHECK(same_on_every_rank(r.state.step().skipped_total));
-  }
-}
-
-TEST_CASE("a rank keeps about 1/R of the master weights and optimizer state") {
-  const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
-  using arena = parameters<bfloat16, bfloat16>;
-  run<arena, decltype(step)> s0(0, step), s1(1, step), s2(2, step);
-  const dist::memory_report m0 = s0.dp.memory(s0.params, s0.state), m1 = s1.dp.memory(s1.params, s1.state),
-                            m2 = s2.dp.memory(s2.params, s2.state);
-  const double whole = static_cast<double>(m0.master + m0.state);
-  const double mine = static_cast<double>(m1.master + m1.state);
-  MESSAGE("rank " << world_rank() << " of " << world_size() << ": master + state " << mine << " bytes in stage 1, "
-                  << whole << " in stage 0");
-  // Balanced shards: within a 16-element boundary (or a row) of 1/R.
-  const double slack = 20.0 * 12.0 / static_cast<double>(s0.params.padded_size());
-  CHECK(mine / whole <= 1.0 / world_size() + slack);
-  CHECK(mine / whole >= 1.0 / world_size() - slack);
-  CHECK(m1.model == m0.model);  // every rank keeps the whole model copy
-  CHECK(m2.master + m2.state == m1.master + m1.state);
-  // The shards partition the arena.
-  std::size_t covered = 0;
-  for (int r = 0; r < s1.dp.size(); ++r) {
-    CHECK(s1.dp.shard_of(r).begin == covered);
-    covered = s1.dp.shard_of(r).end;
-  }
-  CHECK(covered == s1.params.padded_size());
-}
-
-TEST_CASE("ranks that differ in arena or chain or initial weights are refused on every rank with nothing changed") {
-  dist::mpi_communicator comm(MPI_COMM_WORLD, test_options());
-  const bool odd = world_size() > 1 && world_rank() == world_size() - 1;
-  const std::string last = std::to_string(world_size() - 1);
-  {
-    dist::data_parallel<dist::mpi_communicator> dp(comm, {1});
-    parameters<bfloat16, half> p;
-    test::dist::add_parameters(p);
-    if (odd) p.add("extra", {3});
-    const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
-    const std::string msg = test::error_message([&] { dp.finalize(p, step); });
-    if (world_size() > 1) {
-      CHECK(test::contains(msg, "the ranks disagree; rank " + last + "'s parameter arena (names, shapes, groups or "
-                                "formats) differs from rank 0's"));
-      CHECK_FALSE(p.finalized());
-    } else {
-      CHECK(msg == "<no exception>");
-    }
-  }
-  {
-    dist::data_parallel<dist::mpi_communicator> dp(comm, {0});
-    parameters<bfloat16, half> p;
-    test::dist::add_parameters(p);
-    adamw_options o;
-    o.lr = odd ? 2e-3f : 1e-3f;
-    const auto step = chain(dynamic_loss_scale{}, adamw(o));
-    const std::string msg = test::error_message([&] { dp.finalize(p, step); });
-    if (world_size() > 1) {
-      CHECK(test::contains(msg, "rank " + last + "'s chain (components or hyperparameters) differs from rank 0's"));
-      CHECK_FALSE(p.finalized());
-    }
-  }
-  {
-    dist::data_parallel<dist::mpi_communicator> dp(comm, {2});
-    parameters<bfloat16, half> p;
-    test::dist::add_parameters(p);
-    const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
-    dp.finalize(p, step);
-    p.initialize_all(init::kaiming_uniform{}, odd ? 12 : 11);
-    const std::string msg = test::error_message([&] { (void)dp.init(step, p); });
-    if (world_size() > 1) CHECK(test::contains(msg, "starts from other weights than rank"));
-    else CHECK(msg == "<no exception>");
-  }
-  {
-    dist::data_parallel<dist::mpi_communicator> dp(comm, {1});
-    parameters<bfloat16, half> p;
-    test::dist::add_parameters(p);
-    const auto a = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
-    const auto b = chain(dynamic_loss_scale{}, lion(lion_options{}));
-    dp.finalize(p, a);
-    CHECK(test::contains(test::error_message([&] { (void)dp.init(b, p); }),
-                         "the chain differs from the one given to finalize()"));
-  }
-  CHECK(test::contains(test::error_message([&] { dist::data_parallel<dist::mpi_communicator> dp(comm, {3}); }),
-                       "zero_stage is 0, 1 or 2 (got 3)"));
-}
-
-TEST_CASE("a sharded checkpoint resumes bit for bit and loads into another ZeRO stage") {
-  const std::string dir = "/tmp/mixprec_test_dist_ckpt_" + std::to_string(world_size());
-  dynamic_loss_scale scaler;
-  scaler.growth_interval = 5;
-  adamw_options o;
-  o.lr = 1e-2f;
-  const auto step = chain(scaler, clip_by_global_norm{1.0f}, adamw(o), round_model_stochastic{3});
-  using arena = parameters<bfloat16, half>;
-  run<arena, decltype(step)> a(1, step);
-  for (int t = 1; t <= 20; ++t) a.step(t);
-  dist::save_checkpoint(dir, a.dp, a.chain, a.params, a.state, {{"epoch", "2"}});
-  for (int t = 21; t <= 40; ++t) a.step(t);
-
-  for (int stage : {1, 2, 0}) {
-    CAPTURE(stage);
-    run<arena, decltype(step)> b(stage, step);
-    const checkpoint_metadata m = dist::load_checkpoint(dir, b.dp, b.chain, b.params, b.state);
-    CHECK(m.at("epoch") == "2");
-    CHECK(b.state.count() + b.state.step().skipped_total == 20);
-    for (int t = 21; t <= 40; ++t) b.step(t);
-    // Stage 1, as saved: bit for bit. Other stages: the same gradients and
-    // statistics up to the reduction order (see the ZeRO cases).
-    const std::vector<float> ma = test::dist::model_as_float(a.params), mb = test::dist::model_as_float(b.params);
+    // Per element: the R per-rank means (each within u of the exact mean of
+    // its samples), their fp32 sum and the division, about (R + 2) u of the
+    // gradients' scale (|g| <= ~3 here).
+    const double u = 0x1p-24;
+    CHECK(max_over_ranks(worst_gradient) <= (world_size() + 2) * u * 4);
+    // After 120 steps, the master weights: each step's update differs by the
+    // gradient error times lr (momentum sums at most 1/(1-0.9) of them), and
+    // a weight's rounding may differ by an ulp (|w| < 2: 2^-23) per step.
+    const std::vector<float> a = ranks.master(), b = test::dist::device_range(one.master_data(), one.padded_size());
     double worst = 0.0;
-    for (std::size_t i = 0; i < ma.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(ma[i]) - mb[i]));
+    for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
     worst = max_over_ranks(worst);
-    if (stage == 1) CHECK(worst == 0.0);
-    else CHECK(worst <= 20 * 4 * o.lr * 0x1p-7);
-    CHECK(b.state.loss_scale() == a.state.loss_scale());
+    MESSAGE(world_size() << " ranks: averaged gradients within " << max_over_ranks(worst_gradient) / u
+                         << " u of the R*B mean; master weights after " << steps << " steps within " << worst);
+    CHECK(worst <= steps * (0x1p-23 + o.lr * 10.0 * (world_size() + 2) * u * 4));
+    CHECK(same_on_every_rank(ranks.state.count()));
   }
-  MPI_Barrier(MPI_COMM_WORLD);
-}
 
-TEST_CASE("mismatched checkpoint shards are refused on every rank and load nothing") {
-  const std::string dir = "/tmp/mixprec_test_dist_bad_" + std::to_string(world_size());
-  const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
-  using arena = parameters<bfloat16, half>;
-  run<arena, decltype(step)> a(1, step);
-  for (int t = 1; t <= 3; ++t) a.step(t);
-  dist::save_checkpoint(dir, a.dp, a.chain, a.params, a.state);
-  for (int t = 4; t <= 5; ++t) a.step(t);
-  const std::vector<float> before = test::dist::model_as_float(a.params);
-  const std::uint64_t count = a.state.count();
-  auto refused = [&](const std::string& expected) {
-    const std::string msg = test::error_message([&] { dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state); });
-    INFO(msg);
-    CHECK(test::contains(msg, expected));
-    CHECK(test::dist::model_as_float(a.params) == before);
-    CHECK(a.state.count() == count);
-  };
-  // The manifest's directory, as rank 0 sees it.
-  std::string sub;
-  {
-    std::ifstream in(dir + "/manifest");
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind("directory ", 0) == 0) sub = dir + "/" + line.substr(10);
+  TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: fp16 with dynamic loss scale and global-norm clipping and AdamW") {
+    dynamic_loss_scale scaler;
+    scaler.init_scale = 65536.0f;
+    scaler.growth_interval = 10;
+    adamw_options o;
+    o.lr = 1e-2f;
+    o.weight_decay = 0.01f;
+    const auto step = chain(scaler, clip_by_global_norm{0.5f}, adamw(o));
+    // fp32 rounding: the statistics are combined in another order (fp64, so
+    // the clip factor rarely differs), and with 3 ranks stage 2 reduces each
+    // gradient in another order, so fp16 gradients may round differently;
+    // an update differs by at most lr * (a few ulps), 120 steps of them.
+    zero_equals_data_parallel<parameters<half, half>>(step, 120, 120 * 4 * o.lr * 0x1p-10, "AdamW fp16");
   }
-  REQUIRE(!sub.empty());
-  const std::string last_part = sub + "/part-" + std::to_string(world_size() - 1) + ".ckpt";
 
-  SUBCASE("another chain") {
-    const auto other = chain(dynamic_loss_scale{}, lamb(lamb_options{}));
-    run<arena, decltype(other)> b(1, other);
-    const std::string msg = test::error_message([&] { dist::load_checkpoint(dir, b.dp, b.chain, b.params, b.state); });
-    CHECK(test::contains(msg, "load_checkpoint: failed on rank(s) 0"));
-    CHECK(test::contains(msg, "checkpoint chain is [dynamic_loss_scale, adamw] but this chain is "
-                              "[dynamic_loss_scale, lamb]"));
+  TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: LAMB's per-parameter trust ratios across shard boundaries") {
+    lamb_options o;
+    o.lr = 1e-2f;
+    const auto step = chain(dynamic_loss_scale{}, lamb(o));
+    zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 4 * o.lr * 0x1p-10, "LAMB");
   }
-  SUBCASE("a missing part") {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) std::rename(last_part.c_str(), (last_part + ".away").c_str());
-    MPI_Barrier(MPI_COMM_WORLD);
-    refused("failed on rank(s) " + std::to_string(world_size() - 1));
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) std::rename((last_part + ".away").c_str(), last_part.c_str());
-    MPI_Barrier(MPI_COMM_WORLD);
+
+  TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: Adafactor's factored moments over rows and columns") {
+    adafactor_options o;
+    o.lr = 1e-2f;
+    const auto step = chain(dynamic_loss_scale{}, adafactor(o));
+    zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 4 * o.lr * 0x1p-10, "Adafactor");
   }
-  SUBCASE("a part of another save") {
-    // Save again elsewhere and put that save's last part in place of this one's.
-    const std::string other_dir = dir + "_other";
-    dist::save_checkpoint(other_dir, a.dp, a.chain, a.params, a.state);
-    std::string other_sub;
+
+  TEST_CASE("ZeRO-1 and ZeRO-2 equal data parallel: per-block statistics with shards cut at block boundaries") {
+    sgd_options o;
+    o.lr = 1e-3f;
+    const auto step = chain(dynamic_loss_scale{}, scale_by_block_rms{}, sgd(o));
+    // |u| <= sqrt(64) after the division; a gradient reduced in another order
+    // differs by an fp16 rounding (2^-10 relative), in u and in its block's
+    // RMS: at most lr * 8 * 2 * 2^-10 per step.
+    zero_equals_data_parallel<parameters<bfloat16, half>>(step, 120, 120 * 16 * o.lr * 0x1p-10, "block RMS");
+  }
+
+  TEST_CASE("an inf on one rank only: every rank skips the step and backs off") {
+    dynamic_loss_scale scaler;
+    scaler.init_scale = 1024.0f;
+    const auto step = chain(scaler, clip_by_global_norm{1.0f}, adamw(adamw_options{}));
+    for (int stage : {0, 1, 2}) {
+      CAPTURE(stage);
+      run<parameters<half, half>, decltype(step)> r(stage, step);
+      r.step(1);
+      const std::vector<float> before = test::dist::model_as_float(r.params);
+      // The last rank's gradients get an inf in the first rank's shard.
+      const std::vector<float> g = gradient(before, 2, r.dp.rank() * batch, batch);
+      test::dist::write_gradients(r.params, g, r.state.loss_scale());
+      if (r.dp.rank() == r.dp.size() - 1) {
+        const half inf = convert<half>(INFINITY);
+        detail::write_to_device(&inf, r.params.grad_data() + 3, 1);
+      }
+      r.dp.step(r.chain, r.params, r.state);
+      CHECK(r.state.step().skipped_total == 1);
+      CHECK(r.state.count() == 1);
+      CHECK(r.state.loss_scale() == 512.0f);
+      CHECK(test::dist::model_as_float(r.params) == before);
+      CHECK(same_on_every_rank(r.state.loss_scale()));
+      CHECK(same_on_every_rank(r.state.step().skipped_total));
+    }
+  }
+
+  TEST_CASE("a rank keeps about 1/R of the master weights and optimizer state") {
+    const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
+    using arena = parameters<bfloat16, bfloat16>;
+    run<arena, decltype(step)> s0(0, step), s1(1, step), s2(2, step);
+    const dist::memory_report m0 = s0.dp.memory(s0.params, s0.state), m1 = s1.dp.memory(s1.params, s1.state),
+                              m2 = s2.dp.memory(s2.params, s2.state);
+    const double whole = static_cast<double>(m0.master + m0.state);
+    const double mine = static_cast<double>(m1.master + m1.state);
+    MESSAGE("rank " << world_rank() << " of " << world_size() << ": master + state " << mine << " bytes in stage 1, "
+                    << whole << " in stage 0");
+    // Balanced shards: within a 16-element boundary (or a row) of 1/R.
+    const double slack = 20.0 * 12.0 / static_cast<double>(s0.params.padded_size());
+    CHECK(mine / whole <= 1.0 / world_size() + slack);
+    CHECK(mine / whole >= 1.0 / world_size() - slack);
+    CHECK(m1.model == m0.model);  // every rank keeps the whole model copy
+    CHECK(m2.master + m2.state == m1.master + m1.state);
+    // The shards partition the arena.
+    std::size_t covered = 0;
+    for (int r = 0; r < s1.dp.size(); ++r) {
+      CHECK(s1.dp.shard_of(r).begin == covered);
+      covered = s1.dp.shard_of(r).end;
+    }
+    CHECK(covered == s1.params.padded_size());
+  }
+
+  TEST_CASE("ranks that differ in arena or chain or initial weights are refused on every rank with nothing changed") {
+    dist::mpi_communicator comm(MPI_COMM_WORLD, test_options());
+    const bool odd = world_size() > 1 && world_rank() == world_size() - 1;
+    const std::string last = std::to_string(world_size() - 1);
     {
-      std::ifstream in(other_dir + "/manifest");
+      dist::data_parallel<dist::mpi_communicator> dp(comm, {1});
+      parameters<bfloat16, half> p;
+      test::dist::add_parameters(p);
+      if (odd) p.add("extra", {3});
+      const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
+      const std::string msg = test::error_message([&] { dp.finalize(p, step); });
+      if (world_size() > 1) {
+        CHECK(test::contains(msg, "the ranks disagree; rank " + last +
+                                      "'s parameter arena (names, shapes, groups or "
+                                      "formats) differs from rank 0's"));
+        CHECK_FALSE(p.finalized());
+      } else {
+        CHECK(msg == "<no exception>");
+      }
+    }
+    {
+      dist::data_parallel<dist::mpi_communicator> dp(comm, {0});
+      parameters<bfloat16, half> p;
+      test::dist::add_parameters(p);
+      adamw_options o;
+      o.lr = odd ? 2e-3f : 1e-3f;
+      const auto step = chain(dynamic_loss_scale{}, adamw(o));
+      const std::string msg = test::error_message([&] { dp.finalize(p, step); });
+      if (world_size() > 1) {
+        CHECK(test::contains(msg, "rank " + last + "'s chain (components or hyperparameters) differs from rank 0's"));
+        CHECK_FALSE(p.finalized());
+      }
+    }
+    {
+      dist::data_parallel<dist::mpi_communicator> dp(comm, {2});
+      parameters<bfloat16, half> p;
+      test::dist::add_parameters(p);
+      const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
+      dp.finalize(p, step);
+      p.initialize_all(init::kaiming_uniform{}, odd ? 12 : 11);
+      const std::string msg = test::error_message([&] { (void)dp.init(step, p); });
+      if (world_size() > 1) CHECK(test::contains(msg, "starts from other weights than rank"));
+      else CHECK(msg == "<no exception>");
+    }
+    {
+      dist::data_parallel<dist::mpi_communicator> dp(comm, {1});
+      parameters<bfloat16, half> p;
+      test::dist::add_parameters(p);
+      const auto a = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
+      const auto b = chain(dynamic_loss_scale{}, lion(lion_options{}));
+      dp.finalize(p, a);
+      CHECK(test::contains(test::error_message([&] { (void)dp.init(b, p); }),
+                           "the chain differs from the one given to finalize()"));
+    }
+    CHECK(test::contains(test::error_message([&] { dist::data_parallel<dist::mpi_communicator> dp(comm, {3}); }),
+                         "zero_stage is 0, 1 or 2 (got 3)"));
+  }
+
+  TEST_CASE("a sharded checkpoint resumes bit for bit and loads into another ZeRO stage") {
+    const std::string dir = "/tmp/mixprec_test_dist_ckpt_" + std::to_string(world_size());
+    dynamic_loss_scale scaler;
+    scaler.growth_interval = 5;
+    adamw_options o;
+    o.lr = 1e-2f;
+    const auto step = chain(scaler, clip_by_global_norm{1.0f}, adamw(o), round_model_stochastic{3});
+    using arena = parameters<bfloat16, half>;
+    run<arena, decltype(step)> a(1, step);
+    for (int t = 1; t <= 20; ++t) a.step(t);
+    dist::save_checkpoint(dir, a.dp, a.chain, a.params, a.state, {{"epoch", "2"}});
+    for (int t = 21; t <= 40; ++t) a.step(t);
+
+    for (int stage : {1, 2, 0}) {
+      CAPTURE(stage);
+      run<arena, decltype(step)> b(stage, step);
+      const checkpoint_metadata m = dist::load_checkpoint(dir, b.dp, b.chain, b.params, b.state);
+      CHECK(m.at("epoch") == "2");
+      CHECK(b.state.count() + b.state.step().skipped_total == 20);
+      for (int t = 21; t <= 40; ++t) b.step(t);
+      // Stage 1, as saved: bit for bit. Other stages: the same gradients and
+      // statistics up to the reduction order (see the ZeRO cases).
+      const std::vector<float> ma = test::dist::model_as_float(a.params), mb = test::dist::model_as_float(b.params);
+      double worst = 0.0;
+      for (std::size_t i = 0; i < ma.size(); ++i)
+        worst = std::max(worst, std::fabs(static_cast<double>(ma[i]) - mb[i]));
+      worst = max_over_ranks(worst);
+      if (stage == 1) CHECK(worst == 0.0);
+      else CHECK(worst <= 20 * 4 * o.lr * 0x1p-7);
+      CHECK(b.state.loss_scale() == a.state.loss_scale());
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+
+  TEST_CASE("mismatched checkpoint shards are refused on every rank and load nothing") {
+    const std::string dir = "/tmp/mixprec_test_dist_bad_" + std::to_string(world_size());
+    const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
+    using arena = parameters<bfloat16, half>;
+    run<arena, decltype(step)> a(1, step);
+    for (int t = 1; t <= 3; ++t) a.step(t);
+    dist::save_checkpoint(dir, a.dp, a.chain, a.params, a.state);
+    for (int t = 4; t <= 5; ++t) a.step(t);
+    const std::vector<float> before = test::dist::model_as_float(a.params);
+    const std::uint64_t count = a.state.count();
+    auto refused = [&](const std::string& expected) {
+      const std::string msg =
+          test::error_message([&] { dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state); });
+      INFO(msg);
+      CHECK(test::contains(msg, expected));
+      CHECK(test::dist::model_as_float(a.params) == before);
+      CHECK(a.state.count() == count);
+    };
+    // The manifest's directory, as rank 0 sees it.
+    std::string sub;
+    {
+      std::ifstream in(dir + "/manifest");
       std::string line;
       while (std::getline(in, line))
-        if (line.rfind("directory ", 0) == 0) other_sub = other_dir + "/" + line.substr(10);
+        if (line.rfind("directory ", 0) == 0) sub = dir + "/" + line.substr(10);
     }
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) {
-      std::rename(last_part.c_str(), (last_part + ".away").c_str());
-      std::ifstream src(other_sub + "/part-" + std::to_string(world_size() - 1) + ".ckpt", std::ios::binary);
-      std::ofstream dst(last_part, std::ios::binary);
-      dst << src.rdbuf();
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
-    // The copied part is of step 5 (the other save): either check names it.
-    refused("failed on rank(s) " + std::to_string(world_size() - 1));
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) std::rename((last_part + ".away").c_str(), last_part.c_str());
-    MPI_Barrier(MPI_COMM_WORLD);
-  }
-  SUBCASE("no manifest") {
-    const std::string msg =
-        test::error_message([&] { dist::load_checkpoint(dir + "_none", a.dp, a.chain, a.params, a.state); });
-    CHECK(test::contains(msg, "no sharded checkpoint in " + dir + "_none"));
-  }
-  // The good set still loads.
-  dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state);
-  CHECK(a.state.count() + a.state.step().skipped_total == 3);
-  MPI_Barrier(MPI_COMM_WORLD);
-}
+    REQUIRE(!sub.empty());
+    const std::string last_part = sub + "/part-" + std::to_string(world_size() - 1) + ".ckpt";
 
-TEST_CASE("part files that do not hold what the manifest names are refused on every rank with one error") {
-  // part-0 and part-1 swapped: every file is a valid part of the save, but
-  // not of the elements the manifest names for it. Every rank must refuse
-  // with the same error and none may change anything (on 3 ranks the rank
-  // whose own part was intact used to load it and then wait for the others).
-  if (world_size() < 2) {
-    MESSAGE("one rank saves one part: nothing to swap");
-    return;
-  }
-  const std::string dir = "/tmp/mixprec_test_dist_swapped_" + std::to_string(world_size());
-  const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
-  using arena = parameters<bfloat16, half>;
-  run<arena, decltype(step)> a(1, step);
-  for (int t = 1; t <= 3; ++t) a.step(t);
-  dist::save_checkpoint(dir, a.dp, a.chain, a.params, a.state);
-  for (int t = 4; t <= 5; ++t) a.step(t);
-  const std::vector<float> model = test::dist::model_as_float(a.params), master = a.master();
-  const std::uint64_t count = a.state.count();
-  const float scale = a.state.loss_scale();
-  std::string sub;
-  {
-    std::ifstream in(dir + "/manifest");
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind("directory ", 0) == 0) sub = dir + "/" + line.substr(10);
-  }
-  REQUIRE(!sub.empty());
-  auto swap_parts = [&] {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) {
-      const std::string p0 = sub + "/part-0.ckpt", p1 = sub + "/part-1.ckpt", tmp = sub + "/part-swap";
-      std::rename(p0.c_str(), tmp.c_str());
-      std::rename(p1.c_str(), p0.c_str());
-      std::rename(tmp.c_str(), p1.c_str());
+    SUBCASE("another chain") {
+      const auto other = chain(dynamic_loss_scale{}, lamb(lamb_options{}));
+      run<arena, decltype(other)> b(1, other);
+      const std::string msg =
+          test::error_message([&] { dist::load_checkpoint(dir, b.dp, b.chain, b.params, b.state); });
+      CHECK(test::contains(msg, "load_checkpoint: failed on rank(s) 0"));
+      CHECK(test::contains(msg,
+                           "checkpoint chain is [dynamic_loss_scale, adamw] but this chain is "
+                           "[dynamic_loss_scale, lamb]"));
     }
+    SUBCASE("a missing part") {
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (world_rank() == 0) std::rename(last_part.c_str(), (last_part + ".away").c_str());
+      MPI_Barrier(MPI_COMM_WORLD);
+      refused("failed on rank(s) " + std::to_string(world_size() - 1));
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (world_rank() == 0) std::rename((last_part + ".away").c_str(), last_part.c_str());
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+    SUBCASE("a part of another save") {
+      // Save again elsewhere and put that save's last part in place of this one's.
+      const std::string other_dir = dir + "_other";
+      dist::save_checkpoint(other_dir, a.dp, a.chain, a.params, a.state);
+      std::string other_sub;
+      {
+        std::ifstream in(other_dir + "/manifest");
+        std::string line;
+        while (std::getline(in, line))
+          if (line.rfind("directory ", 0) == 0) other_sub = other_dir + "/" + line.substr(10);
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (world_rank() == 0) {
+        std::rename(last_part.c_str(), (last_part + ".away").c_str());
+        std::ifstream src(other_sub + "/part-" + std::to_string(world_size() - 1) + ".ckpt", std::ios::binary);
+        std::ofstream dst(last_part, std::ios::binary);
+        dst << src.rdbuf();
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+      // The copied part is of step 5 (the other save): either check names it.
+      refused("failed on rank(s) " + std::to_string(world_size() - 1));
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (world_rank() == 0) std::rename((last_part + ".away").c_str(), last_part.c_str());
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+    SUBCASE("no manifest") {
+      const std::string msg =
+          test::error_message([&] { dist::load_checkpoint(dir + "_none", a.dp, a.chain, a.params, a.state); });
+      CHECK(test::contains(msg, "no sharded checkpoint in " + dir + "_none"));
+    }
+    // The good set still loads.
+    dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state);
+    CHECK(a.state.count() + a.state.step().skipped_total == 3);
     MPI_Barrier(MPI_COMM_WORLD);
-  };
-  swap_parts();
-  const std::string msg = test::error_message([&] { dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state); });
-  INFO(msg);
-  CHECK(test::contains(msg, "load_checkpoint: failed on rank(s) 0, 1;"));
-  CHECK(test::contains(msg, "holds elements"));
-  CHECK(test::contains(msg, "the manifest names it for elements"));
-  CHECK(same_on_every_rank(std::hash<std::string>{}(msg)));
-  CHECK(test::dist::model_as_float(a.params) == model);
-  CHECK(a.master() == master);
-  CHECK(a.state.count() == count);
-  CHECK(a.state.loss_scale() == scale);
-  // Swapped back, the save loads on every rank.
-  swap_parts();
-  dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state);
-  CHECK(a.state.count() + a.state.step().skipped_total == 3);
-  MPI_Barrier(MPI_COMM_WORLD);
-}
+  }
+
+  TEST_CASE("part files that do not hold what the manifest names are refused on every rank with one error") {
+    // part-0 and part-1 swapped: every file is a valid part of the save, but
+    // not of the elements the manifest names for it. Every rank must refuse
+    // with the same error and none may change anything (on 3 ranks the rank
+    // whose own part was intact used to load it and then wait for the others).
+    if (world_size() < 2) {
+      MESSAGE("one rank saves one part: nothing to swap");
+      return;
+    }
+    const std::string dir = "/tmp/mixprec_test_dist_swapped_" + std::to_string(world_size());
+    const auto step = chain(dynamic_loss_scale{}, adamw(adamw_options{}));
+    using arena = parameters<bfloat16, half>;
+    run<arena, decltype(step)> a(1, step);
+    for (int t = 1; t <= 3; ++t) a.step(t);
+    dist::save_checkpoint(dir, a.dp, a.chain, a.params, a.state);
+    for (int t = 4; t <= 5; ++t) a.step(t);
+    const std::vector<float> model = test::dist::model_as_float(a.params), master = a.master();
+    const std::uint64_t count = a.state.count();
+    const float scale = a.state.loss_scale();
+    std::string sub;
+    {
+      std::ifstream in(dir + "/manifest");
+      std::string line;
+      while (std::getline(in, line))
+        if (line.rfind("directory ", 0) == 0) sub = dir + "/" + line.substr(10);
+    }
+    REQUIRE(!sub.empty());
+    auto swap_parts = [&] {
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (world_rank() == 0) {
+        const std::string p0 = sub + "/part-0.ckpt", p1 = sub + "/part-1.ckpt", tmp = sub + "/part-swap";
+        std::rename(p0.c_str(), tmp.c_str());
+        std::rename(p1.c_str(), p0.c_str());
+        std::rename(tmp.c_str(), p1.c_str());
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+    };
+    swap_parts();
+    const std::string msg = test::error_message([&] { dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state); });
+    INFO(msg);
+    CHECK(test::contains(msg, "load_checkpoint: failed on rank(s) 0, 1;"));
+    CHECK(test::contains(msg, "holds elements"));
+    CHECK(test::contains(msg, "the manifest names it for elements"));
+    CHECK(same_on_every_rank(std::hash<std::string>{}(msg)));
+    CHECK(test::dist::model_as_float(a.params) == model);
+    CHECK(a.master() == master);
+    CHECK(a.state.count() == count);
+    CHECK(a.state.loss_scale() == scale);
+    // Swapped back, the save loads on every rank.
+    swap_parts();
+    dist::load_checkpoint(dir, a.dp, a.chain, a.params, a.state);
+    CHECK(a.state.count() + a.state.step().skipped_total == 3);
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
 
 }  // TEST_SUITE

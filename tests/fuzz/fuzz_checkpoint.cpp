@@ -68,7 +68,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     mixprec::deserialize_checkpoint(bytes.data(), bytes.size(), make_chain(), f.params, f.state);
-  } catch (const mixprec::error&) {
-  }
+  } catch (const mixprec::error&) {}
   return 0;
 }

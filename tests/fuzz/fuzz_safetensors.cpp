@@ -43,7 +43,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     mixprec::detail::load_safetensors_from(mixprec::detail::memory_source(data, size), fixture(),
                                            mixprec::safetensors_options{false}, {});
-  } catch (const mixprec::error&) {
-  }
+  } catch (const mixprec::error&) {}
   return 0;
 }

@@ -138,254 +138,257 @@ child_run in_child(std::uint64_t memory_limit, F&& f) {
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.peak_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    r.message += WIFSIGNALED(status) ? " <child killed by signal " + std::to_string(WTERMSIG(status)) + ">"
-                                     : " <child failed>";
+    r.message +=
+        WIFSIGNALED(status) ? " <child killed by signal " + std::to_string(WTERMSIG(status)) + ">" : " <child failed>";
   return r;
 }
 
 }  // namespace
 
 TEST_SUITE("io") {
+  TEST_CASE("a safetensors round trip restores the model copy bit for bit and the master weights exactly") {
+    parameters<bfloat16, half> a;
+    build(a);
+    a.from_host(role::master, synthetic(a.element_count(), 1));
+    const std::string model_path = temp_path("model.safetensors"), master_path = temp_path("master.safetensors");
+    save_safetensors(model_path, a, role::model, {{"format", "pt"}, {"epoch", "3"}});
+    save_safetensors(master_path, a, role::master);
+    CHECK(safetensors_metadata(model_path) == std::map<std::string, std::string>{{"epoch", "3"}, {"format", "pt"}});
+    CHECK(safetensors_metadata(master_path).empty());
 
-TEST_CASE("a safetensors round trip restores the model copy bit for bit and the master weights exactly") {
-  parameters<bfloat16, half> a;
-  build(a);
-  a.from_host(role::master, synthetic(a.element_count(), 1));
-  const std::string model_path = temp_path("model.safetensors"), master_path = temp_path("master.safetensors");
-  save_safetensors(model_path, a, role::model, {{"format", "pt"}, {"epoch", "3"}});
-  save_safetensors(master_path, a, role::master);
-  CHECK(safetensors_metadata(model_path) == std::map<std::string, std::string>{{"epoch", "3"}, {"format", "pt"}});
-  CHECK(safetensors_metadata(master_path).empty());
-
-  parameters<bfloat16, half> b;  // fresh: any chain, any state
-  build(b);
-  load_safetensors(master_path, b);
-  CHECK(b.to_host(role::master) == a.to_host(role::master));
-  CHECK(b.to_host(role::model) == a.to_host(role::model));
-
-  parameters<bfloat16, bfloat16, void> pure;
-  build(pure);
-  load_safetensors(model_path, pure);  // BF16 into a bfloat16 model: the same bits
-  CHECK(pure.to_host(role::model) == a.to_host(role::model));
-  load_safetensors(master_path, pure);  // F32 into a bfloat16 model: rounded to nearest even
-  CHECK(pure.to_host(role::model) == a.to_host(role::model));
-
-  parameters<fp8_e4m3, bfloat16> f8;
-  build(f8);
-  parameters<float> big;
-  build(big);
-  std::vector<float> wide = synthetic(big.element_count(), 2, 1000.0f);
-  big.from_host(role::master, wide);
-  save_safetensors(master_path, big, role::master);
-  load_safetensors(master_path, f8);
-  const std::vector<float> m = f8.to_host(role::model);
-  for (std::size_t i = 0; i < m.size(); ++i) {
-    CHECK(std::fabs(m[i]) <= 448.0f);  // saturated, never NaN
-    CHECK(m[i] == to_float(convert<fp8_e4m3, overflow_saturate>(wide[i])));
-  }
-  std::remove(model_path.c_str());
-  std::remove(master_path.c_str());
-}
-
-TEST_CASE("an arena that keeps a shard of the master weights loads its part of them and the whole model copy") {
-  parameters<bfloat16, half> a;
-  build(a);
-  a.from_host(role::master, synthetic(a.element_count(), 4));
-  const std::string path = temp_path("shard_master.safetensors");
-  save_safetensors(path, a, role::master);
-  // fc.weight is elements [0, 24), fc.bias [32, 38), norm [48, 51): keep [16, 40).
-  parameters<bfloat16, half> b;
-  b.add("fc.weight", {4, 6});
-  b.add("fc.bias", {6}, "no_decay");
-  b.add("norm", {3});
-  b.finalize(element_range{16, 40});
-  CHECK(b.master_sharded());
-  CHECK(b.owns_master(1));
-  CHECK_FALSE(b.owns_master(0));
-  load_safetensors(path, b);
-  CHECK(b.to_host(role::model) == a.to_host(role::model));
-  CHECK(b.to_host(role::master, "fc.bias") == a.to_host(role::master, "fc.bias"));
-  std::vector<float> kept(24), all(a.padded_size());
-  detail::copy_to_host(b.master_data(), kept.data(), kept.size());
-  detail::copy_to_host(a.master_data(), all.data(), all.size());
-  CHECK(kept == std::vector<float>(all.begin() + 16, all.begin() + 40));
-  CHECK(test::contains(test::error_message([&] { (void)b.to_host(role::master, "fc.weight"); }),
-                       "are not kept here (sharded master weights)"));
-  CHECK(test::contains(test::error_message([&] { save_safetensors(path, b, role::master); }),
-                       "keeps the master weights of elements [16, 40) only"));
-  std::remove(path.c_str());
-}
-
-TEST_CASE("safetensors files that do not fit the arena are refused and change nothing") {
-  parameters<bfloat16, bfloat16> a;
-  build(a);
-  a.from_host(role::master, synthetic(a.element_count(), 3));
-  const std::string path = temp_path("fit.safetensors");
-  save_safetensors(path, a, role::master);
-  auto refused = [&](auto& other, const char* expected) {
-    const std::vector<float> before = other.to_host(role::model);
-    const std::string msg = test::error_message([&] { load_safetensors(path, other); });
-    INFO(msg);
-    CHECK(test::contains(msg, expected));
-    CHECK(other.to_host(role::model) == before);
-  };
-  SUBCASE("a parameter the file lacks") {
-    parameters<bfloat16, bfloat16> b;
+    parameters<bfloat16, half> b;  // fresh: any chain, any state
     build(b);
-    parameters<bfloat16, bfloat16> c;
-    c.add("fc.weight", {4, 6});
-    c.add("extra", {2});
-    c.finalize();
-    refused(c, "the file has no tensor \"extra\"");
-  }
-  SUBCASE("a tensor the arena lacks") {
-    parameters<bfloat16, bfloat16> c;
-    c.add("fc.weight", {4, 6});
-    c.finalize();
-    refused(c, "the file has a tensor \"fc.bias\" that this arena lacks");
-    load_safetensors(path, c, safetensors_options{false});  // not strict: the extra tensors are ignored
-    CHECK(c.to_host(role::master, "fc.weight") == a.to_host(role::master, "fc.weight"));
-  }
-  SUBCASE("another shape") {
-    parameters<bfloat16, bfloat16> c;
-    c.add("fc.weight", {6, 4});
-    c.add("fc.bias", {6});
-    c.add("norm", {3});
-    c.finalize();
-    refused(c, "tensor \"fc.weight\" has shape [4, 6] in the file but [6, 4] in this arena");
-  }
-  std::remove(path.c_str());
-}
+    load_safetensors(master_path, b);
+    CHECK(b.to_host(role::master) == a.to_host(role::master));
+    CHECK(b.to_host(role::model) == a.to_host(role::model));
 
-TEST_CASE("malformed safetensors headers are clear errors") {
-  parameters<float> p;
-  p.add("w", {2});
-  p.finalize();
-  p.from_host(role::master, {1.0f, 2.0f});
-  std::vector<std::uint8_t> data(8);  // the two floats the arena holds: a good load changes nothing
-  const float two[2] = {1.0f, 2.0f};
-  std::memcpy(data.data(), two, 8);
-  auto load = [&](const std::vector<std::uint8_t>& bytes) {
-    return test::error_message(
-        [&] { detail::load_safetensors_from(detail::memory_source(bytes.data(), bytes.size()), p, {}, {}); });
-  };
-  const std::string good = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
-  CHECK(load(file_of(good, data)) == "<no exception>");
-  CHECK(test::contains(load({1, 2, 3}), "shorter than its 8-byte header length"));
-  CHECK(test::contains(load(file_of(R"({"w":)", data)), "not valid JSON"));
-  CHECK(test::contains(load(file_of("[1, 2]", data)), "not a JSON object"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", data)),
-                       "has dtype I64, which mixprec does not store"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data)),
-                       "not a non-negative integer"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data)),
-                       "needs 12 bytes but its data_offsets span 8"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data)),
-                       "outside the 8-byte data buffer"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data)),
-                       "starts at byte 4 of the data buffer where 0 was expected"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data)),
-                       "4 bytes that no tensor covers"));
-  CHECK(test::contains(load(file_of(R"({"__metadata__":{"a":1}})", data)), "is not a string"));
-  std::vector<std::uint8_t> huge(8, 0xff);
-  CHECK(test::contains(load(huge), "exceeds the limit of 100000000 bytes"));
-  // What the event-driven reader must still see as JSON sees it.
-  CHECK(test::contains(load(file_of(good + " x", data)), "not valid JSON"));
-  CHECK(test::contains(load(file_of("{\"w\":{\"dtype\":\"F\xff\"}}", data)), "not valid JSON"));  // not UTF-8
-  CHECK(test::contains(load(file_of("7", data)), "not a JSON object"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})", data)),
-                       "has no dtype string"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[[2]],"data_offsets":[0,8]}})", data)),
-                       "has an extent that is not a non-negative integer"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,2],"data_offsets":[0,8]}})", data)),
+    parameters<bfloat16, bfloat16, void> pure;
+    build(pure);
+    load_safetensors(model_path, pure);  // BF16 into a bfloat16 model: the same bits
+    CHECK(pure.to_host(role::model) == a.to_host(role::model));
+    load_safetensors(master_path, pure);  // F32 into a bfloat16 model: rounded to nearest even
+    CHECK(pure.to_host(role::model) == a.to_host(role::model));
+
+    parameters<fp8_e4m3, bfloat16> f8;
+    build(f8);
+    parameters<float> big;
+    build(big);
+    std::vector<float> wide = synthetic(big.element_count(), 2, 1000.0f);
+    big.from_host(role::master, wide);
+    save_safetensors(master_path, big, role::master);
+    load_safetensors(master_path, f8);
+    const std::vector<float> m = f8.to_host(role::model);
+    for (std::size_t i = 0; i < m.size(); ++i) {
+      CHECK(std::fabs(m[i]) <= 448.0f);  // saturated, never NaN
+      CHECK(m[i] == to_float(convert<fp8_e4m3, overflow_saturate>(wide[i])));
+    }
+    std::remove(model_path.c_str());
+    std::remove(master_path.c_str());
+  }
+
+  TEST_CASE("an arena that keeps a shard of the master weights loads its part of them and the whole model copy") {
+    parameters<bfloat16, half> a;
+    build(a);
+    a.from_host(role::master, synthetic(a.element_count(), 4));
+    const std::string path = temp_path("shard_master.safetensors");
+    save_safetensors(path, a, role::master);
+    // fc.weight is elements [0, 24), fc.bias [32, 38), norm [48, 51): keep [16, 40).
+    parameters<bfloat16, half> b;
+    b.add("fc.weight", {4, 6});
+    b.add("fc.bias", {6}, "no_decay");
+    b.add("norm", {3});
+    b.finalize(element_range{16, 40});
+    CHECK(b.master_sharded());
+    CHECK(b.owns_master(1));
+    CHECK_FALSE(b.owns_master(0));
+    load_safetensors(path, b);
+    CHECK(b.to_host(role::model) == a.to_host(role::model));
+    CHECK(b.to_host(role::master, "fc.bias") == a.to_host(role::master, "fc.bias"));
+    std::vector<float> kept(24), all(a.padded_size());
+    detail::copy_to_host(b.master_data(), kept.data(), kept.size());
+    detail::copy_to_host(a.master_data(), all.data(), all.size());
+    CHECK(kept == std::vector<float>(all.begin() + 16, all.begin() + 40));
+    CHECK(test::contains(test::error_message([&] { (void)b.to_host(role::master, "fc.weight"); }),
+                         "are not kept here (sharded master weights)"));
+    CHECK(test::contains(test::error_message([&] { save_safetensors(path, b, role::master); }),
+                         "keeps the master weights of elements [16, 40) only"));
+    std::remove(path.c_str());
+  }
+
+  TEST_CASE("safetensors files that do not fit the arena are refused and change nothing") {
+    parameters<bfloat16, bfloat16> a;
+    build(a);
+    a.from_host(role::master, synthetic(a.element_count(), 3));
+    const std::string path = temp_path("fit.safetensors");
+    save_safetensors(path, a, role::master);
+    auto refused = [&](auto& other, const char* expected) {
+      const std::vector<float> before = other.to_host(role::model);
+      const std::string msg = test::error_message([&] { load_safetensors(path, other); });
+      INFO(msg);
+      CHECK(test::contains(msg, expected));
+      CHECK(other.to_host(role::model) == before);
+    };
+    SUBCASE("a parameter the file lacks") {
+      parameters<bfloat16, bfloat16> b;
+      build(b);
+      parameters<bfloat16, bfloat16> c;
+      c.add("fc.weight", {4, 6});
+      c.add("extra", {2});
+      c.finalize();
+      refused(c, "the file has no tensor \"extra\"");
+    }
+    SUBCASE("a tensor the arena lacks") {
+      parameters<bfloat16, bfloat16> c;
+      c.add("fc.weight", {4, 6});
+      c.finalize();
+      refused(c, "the file has a tensor \"fc.bias\" that this arena lacks");
+      load_safetensors(path, c, safetensors_options{false});  // not strict: the extra tensors are ignored
+      CHECK(c.to_host(role::master, "fc.weight") == a.to_host(role::master, "fc.weight"));
+    }
+    SUBCASE("another shape") {
+      parameters<bfloat16, bfloat16> c;
+      c.add("fc.weight", {6, 4});
+      c.add("fc.bias", {6});
+      c.add("norm", {3});
+      c.finalize();
+      refused(c, "tensor \"fc.weight\" has shape [4, 6] in the file but [6, 4] in this arena");
+    }
+    std::remove(path.c_str());
+  }
+
+  TEST_CASE("malformed safetensors headers are clear errors") {
+    parameters<float> p;
+    p.add("w", {2});
+    p.finalize();
+    p.from_host(role::master, {1.0f, 2.0f});
+    std::vector<std::uint8_t> data(8);  // the two floats the arena holds: a good load changes nothing
+    const float two[2] = {1.0f, 2.0f};
+    std::memcpy(data.data(), two, 8);
+    auto load = [&](const std::vector<std::uint8_t>& bytes) {
+      return test::error_message(
+          [&] { detail::load_safetensors_from(detail::memory_source(bytes.data(), bytes.size()), p, {}, {}); });
+    };
+    const std::string good = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    CHECK(load(file_of(good, data)) == "<no exception>");
+    CHECK(test::contains(load({1, 2, 3}), "shorter than its 8-byte header length"));
+    CHECK(test::contains(load(file_of(R"({"w":)", data)), "not valid JSON"));
+    CHECK(test::contains(load(file_of("[1, 2]", data)), "not a JSON object"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", data)),
+                         "has dtype I64, which mixprec does not store"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data)),
+                         "not a non-negative integer"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data)),
+                         "needs 12 bytes but its data_offsets span 8"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data)),
+                         "outside the 8-byte data buffer"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data)),
+                         "starts at byte 4 of the data buffer where 0 was expected"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data)),
+                         "4 bytes that no tensor covers"));
+    CHECK(test::contains(load(file_of(R"({"__metadata__":{"a":1}})", data)), "is not a string"));
+    std::vector<std::uint8_t> huge(8, 0xff);
+    CHECK(test::contains(load(huge), "exceeds the limit of 100000000 bytes"));
+    // What the event-driven reader must still see as JSON sees it.
+    CHECK(test::contains(load(file_of(good + " x", data)), "not valid JSON"));
+    CHECK(test::contains(load(file_of("{\"w\":{\"dtype\":\"F\xff\"}}", data)), "not valid JSON"));  // not UTF-8
+    CHECK(test::contains(load(file_of("7", data)), "not a JSON object"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})", data)),
+                         "has no dtype string"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[[2]],"data_offsets":[0,8]}})", data)),
+                         "has an extent that is not a non-negative integer"));
+    CHECK(
+        test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,2],"data_offsets":[0,8]}})", data)),
                        "has rank above 8"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}})", data)),
-                       "has no [begin, end] data_offsets"));
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2]}})", data)), "has no [begin, end] data_offsets"));
-  CHECK(test::contains(load(file_of(R"({"__metadata__":{"a":{"b":"c"}},"w":{}})", data)), "is not a string"));
-  // Keys a header does not use are skipped: scalars, arrays and objects of
-  // scalars; deeper nesting is refused.
-  CHECK(load(file_of(R"({"w":{"x":[1,"a",null],"y":{"z":2.5},"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data)) ==
-        "<no exception>");
-  CHECK(test::contains(
-      load(file_of(R"({"w":{"x":[{"a":1}],"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data)),
-      "nests deeper than a header's 3 levels"));
-  // A tensor named twice: its last entry counts (a repeated JSON key).
-  CHECK(load(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                     R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
-                     data)) == "<no exception>");
-  CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                    R"("w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
-                                    data)),
-                       "4 bytes that no tensor covers"));
-  CHECK(p.to_host(role::master) == std::vector<float>{1.0f, 2.0f});
-}
-
-TEST_CASE("a safetensors header is parsed within memory proportional to it and is at most 10^8 bytes long") {
-  parameters<float> p;
-  p.add("w", {2});
-  p.finalize();
-  p.from_host(role::master, {1.0f, 2.0f});
-  auto load = [&](const detail::byte_source& src) {
-    return test::error_message([&] { detail::load_safetensors_from(src, p, {}, {}); });
-  };
-  const std::string tensor = R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
-  const std::uint64_t limit = 100000000;  // Python's safetensors: MAX_HEADER_SIZE
-
-  // A baseline: this process's own size as a child sees it.
-  const child_run idle = in_child(0, [] {});
-  SUBCASE("a header of 10^8 bytes of nested arrays is refused at once, with little memory") {
-    // Nested where a tensor is expected, and under a key a tensor may carry.
-    const generated_file as_tensor("{\"a\":", '[', limit, 0), under_key("{\"a\":{\"x\":", '[', limit, 0);
-    for (const auto& [file, expected] : {std::pair{&as_tensor, "safetensors tensor \"a\" is not a JSON object"},
-                                         std::pair{&under_key, "safetensors header nests deeper than a header's 3 levels"}}) {
-      const child_run r = in_child(std::uint64_t{1} << 30, [&, file = file] { detail::load_safetensors_from(*file, p, {}, {}); });
-      MESSAGE("nested arrays, 10^8-byte header: " << r.seconds << " s, peak RSS " << r.peak_mib
-              << " MiB (an idle child: " << idle.peak_mib << " MiB): " << r.message);
-      CHECK(test::contains(r.message, expected));
-      CHECK(r.peak_mib - idle.peak_mib < (under_asan ? 256.0 : 32.0));
-      CHECK(r.seconds < 10.0);
-    }
-  }
-  SUBCASE("a header over 100,000,000 bytes is refused; one of exactly 100,000,000 loads") {
-    const generated_file over("{" + tensor + "}", ' ', limit + 1, 8);
-    CHECK(test::contains(load(over), "safetensors header length 100000001 exceeds the limit of 100000000 bytes"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}})", data)),
+                         "has no [begin, end] data_offsets"));
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2]}})", data)),
+                         "has no [begin, end] data_offsets"));
+    CHECK(test::contains(load(file_of(R"({"__metadata__":{"a":{"b":"c"}},"w":{}})", data)), "is not a string"));
+    // Keys a header does not use are skipped: scalars, arrays and objects of
+    // scalars; deeper nesting is refused.
+    CHECK(load(file_of(R"({"w":{"x":[1,"a",null],"y":{"z":2.5},"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                       data)) == "<no exception>");
+    CHECK(test::contains(load(file_of(R"({"w":{"x":[{"a":1}],"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data)),
+                         "nests deeper than a header's 3 levels"));
+    // A tensor named twice: its last entry counts (a repeated JSON key).
+    CHECK(load(file_of(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                       R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                       data)) == "<no exception>");
+    CHECK(test::contains(load(file_of(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                      R"("w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                      data)),
+                         "4 bytes that no tensor covers"));
     CHECK(p.to_host(role::master) == std::vector<float>{1.0f, 2.0f});
-    const generated_file at_limit("{" + tensor + "}", ' ', limit, 8);
-    CHECK(load(at_limit) == "<no exception>");
-    CHECK(p.to_host(role::master) == std::vector<float>{0.0f, 0.0f});
   }
-  SUBCASE("3,000,000 metadata entries: a load keeps none of them; reading them all takes memory in proportion") {
-    std::string header = "{\"__metadata__\":{";
-    const std::size_t entries = 3000000;
-    char entry[40];
-    for (std::size_t k = 0; k < entries; ++k) {
-      std::snprintf(entry, sizeof entry, "%s\"k%07zu\":\"v%07zu\"", k ? "," : "", k, k);
-      header += entry;
-    }
-    header += "}," + tensor + "}";
-    header.append((8 - header.size() % 8) % 8, ' ');
-    std::vector<std::uint8_t> bytes = file_of(header, std::vector<std::uint8_t>(8, 0));
-    header.clear();
-    header.shrink_to_fit();
-    const detail::memory_source src(bytes.data(), bytes.size());
-    const child_run idle_with_file = in_child(0, [] {});  // the file is resident in every child
-    const child_run loaded = in_child(std::uint64_t{2} << 30, [&] { detail::load_safetensors_from(src, p, {}, {}); });
-    MESSAGE("3e6 metadata entries (" << bytes.size() / 1e6 << " MB), load: " << loaded.seconds << " s, peak RSS "
-            << loaded.peak_mib << " MiB (idle child " << idle_with_file.peak_mib << " MiB): " << loaded.message);
-    CHECK(loaded.message == "<no exception>");
-    CHECK(loaded.peak_mib - idle_with_file.peak_mib < (under_asan ? 512.0 : 32.0));
-    std::size_t read = 0;
-    const child_run all = in_child(std::uint64_t{2} << 30, [&] {
-      read = detail::read_safetensors_header(src).metadata.size();
-      if (read != entries) throw error("read " + std::to_string(read) + " metadata entries");
-    });
-    MESSAGE("3e6 metadata entries, all read: " << all.seconds << " s, peak RSS " << all.peak_mib << " MiB: "
-            << all.message);
-    // Either all of them, within the budget, or a clean refusal.
-    CHECK((all.message == "<no exception>" || test::contains(all.message, "would take more than")));
-    CHECK(all.peak_mib - idle_with_file.peak_mib < 16.0 * bytes.size() / 1048576.0 + 64.0);
-  }
-}
 
+  TEST_CASE("a safetensors header is parsed within memory proportional to it and is at most 10^8 bytes long") {
+    parameters<float> p;
+    p.add("w", {2});
+    p.finalize();
+    p.from_host(role::master, {1.0f, 2.0f});
+    auto load = [&](const detail::byte_source& src) {
+      return test::error_message([&] { detail::load_safetensors_from(src, p, {}, {}); });
+    };
+    const std::string tensor = R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+    const std::uint64_t limit = 100000000;  // Python's safetensors: MAX_HEADER_SIZE
+
+    // A baseline: this process's own size as a child sees it.
+    const child_run idle = in_child(0, [] {});
+    SUBCASE("a header of 10^8 bytes of nested arrays is refused at once, with little memory") {
+      // Nested where a tensor is expected, and under a key a tensor may carry.
+      const generated_file as_tensor("{\"a\":", '[', limit, 0), under_key("{\"a\":{\"x\":", '[', limit, 0);
+      for (const auto& [file, expected] :
+           {std::pair{&as_tensor, "safetensors tensor \"a\" is not a JSON object"},
+            std::pair{&under_key, "safetensors header nests deeper than a header's 3 levels"}}) {
+        const child_run r =
+            in_child(std::uint64_t{1} << 30, [&, file = file] { detail::load_safetensors_from(*file, p, {}, {}); });
+        MESSAGE("nested arrays, 10^8-byte header: " << r.seconds << " s, peak RSS " << r.peak_mib
+                                                    << " MiB (an idle child: " << idle.peak_mib
+                                                    << " MiB): " << r.message);
+        CHECK(test::contains(r.message, expected));
+        CHECK(r.peak_mib - idle.peak_mib < (under_asan ? 256.0 : 32.0));
+        CHECK(r.seconds < 10.0);
+      }
+    }
+    SUBCASE("a header over 100,000,000 bytes is refused; one of exactly 100,000,000 loads") {
+      const generated_file over("{" + tensor + "}", ' ', limit + 1, 8);
+      CHECK(test::contains(load(over), "safetensors header length 100000001 exceeds the limit of 100000000 bytes"));
+      CHECK(p.to_host(role::master) == std::vector<float>{1.0f, 2.0f});
+      const generated_file at_limit("{" + tensor + "}", ' ', limit, 8);
+      CHECK(load(at_limit) == "<no exception>");
+      CHECK(p.to_host(role::master) == std::vector<float>{0.0f, 0.0f});
+    }
+    SUBCASE("3,000,000 metadata entries: a load keeps none of them; reading them all takes memory in proportion") {
+      std::string header = "{\"__metadata__\":{";
+      const std::size_t entries = 3000000;
+      char entry[40];
+      for (std::size_t k = 0; k < entries; ++k) {
+        std::snprintf(entry, sizeof entry, "%s\"k%07zu\":\"v%07zu\"", k ? "," : "", k, k);
+        header += entry;
+      }
+      header += "}," + tensor + "}";
+      header.append((8 - header.size() % 8) % 8, ' ');
+      std::vector<std::uint8_t> bytes = file_of(header, std::vector<std::uint8_t>(8, 0));
+      header.clear();
+      header.shrink_to_fit();
+      const detail::memory_source src(bytes.data(), bytes.size());
+      const child_run idle_with_file = in_child(0, [] {});  // the file is resident in every child
+      const child_run loaded = in_child(std::uint64_t{2} << 30, [&] { detail::load_safetensors_from(src, p, {}, {}); });
+      MESSAGE("3e6 metadata entries (" << bytes.size() / 1e6 << " MB), load: " << loaded.seconds << " s, peak RSS "
+                                       << loaded.peak_mib << " MiB (idle child " << idle_with_file.peak_mib
+                                       << " MiB): " << loaded.message);
+      CHECK(loaded.message == "<no exception>");
+      CHECK(loaded.peak_mib - idle_with_file.peak_mib < (under_asan ? 512.0 : 32.0));
+      std::size_t read = 0;
+      const child_run all = in_child(std::uint64_t{2} << 30, [&] {
+        read = detail::read_safetensors_header(src).metadata.size();
+        if (read != entries) throw error("read " + std::to_string(read) + " metadata entries");
+      });
+      MESSAGE("3e6 metadata entries, all read: " << all.seconds << " s, peak RSS " << all.peak_mib
+                                                 << " MiB: " << all.message);
+      // Either all of them, within the budget, or a clean refusal.
+      CHECK((all.message == "<no exception>" || test::contains(all.message, "would take more than")));
+      CHECK(all.peak_mib - idle_with_file.peak_mib < 16.0 * bytes.size() / 1048576.0 + 64.0);
+    }
+  }
 }

@@ -61,8 +61,9 @@ result run_case(const test::reference_case& c, const Step& step) {
         // even_elements_or_even_steps_param k: also at its even-index elements
         // on every step (their momentum stays 0, so sign(0) decides).
         const bool even_step = k == zero_param && t % 2 == 0;
-        const bool zero = (zero_rule == "even_steps_param" && even_step) ||
-                          (zero_rule == "even_elements_or_even_steps_param" && (even_step || (k == zero_param && i % 2 == 0)));
+        const bool zero =
+            (zero_rule == "even_steps_param" && even_step) ||
+            (zero_rule == "even_elements_or_even_steps_param" && (even_step || (k == zero_param && i % 2 == 0)));
         g[p[k].offset + i] = zero ? 0.0f : test::synthetic_gradient(t, k, i, grad_scale);
       }
     detail::write_to_device(g.data(), p.grad_data(), g.size());
@@ -81,7 +82,8 @@ result run_case(const test::reference_case& c, const Step& step) {
         const double want = line.number(3 + i), got = master[p[k].offset + i];
         const double rel = std::fabs(got - want) / std::max(std::fabs(want), scale);
         r.worst_relative = std::max(r.worst_relative, rel);
-        r.model_mismatches += test::bits_of(model[p[k].offset + i]) != test::bits_of(convert<Model>(master[p[k].offset + i]));
+        r.model_mismatches +=
+            test::bits_of(model[p[k].offset + i]) != test::bits_of(convert<Model>(master[p[k].offset + i]));
         ++r.checked;
       }
       ++next;
@@ -150,17 +152,15 @@ result run_reference(const test::reference_case& c) {
 }  // namespace
 
 TEST_SUITE("optim") {
-
-TEST_CASE_TEMPLATE("optimizers match their reference trajectories over 200 steps", Model, float, bfloat16) {
-  const auto cases = test::read_reference("optimizer_reference.txt");
-  REQUIRE(cases.size() >= 20);
-  for (const auto& c : cases) {
-    const result r = run_reference<Model>(c);
-    INFO("case " << c.name << ": worst relative error " << r.worst_relative << " over " << r.checked << " values");
-    CHECK(r.checked > 0);
-    CHECK(r.worst_relative <= 1e-6);
-    CHECK(r.model_mismatches == 0);
+  TEST_CASE_TEMPLATE("optimizers match their reference trajectories over 200 steps", Model, float, bfloat16) {
+    const auto cases = test::read_reference("optimizer_reference.txt");
+    REQUIRE(cases.size() >= 20);
+    for (const auto& c : cases) {
+      const result r = run_reference<Model>(c);
+      INFO("case " << c.name << ": worst relative error " << r.worst_relative << " over " << r.checked << " values");
+      CHECK(r.checked > 0);
+      CHECK(r.worst_relative <= 1e-6);
+      CHECK(r.model_mismatches == 0);
+    }
   }
-}
-
 }

@@ -27,11 +27,24 @@ struct layout {
   bool ieee_specials;  // all-ones exponent is inf/NaN; false for OCP E4M3
 };
 
-template <class T> layout layout_of();
-template <> inline layout layout_of<mixprec::half>() { return {5, 10, 15, true}; }
-template <> inline layout layout_of<mixprec::bfloat16>() { return {8, 7, 127, true}; }
-template <> inline layout layout_of<mixprec::fp8_e4m3>() { return {4, 3, 7, false}; }
-template <> inline layout layout_of<mixprec::fp8_e5m2>() { return {5, 2, 15, true}; }
+template <class T>
+layout layout_of();
+template <>
+inline layout layout_of<mixprec::half>() {
+  return {5, 10, 15, true};
+}
+template <>
+inline layout layout_of<mixprec::bfloat16>() {
+  return {8, 7, 127, true};
+}
+template <>
+inline layout layout_of<mixprec::fp8_e4m3>() {
+  return {4, 3, 7, false};
+}
+template <>
+inline layout layout_of<mixprec::fp8_e5m2>() {
+  return {5, 2, 15, true};
+}
 
 // Value of a bit pattern, from the definition, in double. NaN for NaN
 // patterns (E4M3: only S.1111.111).

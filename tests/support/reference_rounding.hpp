@@ -15,9 +15,9 @@ enum class ref_round { nearest_even, toward_zero };
 enum class ref_overflow { to_infinity, saturate };
 
 struct neighbours {
-  double lo, hi;             // lo <= |x| < hi (hi may be the virtual value beyond max)
+  double lo, hi;  // lo <= |x| < hi (hi may be the virtual value beyond max)
   std::uint32_t lo_bits, hi_bits;
-  bool hi_is_beyond;         // hi is past the largest finite value
+  bool hi_is_beyond;  // hi is past the largest finite value
 };
 
 // Neighbours of a finite |x| in the format's value table.
@@ -84,8 +84,9 @@ std::vector<float> boundary_inputs() {
   };
   for (std::size_t k = 0; k < t.values.size(); ++k) {
     push(t.values[k]);
-    const double next = k + 1 < t.values.size() ? t.values[k + 1] : bracket(t, t.values[k], layout_of<T>().mantissa_bits).hi;
-    push((t.values[k] + next) / 2);              // exact midpoint
+    const double next =
+        k + 1 < t.values.size() ? t.values[k + 1] : bracket(t, t.values[k], layout_of<T>().mantissa_bits).hi;
+    push((t.values[k] + next) / 2);  // exact midpoint
     push(t.values[k] + (next - t.values[k]) / 4);
     push(t.values[k] + 3 * (next - t.values[k]) / 4);
   }

@@ -32,7 +32,8 @@ std::vector<std::uint16_t> run_sgd_golden() {
   std::vector<float> g(p.padded_size(), 0.0f);
   for (int t = 1; t <= sgd_golden_steps; ++t) {
     for (std::size_t i = 0; i < sgd_golden_size; ++i)
-      g[i] = static_cast<float>(static_cast<int>(mix64(static_cast<std::uint64_t>(t) * 100003u + i) % 255) - 127) / 128.0f;
+      g[i] =
+          static_cast<float>(static_cast<int>(mix64(static_cast<std::uint64_t>(t) * 100003u + i) % 255) - 127) / 128.0f;
     detail::write_to_device(g.data(), p.grad_data(), g.size());
     step.apply(p, state);
   }

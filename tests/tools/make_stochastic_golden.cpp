@@ -45,9 +45,10 @@ int write(const std::string& what) {
     return 0;
   }
   if (what == "adamw") {
-    std::printf("# test::run_adamw_golden() on the host backend, generator %s, after %d steps: %zu master-weight "
-                "bits, then as many model-copy, exp_avg and exp_avg_sq bits\n",
-                G::name, test::adamw_golden_steps, test::adamw_golden_size);
+    std::printf(
+        "# test::run_adamw_golden() on the host backend, generator %s, after %d steps: %zu master-weight "
+        "bits, then as many model-copy, exp_avg and exp_avg_sq bits\n",
+        G::name, test::adamw_golden_steps, test::adamw_golden_size);
     for (std::uint32_t b : test::run_adamw_golden<G>()) std::printf("%x\n", b);
     return 0;
   }

@@ -32,7 +32,8 @@ const tensor_spec specs[] = {{"layer.weight", {3, 5}, 0, "F32"},
 std::vector<float> values(int k, std::size_t n) {
   std::vector<float> v(n);
   for (std::size_t i = 0; i < n; ++i)
-    v[i] = static_cast<float>(static_cast<double>((static_cast<long long>(i) * 7919 + k * 104729) % 2001 - 1000) / 64.0);
+    v[i] =
+        static_cast<float>(static_cast<double>((static_cast<long long>(i) * 7919 + k * 104729) % 2001 - 1000) / 64.0);
   return v;
 }
 
@@ -97,9 +98,11 @@ void read_all(const std::string& dir) {
   const std::vector<float> f32 = q.to_host(mixprec::role::model, "layer.weight");
   const std::vector<float> want_bf = values(2, 24), want_f32 = values(0, 15);
   for (std::size_t i = 0; i < bf.size(); ++i)
-    expect(bf[i] == mixprec::to_float(mixprec::convert<mixprec::bfloat16>(want_bf[i])), "pure bf16 " + std::to_string(i));
+    expect(bf[i] == mixprec::to_float(mixprec::convert<mixprec::bfloat16>(want_bf[i])),
+           "pure bf16 " + std::to_string(i));
   for (std::size_t i = 0; i < f32.size(); ++i)
-    expect(f32[i] == mixprec::to_float(mixprec::convert<mixprec::bfloat16>(want_f32[i])), "pure f32 " + std::to_string(i));
+    expect(f32[i] == mixprec::to_float(mixprec::convert<mixprec::bfloat16>(want_f32[i])),
+           "pure f32 " + std::to_string(i));
   std::printf("read %s: %s\n", path.c_str(), failures ? "MISMATCHES" : "every value matches");
 }
 
@@ -114,8 +117,7 @@ void read_limit(const std::string& dir) {
     try {
       mixprec::load_safetensors(path, p);
       const std::vector<float> w = p.to_host(mixprec::role::master);
-      expect(n == mixprec::detail::safetensors_max_header && w == std::vector<float>{1.5f, -2.0f},
-             path + ": loaded");
+      expect(n == mixprec::detail::safetensors_max_header && w == std::vector<float>{1.5f, -2.0f}, path + ": loaded");
       outcome = "reads [" + std::to_string(w[0]) + ", " + std::to_string(w[1]) + "]";
     } catch (const mixprec::error& e) {
       expect(n > mixprec::detail::safetensors_max_header, path + ": refused");

@@ -47,11 +47,20 @@ long double of_block(reduction op, const std::vector<float>& g, std::size_t begi
   for (std::size_t i = begin; i < end; ++i) {
     const long double v = static_cast<long double>(g[i]) * scale;
     switch (op) {
-      case reduction::max_abs: r = std::fmax(r, std::fabs(v)); break;
-      case reduction::power_sum: r += v * v; break;
-      case reduction::sum: r += v; break;
-      case reduction::zero_count: r += v == 0 ? 1 : 0; break;
-      default: FAIL("not checked here");
+      case reduction::max_abs:
+        r = std::fmax(r, std::fabs(v));
+        break;
+      case reduction::power_sum:
+        r += v * v;
+        break;
+      case reduction::sum:
+        r += v;
+        break;
+      case reduction::zero_count:
+        r += v == 0 ? 1 : 0;
+        break;
+      default:
+        FAIL("not checked here");
     }
   }
   return r;
@@ -110,44 +119,46 @@ void check_blocks(bool clip) {
       ++blocks;
     }
   }
-  MESSAGE("block of " << N << ", " << std::string(detail::reduction_name(Op)) << (clip ? std::string(", clipped") : std::string())
-                      << ": " << blocks << " blocks, " << checked << " elements checked");
+  MESSAGE("block of " << N << ", " << std::string(detail::reduction_name(Op))
+                      << (clip ? std::string(", clipped") : std::string()) << ": " << blocks << " blocks, " << checked
+                      << " elements checked");
 }
 
 }  // namespace
 
 TEST_SUITE("train") {
+  TEST_CASE("per-block statistics: max |x| and sums and counts of each block with partial last blocks") {
+    check_blocks<reduction::max_abs, 32>(false);
+    check_blocks<reduction::power_sum, 32>(false);
+    check_blocks<reduction::max_abs, 256>(false);
+    check_blocks<reduction::power_sum, 16>(false);
+    check_blocks<reduction::max_abs, 4096>(false);
+    check_blocks<reduction::sum, 64>(false);
+    check_blocks<reduction::zero_count, 32>(false);
+  }
 
-TEST_CASE("per-block statistics: max |x| and sums and counts of each block with partial last blocks") {
-  check_blocks<reduction::max_abs, 32>(false);
-  check_blocks<reduction::power_sum, 32>(false);
-  check_blocks<reduction::max_abs, 256>(false);
-  check_blocks<reduction::power_sum, 16>(false);
-  check_blocks<reduction::max_abs, 4096>(false);
-  check_blocks<reduction::sum, 64>(false);
-  check_blocks<reduction::zero_count, 32>(false);
-}
+  TEST_CASE("per-block statistics: measured before a global clip and scaled by its factor") {
+    check_blocks<reduction::max_abs, 32>(true);
+    check_blocks<reduction::power_sum, 128>(true);
+    check_blocks<reduction::sum, 16>(true);
+  }
 
-TEST_CASE("per-block statistics: measured before a global clip and scaled by its factor") {
-  check_blocks<reduction::max_abs, 32>(true);
-  check_blocks<reduction::power_sum, 128>(true);
-  check_blocks<reduction::sum, 16>(true);
-}
+  TEST_CASE("per-block statistics: the plan says which pass reduces them and their block") {
+    const auto step = chain(block_statistic_as_update<reduction::max_abs, 256>{}, sgd(sgd_options{}));
+    const std::string plan = step.describe();
+    CHECK(test::contains(plan, "per block of 256 max |x| of its input"));
+  }
 
-TEST_CASE("per-block statistics: the plan says which pass reduces them and their block") {
-  const auto step = chain(block_statistic_as_update<reduction::max_abs, 256>{}, sgd(sgd_options{}));
-  const std::string plan = step.describe();
-  CHECK(test::contains(plan, "per block of 256 max |x| of its input"));
-}
-
-TEST_CASE("per-block statistics: a shard that splits a block is refused") {
-  parameters<bfloat16> p;
-  p.add("w", {1000});
-  p.finalize();
-  const auto step = chain(block_statistic_as_update<reduction::max_abs, 256>{}, sgd(sgd_options{}));
-  CHECK(test::contains(test::error_message([&] { (void)step.init(p, stream{}, element_range{100, 1000}); }),
-                       "does not begin and end at a boundary of the 256-element blocks"));
-  CHECK_NOTHROW((void)step.init(p, stream{}, element_range{256, 1000}));
-}
+  TEST_CASE("per-block statistics: a shard that splits a block is refused") {
+    parameters<bfloat16> p;
+    p.add("w", {1000});
+    p.finalize();
+    const auto step = chain(block_statistic_as_update<reduction::max_abs, 256>{}, sgd(sgd_options{}));
+    CHECK(test::contains(test::error_message([&] {
+                           (void)step.init(p, stream{}, element_range{100, 1000});
+                         }),
+                         "does not begin and end at a boundary of the 256-element blocks"));
+    CHECK_NOTHROW((void)step.init(p, stream{}, element_range{256, 1000}));
+  }
 
 }  // TEST_SUITE

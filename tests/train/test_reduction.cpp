@@ -21,9 +21,7 @@ const float nan_value = std::numeric_limits<float>::quiet_NaN();
 const float inf_value = std::numeric_limits<float>::infinity();
 const float half_min_normal = 6.103515625e-05f;  // 2^-14
 
-std::vector<float> sample() {
-  return {0.0f, -0.0f, 1.5f, -2.25f, 3e-6f, -7e-8f, 0.125f, 1024.0f, -0.3f, 6.0e-5f};
-}
+std::vector<float> sample() { return {0.0f, -0.0f, 1.5f, -2.25f, 3e-6f, -7e-8f, 0.125f, 1024.0f, -0.3f, 6.0e-5f}; }
 std::vector<float> with_non_finite() {
   std::vector<float> x = sample();
   x.insert(x.begin() + 3, inf_value);
@@ -43,12 +41,24 @@ long double by_definition(reduction op, const std::vector<float>& x, float p) {
   for (float v : x) {
     const long double a = std::fabs(static_cast<long double>(v));
     switch (op) {
-      case reduction::sum: r += v; break;
-      case reduction::power_sum: r = std::isinf(p) ? nan_max(r, a) : r + std::pow(a, static_cast<long double>(p)); break;
-      case reduction::max_abs: r = nan_max(r, a); break;
-      case reduction::non_finite_count: r += std::isfinite(v) ? 0 : 1; break;
-      case reduction::zero_count: r += v == 0.0f ? 1 : 0; break;
-      case reduction::subnormal_count: r += (v != 0.0f && a < half_min_normal) ? 1 : 0; break;
+      case reduction::sum:
+        r += v;
+        break;
+      case reduction::power_sum:
+        r = std::isinf(p) ? nan_max(r, a) : r + std::pow(a, static_cast<long double>(p));
+        break;
+      case reduction::max_abs:
+        r = nan_max(r, a);
+        break;
+      case reduction::non_finite_count:
+        r += std::isfinite(v) ? 0 : 1;
+        break;
+      case reduction::zero_count:
+        r += v == 0.0f ? 1 : 0;
+        break;
+      case reduction::subnormal_count:
+        r += (v != 0.0f && a < half_min_normal) ? 1 : 0;
+        break;
     }
   }
   return r;
@@ -58,8 +68,9 @@ long double by_definition(reduction op, const std::vector<float>& x, float p) {
 template <reduction Op>
 double by_policy(const std::vector<float>& x, float p) {
   double r = 0.0;
-  for (float v : x) r = detail::combine_values(r, reduction_policy<Op>::contribution(v, p, half_min_normal),
-                                                reduction_policy<Op>::combines_by_max(p));
+  for (float v : x)
+    r = detail::combine_values(r, reduction_policy<Op>::contribution(v, p, half_min_normal),
+                               reduction_policy<Op>::combines_by_max(p));
   return r;
 }
 
@@ -108,8 +119,7 @@ struct count_own_subnormals {
     float subnormals;
     float coef;
   };
-  static constexpr statistic statistics[] = {
-      {"subnormals", scope::global, reduction::subnormal_count, source::output}};
+  static constexpr statistic statistics[] = {{"subnormals", scope::global, reduction::subnormal_count, source::output}};
   static constexpr stat_id<statistic_index(statistics, "subnormals")> subnormals{};
   scalars initial_scalars() const { return {0.0f, 1.0f}; }
   template <class Ctx>
@@ -132,77 +142,77 @@ struct count_own_subnormals {
 }  // namespace reduction_test
 
 TEST_SUITE("train") {
+  TEST_CASE("reduction policies: contributions and combines agree with each reduction's definition") {
+    check_against_definition<reduction::sum>(2.0f);
+    for (const float p : {1.0f, 2.0f, 3.0f, 0.5f, inf_value}) check_against_definition<reduction::power_sum>(p);
+    check_against_definition<reduction::max_abs>(2.0f);
+    check_against_definition<reduction::non_finite_count>(2.0f);
+    check_against_definition<reduction::zero_count>(2.0f);
+    check_against_definition<reduction::subnormal_count>(2.0f);
+    // With infinities and a NaN: sums and maxima become inf or NaN, counts count them.
+    for (const float p : {1.0f, 2.0f, inf_value}) check_against_definition<reduction::power_sum>(p, with_non_finite());
+    check_against_definition<reduction::sum>(2.0f, with_non_finite());
+    check_against_definition<reduction::max_abs>(2.0f, with_non_finite());
+    check_against_definition<reduction::non_finite_count>(2.0f, with_non_finite());
+    check_against_definition<reduction::zero_count>(2.0f, with_non_finite());
+    check_against_definition<reduction::subnormal_count>(2.0f, with_non_finite());
 
-TEST_CASE("reduction policies: contributions and combines agree with each reduction's definition") {
-  check_against_definition<reduction::sum>(2.0f);
-  for (const float p : {1.0f, 2.0f, 3.0f, 0.5f, inf_value}) check_against_definition<reduction::power_sum>(p);
-  check_against_definition<reduction::max_abs>(2.0f);
-  check_against_definition<reduction::non_finite_count>(2.0f);
-  check_against_definition<reduction::zero_count>(2.0f);
-  check_against_definition<reduction::subnormal_count>(2.0f);
-  // With infinities and a NaN: sums and maxima become inf or NaN, counts count them.
-  for (const float p : {1.0f, 2.0f, inf_value}) check_against_definition<reduction::power_sum>(p, with_non_finite());
-  check_against_definition<reduction::sum>(2.0f, with_non_finite());
-  check_against_definition<reduction::max_abs>(2.0f, with_non_finite());
-  check_against_definition<reduction::non_finite_count>(2.0f, with_non_finite());
-  check_against_definition<reduction::zero_count>(2.0f, with_non_finite());
-  check_against_definition<reduction::subnormal_count>(2.0f, with_non_finite());
-
-  // Non-finite values are counted, and a NaN wins a maximum from either side.
-  CHECK(reduction_policy<reduction::non_finite_count>::contribution(inf_value, 2.0f, half_min_normal) == 1.0);
-  CHECK(reduction_policy<reduction::non_finite_count>::contribution(-nan_value, 2.0f, half_min_normal) == 1.0);
-  CHECK(std::isnan(detail::combine_values(1.0, std::nan(""), true)));
-  CHECK(std::isnan(detail::combine_values(std::nan(""), 1.0, true)));
-  CHECK(detail::combine_values(1.0, 3.0, true) == 3.0);
-  CHECK(detail::combine_values(1.0, 3.0, false) == 4.0);
-}
-
-TEST_CASE("reduction policies: a statistic of scaled values is the derived factor times the measured one") {
-  check_scaling<reduction::sum>(2.0f);
-  for (const float p : {1.0f, 2.0f, 3.0f, inf_value}) check_scaling<reduction::power_sum>(p);
-  check_scaling<reduction::max_abs>(2.0f);
-  check_scaling<reduction::non_finite_count>(2.0f);
-  check_scaling<reduction::zero_count>(2.0f);
-
-  // A subnormal count has no such factor (scaling by 4096 makes 3e-6 normal
-  // in fp16), so the planner measures it after the multipliers.
-  const std::vector<float> x = sample();
-  std::vector<float> scaled;
-  for (float v : x) scaled.push_back(4096.0f * v);
-  CHECK(by_policy<reduction::subnormal_count>(x, 2.0f) != by_policy<reduction::subnormal_count>(scaled, 2.0f));
-  CHECK(detail::scaling_of(reduction::subnormal_count) == detail::under_scaling::remeasure);
-}
-
-TEST_CASE("reduction policies: a multiplier counts the subnormals of its own output before its factor") {
-  parameters<half> p;
-  p.add("w", {40});
-  p.finalize();
-  std::vector<float> g(40);
-  std::size_t expect = 0;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    // Every third value a half subnormal (below 2^-14), the rest normal or zero.
-    g[i] = i % 3 == 0 ? std::ldexp(static_cast<float>(i + 1), -24) : i % 3 == 1 ? 0.25f : 0.0f;
-    expect += (g[i] != 0.0f && std::fabs(g[i]) < half_min_normal) ? 1 : 0;
+    // Non-finite values are counted, and a NaN wins a maximum from either side.
+    CHECK(reduction_policy<reduction::non_finite_count>::contribution(inf_value, 2.0f, half_min_normal) == 1.0);
+    CHECK(reduction_policy<reduction::non_finite_count>::contribution(-nan_value, 2.0f, half_min_normal) == 1.0);
+    CHECK(std::isnan(detail::combine_values(1.0, std::nan(""), true)));
+    CHECK(std::isnan(detail::combine_values(std::nan(""), 1.0, true)));
+    CHECK(detail::combine_values(1.0, 3.0, true) == 3.0);
+    CHECK(detail::combine_values(1.0, 3.0, false) == 4.0);
   }
-  p.from_host(role::grad, g);
-  const auto step = chain(reduction_test::count_own_subnormals{}, sgd(sgd_options{}));
-  auto state = step.init(p);
-  step.apply(p, state);
-  CHECK(expect == 14);
-  CHECK(state.template scalars<0>().subnormals == static_cast<float>(expect));
-}
 
-TEST_CASE("reduction policies: the run-time view answers as the policies and names are distinct") {
-  const reduction all[] = {reduction::sum,        reduction::power_sum,  reduction::max_abs,
-                           reduction::non_finite_count, reduction::zero_count, reduction::subnormal_count};
-  CHECK(detail::combines_by_max(reduction::max_abs, 2.0f));
-  CHECK(detail::combines_by_max(reduction::power_sum, inf_value));
-  CHECK_FALSE(detail::combines_by_max(reduction::power_sum, 2.0f));
-  CHECK_FALSE(detail::combines_by_max(reduction::sum, inf_value));
-  for (const reduction a : all)
-    for (const reduction b : all)
-      if (a != b) CHECK(std::string(detail::reduction_name(a)) != detail::reduction_name(b));
-  CHECK(std::string(detail::reduction_name(reduction::power_sum)) == "sum |x|^p");
-}
+  TEST_CASE("reduction policies: a statistic of scaled values is the derived factor times the measured one") {
+    check_scaling<reduction::sum>(2.0f);
+    for (const float p : {1.0f, 2.0f, 3.0f, inf_value}) check_scaling<reduction::power_sum>(p);
+    check_scaling<reduction::max_abs>(2.0f);
+    check_scaling<reduction::non_finite_count>(2.0f);
+    check_scaling<reduction::zero_count>(2.0f);
+
+    // A subnormal count has no such factor (scaling by 4096 makes 3e-6 normal
+    // in fp16), so the planner measures it after the multipliers.
+    const std::vector<float> x = sample();
+    std::vector<float> scaled;
+    for (float v : x) scaled.push_back(4096.0f * v);
+    CHECK(by_policy<reduction::subnormal_count>(x, 2.0f) != by_policy<reduction::subnormal_count>(scaled, 2.0f));
+    CHECK(detail::scaling_of(reduction::subnormal_count) == detail::under_scaling::remeasure);
+  }
+
+  TEST_CASE("reduction policies: a multiplier counts the subnormals of its own output before its factor") {
+    parameters<half> p;
+    p.add("w", {40});
+    p.finalize();
+    std::vector<float> g(40);
+    std::size_t expect = 0;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      // Every third value a half subnormal (below 2^-14), the rest normal or zero.
+      g[i] = i % 3 == 0 ? std::ldexp(static_cast<float>(i + 1), -24) : i % 3 == 1 ? 0.25f : 0.0f;
+      expect += (g[i] != 0.0f && std::fabs(g[i]) < half_min_normal) ? 1 : 0;
+    }
+    p.from_host(role::grad, g);
+    const auto step = chain(reduction_test::count_own_subnormals{}, sgd(sgd_options{}));
+    auto state = step.init(p);
+    step.apply(p, state);
+    CHECK(expect == 14);
+    CHECK(state.template scalars<0>().subnormals == static_cast<float>(expect));
+  }
+
+  TEST_CASE("reduction policies: the run-time view answers as the policies and names are distinct") {
+    const reduction all[] = {reduction::sum,        reduction::power_sum,
+                             reduction::max_abs,    reduction::non_finite_count,
+                             reduction::zero_count, reduction::subnormal_count};
+    CHECK(detail::combines_by_max(reduction::max_abs, 2.0f));
+    CHECK(detail::combines_by_max(reduction::power_sum, inf_value));
+    CHECK_FALSE(detail::combines_by_max(reduction::power_sum, 2.0f));
+    CHECK_FALSE(detail::combines_by_max(reduction::sum, inf_value));
+    for (const reduction a : all)
+      for (const reduction b : all)
+        if (a != b) CHECK(std::string(detail::reduction_name(a)) != detail::reduction_name(b));
+    CHECK(std::string(detail::reduction_name(reduction::power_sum)) == "sum |x|^p");
+  }
 
 }  // TEST_SUITE

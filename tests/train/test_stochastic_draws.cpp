@@ -73,7 +73,8 @@ outcome run(const Chain& step, int steps) {
   auto st = step.init(p);
   for (int t = 1; t <= steps; ++t) {
     std::vector<float> g(p.element_count());
-    for (std::size_t i = 0; i < g.size(); ++i) g[i] = test::synthetic_gradient(static_cast<std::uint64_t>(t), 1, i, 0.5f);
+    for (std::size_t i = 0; i < g.size(); ++i)
+      g[i] = test::synthetic_gradient(static_cast<std::uint64_t>(t), 1, i, 0.5f);
     p.from_host(role::grad, g);
     step.apply(p, st);
   }
@@ -142,103 +143,102 @@ struct with_generator : C {
 using namespace stochastic_draws_test;
 
 TEST_SUITE("train") {
-
-TEST_CASE_TEMPLATE("the step's stochastic rounding is the per-element definition on any thread count and tiling", G,
-                   splitmix_generator, philox_generator) {
-  constexpr int steps = 3;
-  const outcome base = run<2>(adamw_chain<G>(), steps);
-  // The model copy: the master weights rounded with the writer's key.
-  arena p;
-  make(p);
-  std::size_t wrong = 0, checked = 0;
-  for (std::size_t k = 0; k < p.count(); ++k) {
-    for (std::size_t i = p[k].offset; i < p[k].offset + p[k].size; ++i, ++checked)
-      wrong += to_bits(base.model[i]) !=
-               to_bits(convert<bfloat16>(base.master[i], round_stochastic<G>{writer_seed, steps}, i));
-  }
-  CHECK(checked == p.element_count());
-  CHECK_MESSAGE(wrong == 0, std::string(G::name), ": model copy against convert");
-  // Whole rows per tile.
-  CHECK_MESSAGE(differences(base, run<3>(chain(by_rows{}, adamw<bfloat16, G>(adamw_options{}),
-                                                round_model_stochastic<G>{writer_seed}),
-                                          steps)) == 0,
-                std::string(G::name), ": row tiles");
+  TEST_CASE_TEMPLATE("the step's stochastic rounding is the per-element definition on any thread count and tiling", G,
+                     splitmix_generator, philox_generator) {
+    constexpr int steps = 3;
+    const outcome base = run<2>(adamw_chain<G>(), steps);
+    // The model copy: the master weights rounded with the writer's key.
+    arena p;
+    make(p);
+    std::size_t wrong = 0, checked = 0;
+    for (std::size_t k = 0; k < p.count(); ++k) {
+      for (std::size_t i = p[k].offset; i < p[k].offset + p[k].size; ++i, ++checked)
+        wrong += to_bits(base.model[i]) !=
+                 to_bits(convert<bfloat16>(base.master[i], round_stochastic<G>{writer_seed, steps}, i));
+    }
+    CHECK(checked == p.element_count());
+    CHECK_MESSAGE(wrong == 0, std::string(G::name), ": model copy against convert");
+    // Whole rows per tile.
+    CHECK_MESSAGE(differences(base, run<3>(chain(by_rows{}, adamw<bfloat16, G>(adamw_options{}),
+                                                 round_model_stochastic<G>{writer_seed}),
+                                           steps)) == 0,
+                  std::string(G::name), ": row tiles");
 #if defined(MIXPREC_BACKEND_OMP)
-  const int threads = omp_get_max_threads();
-  for (const int k : {1, 2, 3}) {
-    omp_set_num_threads(k);
-    CHECK_MESSAGE(differences(base, run<2>(adamw_chain<G>(), steps)) == 0, std::string(G::name), ": ", k, " threads");
-  }
-  omp_set_num_threads(threads);
+    const int threads = omp_get_max_threads();
+    for (const int k : {1, 2, 3}) {
+      omp_set_num_threads(k);
+      CHECK_MESSAGE(differences(base, run<2>(adamw_chain<G>(), steps)) == 0, std::string(G::name), ": ", k, " threads");
+    }
+    omp_set_num_threads(threads);
 #endif
-}
+  }
 
-TEST_CASE_TEMPLATE("bfloat16 moments are the fp32 moments rounded with their field's key", G, splitmix_generator,
-                   philox_generator) {
-  // After one step from zero, Adam's moments are (1 - b1) g and (1 - b2) g^2
-  // in float whatever their format; stored in bfloat16 they must be those
-  // values rounded by convert with the field's seed (detail::field_seed of
-  // its index in the chain) at step 1, element by element.
-  arena p;
-  make(p);
-  const auto fp32 = chain(adamw<float>(adamw_options{}), round_model_stochastic<G>{writer_seed});
-  auto st = fp32.init(p);
-  std::vector<float> g(p.element_count());
-  for (std::size_t i = 0; i < g.size(); ++i) g[i] = test::synthetic_gradient(1, 1, i, 0.5f);
-  p.from_host(role::grad, g);
-  fp32.apply(p, st);
-  const auto m32 = st.template field<2, float>("exp_avg"), v32 = st.template field<2, float>("exp_avg_sq");
-  const std::vector<float> m = test::to_host(m32.data(), m32.size()), v = test::to_host(v32.data(), v32.size());
-  const outcome bf = run<2>(adamw_chain<G>(), 1);
-  // Fields in chain order: scale_by_constant and decoupled_weight_decay
-  // have none, so exp_avg is field 0 and exp_avg_sq field 1.
-  using flat = std::tuple<scale_by_constant, decoupled_weight_decay<constant_schedule>>;
-  constexpr std::size_t first = detail::field_count<std::tuple_element_t<0, flat>>() +
-                                detail::field_count<std::tuple_element_t<1, flat>>();
-  std::size_t wrong_m = 0, wrong_v = 0, checked = 0;
-  for (std::size_t k = 0; k < p.count(); ++k)
-    for (std::size_t i = p[k].offset; i < p[k].offset + p[k].size; ++i, ++checked) {
-      wrong_m += to_bits(bf.exp_avg[i]) !=
-                 to_bits(convert<bfloat16>(m[i], round_stochastic<G>{detail::field_seed(first), 1}, i));
-      wrong_v += to_bits(bf.exp_avg_sq[i]) !=
-                 to_bits(convert<bfloat16>(v[i], round_stochastic<G>{detail::field_seed(first + 1), 1}, i));
-    }
-  CHECK(checked == p.element_count());
-  CHECK_MESSAGE(wrong_m == 0, std::string(G::name), ": exp_avg");
-  CHECK_MESSAGE(wrong_v == 0, std::string(G::name), ": exp_avg_sq");
-}
+  TEST_CASE_TEMPLATE("bfloat16 moments are the fp32 moments rounded with their field's key", G, splitmix_generator,
+                     philox_generator) {
+    // After one step from zero, Adam's moments are (1 - b1) g and (1 - b2) g^2
+    // in float whatever their format; stored in bfloat16 they must be those
+    // values rounded by convert with the field's seed (detail::field_seed of
+    // its index in the chain) at step 1, element by element.
+    arena p;
+    make(p);
+    const auto fp32 = chain(adamw<float>(adamw_options{}), round_model_stochastic<G>{writer_seed});
+    auto st = fp32.init(p);
+    std::vector<float> g(p.element_count());
+    for (std::size_t i = 0; i < g.size(); ++i) g[i] = test::synthetic_gradient(1, 1, i, 0.5f);
+    p.from_host(role::grad, g);
+    fp32.apply(p, st);
+    const auto m32 = st.template field<2, float>("exp_avg"), v32 = st.template field<2, float>("exp_avg_sq");
+    const std::vector<float> m = test::to_host(m32.data(), m32.size()), v = test::to_host(v32.data(), v32.size());
+    const outcome bf = run<2>(adamw_chain<G>(), 1);
+    // Fields in chain order: scale_by_constant and decoupled_weight_decay
+    // have none, so exp_avg is field 0 and exp_avg_sq field 1.
+    using flat = std::tuple<scale_by_constant, decoupled_weight_decay<constant_schedule>>;
+    constexpr std::size_t first =
+        detail::field_count<std::tuple_element_t<0, flat>>() + detail::field_count<std::tuple_element_t<1, flat>>();
+    std::size_t wrong_m = 0, wrong_v = 0, checked = 0;
+    for (std::size_t k = 0; k < p.count(); ++k)
+      for (std::size_t i = p[k].offset; i < p[k].offset + p[k].size; ++i, ++checked) {
+        wrong_m += to_bits(bf.exp_avg[i]) !=
+                   to_bits(convert<bfloat16>(m[i], round_stochastic<G>{detail::field_seed(first), 1}, i));
+        wrong_v += to_bits(bf.exp_avg_sq[i]) !=
+                   to_bits(convert<bfloat16>(v[i], round_stochastic<G>{detail::field_seed(first + 1), 1}, i));
+      }
+    CHECK(checked == p.element_count());
+    CHECK_MESSAGE(wrong_m == 0, std::string(G::name), ": exp_avg");
+    CHECK_MESSAGE(wrong_v == 0, std::string(G::name), ": exp_avg_sq");
+  }
 
-TEST_CASE_TEMPLATE("no two state fields of a chain share their stochastic-rounding draws", G, splitmix_generator,
-                   philox_generator) {
-  // Fields a and b of one component, c of the next: each stores the same
-  // halfway value, so two fields agree on an element with probability 1/2
-  // if their draws are independent, always if they share them. (Seeds
-  // used to be the component's index plus the field's, so b and c shared.)
-  arena p;
-  make(p);
-  const auto step = chain(with_generator<two_fields, G>{}, with_generator<one_field, G>{}, sgd(sgd_options{}));
-  auto st = step.init(p);
-  std::vector<float> g(p.element_count(), 0.0f);
-  p.from_host(role::grad, g);
-  step.apply(p, st);
-  const auto fa = st.template field<0, bfloat16>("a"), fb = st.template field<0, bfloat16>("b");
-  const auto fc = st.template field<1, bfloat16>("c");
-  const std::vector<bfloat16> a = test::to_host(fa.data(), fa.size()), b = test::to_host(fb.data(), fb.size()),
-                              c = test::to_host(fc.data(), fc.size());
-  const std::vector<bfloat16>* fields[] = {&a, &b, &c};
-  const char* names[] = {"a", "b", "c"};
-  const double n = static_cast<double>(p.element_count());
-  const double bound = 4.0 * std::sqrt(0.25 / n);
-  for (int x = 0; x < 3; ++x)
-    for (int y = x + 1; y < 3; ++y) {
-      std::size_t agree = 0;
-      for (std::size_t k = 0; k < p.count(); ++k)
-        for (std::size_t i = p[k].offset; i < p[k].offset + p[k].size; ++i)
-          agree += to_bits((*fields[x])[i]) == to_bits((*fields[y])[i]) ? 1 : 0;
-      const double share = static_cast<double>(agree) / n;
-      CHECK_MESSAGE(std::fabs(share - 0.5) < bound, std::string(G::name), ": fields ", std::string(names[x]), " and ",
-                    std::string(names[y]), " agree on ", share, " of the elements (independent: 0.5 +- ", bound, ")");
-    }
-}
+  TEST_CASE_TEMPLATE("no two state fields of a chain share their stochastic-rounding draws", G, splitmix_generator,
+                     philox_generator) {
+    // Fields a and b of one component, c of the next: each stores the same
+    // halfway value, so two fields agree on an element with probability 1/2
+    // if their draws are independent, always if they share them. (Seeds
+    // used to be the component's index plus the field's, so b and c shared.)
+    arena p;
+    make(p);
+    const auto step = chain(with_generator<two_fields, G>{}, with_generator<one_field, G>{}, sgd(sgd_options{}));
+    auto st = step.init(p);
+    std::vector<float> g(p.element_count(), 0.0f);
+    p.from_host(role::grad, g);
+    step.apply(p, st);
+    const auto fa = st.template field<0, bfloat16>("a"), fb = st.template field<0, bfloat16>("b");
+    const auto fc = st.template field<1, bfloat16>("c");
+    const std::vector<bfloat16> a = test::to_host(fa.data(), fa.size()), b = test::to_host(fb.data(), fb.size()),
+                                c = test::to_host(fc.data(), fc.size());
+    const std::vector<bfloat16>* fields[] = {&a, &b, &c};
+    const char* names[] = {"a", "b", "c"};
+    const double n = static_cast<double>(p.element_count());
+    const double bound = 4.0 * std::sqrt(0.25 / n);
+    for (int x = 0; x < 3; ++x)
+      for (int y = x + 1; y < 3; ++y) {
+        std::size_t agree = 0;
+        for (std::size_t k = 0; k < p.count(); ++k)
+          for (std::size_t i = p[k].offset; i < p[k].offset + p[k].size; ++i)
+            agree += to_bits((*fields[x])[i]) == to_bits((*fields[y])[i]) ? 1 : 0;
+        const double share = static_cast<double>(agree) / n;
+        CHECK_MESSAGE(std::fabs(share - 0.5) < bound, std::string(G::name), ": fields ", std::string(names[x]), " and ",
+                      std::string(names[y]), " agree on ", share, " of the elements (independent: 0.5 +- ", bound, ")");
+      }
+  }
 
 }  // TEST_SUITE

@@ -52,21 +52,19 @@ std::vector<float> run(int id, const std::string& shared_path) {
 }  // namespace
 
 TEST_SUITE("train") {
-
-TEST_CASE("separate arenas and states on separate threads are independent") {
-  constexpr int threads = 4;
-  const std::string shared = "/tmp/mixprec_test_threads_shared.ckpt";
-  std::vector<std::vector<float>> alone(threads), together(threads);
-  for (int k = 0; k < threads; ++k) alone[k] = run(k, shared);
-  std::vector<std::thread> pool;
-  for (int k = 0; k < threads; ++k) pool.emplace_back([&, k] { together[k] = run(k, shared); });
-  for (auto& t : pool) t.join();
-  for (int k = 0; k < threads; ++k) {
-    INFO("thread " << k);
-    CHECK(together[k] == alone[k]);
+  TEST_CASE("separate arenas and states on separate threads are independent") {
+    constexpr int threads = 4;
+    const std::string shared = "/tmp/mixprec_test_threads_shared.ckpt";
+    std::vector<std::vector<float>> alone(threads), together(threads);
+    for (int k = 0; k < threads; ++k) alone[k] = run(k, shared);
+    std::vector<std::thread> pool;
+    for (int k = 0; k < threads; ++k) pool.emplace_back([&, k] { together[k] = run(k, shared); });
+    for (auto& t : pool) t.join();
+    for (int k = 0; k < threads; ++k) {
+      INFO("thread " << k);
+      CHECK(together[k] == alone[k]);
+    }
+    CHECK(alone[0] != alone[1]);
+    std::remove(shared.c_str());
   }
-  CHECK(alone[0] != alone[1]);
-  std::remove(shared.c_str());
-}
-
 }

@@ -29,8 +29,7 @@ namespace detail {
 // rounding: it rounds up when rbits < rem / 2^d scaled to 32 bits, i.e. with
 // probability rem / 2^d (exact for d <= 32, to within 2^-32 otherwise).
 template <class R>
-MIXPREC_HOST_DEVICE bool rounds_up(std::uint32_t q, std::uint32_t rem, std::uint32_t d,
-                                   std::uint32_t rbits) {
+MIXPREC_HOST_DEVICE bool rounds_up(std::uint32_t q, std::uint32_t rem, std::uint32_t d, std::uint32_t rbits) {
   if constexpr (std::is_same_v<R, round_toward_zero>) {
     (void)q, (void)rem, (void)d, (void)rbits;
     return false;
@@ -42,8 +41,7 @@ MIXPREC_HOST_DEVICE bool rounds_up(std::uint32_t q, std::uint32_t rem, std::uint
   } else {
     static_assert(is_round_stochastic_v<R>, "unknown round style");
     (void)q;
-    const std::uint32_t frac = d <= 32 ? (d == 32 ? rem : rem << (32 - d))
-                                       : (d >= 64 ? 0u : rem >> (d - 32));
+    const std::uint32_t frac = d <= 32 ? (d == 32 ? rem : rem << (32 - d)) : (d >= 64 ? 0u : rem >> (d - 32));
     return rbits < frac;
   }
 }
@@ -122,8 +120,7 @@ MIXPREC_HOST_DEVICE float widen_bits(bits_t<From> b) {
     // binary32, so no denormal is read or made (flush-to-zero modes are
     // harmless) and the loop vectorises.
     constexpr float min_normal = 1.0f / static_cast<float>(1ull << (F::bias - 1));
-    const std::uint32_t subnormal =
-        bit_cast<std::uint32_t>(bit_cast<float>(normal + (1u << 23)) - min_normal);
+    const std::uint32_t subnormal = bit_cast<std::uint32_t>(bit_cast<float>(normal + (1u << 23)) - min_normal);
     const std::uint32_t nan = 0x7fc00000u | aligned;  // quiet, payload kept
     std::uint32_t special = nan;
     bool is_special = mag == F::nan_bits;
@@ -193,8 +190,10 @@ MIXPREC_HOST_DEVICE To stochastic_round(float x, std::uint32_t random_bits) {
 template <class To, class R = round_nearest_even, class O = overflow_to_infinity>
 struct converter {
   static_assert(is_format_v<To>, "converter: unsupported target format");
-  static_assert(is_round_style_v<R>, "converter: round style must be round_nearest_even, round_toward_zero or round_stochastic");
-  static_assert(is_overflow_policy_v<O>, "converter: overflow policy must be overflow_to_infinity or overflow_saturate");
+  static_assert(is_round_style_v<R>,
+                "converter: round style must be round_nearest_even, round_toward_zero or round_stochastic");
+  static_assert(is_overflow_policy_v<O>,
+                "converter: overflow policy must be overflow_to_infinity or overflow_saturate");
 
   R round{};
 

@@ -45,7 +45,8 @@ struct convert_stochastic_chunk {
     alignas(64) draw_type draws[convert_chunk + draw_slack];
     const draw_type* d = fill_draws<G>(round.seed, round.stream, index_offset + i0, i1 - i0, draws);
     for (std::size_t i = i0; i < i1; ++i) {
-      const std::uint32_t r = bits == 16 ? static_cast<std::uint32_t>(d[i - i0]) << 16 : static_cast<std::uint32_t>(d[i - i0]);
+      const std::uint32_t r =
+          bits == 16 ? static_cast<std::uint32_t>(d[i - i0]) << 16 : static_cast<std::uint32_t>(d[i - i0]);
       float f;
       if constexpr (std::is_same_v<From, double>) f = round_to_odd(src[i]);
       else f = to_float(src[i]);
@@ -77,13 +78,13 @@ struct f16c_convert_chunk {
 // dst[i] = convert<To, O>(src[i], round, index_offset + i) for i < n.
 // src and dst are device pointers; they may not overlap unless equal in type.
 template <class To, class O = overflow_to_infinity, class From, class R = round_nearest_even>
-void convert_n(const From* src, std::size_t n, To* dst, R round = {}, stream s = {},
-               std::uint64_t index_offset = 0) {
+void convert_n(const From* src, std::size_t n, To* dst, R round = {}, stream s = {}, std::uint64_t index_offset = 0) {
 #if !defined(MIXPREC_BACKEND_CUDA)
   if constexpr (is_round_stochastic_v<R> && !std::is_same_v<To, float>) {
     const std::size_t chunks = (n + detail::convert_chunk - 1) / detail::convert_chunk;
     detail::for_each_index(
-        s, chunks, detail::convert_stochastic_chunk<To, From, O, typename R::generator>{src, dst, n, round, index_offset});
+        s, chunks,
+        detail::convert_stochastic_chunk<To, From, O, typename R::generator>{src, dst, n, round, index_offset});
     return;
   }
 #endif
@@ -95,7 +96,8 @@ void convert_n(const From* src, std::size_t n, To* dst, R round = {}, stream s =
     return;
   }
 #endif
-  detail::for_each_index(s, n, detail::convert_body<To, From, R, O>{src, dst, converter<To, R, O>{round}, index_offset});
+  detail::for_each_index(s, n,
+                         detail::convert_body<To, From, R, O>{src, dst, converter<To, R, O>{round}, index_offset});
 }
 
 }  // namespace mixprec

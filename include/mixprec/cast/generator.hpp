@@ -43,9 +43,10 @@ namespace detail {
 template <class G, class = void>
 struct is_generator_impl : std::false_type {};
 template <class G>
-struct is_generator_impl<G, std::void_t<decltype(G::name), decltype(G::words), typename G::block, typename G::key_type,
-                                        decltype(G::key(std::uint64_t{}, std::uint64_t{})),
-                                        decltype(G::call(std::declval<const typename G::key_type&>(), std::uint64_t{}))>>
+struct is_generator_impl<G,
+                         std::void_t<decltype(G::name), decltype(G::words), typename G::block, typename G::key_type,
+                                     decltype(G::key(std::uint64_t{}, std::uint64_t{})),
+                                     decltype(G::call(std::declval<const typename G::key_type&>(), std::uint64_t{}))>>
     : std::bool_constant<(G::words == 1 || G::words == 2 || G::words == 4) &&
                          sizeof(typename G::block) == 4 * static_cast<std::size_t>(G::words)> {};
 }  // namespace detail
@@ -108,9 +109,10 @@ MIXPREC_HOST_DEVICE std::uint32_t stochastic_draw(std::uint64_t seed, std::uint6
 // n + draw_slack draws. Returns where element first's draw is.
 template <class G, class D>
 const D* fill_draws(std::uint64_t seed, std::uint64_t stream, std::uint64_t first, std::uint64_t n, D* out) {
-  static_assert(std::is_same_v<D, std::uint16_t> || std::is_same_v<D, std::uint32_t>, "fill_draws: 16- or 32-bit draws");
+  static_assert(std::is_same_v<D, std::uint16_t> || std::is_same_v<D, std::uint32_t>,
+                "fill_draws: 16- or 32-bit draws");
   static_assert(2 * (draws_per_call<G, 16> - 1) <= draw_slack, "fill_draws: draw_slack is too small for G");
-  constexpr std::uint64_t per = draws_per_call<G, std::is_same_v<D, std::uint16_t> ? 16 : 8>;
+  constexpr std::uint64_t per = draws_per_call < G, std::is_same_v<D, std::uint16_t> ? 16 : 8 > ;
   const std::uint64_t c0 = first / per, c1 = (first + n + per - 1) / per;
   const typename G::key_type key = G::key(seed, stream);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__

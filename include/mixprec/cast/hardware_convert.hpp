@@ -29,6 +29,8 @@ inline constexpr int compiled_arch = __CUDA_ARCH__;
 inline constexpr int compiled_arch = 0;
 #endif
 
+// (clang-format 14 reads `x && (...) && y` here as a cast)
+// clang-format off
 // Whether device code narrows float to To under (R, O) by an instruction.
 template <class To, class R, class O>
 inline constexpr bool hardware_narrowing =
@@ -44,6 +46,7 @@ inline constexpr bool hardware_narrowing =
 // Whether device code widens From to float by an instruction.
 template <class From>
 inline constexpr bool hardware_widening = compiled_arch > 0 && std::is_same_v<From, half>;
+// clang-format on
 
 #if defined(__CUDA_ARCH__)
 template <class To, class R, class O>

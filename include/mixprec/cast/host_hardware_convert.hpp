@@ -40,6 +40,8 @@ inline constexpr bool host_f16c = false;
 
 // Whether convert_n narrows float to To under (R, O) by the host's
 // instruction, or widens From to float by it.
+// (clang-format 14 reads `x && (...) && y` here as a cast)
+// clang-format off
 template <class To, class R, class O>
 inline constexpr bool host_hardware_narrowing =
     host_f16c && std::is_same_v<To, half> &&
@@ -47,6 +49,7 @@ inline constexpr bool host_hardware_narrowing =
     std::is_same_v<O, overflow_to_infinity>;
 template <class From>
 inline constexpr bool host_hardware_widening = host_f16c && std::is_same_v<From, half>;
+// clang-format on
 
 #if defined(MIXPREC_HOST_F16C)
 // Eight floats to eight halves; NaN lanes take the canonical quiet NaN.

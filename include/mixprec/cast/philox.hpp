@@ -21,8 +21,7 @@ struct philox_block {
 
 namespace detail {
 
-MIXPREC_HOST_DEVICE void mulhilo32(std::uint32_t a, std::uint32_t b, std::uint32_t& hi,
-                                   std::uint32_t& lo) {
+MIXPREC_HOST_DEVICE void mulhilo32(std::uint32_t a, std::uint32_t b, std::uint32_t& hi, std::uint32_t& lo) {
   const std::uint64_t p = static_cast<std::uint64_t>(a) * b;
   hi = static_cast<std::uint32_t>(p >> 32);
   lo = static_cast<std::uint32_t>(p);
@@ -31,8 +30,7 @@ MIXPREC_HOST_DEVICE void mulhilo32(std::uint32_t a, std::uint32_t b, std::uint32
 }  // namespace detail
 
 // Philox-4x32 with 10 rounds applied to `counter` under `key`.
-MIXPREC_HOST_DEVICE philox_block philox4x32_10(philox_block counter, std::uint32_t key0,
-                                               std::uint32_t key1) {
+MIXPREC_HOST_DEVICE philox_block philox4x32_10(philox_block counter, std::uint32_t key0, std::uint32_t key1) {
   constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
   constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
   std::uint32_t c0 = counter.v[0], c1 = counter.v[1], c2 = counter.v[2], c3 = counter.v[3];
@@ -51,8 +49,7 @@ MIXPREC_HOST_DEVICE philox_block philox4x32_10(philox_block counter, std::uint32
 }
 
 // The four 32-bit words for element `index` of `stream` under `seed`.
-MIXPREC_HOST_DEVICE philox_block random_block(std::uint64_t seed, std::uint64_t stream,
-                                              std::uint64_t index) {
+MIXPREC_HOST_DEVICE philox_block random_block(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   const philox_block counter{{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32),
                               static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)}};
   return philox4x32_10(counter, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
@@ -71,8 +68,7 @@ MIXPREC_HOST_DEVICE philox_block random_block(std::uint64_t seed, std::uint64_t 
 // a block, against 5-7 ns for random_block in a loop, where the compiler
 // extracts and stores each word on its own. Batches of 8 or 16 ran 5-10x
 // slower than 32 with GCC: fully unrolled, they were not vectorised.
-inline void random_blocks(std::uint64_t seed, std::uint64_t stream, std::uint64_t first, std::uint64_t n,
-                          void* out) {
+inline void random_blocks(std::uint64_t seed, std::uint64_t stream, std::uint64_t first, std::uint64_t n, void* out) {
   constexpr int lanes = 32;
   constexpr std::uint64_t mask = 0xffffffffu;
   constexpr std::uint64_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
@@ -117,8 +113,7 @@ inline void random_blocks(std::uint64_t seed, std::uint64_t stream, std::uint64_
 }
 
 // 32 random bits for element `index` of `stream` under `seed`.
-MIXPREC_HOST_DEVICE std::uint32_t random_bits(std::uint64_t seed, std::uint64_t stream,
-                                              std::uint64_t index) {
+MIXPREC_HOST_DEVICE std::uint32_t random_bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   return random_block(seed, stream, index).v[0];
 }
 
@@ -132,7 +127,9 @@ struct philox_generator {
     std::uint64_t seed, stream;
   };
   MIXPREC_HOST_DEVICE static key_type key(std::uint64_t seed, std::uint64_t stream) { return {seed, stream}; }
-  MIXPREC_HOST_DEVICE static block call(const key_type& k, std::uint64_t c) { return random_block(k.seed, k.stream, c); }
+  MIXPREC_HOST_DEVICE static block call(const key_type& k, std::uint64_t c) {
+    return random_block(k.seed, k.stream, c);
+  }
   static void calls(const key_type& k, std::uint64_t first, std::uint64_t n, void* out) {
     random_blocks(k.seed, k.stream, first, n, out);
   }

@@ -29,16 +29,17 @@ struct round_toward_zero {};
 
 template <class G = default_generator>
 struct round_stochastic {
-  static_assert(is_generator_v<G>, "round_stochastic<G>: G must be a generator policy (cast/generator.hpp), "
-                                   "e.g. splitmix_generator or philox_generator");
+  static_assert(is_generator_v<G>,
+                "round_stochastic<G>: G must be a generator policy (cast/generator.hpp), "
+                "e.g. splitmix_generator or philox_generator");
   using generator = G;
   std::uint64_t seed = 0;    // key of the generator
   std::uint64_t stream = 0;  // e.g. the training step, so each step draws fresh bits
 };
 // round_stochastic{seed, stream}: the default generator.
-round_stochastic() -> round_stochastic<>;
-round_stochastic(std::uint64_t) -> round_stochastic<>;
-round_stochastic(std::uint64_t, std::uint64_t) -> round_stochastic<>;
+round_stochastic()->round_stochastic<>;
+round_stochastic(std::uint64_t)->round_stochastic<>;
+round_stochastic(std::uint64_t, std::uint64_t)->round_stochastic<>;
 
 template <class R>
 inline constexpr bool is_round_stochastic_v = false;

@@ -30,15 +30,14 @@ struct clip_adaptive {
   clip_adaptive() = default;
   explicit clip_adaptive(float c, float e = 1e-3f) : clipping(c), eps(e) {}
 
-  static constexpr statistic statistics[] = {
-      {"input_sq", scope::slice, reduction::power_sum, source::input},
-      {"weight_sq", scope::slice, reduction::power_sum, source::weights}};
+  static constexpr statistic statistics[] = {{"input_sq", scope::slice, reduction::power_sum, source::input},
+                                             {"weight_sq", scope::slice, reduction::power_sum, source::weights}};
   static constexpr stat_id<statistic_index(statistics, "input_sq")> input_sq{};
   static constexpr stat_id<statistic_index(statistics, "weight_sq")> weight_sq{};
 
   no_scalars initial_scalars() const {
-    detail::require(std::isfinite(clipping) && clipping > 0, "clip_adaptive: clipping must be positive and finite (got ",
-                    clipping, ")");
+    detail::require(std::isfinite(clipping) && clipping > 0,
+                    "clip_adaptive: clipping must be positive and finite (got ", clipping, ")");
     detail::require(std::isfinite(eps) && eps >= 0, "clip_adaptive: eps must be non-negative (got ", eps, ")");
     return {};
   }

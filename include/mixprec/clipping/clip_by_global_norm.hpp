@@ -40,8 +40,8 @@ struct clip_by_global_norm {
   MIXPREC_HOST_DEVICE float power(std::size_t) const { return p; }
 
   scalars initial_scalars() const {
-    detail::require(std::isfinite(max_norm) && max_norm > 0, "clip_by_global_norm: max_norm must be positive and finite (got ",
-                    max_norm, ")");
+    detail::require(std::isfinite(max_norm) && max_norm > 0,
+                    "clip_by_global_norm: max_norm must be positive and finite (got ", max_norm, ")");
     detail::require(p >= 1.0f, "clip_by_global_norm: the norm order p must be >= 1 or infinity_norm (got ", p, ")");
     return {0.0f, 1.0f};
   }
@@ -50,8 +50,10 @@ struct clip_by_global_norm {
   scalars restored_scalars(const scalars& s, const scalars&, const clip_by_global_norm&) const {
     detail::require(std::isnan(s.norm) || s.norm >= 0.0f, "clip_by_global_norm: the checkpoint's norm ", s.norm,
                     " is negative");
-    detail::require(std::isnan(s.coef) || (s.coef >= 0.0f && s.coef <= 1.0f), "clip_by_global_norm: the checkpoint's "
-                    "coefficient ", s.coef, " lies outside [0, 1]");
+    detail::require(std::isnan(s.coef) || (s.coef >= 0.0f && s.coef <= 1.0f),
+                    "clip_by_global_norm: the checkpoint's "
+                    "coefficient ",
+                    s.coef, " lies outside [0, 1]");
     return s;
   }
   template <class Ctx>

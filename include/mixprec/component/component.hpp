@@ -143,19 +143,19 @@ enum class scope : std::uint8_t {
   block       // one per run of `block` consecutive elements of a parameter (its last run may be shorter)
 };
 enum class reduction : std::uint8_t {
-  sum,                      // sum of x
-  power_sum,                // sum of |x|^p (p = power(k); max |x| when p is infinite)
-  max_abs,                  // max |x| (NaN if any is NaN)
-  non_finite_count,         // number of inf/NaN (at least 1 when any, exact when measured alone)
-  zero_count,               // number of values equal to zero (+0 or -0)
-  subnormal_count           // number of non-zero values below the smallest normal of the gradients' own
-                            // format in magnitude (of the stored gradients: its subnormals)
+  sum,               // sum of x
+  power_sum,         // sum of |x|^p (p = power(k); max |x| when p is infinite)
+  max_abs,           // max |x| (NaN if any is NaN)
+  non_finite_count,  // number of inf/NaN (at least 1 when any, exact when measured alone)
+  zero_count,        // number of values equal to zero (+0 or -0)
+  subnormal_count    // number of non-zero values below the smallest normal of the gradients' own
+                     // format in magnitude (of the stored gradients: its subnormals)
 };
 enum class source : std::uint8_t {
-  input,     // the update as it reaches the component
-  output,    // the update as it leaves the component
-  weights,   // the weights when the step starts (fp32 master, or the model)
-  gradient   // the gradients as stored (scaled, in their own format)
+  input,    // the update as it reaches the component
+  output,   // the update as it leaves the component
+  weights,  // the weights when the step starts (fp32 master, or the model)
+  gradient  // the gradients as stored (scaled, in their own format)
 };
 struct statistic {
   const char* name;
@@ -212,8 +212,8 @@ constexpr std::size_t statistic_index(const statistic (&table)[N], const char* n
 struct arena_info {
   std::vector<std::string> names, groups;  // per parameter
   std::vector<std::vector<std::size_t>> shapes;
-  std::vector<std::string> group_names;    // group id -> name
-  std::vector<std::uint32_t> group_of;     // per parameter: its group id
+  std::vector<std::string> group_names;  // group id -> name
+  std::vector<std::uint32_t> group_of;   // per parameter: its group id
 };
 
 // Values a component can report to monitors (record_statistics).

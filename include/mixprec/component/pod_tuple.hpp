@@ -42,7 +42,9 @@ MIXPREC_HOST_DEVICE const typename pod_tuple_element<K, pod_tuple<T...>>::type& 
 template <class... T>
 pod_tuple<T...> make_pod_tuple(const T&... v);
 template <>
-inline pod_tuple<> make_pod_tuple() { return {}; }
+inline pod_tuple<> make_pod_tuple() {
+  return {};
+}
 template <class H, class... T>
 pod_tuple<H, T...> make_pod_tuple(const H& h, const T&... t) {
   return {h, make_pod_tuple<T...>(t...)};

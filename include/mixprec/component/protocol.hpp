@@ -17,8 +17,7 @@ namespace mixprec::detail {
 template <class C, class = void>
 struct traits_derived : std::true_type {};
 template <class C>
-struct traits_derived<C, std::void_t<typename C::traits>>
-    : std::is_base_of<component_traits, typename C::traits> {};
+struct traits_derived<C, std::void_t<typename C::traits>> : std::is_base_of<component_traits, typename C::traits> {};
 template <class C, class = void>
 struct traits_of_impl {
   using type = component_traits;
@@ -58,20 +57,22 @@ struct generator_of_impl<C, std::void_t<typename C::generator>> {
 template <class C>
 using generator_of = typename generator_of_impl<C>::type;
 
-#define MIXPREC_DETECT(trait, expr)                                                     \
-  template <class C, class = void>                                                      \
-  struct trait : std::false_type {};                                                    \
-  template <class C>                                                                    \
+#define MIXPREC_DETECT(trait, expr)  \
+  template <class C, class = void>   \
+  struct trait : std::false_type {}; \
+  template <class C>                 \
   struct trait<C, std::void_t<decltype(expr)>> : std::true_type {};
 
 MIXPREC_DETECT(has_initial_scalars, std::declval<const C&>().initial_scalars())
-MIXPREC_DETECT(has_initial_scalars_for_arena, std::declval<const C&>().initial_scalars(std::declval<const arena_info&>()))
+MIXPREC_DETECT(has_initial_scalars_for_arena,
+               std::declval<const C&>().initial_scalars(std::declval<const arena_info&>()))
 MIXPREC_DETECT(has_state, C::state[0])
 MIXPREC_DETECT(has_statistics, C::statistics[0])
 MIXPREC_DETECT(has_uses, std::declval<const C&>().uses(std::size_t{0}))
 MIXPREC_DETECT(has_initial_state, std::declval<const C&>().initial_state(std::size_t{0}))
 MIXPREC_DETECT(has_initial_state_for_parameter,
-               std::declval<const C&>().initial_state(std::size_t{0}, std::declval<const arena_info&>(), std::size_t{0}))
+               std::declval<const C&>().initial_state(std::size_t{0}, std::declval<const arena_info&>(),
+                                                      std::size_t{0}))
 MIXPREC_DETECT(has_power, std::declval<const C&>().power(std::size_t{0}))
 MIXPREC_DETECT(has_decide, &C::template decide<int>)
 MIXPREC_DETECT(has_update, &C::template update<int>)
@@ -80,9 +81,9 @@ MIXPREC_DETECT(has_decide_column, &C::template decide_column<int>)
 MIXPREC_DETECT(has_decide_parameter, &C::template decide_parameter<int>)
 MIXPREC_DETECT(has_variants, C::variants)
 MIXPREC_DETECT(has_multiplier, std::declval<const C&>().multiplier(std::declval<const scalars_of<C>&>()))
-MIXPREC_DETECT(has_restored_scalars,
-               std::declval<const C&>().restored_scalars(std::declval<scalars_of<C>>(), std::declval<const scalars_of<C>&>(),
-                                                         std::declval<const C&>()))
+MIXPREC_DETECT(has_restored_scalars, std::declval<const C&>().restored_scalars(std::declval<scalars_of<C>>(),
+                                                                               std::declval<const scalars_of<C>&>(),
+                                                                               std::declval<const C&>()))
 MIXPREC_DETECT(has_report, std::declval<const C&>().report(quantity::loss_scale, std::declval<const scalars_of<C>&>(),
                                                            std::declval<const scalars_of<C>&>()))
 #undef MIXPREC_DETECT
@@ -95,7 +96,8 @@ struct any_visitor {
 template <class C, class = void>
 struct has_visit_hyperparameters : std::false_type {};
 template <class C>
-struct has_visit_hyperparameters<C, std::void_t<decltype(std::declval<const C&>().visit_hyperparameters(any_visitor{}))>>
+struct has_visit_hyperparameters<C,
+                                 std::void_t<decltype(std::declval<const C&>().visit_hyperparameters(any_visitor{}))>>
     : std::true_type {};
 template <class C, class = void>
 struct has_visit_scalars : std::false_type {};

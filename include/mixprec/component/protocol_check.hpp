@@ -22,20 +22,20 @@ namespace detail {
 // template): a class deriving from C and from one with X finds X
 // ambiguous exactly when C has one. Components are plain structs; a final
 // one is never reported.
-#define MIXPREC_HAS_MEMBER_NAMED(X)                                                               \
-  struct has_member_##X##_probe {                                                                 \
-    int X;                                                                                        \
-  };                                                                                              \
-  template <class C, bool = std::is_class_v<C> && !std::is_final_v<C>>                            \
-  struct has_member_##X : std::false_type {};                                                     \
-  template <class C>                                                                              \
-  struct has_member_##X<C, true> {                                                                \
-    struct both : C, has_member_##X##_probe {};                                                   \
-    template <class U>                                                                            \
-    static std::false_type test(decltype(&U::X));                                                 \
-    template <class U>                                                                            \
-    static std::true_type test(...);                                                              \
-    static constexpr bool value = decltype(test<both>(nullptr))::value;                           \
+#define MIXPREC_HAS_MEMBER_NAMED(X)                                     \
+  struct has_member_##X##_probe {                                       \
+    int X;                                                              \
+  };                                                                    \
+  template <class C, bool = std::is_class_v<C> && !std::is_final_v<C>>  \
+  struct has_member_##X : std::false_type {};                           \
+  template <class C>                                                    \
+  struct has_member_##X<C, true> {                                      \
+    struct both : C, has_member_##X##_probe {};                         \
+    template <class U>                                                  \
+    static std::false_type test(decltype(&U::X));                       \
+    template <class U>                                                  \
+    static std::true_type test(...);                                    \
+    static constexpr bool value = decltype(test<both>(nullptr))::value; \
   };
 
 MIXPREC_HAS_MEMBER_NAMED(update)
@@ -73,15 +73,15 @@ struct is_const_member_function : std::false_type {};
 template <class R, class C, class... A>
 struct is_const_member_function<R (C::*)(A...) const> : std::true_type {};
 
-#define MIXPREC_RULE_SHAPE(X)                                                                      \
-  template <class C, class = void>                                                                 \
-  struct X##_is_template : std::false_type {};                                                     \
-  template <class C>                                                                               \
+#define MIXPREC_RULE_SHAPE(X)                                                                          \
+  template <class C, class = void>                                                                     \
+  struct X##_is_template : std::false_type {};                                                         \
+  template <class C>                                                                                   \
   struct X##_is_template<C, std::void_t<decltype(&C::template X<probe_context>)>> : std::true_type {}; \
-  template <class C, class = void>                                                                 \
-  struct X##_is_const : std::false_type {};                                                        \
-  template <class C>                                                                               \
-  struct X##_is_const<C, std::void_t<decltype(&C::template X<probe_context>)>>                     \
+  template <class C, class = void>                                                                     \
+  struct X##_is_const : std::false_type {};                                                            \
+  template <class C>                                                                                   \
+  struct X##_is_const<C, std::void_t<decltype(&C::template X<probe_context>)>>                         \
       : is_const_member_function<decltype(&C::template X<probe_context>)> {};
 MIXPREC_RULE_SHAPE(update)
 MIXPREC_RULE_SHAPE(decide)
@@ -100,7 +100,8 @@ template <class C, class = void>
 struct initial_scalars_for_arena_callable_non_const : std::false_type {};
 template <class C>
 struct initial_scalars_for_arena_callable_non_const<
-    C, std::void_t<decltype(std::declval<C&>().initial_scalars(std::declval<const arena_info&>()))>> : std::true_type {};
+    C, std::void_t<decltype(std::declval<C&>().initial_scalars(std::declval<const arena_info&>()))>> : std::true_type {
+};
 
 // visit_scalars callable on an object but not as a static member.
 template <class C, class = void>
@@ -112,8 +113,9 @@ struct visit_scalars_as_member<
 template <class C, class = void>
 struct visit_hyperparameters_non_const : std::false_type {};
 template <class C>
-struct visit_hyperparameters_non_const<
-    C, std::void_t<decltype(std::declval<C&>().visit_hyperparameters(any_visitor{}))>> : std::true_type {};
+struct visit_hyperparameters_non_const<C,
+                                       std::void_t<decltype(std::declval<C&>().visit_hyperparameters(any_visitor{}))>>
+    : std::true_type {};
 
 template <class C>
 constexpr bool has_any_rule() {

@@ -34,7 +34,9 @@
 
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
 #if !defined(__CUDACC__)
-#error "mixprec: THRUST_DEVICE_SYSTEM is CUDA but this file is not compiled by a CUDA compiler; compile it with nvcc, or include mixprec before any Thrust header, or define THRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_OMP"
+// Compile with nvcc, or include mixprec before any Thrust header, or define
+// THRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_OMP.
+#error "mixprec: THRUST_DEVICE_SYSTEM is CUDA but this file is not compiled by a CUDA compiler (nvcc)"
 #endif
 #define MIXPREC_BACKEND_CUDA 1
 #elif THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_OMP

@@ -55,8 +55,8 @@ decltype(auto) translate_errors(const char* what, F&& f) {
 #if defined(MIXPREC_BACKEND_CUDA)
 inline void check_cuda(cudaError_t status, const char* what, const char* file, int line) {
   if (status != cudaSuccess)
-    throw error(concat("CUDA error in ", what, " at ", file, ":", line, ": ",
-                       cudaGetErrorName(status), ": ", cudaGetErrorString(status)));
+    throw error(concat("CUDA error in ", what, " at ", file, ":", line, ": ", cudaGetErrorName(status), ": ",
+                       cudaGetErrorString(status)));
 }
 #endif
 

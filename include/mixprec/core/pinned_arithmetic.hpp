@@ -34,7 +34,7 @@
 #elif defined(__GNUC__) && defined(__NVCC__)
 // nvcc's front end passes the pragma on to the host compiler but warns that
 // it does not know it (1675: unrecognized GCC pragma).
-#define MIXPREC_PINNED_BEGIN                                                                   \
+#define MIXPREC_PINNED_BEGIN                                                                 \
   _Pragma("nv_diagnostic push") _Pragma("nv_diag_suppress 1675") _Pragma("GCC push_options") \
       _Pragma("GCC optimize(\"fp-contract=off\")") _Pragma("nv_diagnostic pop")
 #define MIXPREC_PINNED_END _Pragma("GCC pop_options")
@@ -46,7 +46,6 @@
 #define MIXPREC_PINNED_BEGIN
 #define MIXPREC_PINNED_END
 #endif
-
 
 namespace mixprec::detail {
 
@@ -77,4 +76,3 @@ MIXPREC_HOST_DEVICE float unfused_mul(float a, float b) { return detail::mul(a, 
 MIXPREC_HOST_DEVICE double unfused_mul(double a, double b) { return detail::mul(a, b); }
 
 }  // namespace mixprec
-

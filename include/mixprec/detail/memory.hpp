@@ -38,8 +38,8 @@ device_vector<T> allocate(std::size_t n, const char* what) {
   try {
     return device_vector<T>(n);
   } catch (const std::bad_alloc& e) {
-    throw error(concat("cannot allocate ", n, " elements (", bytes, " bytes) for ", what, ": out of memory (", e.what(),
-                       ")"));
+    throw error(
+        concat("cannot allocate ", n, " elements (", bytes, " bytes) for ", what, ": out of memory (", e.what(), ")"));
   } catch (const std::exception& e) {
     // Not an allocation failure (Thrust's bad_alloc derives from
     // std::bad_alloc): on CUDA typically a fault of an earlier kernel that

@@ -72,7 +72,9 @@ template <class Body>
 struct combine_op {
   const Body* body;
   template <class T>
-  __device__ T operator()(const T& a, const T& b) const { return body->combine(a, b); }
+  __device__ T operator()(const T& a, const T& b) const {
+    return body->combine(a, b);
+  }
 };
 
 template <class Body, class T>
@@ -209,8 +211,8 @@ void combine_all(stream s, const Body& body, const T* parts, std::size_t n, T* o
 // out[k] = combination of parts[offsets[k], offsets[k+1]) for k < nsegments.
 // `offsets` (nsegments + 1 entries) lives in device memory.
 template <class Body, class T>
-void combine_segments(stream s, const Body& body, const T* parts, const std::size_t* offsets,
-                      std::size_t nsegments, T* out) {
+void combine_segments(stream s, const Body& body, const T* parts, const std::size_t* offsets, std::size_t nsegments,
+                      T* out) {
   if (nsegments == 0) return;
 #if defined(MIXPREC_BACKEND_CUDA)
   combine_kernel<<<static_cast<unsigned>(nsegments), block_threads, 0, s.handle>>>(body, parts, offsets, 0, 0, out);

@@ -30,15 +30,25 @@ MIXPREC_HOST_DEVICE bool piece_aligned(const void* p) {
 template <std::size_t P>
 struct piece_of;
 template <>
-struct piece_of<16> { using type = uint4; };
+struct piece_of<16> {
+  using type = uint4;
+};
 template <>
-struct piece_of<8> { using type = uint2; };
+struct piece_of<8> {
+  using type = uint2;
+};
 template <>
-struct piece_of<4> { using type = unsigned; };
+struct piece_of<4> {
+  using type = unsigned;
+};
 template <>
-struct piece_of<2> { using type = unsigned short; };
+struct piece_of<2> {
+  using type = unsigned short;
+};
 template <>
-struct piece_of<1> { using type = unsigned char; };
+struct piece_of<1> {
+  using type = unsigned char;
+};
 #endif
 
 // Copies Bytes bytes between memory and registers, either way: the memory

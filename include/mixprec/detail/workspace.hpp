@@ -21,8 +21,8 @@ class workspace {
   // 16), for `count` elements; reserve() the total first.
   template <class T>
   T* slice(std::size_t offset, std::size_t count) {
-    require(offset % 16 == 0 && offset + count * sizeof(T) <= buffer_.size(),
-            "workspace slice [", offset, ", +", count * sizeof(T), ") exceeds its ", buffer_.size(), " bytes");
+    require(offset % 16 == 0 && offset + count * sizeof(T) <= buffer_.size(), "workspace slice [", offset, ", +",
+            count * sizeof(T), ") exceeds its ", buffer_.size(), " bytes");
     return reinterpret_cast<T*>(raw(buffer_) + offset);
   }
 

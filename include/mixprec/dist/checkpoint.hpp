@@ -84,7 +84,9 @@ inline manifest read_manifest(const std::string& dir) {
   const std::string path = dir + "/manifest";
   std::ifstream in(path);
   require(in.good(), "load_checkpoint: no sharded checkpoint in ", dir, " (cannot open ", path, ")");
-  auto bad = [&](const char* what) { return concat("load_checkpoint: ", path, " is not a valid manifest (", what, ")"); };
+  auto bad = [&](const char* what) {
+    return concat("load_checkpoint: ", path, " is not a valid manifest (", what, ")");
+  };
   std::string line, word;
   std::getline(in, line);
   require(line == "mixprec sharded checkpoint 1", bad("first line"));

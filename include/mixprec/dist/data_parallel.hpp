@@ -157,7 +157,8 @@ inline std::vector<element_range> balanced_shards(const std::vector<std::size_t>
     cut[static_cast<std::size_t>(r)] = std::min(std::max(b, cut[static_cast<std::size_t>(r) - 1]), padded);
   }
   std::vector<element_range> out;
-  for (int r = 0; r < ranks; ++r) out.push_back({cut[static_cast<std::size_t>(r)], cut[static_cast<std::size_t>(r) + 1]});
+  for (int r = 0; r < ranks; ++r)
+    out.push_back({cut[static_cast<std::size_t>(r)], cut[static_cast<std::size_t>(r) + 1]});
   return out;
 }
 
@@ -169,7 +170,8 @@ struct fold_statistics {
   bool is_max;
   MIXPREC_HOST_DEVICE void operator()(std::size_t i) const {
     double a = 0.0;
-    for (int r = 0; r < ranks; ++r) a = mixprec::detail::combine_values(a, all[static_cast<std::size_t>(r) * n + i], is_max);
+    for (int r = 0; r < ranks; ++r)
+      a = mixprec::detail::combine_values(a, all[static_cast<std::size_t>(r) * n + i], is_max);
     out[i] = a;
   }
 };
@@ -185,10 +187,10 @@ class data_parallel {
   explicit data_parallel(Communicator& comm, data_parallel_options options = {}) : comm_(comm), options_(options) {
     detail::require(options.zero_stage >= 0 && options.zero_stage <= 2, "data_parallel: zero_stage is 0, 1 or 2 (got ",
                     options.zero_stage, ")");
-    detail::require(options.bucket_elements >= arena_layout::alignment &&
-                        options.bucket_elements % arena_layout::alignment == 0,
-                    "data_parallel: bucket_elements must be a positive multiple of ", arena_layout::alignment,
-                    " (got ", options.bucket_elements, ")");
+    detail::require(
+        options.bucket_elements >= arena_layout::alignment && options.bucket_elements % arena_layout::alignment == 0,
+        "data_parallel: bucket_elements must be a positive multiple of ", arena_layout::alignment, " (got ",
+        options.bucket_elements, ")");
   }
 
   Communicator& communicator() { return comm_; }
@@ -208,7 +210,8 @@ class data_parallel {
   // arena out with the master weights of this rank's shard (stages 1, 2).
   template <class Arena, class... C>
   void finalize(Arena& params, const chain_t<C...>& chain) {
-    detail::require(!params.finalized(), "data_parallel::finalize: the arena is already finalized (add the "
+    detail::require(!params.finalized(),
+                    "data_parallel::finalize: the arena is already finalized (add the "
                     "parameters, then let data_parallel finalize it)");
     agree(detail::fingerprint{detail::arena_hash(params), detail::chain_hash(chain),
                               static_cast<std::uint64_t>(options_.zero_stage), options_.bucket_elements});
@@ -226,13 +229,11 @@ class data_parallel {
     if (sharded())
       shards = detail::balanced_shards(offsets, sizes, cols, padded, comm_.size(),
                                        chain_t<C...>::uses_positions || block != 0);
-    else
-      shards.assign(static_cast<std::size_t>(comm_.size()), element_range{0, padded});
+    else shards.assign(static_cast<std::size_t>(comm_.size()), element_range{0, padded});
     // A float model is its own master: then only the optimizer state is sharded.
     if (sharded() && Arena::has_master && !Arena::model_is_master)
       params.finalize(shards[static_cast<std::size_t>(comm_.rank())]);
-    else
-      params.finalize();
+    else params.finalize();
     shards_ = std::move(shards);
     padded_ = padded;
     chain_ = detail::chain_hash(chain);
@@ -245,7 +246,8 @@ class data_parallel {
     require_finalized("init");
     detail::require(params.finalized() && params.padded_size() == padded_,
                     "data_parallel::init: the arena is not the one finalize() laid out");
-    detail::require(detail::chain_hash(chain) == chain_, "data_parallel::init: the chain differs from the one "
+    detail::require(detail::chain_hash(chain) == chain_,
+                    "data_parallel::init: the chain differs from the one "
                     "given to finalize()");
     const std::vector<std::uint8_t> model = model_bytes(params, s);
     const std::uint32_t crc = mixprec::detail::crc32(model.data(), model.size());
@@ -254,7 +256,8 @@ class data_parallel {
       std::uint32_t other;
       std::memcpy(&other, all.data() + static_cast<std::size_t>(r) * sizeof crc, sizeof crc);
       detail::require(other == crc, "data_parallel::init: rank ", r, " starts from other weights than rank ",
-                      comm_.rank(), " (initialize every rank with the same initialisers and seeds, or load one "
+                      comm_.rank(),
+                      " (initialize every rank with the same initialisers and seeds, or load one "
                       "checkpoint)");
     }
     chain_state<Arena, C...> st = chain.init(params, s, shard());
@@ -268,9 +271,9 @@ class data_parallel {
   template <class Arena, class State, class... C>
   void step(const chain_t<C...>& chain, Arena& params, State& state, stream s = {}) {
     require_finalized("step");
-    detail::require(state.shard().begin == shard().begin && state.shard().end == shard().end &&
-                        params.padded_size() == padded_,
-                    "data_parallel::step: the state or arena was not made by this data_parallel's init()");
+    detail::require(
+        state.shard().begin == shard().begin && state.shard().end == shard().end && params.padded_size() == padded_,
+        "data_parallel::step: the state or arena was not made by this data_parallel's init()");
     step_hooks h{this};
     chain.apply(params, state, s, h);
   }
@@ -373,7 +376,8 @@ class data_parallel {
       const detail::fingerprint& f = all[static_cast<std::size_t>(r)];
       const detail::fingerprint& z = all[0];
       if (f.arena != z.arena)
-        problems += detail::concat("; rank ", r, "'s parameter arena (names, shapes, groups or formats) differs from "
+        problems += detail::concat("; rank ", r,
+                                   "'s parameter arena (names, shapes, groups or formats) differs from "
                                    "rank 0's");
       if (f.chain != z.chain)
         problems += detail::concat("; rank ", r, "'s chain (components or hyperparameters) differs from rank 0's");

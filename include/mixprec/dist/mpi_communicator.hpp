@@ -27,8 +27,8 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -109,15 +109,15 @@ class mpi_communicator {
               "MPI_Isend");
       }
     }
-    if (own > 0) std::memcpy(static_cast<void*>(parts + me * own), static_cast<const void*>(data + offsets[me]),
-                             own * sizeof(T));
+    if (own > 0)
+      std::memcpy(static_cast<void*>(parts + me * own), static_cast<const void*>(data + offsets[me]), own * sizeof(T));
     wait_all(reqs, "the gradient reduce-scatter");
     T* mine = data + offsets[me];
     const float divisor = static_cast<float>(size_);
     // Blocks that stay in L1, ranks outside, elements inside: the loops vectorise.
     constexpr std::size_t block = 1024;
     const std::size_t blocks = (own + block - 1) / block;
-    #pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static)
     for (std::size_t b = 0; b < blocks; ++b) {
       const std::size_t first = b * block, n = std::min(block, own - first);
       float sum[block];
@@ -145,8 +145,8 @@ class mpi_communicator {
       }
       if (bytes[me] > 0) {
         reqs.push_back(MPI_REQUEST_NULL);
-        check(MPI_Isend(base + offsets[me], as_int(bytes[me], "all_gather"), MPI_BYTE, static_cast<int>(r),
-                        tag_gather, comm_, &reqs.back()),
+        check(MPI_Isend(base + offsets[me], as_int(bytes[me], "all_gather"), MPI_BYTE, static_cast<int>(r), tag_gather,
+                        comm_, &reqs.back()),
               "MPI_Isend");
       }
     }
@@ -179,7 +179,8 @@ class mpi_communicator {
   }
   int as_int(std::size_t n, const char* what) const {
     if (n > static_cast<std::size_t>(INT_MAX))
-      throw error(mixprec::detail::concat("mpi_communicator::", what, ": ", n, " elements in one part exceed MPI's int "
+      throw error(mixprec::detail::concat("mpi_communicator::", what, ": ", n,
+                                          " elements in one part exceed MPI's int "
                                           "counts (use smaller buckets)"));
     return static_cast<int>(n);
   }

@@ -60,7 +60,9 @@ class nccl_communicator {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>,
                   "reduce_scatter_mean: float, half or bfloat16");
     if (size_ == 1) return;  // the mean of one
-    const ncclDataType_t type = std::is_same_v<T, float> ? ncclFloat : std::is_same_v<T, half> ? ncclHalf : ncclBfloat16;
+    const ncclDataType_t type = std::is_same_v<T, float>  ? ncclFloat
+                                : std::is_same_v<T, half> ? ncclHalf
+                                                          : ncclBfloat16;
     check(ncclGroupStart(), "ncclGroupStart");
     for (int r = 0; r < size_; ++r)
       if (counts[r] > 0)  // in place at the root r
@@ -86,7 +88,8 @@ class nccl_communicator {
 
   std::vector<std::uint8_t> all_gather_host(const void* mine, std::size_t bytes) {
     const std::size_t total = bytes * static_cast<std::size_t>(size_);
-    if (staging_.size() < bytes + total) staging_ = mixprec::detail::allocate<std::uint8_t>(bytes + total, "NCCL staging");
+    if (staging_.size() < bytes + total)
+      staging_ = mixprec::detail::allocate<std::uint8_t>(bytes + total, "NCCL staging");
     std::uint8_t* dev = mixprec::detail::raw(staging_);
     mixprec::detail::write_to_device(static_cast<const std::uint8_t*>(mine), dev, bytes);
     all_gather_fixed(dev, dev + bytes, bytes);
@@ -128,8 +131,8 @@ class nccl_communicator {
  private:
   void check(ncclResult_t rc, const char* what) const {
     if (rc == ncclSuccess) return;
-    throw error(mixprec::detail::concat("nccl_communicator: ", what, " failed on rank ", rank_, ": ",
-                                        ncclGetErrorString(rc)));
+    throw error(
+        mixprec::detail::concat("nccl_communicator: ", what, " failed on rank ", rank_, ": ", ncclGetErrorString(rc)));
   }
 
   ncclComm_t comm_;

@@ -27,8 +27,10 @@ namespace detail {
 // Throws mixprec::error unless `timeout` is positive seconds or no_timeout.
 inline void check_timeout(std::chrono::duration<double> timeout, const char* who) {
   const double t = timeout.count();
-  mixprec::detail::require(t > 0.0, who, ": the timeout must be a positive number of seconds, or "
-                           "mixprec::dist::no_timeout (infinity) to wait forever (got ", t, " s)");
+  mixprec::detail::require(t > 0.0, who,
+                           ": the timeout must be a positive number of seconds, or "
+                           "mixprec::dist::no_timeout (infinity) to wait forever (got ",
+                           t, " s)");
 }
 
 // The time a wait started and how long it may last.

@@ -73,11 +73,11 @@ struct format_traits<half> {
   static constexpr int total_bits = 16, exponent_bits = 5, mantissa_bits = 10, bias = 15;
   static constexpr bool has_infinity = true, has_nan = true;
   static constexpr bits_type max_bits = 0x7bff, inf_bits = 0x7c00, nan_bits = 0x7fff;
-  static constexpr float max() { return 65504.0f; }                  // (2 - 2^-10) * 2^15
+  static constexpr float max() { return 65504.0f; }  // (2 - 2^-10) * 2^15
   static constexpr float lowest() { return -max(); }
-  static constexpr float min_normal() { return 6.103515625e-05f; }   // 2^-14
+  static constexpr float min_normal() { return 6.103515625e-05f; }         // 2^-14
   static constexpr float denorm_min() { return 5.9604644775390625e-08f; }  // 2^-24
-  static constexpr float epsilon() { return 9.765625e-04f; }         // 2^-10
+  static constexpr float epsilon() { return 9.765625e-04f; }               // 2^-10
   static constexpr float unit_roundoff() { return epsilon() / 2; }
   static constexpr const char* name = "half";
   static constexpr format_id id = format_id::f16;
@@ -93,7 +93,7 @@ struct format_traits<bfloat16> {
   static constexpr float lowest() { return -max(); }
   static constexpr float min_normal() { return 1.17549435082228750797e-38f; }  // 2^-126
   static constexpr float denorm_min() { return 9.18354961579912115600e-41f; }  // 2^-133
-  static constexpr float epsilon() { return 7.8125e-03f; }                      // 2^-7
+  static constexpr float epsilon() { return 7.8125e-03f; }                     // 2^-7
   static constexpr float unit_roundoff() { return epsilon() / 2; }
   static constexpr const char* name = "bfloat16";
   static constexpr format_id id = format_id::bf16;
@@ -105,7 +105,7 @@ struct format_traits<fp8_e4m3> {
   static constexpr int total_bits = 8, exponent_bits = 4, mantissa_bits = 3, bias = 7;
   static constexpr bool has_infinity = false, has_nan = true;
   static constexpr bits_type max_bits = 0x7e, inf_bits = 0x00, nan_bits = 0x7f;
-  static constexpr float max() { return 448.0f; }               // 1.75 * 2^8 (S.1111.111 is NaN)
+  static constexpr float max() { return 448.0f; }  // 1.75 * 2^8 (S.1111.111 is NaN)
   static constexpr float lowest() { return -max(); }
   static constexpr float min_normal() { return 0.015625f; }     // 2^-6
   static constexpr float denorm_min() { return 0.001953125f; }  // 2^-9
@@ -121,11 +121,11 @@ struct format_traits<fp8_e5m2> {
   static constexpr int total_bits = 8, exponent_bits = 5, mantissa_bits = 2, bias = 15;
   static constexpr bool has_infinity = true, has_nan = true;
   static constexpr bits_type max_bits = 0x7b, inf_bits = 0x7c, nan_bits = 0x7f;
-  static constexpr float max() { return 57344.0f; }                       // 1.75 * 2^15
+  static constexpr float max() { return 57344.0f; }  // 1.75 * 2^15
   static constexpr float lowest() { return -max(); }
-  static constexpr float min_normal() { return 6.103515625e-05f; }        // 2^-14
-  static constexpr float denorm_min() { return 1.52587890625e-05f; }      // 2^-16
-  static constexpr float epsilon() { return 0.25f; }                      // 2^-2
+  static constexpr float min_normal() { return 6.103515625e-05f; }    // 2^-14
+  static constexpr float denorm_min() { return 1.52587890625e-05f; }  // 2^-16
+  static constexpr float epsilon() { return 0.25f; }                  // 2^-2
   static constexpr float unit_roundoff() { return epsilon() / 2; }
   static constexpr const char* name = "fp8_e5m2";
   static constexpr format_id id = format_id::e5m2;
@@ -133,20 +133,24 @@ struct format_traits<fp8_e5m2> {
 
 // True for the formats above.
 template <class T>
-inline constexpr bool is_narrow_format_v =
-    std::is_same_v<T, half> || std::is_same_v<T, bfloat16> || std::is_same_v<T, fp8_e4m3> ||
-    std::is_same_v<T, fp8_e5m2>;
+inline constexpr bool is_narrow_format_v = std::is_same_v<T, half> || std::is_same_v<T, bfloat16> ||
+                                           std::is_same_v<T, fp8_e4m3> || std::is_same_v<T, fp8_e5m2>;
 
 template <class T>
 inline constexpr bool is_format_v = std::is_same_v<T, float> || is_narrow_format_v<T>;
 
 inline const char* format_name(format_id id) {
   switch (id) {
-    case format_id::f32: return "float";
-    case format_id::f16: return "half";
-    case format_id::bf16: return "bfloat16";
-    case format_id::e4m3: return "fp8_e4m3";
-    case format_id::e5m2: return "fp8_e5m2";
+    case format_id::f32:
+      return "float";
+    case format_id::f16:
+      return "half";
+    case format_id::bf16:
+      return "bfloat16";
+    case format_id::e4m3:
+      return "fp8_e4m3";
+    case format_id::e5m2:
+      return "fp8_e5m2";
   }
   return "unknown";
 }

@@ -57,8 +57,8 @@
 #include <string>
 #include <vector>
 
-#include <mixprec/io/checkpoint_encoding.hpp>
 #include <mixprec/io/checkpoint_checking.hpp>
+#include <mixprec/io/checkpoint_encoding.hpp>
 #include <mixprec/io/checkpoint_loading.hpp>
 
 namespace mixprec {

@@ -53,8 +53,8 @@ void at_component_scalars(Tuple& comps, std::size_t k, F& f, std::index_sequence
 // against the hyperparameters they were saved with and brings them within
 // its own (component protocol: restored_scalars).
 template <class T, class Block>
-void restore_component_scalars(Block& block, std::size_t k, const T& c, const T& saved_with, bool hyperparameters_differ,
-                               const arena_info& info, const std::string& who) {
+void restore_component_scalars(Block& block, std::size_t k, const T& c, const T& saved_with,
+                               bool hyperparameters_differ, const arena_info& info, const std::string& who) {
   const scalars_of<T> initial = initial_scalars_of(c, info);
   if (hyperparameters_differ) {
     try {
@@ -74,8 +74,8 @@ void restore_component_scalars(Block& block, std::size_t k, const T& c, const T&
 inline void require_group_multipliers(const std::string& name, const group_hyper& g) {
   require(std::isfinite(g.lr_scale) && g.lr_scale >= 0.0f && std::isfinite(g.weight_decay_scale) &&
               g.weight_decay_scale >= 0.0f,
-          "checkpoint: group \"", name, "\" has lr_scale ", g.lr_scale, " and weight_decay_scale ", g.weight_decay_scale,
-          ": the multipliers must be finite and non-negative (as set_group requires)");
+          "checkpoint: group \"", name, "\" has lr_scale ", g.lr_scale, " and weight_decay_scale ",
+          g.weight_decay_scale, ": the multipliers must be finite and non-negative (as set_group requires)");
 }
 
 template <class Arena>
@@ -87,8 +87,10 @@ void check_arena(record_reader& body, const Arena& params) {
   const auto model_is_master = body.get<std::uint8_t>("model flag");
   constexpr auto my_model = static_cast<std::uint8_t>(format_traits<typename Arena::model_type>::id);
   constexpr auto my_grad = static_cast<std::uint8_t>(format_traits<typename Arena::grad_type>::id);
-  require(model_id == my_model, "checkpoint model copy is ", format_of(model_id), " but this arena's is ", format_of(my_model));
-  require(grad_id == my_grad, "checkpoint gradients are ", format_of(grad_id), " but this arena's are ", format_of(my_grad));
+  require(model_id == my_model, "checkpoint model copy is ", format_of(model_id), " but this arena's is ",
+          format_of(my_model));
+  require(grad_id == my_grad, "checkpoint gradients are ", format_of(grad_id), " but this arena's are ",
+          format_of(my_grad));
   require(has_master == Arena::has_master, "checkpoint ", has_master ? "has" : "has no",
           " fp32 master weights but this arena ", Arena::has_master ? "has" : "has none");
   require(model_is_master == Arena::model_is_master, "checkpoint and arena differ in whether the model is the master");
@@ -299,7 +301,8 @@ void check_components(const std::vector<saved_component>& saved, const chain_t<C
               for (const named_value& x : sv.scalars) {
                 bool known = false;
                 for (const named_value& y : scalars_of_value<T>(scalars_of<T>{})) known = known || y.name == x.name;
-                require(known, "checkpoint: scalar ", who, ".", x.name, " of the checkpoint is unknown to this "
+                require(known, "checkpoint: scalar ", who, ".", x.name,
+                        " of the checkpoint is unknown to this "
                         "chain (written by another version?)");
               }
               set_component_scalars<T>(out.block, k, sv.scalars, who);
@@ -363,8 +366,8 @@ void check_data_size(const record_reader& body, chain_state<Arena, C...>& state,
 // throws mixprec::error on any mismatch, changes nothing.
 template <class Arena, class... C>
 checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, const chain_t<C...>& chain,
-                                                        Arena& params, chain_state<Arena, C...>& state,
-                                                        const checkpoint_options& options, stream s) {
+                                                       Arena& params, chain_state<Arena, C...>& state,
+                                                       const checkpoint_options& options, stream s) {
   checked_checkpoint<chain_block<C...>> out;
   out.src = &src;
   out.version = check_header_and_crc(src);
@@ -411,8 +414,8 @@ void require_complete_set(const std::vector<checked_checkpoint<Block>>& files, c
   require(!files.empty(), "load_checkpoint: no checkpoint files");
   const auto& head = files.front();
   for (const auto& c : files) {
-    require(c.set_id == head.set_id, "checkpoint files from different saves (save ids ", head.set_id, " and ",
-            c.set_id, ")");
+    require(c.set_id == head.set_id, "checkpoint files from different saves (save ids ", head.set_id, " and ", c.set_id,
+            ")");
     require(c.block.step.count == head.block.step.count, "checkpoint files of different steps (", head.block.step.count,
             " and ", c.block.step.count, ")");
   }

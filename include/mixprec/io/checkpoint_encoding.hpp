@@ -42,7 +42,6 @@ inline std::string shape_text(const std::vector<std::uint64_t>& dims) {
   return s + "]";
 }
 
-
 // Typed values of hyperparameters and scalars.
 enum class value_kind : std::uint8_t { f32 = 1, f64 = 2, u32 = 3, u64 = 4, boolean = 5 };
 template <class T>
@@ -58,19 +57,29 @@ constexpr value_kind kind_of() {
 }
 inline std::size_t kind_size(value_kind k) {
   switch (k) {
-    case value_kind::f32: case value_kind::u32: return 4;
-    case value_kind::f64: case value_kind::u64: return 8;
-    case value_kind::boolean: return 1;
+    case value_kind::f32:
+    case value_kind::u32:
+      return 4;
+    case value_kind::f64:
+    case value_kind::u64:
+      return 8;
+    case value_kind::boolean:
+      return 1;
   }
   return 0;
 }
 inline const char* kind_name(value_kind k) {
   switch (k) {
-    case value_kind::f32: return "float";
-    case value_kind::f64: return "double";
-    case value_kind::u32: return "uint32";
-    case value_kind::u64: return "uint64";
-    case value_kind::boolean: return "bool";
+    case value_kind::f32:
+      return "float";
+    case value_kind::f64:
+      return "double";
+    case value_kind::u32:
+      return "uint32";
+    case value_kind::u64:
+      return "uint64";
+    case value_kind::boolean:
+      return "bool";
   }
   return "unknown";
 }
@@ -83,11 +92,28 @@ struct named_value {
     char b[8] = {};
     std::memcpy(b, bytes.data(), bytes.size() < 8 ? bytes.size() : 8);
     switch (kind) {
-      case value_kind::f32: { float v; std::memcpy(&v, b, 4); return concat(v); }
-      case value_kind::f64: { double v; std::memcpy(&v, b, 8); return concat(v); }
-      case value_kind::u32: { std::uint32_t v; std::memcpy(&v, b, 4); return concat(v); }
-      case value_kind::u64: { std::uint64_t v; std::memcpy(&v, b, 8); return concat(v); }
-      case value_kind::boolean: return b[0] ? "true" : "false";
+      case value_kind::f32: {
+        float v;
+        std::memcpy(&v, b, 4);
+        return concat(v);
+      }
+      case value_kind::f64: {
+        double v;
+        std::memcpy(&v, b, 8);
+        return concat(v);
+      }
+      case value_kind::u32: {
+        std::uint32_t v;
+        std::memcpy(&v, b, 4);
+        return concat(v);
+      }
+      case value_kind::u64: {
+        std::uint64_t v;
+        std::memcpy(&v, b, 8);
+        return concat(v);
+      }
+      case value_kind::boolean:
+        return b[0] ? "true" : "false";
     }
     return "?";
   }
@@ -208,7 +234,8 @@ void set_scalars_at(Tuple& comps, std::size_t k, const std::vector<named_value>&
 }
 template <class T, class Block>
 void set_component_scalars(Block& block, std::size_t k, const std::vector<named_value>& saved, const std::string& who) {
-  set_scalars_at<T>(block.comps, k, saved, who, std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
+  set_scalars_at<T>(block.comps, k, saved, who,
+                    std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
 }
 
 // The arena section (the same in every version).
@@ -237,8 +264,7 @@ struct device_array {
 template <class Arena>
 std::vector<segment_geometry> segment_geometry_of(const Arena& params) {
   std::vector<segment_geometry> out;
-  for (const auto& p : params.list())
-    out.push_back({p.offset, p.size, static_cast<std::uint32_t>(p.shape.rank())});
+  for (const auto& p : params.list()) out.push_back({p.offset, p.size, static_cast<std::uint32_t>(p.shape.rank())});
   return out;
 }
 inline std::size_t field_width(const state_field& f) { return f.format == format_id::bf16 ? 2 : 4; }

@@ -66,8 +66,7 @@ void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>&
       if (d.where == extent::element)
         copy_overlap(*c.src, at, element_segments(geo, d.on, c.first, c.end), dst,
                      element_segments(geo, d.on, want.fields.begin, want.fields.end), width, s);
-      else if (&c == &head)
-        source_to_device(*c.src, at, dst, c.entries[f] * width, s);
+      else if (&c == &head) source_to_device(*c.src, at, dst, c.entries[f] * width, s);
       at += c.entries[f] * width;
     }
   }
@@ -84,7 +83,8 @@ checkpoint_metadata decode_checkpoint(const byte_source& src, const chain_t<C...
   std::vector<checked_checkpoint<chain_block<C...>>> files{check_checkpoint(src, chain, params, state, options, s)};
   const auto& c = files.front();
   require(c.first == 0 && c.end == params.padded_size(), "load_checkpoint: this file holds elements [", c.first, ", ",
-          c.end, ") of ", params.padded_size(), " only, one shard of a sharded checkpoint: load the whole set with "
+          c.end, ") of ", params.padded_size(),
+          " only, one shard of a sharded checkpoint: load the whole set with "
           "mixprec::dist::load_checkpoint");
   load_ranges want;
   want.master = {params.master_begin(), params.master_end()};

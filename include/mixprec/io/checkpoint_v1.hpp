@@ -128,8 +128,8 @@ checkpoint_metadata decode_checkpoint_v1(const byte_source& src, const chain_t<C
       for (std::size_t j = 0; j != field_count<T>(); ++j, ++f) {
         if (!fields[f].used) continue;
         const state_field fd = field_of<T>(j);
-        require(fd.where == extent::element && fd.on == parameter_set::all,
-                "version-1 checkpoint: ", names[k], " has state field ", fd.name, " that version 1 did not have");
+        require(fd.where == extent::element && fd.on == parameter_set::all, "version-1 checkpoint: ", names[k],
+                " has state field ", fd.name, " that version 1 did not have");
         require(formats[k] == static_cast<std::uint8_t>(fd.format), "version-1 checkpoint: ", names[k],
                 " keeps its state in ", format_name(static_cast<format_id>(formats[k])), " but here in ",
                 format_name(fd.format));

@@ -180,8 +180,7 @@ class record_writer {
 // the format in messages ("checkpoint", "safetensors file").
 class record_reader {
  public:
-  record_reader(const byte_source& src, const char* kind, std::uint64_t end)
-      : src_(src), kind_(kind), end_(end) {}
+  record_reader(const byte_source& src, const char* kind, std::uint64_t end) : src_(src), kind_(kind), end_(end) {}
 
   template <class T>
   T get(const char* what) {

@@ -186,7 +186,10 @@ class safetensors_header_reader {
       next_ = k == "__metadata__" ? slot::metadata : slot::tensor;
       if (next_ == slot::tensor) tensor_name_ = std::move(k);
     } else if (mode_[depth_] == slot::tensor) {
-      next_ = k == "dtype" ? slot::dtype : k == "shape" ? slot::shape : k == "data_offsets" ? slot::offsets : slot::ignored;
+      next_ = k == "dtype"          ? slot::dtype
+              : k == "shape"        ? slot::shape
+              : k == "data_offsets" ? slot::offsets
+                                    : slot::ignored;
     } else if (mode_[depth_] == slot::metadata) {
       next_ = slot::metadata_value;
       metadata_key_ = std::move(k);
@@ -224,8 +227,9 @@ class safetensors_header_reader {
     if (mode_[depth_] == slot::shape) return fail(tensor_text() + " has an extent that is not a non-negative integer");
     if (mode_[depth_] == slot::offsets)
       return fail(tensor_text() + " has data_offsets that are not non-negative integers");
-    if (depth_ >= max_depth) return fail(concat("safetensors header nests deeper than a header's ", max_depth,
-                                                " levels (an object of tensors, a tensor, its shape)"));
+    if (depth_ >= max_depth)
+      return fail(concat("safetensors header nests deeper than a header's ", max_depth,
+                         " levels (an object of tensors, a tensor, its shape)"));
     const slot s = next_;
     next_ = slot::ignored;
     if (s == slot::metadata) {
@@ -252,8 +256,8 @@ class safetensors_header_reader {
     } else if (s == slot::metadata_value) {
       return fail(concat("safetensors __metadata__ value of \"", metadata_key_, "\" is not a string"));
     }
-    mode_[++depth_] = s == slot::metadata || s == slot::tensor || s == slot::shape || s == slot::offsets ? s
-                                                                                                            : slot::ignored;
+    mode_[++depth_] =
+        s == slot::metadata || s == slot::tensor || s == slot::shape || s == slot::offsets ? s : slot::ignored;
     return true;
   }
 
@@ -288,10 +292,14 @@ class safetensors_header_reader {
     const slot s = next_;
     next_ = slot::ignored;
     switch (s) {
-      case slot::metadata: return fail("safetensors __metadata__ is not a JSON object");
-      case slot::tensor: return fail(concat("safetensors tensor \"", tensor_name_, "\" is not a JSON object"));
-      case slot::shape: return fail(tensor_text() + " has no shape array");
-      case slot::offsets: return fail(tensor_text() + " has no [begin, end] data_offsets");
+      case slot::metadata:
+        return fail("safetensors __metadata__ is not a JSON object");
+      case slot::tensor:
+        return fail(concat("safetensors tensor \"", tensor_name_, "\" is not a JSON object"));
+      case slot::shape:
+        return fail(tensor_text() + " has no shape array");
+      case slot::offsets:
+        return fail(tensor_text() + " has no [begin, end] data_offsets");
       case slot::dtype:
         if (v != value::text) return fail(tensor_text() + " has no dtype string");
         entry_.dtype = std::move(*string_);
@@ -306,7 +314,8 @@ class safetensors_header_reader {
           out_.metadata[metadata_key_] = std::move(*string_);
         }
         return true;
-      default: return true;  // a value the header does not use
+      default:
+        return true;  // a value the header does not use
     }
   }
 
@@ -415,8 +424,9 @@ inline safetensors_header read_safetensors_header(const byte_source& src, bool k
     }
   }
   // The tensors tile the data buffer: no gap, no overlap.
-  std::sort(h.tensors.begin(), h.tensors.end(),
-            [](const safetensors_entry& a, const safetensors_entry& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(h.tensors.begin(), h.tensors.end(), [](const safetensors_entry& a, const safetensors_entry& b) {
+    return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+  });
   std::uint64_t at = 0;
   for (const safetensors_entry& e : h.tensors) {
     require(e.begin == at, "safetensors tensor \"", e.name, "\" starts at byte ", e.begin, " of the data buffer where ",
@@ -464,7 +474,8 @@ void load_checked_safetensors(const byte_source& src, const safetensors_header& 
   }
   if (options.strict)
     for (const safetensors_entry& e : h.tensors) {
-      require(params.contains(e.name), "load_safetensors: the file has a tensor \"", e.name, "\" that this arena lacks (strict)");
+      require(params.contains(e.name), "load_safetensors: the file has a tensor \"", e.name,
+              "\" that this arena lacks (strict)");
     }
   // Then copy.
   using model_type = typename Arena::model_type;
@@ -527,7 +538,8 @@ void load_safetensors_from(const byte_source& src, Arena& params, const safetens
 }
 
 template <class T, class Arena>
-void encode_role(byte_sink& sink, Arena& params, T* data, const std::map<std::string, std::string>& metadata, stream s) {
+void encode_role(byte_sink& sink, Arena& params, T* data, const std::map<std::string, std::string>& metadata,
+                 stream s) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t at = 0;
@@ -564,7 +576,8 @@ void save_safetensors(const std::string& path, Arena& params, role which = role:
     detail::encode_role(sink, params, params.model_data(), metadata, s);
   } else if constexpr (Arena::has_master) {
     detail::require(!params.master_sharded(), "save_safetensors: this arena keeps the master weights of elements [",
-                    params.master_begin(), ", ", params.master_end(), ") only (sharded, mixprec/dist): save the model "
+                    params.master_begin(), ", ", params.master_end(),
+                    ") only (sharded, mixprec/dist): save the model "
                     "copy, or a sharded checkpoint");
     detail::encode_role(sink, params, params.master_data(), metadata, s);
   }
@@ -573,8 +586,7 @@ void save_safetensors(const std::string& path, Arena& params, role which = role:
 
 // Loads weights from `path` into the arena (see the header comment).
 template <class Arena>
-void load_safetensors(const std::string& path, Arena& params, const safetensors_options& options = {},
-                      stream s = {}) {
+void load_safetensors(const std::string& path, Arena& params, const safetensors_options& options = {}, stream s = {}) {
   const detail::file_reader file(path, "load_safetensors");
   detail::load_safetensors_from(detail::file_source(file), params, options, s);
 }

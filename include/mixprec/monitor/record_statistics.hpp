@@ -76,22 +76,24 @@ struct record_statistics : record_statistics_declarations<PerParameter> {
   static constexpr const char* name = "record_statistics";
   struct traits : component_traits {
     static constexpr bool observes = true;  // records after every other rule has decided
-  };  // (no element rule: the engine treats it as the identity)
+  };                                        // (no element rule: the engine treats it as the identity)
   using declarations = record_statistics_declarations<PerParameter>;
   static constexpr stat_id<statistic_index(declarations::statistics, "norm_sq")> norm_sq{};
   static constexpr stat_id<statistic_index(declarations::statistics, "non_finite")> non_finite{};
   static constexpr stat_id<statistic_index(declarations::statistics, "zeros")> zeros{};
   static constexpr stat_id<statistic_index(declarations::statistics, "subnormals")> subnormals{};
 
-  double* ring = nullptr;            // [capacity][width], device
-  std::uint64_t* head = nullptr;     // records written so far, device
+  double* ring = nullptr;         // [capacity][width], device
+  std::uint64_t* head = nullptr;  // records written so far, device
   std::uint32_t capacity = 0, width = 0;
 
   no_scalars initial_scalars(const arena_info& arena) const {
     detail::require(ring != nullptr && head != nullptr && capacity > 0,
                     "record_statistics: make it with statistics_log::recorder()");
-    detail::require(!PerParameter || width >= record_parameters + arena.names.size(), "record_statistics: the log "
-                    "holds ", width - record_parameters, " parameter norms but the arena has ", arena.names.size(),
+    detail::require(!PerParameter || width >= record_parameters + arena.names.size(),
+                    "record_statistics: the log "
+                    "holds ",
+                    width - record_parameters, " parameter norms but the arena has ", arena.names.size(),
                     " parameters (statistics_log(capacity, parameters))");
     return {};
   }
@@ -121,15 +123,15 @@ struct record_statistics : record_statistics_declarations<PerParameter> {
 class statistics_log {
  public:
   struct record {
-    std::uint64_t step;       // completed steps after it
-    double loss_scale;        // in effect for the step (1 without a scaler)
+    std::uint64_t step;  // completed steps after it
+    double loss_scale;   // in effect for the step (1 without a scaler)
     bool skipped, non_finite;
     double gradient_norm;
     double clip_coefficient;  // NaN without a clipper
     double learning_rate;     // NaN without a learning-rate stage
     // Of the gradients as stored (scaled, in their format; padding not counted):
-    double zero_fraction;       // exactly zero
-    double subnormal_fraction;  // non-zero and below the format's smallest normal
+    double zero_fraction;                 // exactly zero
+    double subnormal_fraction;            // non-zero and below the format's smallest normal
     std::vector<double> parameter_norms;  // recorder<true>() only
   };
 

@@ -44,19 +44,17 @@ namespace mixprec {
 
 struct scale_by_factored_rms {
   static constexpr const char* name = "scale_by_factored_rms";
-  static constexpr state_field state[] = {
-      {"row_var", format_id::f32, extent::row, parameter_set::matrices},
-      {"col_var", format_id::f32, extent::column, parameter_set::matrices},
-      // max(mean of the rows of the row's matrix, eps1), recomputed each step
-      {"row_mean", format_id::f32, extent::row, parameter_set::matrices, false},
-      {"variance", format_id::f32, extent::element, parameter_set::vectors}};
+  static constexpr state_field state[] = {{"row_var", format_id::f32, extent::row, parameter_set::matrices},
+                                          {"col_var", format_id::f32, extent::column, parameter_set::matrices},
+                                          // max(mean of the rows of the row's matrix, eps1), recomputed each step
+                                          {"row_mean", format_id::f32, extent::row, parameter_set::matrices, false},
+                                          {"variance", format_id::f32, extent::element, parameter_set::vectors}};
   static constexpr field_id<field_index(state, "row_var")> row_var{};
   static constexpr field_id<field_index(state, "col_var")> col_var{};
   static constexpr field_id<field_index(state, "row_mean")> row_mean{};
   static constexpr field_id<field_index(state, "variance")> variance{};
-  static constexpr statistic statistics[] = {
-      {"row_sq", scope::row, reduction::power_sum, source::input},
-      {"col_sq", scope::column, reduction::power_sum, source::input}};
+  static constexpr statistic statistics[] = {{"row_sq", scope::row, reduction::power_sum, source::input},
+                                             {"col_sq", scope::column, reduction::power_sum, source::input}};
   static constexpr stat_id<statistic_index(statistics, "row_sq")> row_sq{};
   static constexpr stat_id<statistic_index(statistics, "col_sq")> col_sq{};
 
@@ -142,9 +140,8 @@ struct scale_by_factored_rms {
 
 struct scale_by_relative_step {
   static constexpr const char* name = "scale_by_relative_step";
-  static constexpr statistic statistics[] = {
-      {"update_sq", scope::parameter, reduction::power_sum, source::input},
-      {"weight_sq", scope::parameter, reduction::power_sum, source::weights}};
+  static constexpr statistic statistics[] = {{"update_sq", scope::parameter, reduction::power_sum, source::input},
+                                             {"weight_sq", scope::parameter, reduction::power_sum, source::weights}};
   static constexpr stat_id<statistic_index(statistics, "update_sq")> update_sq{};
   static constexpr stat_id<statistic_index(statistics, "weight_sq")> weight_sq{};
 

@@ -99,9 +99,8 @@ struct scale_by_adam_mini {
   static constexpr field_id<field_index(state, "row_exp_avg_sq")> v_row{};
   static constexpr field_id<field_index(state, "exp_avg_sq")> v_element{};
   static constexpr field_id<field_index(state, "block_rows")> block_rows{};
-  static constexpr statistic statistics[] = {
-      {"block_sq", scope::parameter, reduction::power_sum, source::input},
-      {"row_sq", scope::row, reduction::power_sum, source::input}};
+  static constexpr statistic statistics[] = {{"block_sq", scope::parameter, reduction::power_sum, source::input},
+                                             {"row_sq", scope::row, reduction::power_sum, source::input}};
   static constexpr stat_id<statistic_index(statistics, "block_sq")> block_sq{};
   static constexpr stat_id<statistic_index(statistics, "row_sq")> row_sq{};
 
@@ -119,7 +118,8 @@ struct scale_by_adam_mini {
   scalars initial_scalars(const arena_info& arena) const {
     detail::require(b1 >= 0 && b1 < 1, "scale_by_adam_mini: b1 must lie in [0, 1) (got ", b1, ")");
     detail::require(b2 >= 0 && b2 < 1, "scale_by_adam_mini: b2 must lie in [0, 1) (got ", b2, ")");
-    detail::require(eps > 0 && std::isfinite(eps), "scale_by_adam_mini: eps must be finite and positive (got ", eps, ")");
+    detail::require(eps > 0 && std::isfinite(eps), "scale_by_adam_mini: eps must be finite and positive (got ", eps,
+                    ")");
     detail::require(dim > 0 && n_heads > 0, "scale_by_adam_mini: dim and n_heads must be positive (got ", dim, " and ",
                     n_heads, ")");
     detail::require(n_kv_heads == 0 || n_heads % n_kv_heads == 0, "scale_by_adam_mini: n_kv_heads (", n_kv_heads,
@@ -133,8 +133,8 @@ struct scale_by_adam_mini {
 
   // Bias corrections as decide() writes them: 1 / (1 - b1^t) >= 1, sqrt(1 - b2^t) in (0, 1].
   scalars restored_scalars(scalars s, const scalars&, const scale_by_adam_mini&) const {
-    detail::require(std::isfinite(s.inverse_bias_correction1) && s.inverse_bias_correction1 >= 1.0f,
-                    name, ": the checkpoint's inverse bias correction ", s.inverse_bias_correction1,
+    detail::require(std::isfinite(s.inverse_bias_correction1) && s.inverse_bias_correction1 >= 1.0f, name,
+                    ": the checkpoint's inverse bias correction ", s.inverse_bias_correction1,
                     " must be finite and at least 1");
     detail::require(s.bias_correction2_sqrt > 0.0f && s.bias_correction2_sqrt <= 1.0f, name,
                     ": the checkpoint's bias correction ", s.bias_correction2_sqrt, " must lie in (0, 1]");
@@ -177,8 +177,8 @@ struct scale_by_adam_mini {
     const float correction2 = ctx.scalars().bias_correction2_sqrt;
     if (k < 0.0f) {
       // Per element, as the authors' Adam branch: v*b2 + ((1 - b2) g) g.
-      const float vt =
-          ctx.state(v_element).update([&](float old) { return detail::mul(old, b2) + detail::mul((1.0f - b2) * u, u); });
+      const float vt = ctx.state(v_element).update(
+          [&](float old) { return detail::mul(old, b2) + detail::mul((1.0f - b2) * u, u); });
       const float h = detail::square_root(vt) / correction2 + eps;
       return (ctx.scalars().inverse_bias_correction1 * mt) / h;
     }
@@ -214,7 +214,8 @@ struct scale_by_adam_mini {
     const auto who = [&] { return "scale_by_adam_mini: parameter \"" + arena.names[p] + "\""; };
     if (detail::matches_any(lower, detail::name_patterns(element_names, name, "element_names"))) {
       detail::require(rank < 2, who(), " matches element_names (one second moment per element, as Adam) but has rank ",
-                      rank, "; per-element second moments are kept for parameters of rank < 2: take it out of "
+                      rank,
+                      "; per-element second moments are kept for parameters of rank < 2: take it out of "
                       "element_names or rename it");
       return -1.0f;
     }
@@ -227,8 +228,8 @@ struct scale_by_adam_mini {
                       " elements are not a whole number of heads of dim * dim / n_heads = ", head,
                       " (set dim and n_heads to the model's)");
       if (rank < 2) {
-        detail::require(size == head, who(), " matches head_names; as a vector it can be one head of ",
-                        head, " elements, not ", size / head);
+        detail::require(size == head, who(), " matches head_names; as a vector it can be one head of ", head,
+                        " elements, not ", size / head);
         return 0.0f;
       }
       const std::uint64_t cols = s[rank - 1];

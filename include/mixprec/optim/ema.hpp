@@ -65,8 +65,8 @@ struct ema_of_weights {
   int variant() const { return warmup == ema_warmup::timm_v3 ? 1 : 0; }
 
   struct scalars {
-    float decay;     // decay_t of this step, rounded once
-    float one_minus; // 1 - decay_t in double, rounded once
+    float decay;      // decay_t of this step, rounded once
+    float one_minus;  // 1 - decay_t in double, rounded once
   };
   scalars initial_scalars() const {
     detail::require(decay >= 0.0 && decay <= 1.0, "ema_of_weights: decay must lie in [0, 1] (got ", decay, ")");

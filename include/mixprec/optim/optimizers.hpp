@@ -70,7 +70,9 @@ auto sgd(const sgd_options& o, Schedule lr) {
       .named("sgd");
 }
 template <class StateFormat = float, class Generator = default_generator>
-auto sgd(const sgd_options& o) { return sgd<StateFormat, Generator>(o, constant_schedule{o.lr}); }
+auto sgd(const sgd_options& o) {
+  return sgd<StateFormat, Generator>(o, constant_schedule{o.lr});
+}
 
 namespace detail {
 template <class StateFormat, class Generator>
@@ -91,7 +93,9 @@ auto adam(const adam_options& o, Schedule lr) {
       .named("adam");
 }
 template <class StateFormat = float, class Generator = default_generator>
-auto adam(const adam_options& o) { return adam<StateFormat, Generator>(o, constant_schedule{o.lr}); }
+auto adam(const adam_options& o) {
+  return adam<StateFormat, Generator>(o, constant_schedule{o.lr});
+}
 
 template <class StateFormat = float, class Generator = default_generator, class Schedule = constant_schedule>
 auto adamw(const adamw_options& o, Schedule lr) {
@@ -103,7 +107,9 @@ auto adamw(const adamw_options& o, Schedule lr) {
       .named("adamw");
 }
 template <class StateFormat = float, class Generator = default_generator>
-auto adamw(const adamw_options& o) { return adamw<StateFormat, Generator>(o, constant_schedule{o.lr}); }
+auto adamw(const adamw_options& o) {
+  return adamw<StateFormat, Generator>(o, constant_schedule{o.lr});
+}
 
 template <class StateFormat = float, class Generator = default_generator>
 auto adagrad(const adagrad_options& o) {
@@ -125,7 +131,9 @@ auto lamb(const lamb_options& o, Schedule lr) {
       .named("lamb");
 }
 template <class StateFormat = float, class Generator = default_generator>
-auto lamb(const lamb_options& o) { return lamb<StateFormat, Generator>(o, constant_schedule{o.lr}); }
+auto lamb(const lamb_options& o) {
+  return lamb<StateFormat, Generator>(o, constant_schedule{o.lr});
+}
 
 template <class StateFormat = float, class Generator = default_generator, class Schedule = constant_schedule>
 auto lion(const lion_options& o, Schedule lr) {
@@ -135,7 +143,9 @@ auto lion(const lion_options& o, Schedule lr) {
   return chain(l, add_decayed_weights{o.weight_decay}, scale_by_learning_rate<Schedule>{lr}).named("lion");
 }
 template <class StateFormat = float, class Generator = default_generator>
-auto lion(const lion_options& o) { return lion<StateFormat, Generator>(o, constant_schedule{o.lr}); }
+auto lion(const lion_options& o) {
+  return lion<StateFormat, Generator>(o, constant_schedule{o.lr});
+}
 
 }  // namespace mixprec
 

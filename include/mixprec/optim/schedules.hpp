@@ -139,7 +139,8 @@ struct inverse_time_decay {
   }
   // Adagrad's clr = lr / (1 + (step - 1) * lr_decay), in double as Python computes it.
   MIXPREC_HOST_DEVICE float operator()(std::uint64_t s) const {
-    return static_cast<float>(static_cast<double>(init) / (1.0 + detail::mul(static_cast<double>(s), static_cast<double>(decay))));
+    return static_cast<float>(static_cast<double>(init) /
+                              (1.0 + detail::mul(static_cast<double>(s), static_cast<double>(decay))));
   }
   void validate() const {
     detail::require_rate(init, "inverse_time_decay", "init");

@@ -119,7 +119,8 @@ struct decoupled_weight_decay {
     float lr;
   };
   scalars initial_scalars() const {
-    detail::require(weight_decay >= 0 && std::isfinite(weight_decay), "decoupled_weight_decay: weight_decay must be >= 0");
+    detail::require(weight_decay >= 0 && std::isfinite(weight_decay),
+                    "decoupled_weight_decay: weight_decay must be >= 0");
     detail::validate_schedule(lr);
     return {lr(0)};
   }
@@ -194,8 +195,8 @@ struct decoupled_weight_decay_by_name {
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     // As decoupled_weight_decay; a factor of exactly 1 where the flag is 0.
     const float wd = weight_decay * ctx.group().weight_decay_scale * ctx.state(decays).get();
-    const double factor = 1.0 - detail::mul(static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale),
-                                            static_cast<double>(wd));
+    const double factor =
+        1.0 - detail::mul(static_cast<double>(ctx.scalars().lr * ctx.group().lr_scale), static_cast<double>(wd));
     ctx.scale_weight(static_cast<float>(factor));
     return u;
   }
@@ -227,7 +228,8 @@ struct trace {
   no_scalars initial_scalars() const {
     detail::require(momentum >= 0 && momentum < 1, "trace: momentum must lie in [0, 1) (got ", momentum, ")");
     detail::require(dampening >= 0 && dampening <= 1, "trace: dampening must lie in [0, 1]");
-    detail::require(!nesterov || (momentum > 0 && dampening == 0), "trace: Nesterov momentum requires a momentum and zero dampening");
+    detail::require(!nesterov || (momentum > 0 && dampening == 0),
+                    "trace: Nesterov momentum requires a momentum and zero dampening");
     return {};
   }
   template <class Ctx>
@@ -252,8 +254,9 @@ struct scale_by_adam {
   static_assert(detail::is_state_format_v<F>, "scale_by_adam: moments are float or bfloat16");
   using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "scale_by_adam";
-  static constexpr state_field state[] = {
-      {"exp_avg", format_traits<F>::id}, {"exp_avg_sq", format_traits<F>::id}, {"max_exp_avg_sq", format_traits<F>::id}};
+  static constexpr state_field state[] = {{"exp_avg", format_traits<F>::id},
+                                          {"exp_avg_sq", format_traits<F>::id},
+                                          {"max_exp_avg_sq", format_traits<F>::id}};
   static constexpr field_id<field_index(state, "exp_avg")> m{};
   static constexpr field_id<field_index(state, "exp_avg_sq")> v{};
   static constexpr field_id<field_index(state, "max_exp_avg_sq")> vmax{};
@@ -323,7 +326,8 @@ struct scale_by_rss {
     detail::require(eps > 0 && std::isfinite(eps), "scale_by_rss: eps must be finite and positive (got ", eps,
                     "): with eps = 0 an element whose gradients were all zero becomes 0 / 0 = NaN");
     detail::require(initial_accumulator >= 0 && std::isfinite(initial_accumulator),
-                    "scale_by_rss: initial_accumulator must be finite and non-negative (got ", initial_accumulator, ")");
+                    "scale_by_rss: initial_accumulator must be finite and non-negative (got ", initial_accumulator,
+                    ")");
     return {};
   }
   template <class Ctx>
@@ -373,9 +377,8 @@ struct scale_by_lion {
 
 struct scale_by_trust_ratio {
   static constexpr const char* name = "scale_by_trust_ratio";
-  static constexpr statistic statistics[] = {
-      {"update_sq", scope::parameter, reduction::power_sum, source::input},
-      {"weight_sq", scope::parameter, reduction::power_sum, source::weights}};
+  static constexpr statistic statistics[] = {{"update_sq", scope::parameter, reduction::power_sum, source::input},
+                                             {"weight_sq", scope::parameter, reduction::power_sum, source::weights}};
   static constexpr stat_id<statistic_index(statistics, "update_sq")> update_sq{};
   static constexpr stat_id<statistic_index(statistics, "weight_sq")> weight_sq{};
   template <class Ctx>

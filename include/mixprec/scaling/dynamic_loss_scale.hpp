@@ -69,14 +69,16 @@ struct dynamic_loss_scale {
     std::uint32_t hysteresis_left;
   };
   // Whether the unscaled gradient (this component's output) has inf or NaN.
-  static constexpr statistic statistics[] = {{"non_finite", scope::global, reduction::non_finite_count, source::output}};
+  static constexpr statistic statistics[] = {
+      {"non_finite", scope::global, reduction::non_finite_count, source::output}};
   static constexpr stat_id<statistic_index(statistics, "non_finite")> non_finite{};
 
   scalars initial_scalars() const {
     constexpr float smallest_normal = std::numeric_limits<float>::min();
-    detail::require(std::isfinite(init_scale) && init_scale >= smallest_normal,
-                    "dynamic_loss_scale: init_scale must be finite and at least 2^-126, the smallest normal float (got ",
-                    init_scale, ")");
+    detail::require(
+        std::isfinite(init_scale) && init_scale >= smallest_normal,
+        "dynamic_loss_scale: init_scale must be finite and at least 2^-126, the smallest normal float (got ",
+        init_scale, ")");
     detail::require(std::isfinite(growth_factor) && growth_factor > 1.0,
                     "dynamic_loss_scale: growth_factor must be finite and greater than 1 (got ", growth_factor, ")");
     detail::require(backoff_factor > 0.0 && backoff_factor < 1.0,
@@ -100,19 +102,28 @@ struct dynamic_loss_scale {
   // bounds as decide() clamps a grown or backed-off scale.
   scalars restored_scalars(scalars s, const scalars&, const dynamic_loss_scale& saved_with) const {
     constexpr float smallest_normal = std::numeric_limits<float>::min();
-    detail::require(std::isfinite(s.scale) && s.scale >= smallest_normal, "dynamic_loss_scale: the checkpoint's loss "
-                    "scale ", s.scale, " is not a scale the scaler holds (finite, at least 2^-126)");
-    detail::require(s.scale >= saved_with.min_scale && s.scale <= saved_with.max_scale, "dynamic_loss_scale: the "
-                    "checkpoint's loss scale ", s.scale, " lies outside [min_scale, max_scale] = [", saved_with.min_scale,
-                    ", ", saved_with.max_scale, "] of the hyperparameters it was saved with");
-    detail::require(s.inv_scale == detail::reciprocal_as_pytorch(s.scale), "dynamic_loss_scale: the checkpoint's "
-                    "inverse scale ", s.inv_scale, " is not the reciprocal of its loss scale ", s.scale);
-    detail::require(s.growth_tracker < saved_with.growth_interval, "dynamic_loss_scale: the checkpoint's growth "
-                    "tracker ", s.growth_tracker, " is not below the growth_interval ", saved_with.growth_interval,
+    detail::require(std::isfinite(s.scale) && s.scale >= smallest_normal,
+                    "dynamic_loss_scale: the checkpoint's loss "
+                    "scale ",
+                    s.scale, " is not a scale the scaler holds (finite, at least 2^-126)");
+    detail::require(s.scale >= saved_with.min_scale && s.scale <= saved_with.max_scale,
+                    "dynamic_loss_scale: the "
+                    "checkpoint's loss scale ",
+                    s.scale, " lies outside [min_scale, max_scale] = [", saved_with.min_scale, ", ",
+                    saved_with.max_scale, "] of the hyperparameters it was saved with");
+    detail::require(s.inv_scale == detail::reciprocal_as_pytorch(s.scale),
+                    "dynamic_loss_scale: the checkpoint's "
+                    "inverse scale ",
+                    s.inv_scale, " is not the reciprocal of its loss scale ", s.scale);
+    detail::require(s.growth_tracker < saved_with.growth_interval,
+                    "dynamic_loss_scale: the checkpoint's growth "
+                    "tracker ",
+                    s.growth_tracker, " is not below the growth_interval ", saved_with.growth_interval,
                     " it was saved with");
-    detail::require(s.hysteresis_left >= 1 && s.hysteresis_left <= saved_with.hysteresis, "dynamic_loss_scale: the "
-                    "checkpoint's hysteresis left ", s.hysteresis_left, " lies outside [1, hysteresis] = [1, ",
-                    saved_with.hysteresis, "]");
+    detail::require(s.hysteresis_left >= 1 && s.hysteresis_left <= saved_with.hysteresis,
+                    "dynamic_loss_scale: the "
+                    "checkpoint's hysteresis left ",
+                    s.hysteresis_left, " lies outside [1, hysteresis] = [1, ", saved_with.hysteresis, "]");
     s.scale = s.scale > max_scale ? max_scale : s.scale < min_scale ? min_scale : s.scale;
     s.inv_scale = detail::reciprocal_as_pytorch(s.scale);
     s.hysteresis_left = s.hysteresis_left < hysteresis ? s.hysteresis_left : hysteresis;

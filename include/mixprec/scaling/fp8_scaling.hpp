@@ -138,8 +138,7 @@ struct fp8_dequantize_body {
 // Scaling state of one fp8 tensor.
 class fp8_scaler {
  public:
-  fp8_scaler(fp8_kind kind, fp8_delayed_scaling recipe = {})
-      : kind_(kind), recipe_(recipe) {
+  fp8_scaler(fp8_kind kind, fp8_delayed_scaling recipe = {}) : kind_(kind), recipe_(recipe) {
     detail::require(recipe.history_length >= 1, "fp8_scaler: history_length must be at least 1");
     detail::require(recipe.margin < 64, "fp8_scaler: margin must be below 64 (got ", recipe.margin, ")");
     history_ = detail::allocate<float>(recipe.history_length, "an amax history");
@@ -154,7 +153,9 @@ class fp8_scaler {
   void reserve(std::size_t elements) { ws_.reserve(reduction_workspace_bytes(elements)); }
   std::size_t workspace_bytes() const { return ws_.capacity(); }
 
-  float fp8_max() const { return kind_ == fp8_kind::e4m3 ? format_traits<fp8_e4m3>::max() : format_traits<fp8_e5m2>::max(); }
+  float fp8_max() const {
+    return kind_ == fp8_kind::e4m3 ? format_traits<fp8_e4m3>::max() : format_traits<fp8_e5m2>::max();
+  }
 
   // dst = fp8(src * scale), saturating; records max |src| for the next update().
   template <class S, class F8>
@@ -169,7 +170,7 @@ class fp8_scaler {
   // Delayed scaling: the new scale from the amax history (call once per step).
   void update(stream s = {}) {
     detail::run_single(s, detail::fp8_update_body{meta(), fp8_max(), recipe_.margin,
-                                                          recipe_.algorithm == amax_algorithm::most_recent});
+                                                  recipe_.algorithm == amax_algorithm::most_recent});
   }
 
   // Current scaling: amax of src, the scale from it, then the cast.
@@ -211,7 +212,8 @@ class fp8_scaler {
  private:
   template <class F8, class S>
   void check(const tensor_view<S>& src, const tensor_view<F8>& dst) const {
-    static_assert(std::is_same_v<F8, fp8_e4m3> || std::is_same_v<F8, fp8_e5m2>, "fp8_scaler: the destination must be fp8");
+    static_assert(std::is_same_v<F8, fp8_e4m3> || std::is_same_v<F8, fp8_e5m2>,
+                  "fp8_scaler: the destination must be fp8");
     detail::require((std::is_same_v<F8, fp8_e4m3>) == (kind_ == fp8_kind::e4m3),
                     "fp8_scaler: the destination's fp8 format differs from the scaler's");
     detail::require_same_shape(src, dst, "fp8_scaler::quantize");

@@ -34,8 +34,8 @@ struct static_loss_scale {
 
   scalars initial_scalars() const {
     detail::require(std::isfinite(scale) && scale >= std::numeric_limits<float>::min(),
-                    "static_loss_scale: scale must be finite and at least 2^-126, the smallest normal float (got ", scale,
-                    "): a smaller scale's reciprocal overflows");
+                    "static_loss_scale: scale must be finite and at least 2^-126, the smallest normal float (got ",
+                    scale, "): a smaller scale's reciprocal overflows");
     return {scale, detail::reciprocal_as_pytorch(scale)};
   }
   // A checkpoint's scale must be the one it was saved with; this scaler's

@@ -51,8 +51,8 @@ class arena_layout {
   static std::size_t padded_size_of(const std::vector<std::size_t>& sizes) {
     std::size_t n = 0;
     for (std::size_t s : sizes) {
-      detail::require(s <= std::numeric_limits<std::size_t>::max() - n - alignment, "arena_layout: ",
-                      "the parameters' total size overflows size_t");
+      detail::require(s <= std::numeric_limits<std::size_t>::max() - n - alignment,
+                      "arena_layout: ", "the parameters' total size overflows size_t");
       n += (s + alignment - 1) / alignment * alignment;
     }
     return n;

@@ -56,8 +56,7 @@ struct arena_signature {
   // "" when equal; else the first difference, in words.
   std::string difference(const arena_signature& other) const {
     if (formats != other.formats) return concat("formats are ", formats, " but ", other.formats);
-    if (entries.size() != other.entries.size())
-      return concat(entries.size(), " parameters but ", other.entries.size());
+    if (entries.size() != other.entries.size()) return concat(entries.size(), " parameters but ", other.entries.size());
     for (std::size_t k = 0; k < entries.size(); ++k) {
       const entry& a = entries[k];
       const entry& b = other.entries[k];

@@ -74,7 +74,9 @@ struct axpby {
 };
 struct identity {
   template <class Compute>
-  MIXPREC_HOST_DEVICE Compute operator()(Compute x) const { return x; }
+  MIXPREC_HOST_DEVICE Compute operator()(Compute x) const {
+    return x;
+  }
 };
 }  // namespace ops
 
@@ -85,7 +87,8 @@ void fill(tensor_view<T> t, Compute value, R round = {}, stream s = {}) {
 }
 
 // dst[i] = f(src[i]).
-template <class Compute = float, class O = overflow_to_infinity, class D, class S, class F, class R = round_nearest_even>
+template <class Compute = float, class O = overflow_to_infinity, class D, class S, class F,
+          class R = round_nearest_even>
 void transform(tensor_view<D> dst, tensor_view<S> src, F f, R round = {}, stream s = {}) {
   detail::require_same_shape(dst, src, "transform");
   detail::transform_n<Compute, O>(dst.size(), dst.data(), f, round, s,

@@ -117,7 +117,8 @@ class parameters {
     detail::require(master_shard.begin <= master_end, "parameters::finalize: master shard [", master_shard.begin, ", ",
                     master_shard.end, ") is reversed");
     const bool sharded = master_shard.begin != 0 || master_end != n;
-    detail::require(!sharded || (has_master && !model_is_master), "parameters::finalize: only fp32 master weights "
+    detail::require(!sharded || (has_master && !model_is_master),
+                    "parameters::finalize: only fp32 master weights "
                     "kept apart from a narrower model copy can be sharded (a float model is its own master)");
     detail::device_vector<float> master;
     detail::device_vector<Model> model;
@@ -126,8 +127,8 @@ class parameters {
     detail::device_vector<Grad> grads = detail::allocate<Grad>(n, "the gradients");
     arena_layout layout(sizes, groups);
     detail::arena_signature signature;
-    signature.formats = detail::concat(format_traits<Model>::name, "/", format_traits<Grad>::name, "/",
-                                       has_master ? "float" : "none");
+    signature.formats =
+        detail::concat(format_traits<Model>::name, "/", format_traits<Grad>::name, "/", has_master ? "float" : "none");
     for (const parameter& p : params_) signature.add(p.name, p.shape, p.group);
     signature.seal();
     // Commit: nothing below throws.
@@ -323,7 +324,8 @@ class parameters {
   void sync_model(R round = {}, stream s = {}) {
     static_assert(has_master, "sync_model: this arena has no master weights");
     if constexpr (!model_is_master)
-      convert_n<Model, O>(master_data(), master_end_ - master_begin_, model_data() + master_begin_, round, s, master_begin_);
+      convert_n<Model, O>(master_data(), master_end_ - master_begin_, model_data() + master_begin_, round, s,
+                          master_begin_);
   }
 
   void zero_grads(stream s = {}) { fill(tensor_view<Grad>(grad_data(), padded_size()), 0.0f, round_nearest_even{}, s); }
@@ -343,8 +345,10 @@ class parameters {
     if (r == role::grad) return widen(self.grad_data() + offset, n, s);
     if (r == role::model) return widen(self.model_data() + offset, n, s);
     if constexpr (has_master) {
-      detail::require(offset >= master_begin_ && offset + n <= master_end_, "parameters::to_host: the master weights "
-                      "of elements [", offset, ", ", offset + n, ") are not kept here (sharded master weights)");
+      detail::require(offset >= master_begin_ && offset + n <= master_end_,
+                      "parameters::to_host: the master weights "
+                      "of elements [",
+                      offset, ", ", offset + n, ") are not kept here (sharded master weights)");
       return widen(self.master_data() + (offset - master_begin_), n, s);
     }
     throw error("parameters::to_host: this arena has no master weights (Master = void)");
@@ -368,8 +372,10 @@ class parameters {
     } else if (r == role::model) {
       narrow(values, model_data() + offset, n, s);
     } else if constexpr (has_master) {
-      detail::require(offset >= master_begin_ && offset + n <= master_end_, "parameters::from_host: the master weights "
-                      "of elements [", offset, ", ", offset + n, ") are not kept here (sharded master weights)");
+      detail::require(offset >= master_begin_ && offset + n <= master_end_,
+                      "parameters::from_host: the master weights "
+                      "of elements [",
+                      offset, ", ", offset + n, ") are not kept here (sharded master weights)");
       detail::write_to_device(values, master_data() + (offset - master_begin_), n, s);
       if constexpr (!model_is_master)
         convert_n<Model, weight_overflow<Model>>(master_data() + (offset - master_begin_), n, model_data() + offset,
@@ -378,7 +384,8 @@ class parameters {
   }
 
   void require_owned(std::size_t index, const char* what) const {
-    detail::require(owns_master(index), "parameters::", what, "(\"", (*this)[index].name, "\"): this arena does not "
+    detail::require(owns_master(index), "parameters::", what, "(\"", (*this)[index].name,
+                    "\"): this arena does not "
                     "keep its master weights (sharded master weights)");
   }
   void require_finalized(const char* what) const {

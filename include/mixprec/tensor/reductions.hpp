@@ -56,9 +56,7 @@ struct sum_of_squares_op {
   using value_type = double;
   const T* p;
   MIXPREC_HOST_DEVICE double identity() const { return 0.0; }
-  MIXPREC_HOST_DEVICE void accumulate(double& acc, std::size_t i) const {
-    acc = add_square(acc, to_float(p[i]));
-  }
+  MIXPREC_HOST_DEVICE void accumulate(double& acc, std::size_t i) const { acc = add_square(acc, to_float(p[i])); }
   MIXPREC_HOST_DEVICE double combine(const double& a, const double& b) const { return a + b; }
 };
 
@@ -70,7 +68,9 @@ struct max_abs_op {
   using value_type = float;
   const T* p;
   MIXPREC_HOST_DEVICE float identity() const { return 0.0f; }
-  MIXPREC_HOST_DEVICE void accumulate(float& acc, std::size_t i) const { acc = max_nan(acc, std::fabs(to_float(p[i]))); }
+  MIXPREC_HOST_DEVICE void accumulate(float& acc, std::size_t i) const {
+    acc = max_nan(acc, std::fabs(to_float(p[i])));
+  }
   MIXPREC_HOST_DEVICE float combine(const float& a, const float& b) const { return max_nan(a, b); }
 };
 

@@ -173,9 +173,8 @@ class chain_t {
       column_stats = column_stats || d.stats[j].decl.where == scope::column;
       slices = slices || d.stats[j].decl.where == scope::slice;
     }
-    st.layout_ =
-        detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, d.block, shard.begin,
-                                 shard.end);
+    st.layout_ = detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, d.block,
+                                          shard.begin, shard.end);
     allocate_fields(st, params, info, s, std::index_sequence_for<C...>{});
     allocate_statistics(st, params.count());
 
@@ -220,14 +219,16 @@ class chain_t {
   template <class Arena, class State>
   static constexpr bool state_matches() {
     constexpr bool is_state = detail::is_chain_state<State>::value;
-    static_assert(is_state, "mixprec::chain: the second argument must be the chain_state that this chain's init() made");
+    static_assert(is_state,
+                  "mixprec::chain: the second argument must be the chain_state that this chain's init() made");
     if constexpr (is_state) {
       constexpr bool same_arena = std::is_same_v<typename State::arena_type, Arena>;
       constexpr bool same_chain = std::is_same_v<typename State::chain_type, chain_t>;
       static_assert(same_arena,
                     "mixprec::chain: the state was made by init() for an arena of another type (the Model, Grad or "
                     "Master format of mixprec::parameters differs); make the state from this arena");
-      static_assert(same_chain, "mixprec::chain: the state was made by another chain's init(); make it with this chain");
+      static_assert(same_chain,
+                    "mixprec::chain: the state was made by another chain's init(); make it with this chain");
       return same_arena && same_chain;
     } else {
       return false;
@@ -268,16 +269,30 @@ class chain_t {
                         geo[p].rank);
         if (!detail::field_covers(f.on, geo[p].rank)) continue;
         switch (f.where) {
-          case extent::element: break;  // below
-          case extent::row: b.base_h[p] = next; next += geo[p].rows; break;
-          case extent::column: b.base_h[p] = next; next += geo[p].batches * geo[p].cols; break;
-          case extent::parameter: b.base_h[p] = next; next += 1; break;
-          case extent::scalar: b.base_h[p] = 0; next = 1; break;
+          case extent::element:
+            break;  // below
+          case extent::row:
+            b.base_h[p] = next;
+            next += geo[p].rows;
+            break;
+          case extent::column:
+            b.base_h[p] = next;
+            next += geo[p].batches * geo[p].cols;
+            break;
+          case extent::parameter:
+            b.base_h[p] = next;
+            next += 1;
+            break;
+          case extent::scalar:
+            b.base_h[p] = 0;
+            next = 1;
+            break;
         }
       }
       if (f.where == extent::element) {
         // Entry of element i: base + (i - offset), within the state's shard.
-        const auto segments = detail::element_segments(detail::segment_geometry_of(geo), f.on, st.shard_.begin, st.shard_.end);
+        const auto segments =
+            detail::element_segments(detail::segment_geometry_of(geo), f.on, st.shard_.begin, st.shard_.end);
         for (std::size_t p = 0; p < geo.size(); ++p)
           if (f.on == parameter_set::all) b.base_h[p] = geo[p].offset - st.shard_.begin;
         for (const detail::element_segment& g : segments)
@@ -293,7 +308,8 @@ class chain_t {
       detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);
       if (f.from_weights) {
         detail::require(f.where == extent::element && f.on == parameter_set::all && f.format == format_id::f32,
-                        component::name, ": state field \"", f.name, "\" starts from the weights, so it must be a "
+                        component::name, ": state field \"", f.name,
+                        "\" starts from the weights, so it must be a "
                         "float field of every element");
         if constexpr (Arena::has_master)
           detail::copy_device(params.master_data() + (st.shard_.begin - params.master_begin()),
@@ -326,7 +342,8 @@ class chain_t {
         }
       }
       if (v != 0.0f && f.format == format_id::bf16)
-        fill(tensor_view<bfloat16>(reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next), v, round_nearest_even{}, s);
+        fill(tensor_view<bfloat16>(reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next), v, round_nearest_even{},
+             s);
       else if (v != 0.0f)
         fill(tensor_view<float>(reinterpret_cast<float*>(detail::raw(b.bytes)), next), v, round_nearest_even{}, s);
     }
@@ -339,12 +356,12 @@ class chain_t {
     st.slice_rows_.clear();
     for (int j = 0; j < d.nstats; ++j) {
       const scope w = d.stats[j].decl.where;
-      const std::size_t n = w == scope::global ? 1
+      const std::size_t n = w == scope::global      ? 1
                             : w == scope::parameter ? params
-                            : w == scope::row ? L.rows
-                            : w == scope::column ? L.columns
-                            : w == scope::block ? L.blocks
-                                                 : L.slices;
+                            : w == scope::row       ? L.rows
+                            : w == scope::column    ? L.columns
+                            : w == scope::block     ? L.blocks
+                                                    : L.slices;
       st.stats_.push_back(detail::allocate<double>(n > 0 ? n : 1, "step statistics"));
       st.slice_rows_.push_back(
           detail::allocate<double>(w == scope::slice ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices"));
@@ -361,8 +378,9 @@ class chain_t {
             detail::allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials"));
       const std::size_t value = sizeof(double) * static_cast<std::size_t>(p.fields > 0 ? p.fields : 1);
       b.field_out = detail::allocate<std::uint8_t>(value * (1 + params), "step statistics");
-      partial_bytes = std::max(partial_bytes, detail::workspace::round_up(value * L.tile_count()) +
-                                                  detail::workspace::round_up(value * detail::combine_blocks(L.tile_count())));
+      partial_bytes =
+          std::max(partial_bytes, detail::workspace::round_up(value * L.tile_count()) +
+                                      detail::workspace::round_up(value * detail::combine_blocks(L.tile_count())));
       st.passes_.push_back(std::move(b));
     }
     st.ws_.reserve(detail::workspace::round_up(partial_bytes));

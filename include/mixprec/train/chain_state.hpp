@@ -63,7 +63,7 @@ struct state_storage {
 // The buffers of one measuring pass.
 struct pass_buffers {
   std::vector<device_vector<double>> rows, columns;  // partials per row / column statistic
-  device_vector<std::uint8_t> field_out;            // the global combination, then one per parameter
+  device_vector<std::uint8_t> field_out;             // the global combination, then one per parameter
 };
 
 // The arena as initial_scalars(const arena_info&) sees it (init, and a
@@ -143,8 +143,10 @@ class chain_state {
   void set_group(const std::string& group, group_hyper h, stream s = {}) {
     detail::require(std::isfinite(h.lr_scale) && h.lr_scale >= 0.0f && std::isfinite(h.weight_decay_scale) &&
                         h.weight_decay_scale >= 0.0f,
-                    "chain_state::set_group(\"", group, "\"): lr_scale and weight_decay_scale must be finite and "
-                    "non-negative (got ", h.lr_scale, ", ", h.weight_decay_scale, ")");
+                    "chain_state::set_group(\"", group,
+                    "\"): lr_scale and weight_decay_scale must be finite and "
+                    "non-negative (got ",
+                    h.lr_scale, ", ", h.weight_decay_scale, ")");
     require_initialized("set_group");
     for (std::size_t g = 0; g < group_names_.size(); ++g)
       if (group_names_[g] == group) {
@@ -210,7 +212,8 @@ class chain_state {
   friend struct detail::step_runner;
 
   void require_initialized(const char* what) const {
-    detail::require(initialized(), "chain_state: ", what, " on a state that init() did not make (call step.init(params) "
+    detail::require(initialized(), "chain_state: ", what,
+                    " on a state that init() did not make (call step.init(params) "
                     "first)");
   }
 
@@ -219,8 +222,8 @@ class chain_state {
   stream last_stream_{};
   detail::arena_signature arena_;
   detail::step_layout layout_;
-  std::vector<detail::field_buffer> fields_;  // all components' fields, in order
-  std::vector<detail::device_vector<double>> stats_;  // reduced statistics
+  std::vector<detail::field_buffer> fields_;               // all components' fields, in order
+  std::vector<detail::device_vector<double>> stats_;       // reduced statistics
   std::vector<detail::device_vector<double>> slice_rows_;  // per-row values of per-slice statistics
   std::vector<detail::pass_buffers> passes_;
   detail::workspace ws_;

@@ -55,8 +55,9 @@ struct state_handle {
   // the pass recomputes the component read-only, returns the stored value.
   template <class Fn>
   MIXPREC_HOST_DEVICE float update(Fn&& f) const {
-    static_assert(Writable, "mixprec: an element rule writes only per-element state; write row, column and parameter "
-                            "state in decide_row / decide_column / decide_parameter");
+    static_assert(Writable,
+                  "mixprec: an element rule writes only per-element state; write row, column and parameter "
+                  "state in decide_row / decide_column / decide_parameter");
     if constexpr (ReadOnly) return entry.load();
     else return entry.store(f(entry.load()));
   }
@@ -144,7 +145,8 @@ struct element_context {
   MIXPREC_HOST_DEVICE std::uint32_t stochastic_bits(std::uint64_t seed) const {
     constexpr int bits = format_traits<To>::total_bits;
     if constexpr (WriterDrawn) {
-      if constexpr (bits == 16) return static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(draws)[draw_index()]) << 16;
+      if constexpr (bits == 16)
+        return static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(draws)[draw_index()]) << 16;
       else return static_cast<const std::uint32_t*>(draws)[draw_index()];
     } else {
       return stochastic_draw<bits, generator_of<component>>(seed, tile.t, i);
@@ -179,7 +181,9 @@ struct element_context {
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
-    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
+    static_assert(J < statistic_count<component>(),
+                  "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
+                  "statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     constexpr scope where = Env::plan::data.stats[s].decl.where;
     if constexpr (where == scope::row || where == scope::column) {
@@ -195,7 +199,9 @@ struct element_context {
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
-    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
+    static_assert(J < field_count<component>(),
+                  "mixprec: a state field handle past the component's state[] table (declare handles with "
+                  "field_index(state, \"name\"))");
     constexpr state_field f = field_of<component>(J);
     constexpr std::size_t g = field0 + J;
     const field_storage& fs = env.fields[g];
@@ -245,7 +251,9 @@ struct decide_context {
   // A global statistic (as reduced: the sum, or the max; roots are the component's).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
-    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
+    static_assert(J < statistic_count<component>(),
+                  "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
+                  "statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     static_assert(Env::plan::data.stats[s].decl.where == scope::global,
                   "mixprec: a scalar rule reads global statistics; read per-entry ones in decide_row / "
@@ -256,7 +264,9 @@ struct decide_context {
   // A per-parameter statistic, for parameter p.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic_at(stat_id<J>, std::size_t p) const {
-    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
+    static_assert(J < statistic_count<component>(),
+                  "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
+                  "statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     static_assert(Env::plan::data.stats[s].decl.where == scope::parameter,
                   "mixprec: statistic_at(stat, p) reads a per-parameter statistic");
@@ -266,9 +276,7 @@ struct decide_context {
   // Elements of the arena (without padding).
   MIXPREC_HOST_DEVICE std::uint64_t elements() const { return env.elements; }
   // What another component reports (NaN when none does).
-  MIXPREC_HOST_DEVICE float report(quantity q) const {
-    return report_from(q, std::make_index_sequence<Env::n>{});
-  }
+  MIXPREC_HOST_DEVICE float report(quantity q) const { return report_from(q, std::make_index_sequence<Env::n>{}); }
 
  private:
   template <std::size_t... M>
@@ -280,7 +288,8 @@ struct decide_context {
   template <std::size_t M>
   MIXPREC_HOST_DEVICE float report_one(quantity q) const {
     using other = component_at<Env, M>;
-    if constexpr (has_report<other>::value) return get<M>(env.comps).report(q, get<M>(block.at_start), get<M>(block.comps));
+    if constexpr (has_report<other>::value)
+      return get<M>(env.comps).report(q, get<M>(block.at_start), get<M>(block.comps));
     else return NAN;
   }
 };
@@ -311,7 +320,9 @@ struct entry_context {
   // scope, the parameter's for a per-parameter one, the global value.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
-    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
+    static_assert(J < statistic_count<component>(),
+                  "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
+                  "statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     constexpr scope where = Env::plan::data.stats[s].decl.where;
     static_assert(where != scope::block, "mixprec: per-block statistics are read in the element rule");
@@ -336,7 +347,9 @@ struct entry_context {
   // heads).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic_of_row(stat_id<J>, std::uint64_t row) const {
-    static_assert(J < statistic_count<component>(), "mixprec: a statistic handle past the component's statistics[] table (declare handles with statistic_index(statistics, \"name\"))");
+    static_assert(J < statistic_count<component>(),
+                  "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
+                  "statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     static_assert(E == extent::row && Env::plan::data.stats[s].decl.where == scope::row,
                   "mixprec: statistic_of_row(stat, row) reads a per-row statistic in decide_row");
@@ -347,14 +360,18 @@ struct entry_context {
   // Whether a field has entries for this entry's parameter.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE bool covers(field_id<J>) const {
-    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
+    static_assert(J < field_count<component>(),
+                  "mixprec: a state field handle past the component's state[] table (declare handles with "
+                  "field_index(state, \"name\"))");
     const field_storage& fs = env.fields[field0 + J];
     return fs.data != nullptr && fs.base[param] != no_entry;
   }
   // This entry's place in a field of the same extent (or the parameter's).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
-    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
+    static_assert(J < field_count<component>(),
+                  "mixprec: a state field handle past the component's state[] table (declare handles with "
+                  "field_index(state, \"name\"))");
     constexpr state_field f = field_of<component>(J);
     static_assert(f.where == E || f.where == extent::parameter || f.where == extent::scalar,
                   "mixprec: an entry rule reads state of its own extent, of its parameter, or scalar state");
@@ -368,7 +385,9 @@ struct entry_context {
   // In a per-parameter rule: row r or column j of the parameter in a row or column field.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state_at(field_id<J>, std::uint64_t k) const {
-    static_assert(J < field_count<component>(), "mixprec: a state field handle past the component's state[] table (declare handles with field_index(state, \"name\"))");
+    static_assert(J < field_count<component>(),
+                  "mixprec: a state field handle past the component's state[] table (declare handles with "
+                  "field_index(state, \"name\"))");
     constexpr state_field f = field_of<component>(J);
     static_assert(E == extent::parameter && (f.where == extent::row || f.where == extent::column),
                   "mixprec: state_at(field, k) reads row or column k of a parameter in decide_parameter");

@@ -54,7 +54,7 @@ struct arena_access {
   using grad_type = typename Arena::grad_type;
   static constexpr bool has_master = Arena::has_master;
   static constexpr bool model_is_master = Arena::model_is_master;
-  float* master;              // element master_begin (a shard of them: mixprec/dist)
+  float* master;  // element master_begin (a shard of them: mixprec/dist)
   std::size_t master_begin;
   model_type* model;
   grad_type* grad;
@@ -151,7 +151,7 @@ struct step_env {
   field_storage fields[nfields > 0 ? nfields : 1];
   double* stats[plan::data.nstats > 0 ? plan::data.nstats : 1];  // reduced statistics (global: one value)
   std::uint64_t rows, columns, slices;
-  std::uint64_t elements;  // of the arena, without padding
+  std::uint64_t elements;     // of the arena, without padding
   std::uint64_t shard_begin;  // per-element fields hold elements [shard_begin, shard_end)
 };
 
@@ -184,16 +184,21 @@ constexpr int stat_index(std::size_t j) {
 }
 
 // Where entry `local` of a statistic of scope `sc` lies for parameter g.
-MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g, std::uint32_t param,
-                                             std::uint64_t row, std::uint64_t batch, std::uint64_t col,
-                                             std::uint64_t slice) {
+MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g, std::uint32_t param, std::uint64_t row,
+                                              std::uint64_t batch, std::uint64_t col, std::uint64_t slice) {
   switch (sc) {
-    case scope::global: return 0;
-    case scope::parameter: return param;
-    case scope::row: return g.row_base + row;
-    case scope::column: return g.column_base + batch * g.cols + col;
-    case scope::slice: return g.slice_base + slice;
-    case scope::block: return g.block_base;  // plus the element's block in its parameter (element_context)
+    case scope::global:
+      return 0;
+    case scope::parameter:
+      return param;
+    case scope::row:
+      return g.row_base + row;
+    case scope::column:
+      return g.column_base + batch * g.cols + col;
+    case scope::slice:
+      return g.slice_base + slice;
+    case scope::block:
+      return g.block_base;  // plus the element's block in its parameter (element_context)
   }
   return 0;
 }

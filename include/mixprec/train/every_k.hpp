@@ -49,12 +49,12 @@ struct every_k {
   // starts a new group; one saved in the middle of a group is refused: its
   // accumulator holds a partial sum over the old k.
   scalars restored_scalars(scalars s, const scalars&, const every_k& saved_with) const {
-    detail::require(s.phase <= saved_with.k, "every_k: the checkpoint's micro-batch ", s.phase, " of a group of k = ",
-                    saved_with.k, " is past the group's end");
+    detail::require(s.phase <= saved_with.k, "every_k: the checkpoint's micro-batch ", s.phase,
+                    " of a group of k = ", saved_with.k, " is past the group's end");
     if (saved_with.k == k) return s;
     detail::require(s.phase == 0 || s.phase == saved_with.k, "every_k: the checkpoint was saved after micro-batch ",
-                    s.phase, " of a group of ", saved_with.k, "; it cannot continue with k = ", k, ": load it with k = ",
-                    saved_with.k, ", or save at the end of a group");
+                    s.phase, " of a group of ", saved_with.k, "; it cannot continue with k = ", k,
+                    ": load it with k = ", saved_with.k, ", or save at the end of a group");
     s.phase = 0;
     return s;
   }

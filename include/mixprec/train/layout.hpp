@@ -30,17 +30,17 @@
 namespace mixprec::detail {
 
 struct step_tile {
-  std::uint64_t begin;    // arena index of element (0, 0)
-  std::uint32_t height;   // rows
-  std::uint32_t width;    // columns; element (r, c) is begin + r * stride + c
+  std::uint64_t begin;   // arena index of element (0, 0)
+  std::uint32_t height;  // rows
+  std::uint32_t width;   // columns; element (r, c) is begin + r * stride + c
   std::uint32_t stride;
   std::uint32_t param;
-  std::uint32_t row0;     // parameter-local row of r = 0
-  std::uint32_t col0;     // column of c = 0
-  std::uint32_t batch;    // which matrix of the leading dimensions
-  std::uint32_t slice;    // parameter-local first-axis slice
-  std::uint32_t block;    // column block (row partials)
-  std::uint32_t band;     // row band within its matrix (column partials)
+  std::uint32_t row0;   // parameter-local row of r = 0
+  std::uint32_t col0;   // column of c = 0
+  std::uint32_t batch;  // which matrix of the leading dimensions
+  std::uint32_t slice;  // parameter-local first-axis slice
+  std::uint32_t block;  // column block (row partials)
+  std::uint32_t band;   // row band within its matrix (column partials)
 };
 
 // The shape facts of a parameter that passes and rules read.
@@ -48,12 +48,12 @@ struct param_geometry {
   std::uint64_t offset, size;
   std::uint32_t rank, group;
   std::uint64_t extents[shape::max_rank];
-  std::uint64_t rows, cols, matrix_rows, batches;  // rows = B * R, cols = C (per matrix), matrix_rows = R
+  std::uint64_t rows, cols, matrix_rows, batches;   // rows = B * R, cols = C (per matrix), matrix_rows = R
   std::uint64_t row_base, column_base, slice_base;  // first global row / column / slice
   std::uint64_t slices, rows_per_slice;
-  std::uint64_t blocks, bands;                      // column blocks per row, row bands per matrix
+  std::uint64_t blocks, bands;  // column blocks per row, row bands per matrix
   std::uint64_t row_partial_base, column_partial_base;
-  std::uint64_t block_base;                         // first global block (per-block statistics)
+  std::uint64_t block_base;  // first global block (per-block statistics)
 };
 
 // A combination: out[e] = combine of parts[start + k * stride], k < count.
@@ -207,12 +207,11 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
             const std::uint64_t c0 = blk * width;
             const std::uint64_t w = std::min(width, g.cols - c0);
             const std::uint64_t slice = g.rows_per_slice == 0 ? 0 : row0 / g.rows_per_slice;
-            L.tiles_h.push_back({g.offset + row0 * g.cols + c0, static_cast<std::uint32_t>(h),
-                                 static_cast<std::uint32_t>(w), static_cast<std::uint32_t>(g.cols),
-                                 static_cast<std::uint32_t>(p), static_cast<std::uint32_t>(row0),
-                                 static_cast<std::uint32_t>(c0), static_cast<std::uint32_t>(b),
-                                 static_cast<std::uint32_t>(slice), static_cast<std::uint32_t>(blk),
-                                 static_cast<std::uint32_t>(band)});
+            L.tiles_h.push_back(
+                {g.offset + row0 * g.cols + c0, static_cast<std::uint32_t>(h), static_cast<std::uint32_t>(w),
+                 static_cast<std::uint32_t>(g.cols), static_cast<std::uint32_t>(p), static_cast<std::uint32_t>(row0),
+                 static_cast<std::uint32_t>(c0), static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(slice),
+                 static_cast<std::uint32_t>(blk), static_cast<std::uint32_t>(band)});
           }
         }
     }

@@ -53,8 +53,8 @@ MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, con
 // taking groups k, k + threads, ...; then the elements left one at a time.
 // Returns the number of elements run in groups.
 template <class Body, class Context, class Scalars>
-MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile& tile, const Context& ctx, const Scalars& sc,
-                                     std::uint32_t thread, std::uint32_t threads) {
+MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile& tile, const Context& ctx,
+                                              const Scalars& sc, std::uint32_t thread, std::uint32_t threads) {
   constexpr bool positions = Body::d.positions;
   const std::uint32_t n = tile.height * tile.width;
   std::uint32_t first = 0;
@@ -98,7 +98,8 @@ MIXPREC_HOST_DEVICE void reduce_block(const Body& b, const step_tile& tile, cons
   constexpr std::uint32_t N = Body::d.block;
   const param_geometry& g = b.env.geometry[tile.param];
   const std::uint32_t begin = blk * N, end = begin + N < tile.width ? begin + N : tile.width;
-  b.env.stats[Body::list.s[k]][g.block_base + (tile.begin - g.offset) / N + blk] = fold_run<k>(b, value, begin, end, is_max);
+  b.env.stats[Body::list.s[k]][g.block_base + (tile.begin - g.offset) / N + blk] =
+      fold_run<k>(b, value, begin, end, is_max);
 }
 
 #if defined(MIXPREC_BACKEND_CUDA)
@@ -125,7 +126,9 @@ template <class Body>
 struct pass_combine_op {
   const Body* body;
   template <class T>
-  __device__ T operator()(const T& a, const T& b) const { return body->combine(a, b); }
+  __device__ T operator()(const T& a, const T& b) const {
+    return body->combine(a, b);
+  }
 };
 
 template <int k, class Body>
@@ -154,7 +157,8 @@ __device__ void reduce_staged_one(const Body& body, const float* staged, const s
     if constexpr (e.decl.where == scope::block) {
       constexpr std::uint32_t N = Body::d.block;
       for (std::uint32_t blk = threadIdx.x; blk * N < tile.width; blk += block_threads)
-        reduce_block<k>(body, tile, [vals](std::uint32_t c) { return vals[c]; }, blk, is_max);
+        reduce_block<k>(
+            body, tile, [vals](std::uint32_t c) { return vals[c]; }, blk, is_max);
     } else if constexpr (e.decl.where == scope::column) {
       for (std::uint32_t c = threadIdx.x; c < tile.width; c += block_threads) {
         double a = 0.0;
@@ -267,7 +271,8 @@ struct host_update_runner {
         for (std::uint32_t c0 = 0; c0 < w; c0 += chunk) {
           const std::uint32_t n = w - c0 < chunk ? w - c0 : chunk;
           const auto* draws = local.fill_draws(ctx, row + c0, n, buffer) - c0;  // indexed by the row's column
-          if constexpr (Body::drawn_fields > 0) local.fill_field_draws(ctx, row + c0, c0, n, field_buffers, field_draws);
+          if constexpr (Body::drawn_fields > 0)
+            local.fill_field_draws(ctx, row + c0, c0, n, field_buffers, field_draws);
           const std::uint16_t* const* fd = Body::drawn_fields > 0 ? field_draws : nullptr;
           MIXPREC_PRAGMA_SIMD
           for (std::size_t c = c0; c < c0 + n; ++c)
@@ -276,8 +281,7 @@ struct host_update_runner {
         }
       } else {
         MIXPREC_PRAGMA_SIMD
-        for (std::size_t c = 0; c < w; ++c)
-          local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc);
+        for (std::size_t c = 0; c < w; ++c) local.element(row + c, r, static_cast<std::uint32_t>(c), ctx, sc);
       }
     }
   }
@@ -293,7 +297,8 @@ void sweep_row(const Body& b, const Value& value, std::size_t r, std::size_t w, 
   std::size_t c = 0;  // 64-bit indices: c + l cannot wrap, so the accesses are affine
   for (; c + interleaved_lanes <= w; c += interleaved_lanes) {
     if constexpr (Max) {
-      for (int l = 0; l < interleaved_lanes; ++l) lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
+      for (int l = 0; l < interleaved_lanes; ++l)
+        lane[l] = combine_values(lane[l], b.template contribution_of<k>(value(r, c + l)), true);
     } else {
       MIXPREC_PRAGMA_SIMD
       for (int l = 0; l < interleaved_lanes; ++l) lane[l] = b.template add_contribution<k>(lane[l], value(r, c + l));
@@ -328,7 +333,8 @@ void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, 
   } else if constexpr (e.decl.where == scope::block) {
     constexpr std::uint32_t N = Body::d.block;
     for (std::uint32_t blk = 0; blk * N < w; ++blk)
-      reduce_block<k>(b, tile, [&](std::uint32_t c) { return value(0, c); }, blk, is_max);
+      reduce_block<k>(
+          b, tile, [&](std::uint32_t c) { return value(0, c); }, blk, is_max);
   } else {
     const param_geometry& g = b.env.geometry[tile.param];
     if constexpr (e.decl.where == scope::column) {
@@ -374,11 +380,14 @@ struct host_measure_runner {
         // tile itself, recomputing the few rules before it; the values of
         // the other statistics are dead code there, and each sweep is one
         // vectorised loop.
-        reduce_each(local, tile, out, [&](auto k, std::size_t r, std::size_t c) {
-          return local.template value<decltype(k)::value>(tile.begin + r * tile.stride + c,
-                                                          static_cast<std::uint32_t>(r), static_cast<std::uint32_t>(c),
-                                                          ctx, sc);
-        }, std::make_integer_sequence<int, Body::nstats>{});
+        reduce_each(
+            local, tile, out,
+            [&](auto k, std::size_t r, std::size_t c) {
+              return local.template value<decltype(k)::value>(tile.begin + r * tile.stride + c,
+                                                              static_cast<std::uint32_t>(r),
+                                                              static_cast<std::uint32_t>(c), ctx, sc);
+            },
+            std::make_integer_sequence<int, Body::nstats>{});
       } else {
         // Stages write their state: one sweep runs the components into a
         // buffer per statistic, then each statistic is reduced from it.
@@ -408,9 +417,10 @@ struct host_measure_runner {
             for (int k = 0; k < N; ++k) values[k][r * w + c] = v[k];
           }
         }
-        reduce_each(local, tile, out, [&](auto k, std::size_t r, std::size_t c) {
-          return values[decltype(k)::value][r * w + c];
-        }, std::make_integer_sequence<int, Body::nstats>{});
+        reduce_each(
+            local, tile, out,
+            [&](auto k, std::size_t r, std::size_t c) { return values[decltype(k)::value][r * w + c]; },
+            std::make_integer_sequence<int, Body::nstats>{});
       }
       local.finish(out);
     }
@@ -420,9 +430,9 @@ struct host_measure_runner {
   template <class Source, int... k>
   static void reduce_each(const Body& b, const step_tile& tile, typename Body::value_type& out, const Source& source,
                           std::integer_sequence<int, k...>) {
-    (reduce_statistic<k>(b, tile, [&](std::size_t r, std::size_t c) {
-      return source(std::integral_constant<int, k>{}, r, c);
-    }, out), ...);
+    (reduce_statistic<k>(
+         b, tile, [&](std::size_t r, std::size_t c) { return source(std::integral_constant<int, k>{}, r, c); }, out),
+     ...);
   }
 };
 

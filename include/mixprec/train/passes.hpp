@@ -249,8 +249,7 @@ struct measure_body {
     bool ok = begin % group == 0 && piece_aligned<sizeof(grad_type) * group>(env.arena.grad + begin);
     if constexpr (arena_type::has_master)
       ok = ok && piece_aligned<sizeof(float) * group>(env.arena.master + (begin - env.arena.master_begin));
-    else
-      ok = ok && piece_aligned<sizeof(model_type) * group>(env.arena.model + begin);
+    else ok = ok && piece_aligned<sizeof(model_type) * group>(env.arena.model + begin);
     return ok;
   }
   MIXPREC_HOST_DEVICE void values_group(std::uint64_t i0, std::uint32_t c0, const context& ctx,
@@ -338,7 +337,9 @@ struct measure_body {
     if constexpr (Squares && op == reduction::power_sum) return false;
     else return reduction_policy<op>::combines_by_max(power[k]);
   }
-  MIXPREC_HOST_DEVICE bool field_is_max(int f) const { return field_is_max_of(f, std::make_integer_sequence<int, F>{}); }
+  MIXPREC_HOST_DEVICE bool field_is_max(int f) const {
+    return field_is_max_of(f, std::make_integer_sequence<int, F>{});
+  }
   template <int... k>
   MIXPREC_HOST_DEVICE bool field_is_max_of(int f, std::integer_sequence<int, k...>) const {
     bool m = false;
@@ -466,8 +467,9 @@ struct update_body {
                        std::size_t& j) const {
     out[G] = nullptr;
     if constexpr (Env::field_drawn(G))
-      out[G] = mixprec::fill_draws<field_generator<G>>(env.fields[G].seed, ctx.t, first - env.shard_begin, n,
-                                                       buffers[j++]) - c0;
+      out[G] =
+          mixprec::fill_draws<field_generator<G>>(env.fields[G].seed, ctx.t, first - env.shard_begin, n, buffers[j++]) -
+          c0;
     else (void)ctx, (void)first, (void)c0, (void)n, (void)buffers, (void)j;
   }
 
@@ -600,10 +602,8 @@ struct update_body {
   }
   template <std::size_t... G>
   MIXPREC_HOST_DEVICE void fields_fit([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t begin,
-                                      [[maybe_unused]] bool& ok,
-                                      std::index_sequence<G...>) const {
-    ((field_touched<G>() ? void(ok = ok && piece_aligned<field_group_bytes<G>()>(field_place<G>(ctx, begin)))
-                         : void()),
+                                      [[maybe_unused]] bool& ok, std::index_sequence<G...>) const {
+    ((field_touched<G>() ? void(ok = ok && piece_aligned<field_group_bytes<G>()>(field_place<G>(ctx, begin))) : void()),
      ...);
   }
   template <std::size_t... G>
@@ -656,7 +656,8 @@ struct update_body {
     alignas(16) model_type models[group];
     alignas(16) unsigned char cache[group_cache_bytes<Env, group>()];
     copy_pieces<sizeof(grads)>(env.arena.grad + i0, grads);
-    if constexpr (Arena::has_master) copy_pieces<sizeof(masters)>(env.arena.master + (i0 - env.arena.master_begin), masters);
+    if constexpr (Arena::has_master)
+      copy_pieces<sizeof(masters)>(env.arena.master + (i0 - env.arena.master_begin), masters);
     if constexpr (reads_model) copy_pieces<sizeof(models)>(env.arena.model + i0, models);
     move_fields(ctx, i0, cache, false, std::make_index_sequence<nfields>{});
     // One generator call per 2 * words (or words) draws, keyed as stochastic_draw.
@@ -668,17 +669,16 @@ struct update_body {
     const std::uint16_t* field_draws[nfields > 0 ? nfields : 1];
     if constexpr (drawn_fields > 0)
       draw_fields(ctx, i0 - env.shard_begin, field_draw_values, field_draws, std::make_index_sequence<nfields>{});
-    // The elements, on the copies.
+      // The elements, on the copies.
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
     for (std::uint32_t j = 0; j < group; ++j) {
       const lane_type lane{cache, j};
       const float w = Arena::has_master ? masters[j] : to_float(models[j]);
-      run_element<(drawn_fields > 0), lane_type, writer_draws>(i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w,
-                                                  writer_draws ? draws : nullptr,
-                                                  drawn_fields > 0 ? field_draws : nullptr, &lane,
-                                                  to_lane{grads, masters, models, j});
+      run_element<(drawn_fields > 0), lane_type, writer_draws>(
+          i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w, writer_draws ? draws : nullptr,
+          drawn_fields > 0 ? field_draws : nullptr, &lane, to_lane{grads, masters, models, j});
     }
     // Then the stores.
     move_fields(ctx, i0, cache, true, std::make_index_sequence<nfields>{});

@@ -90,16 +90,16 @@ struct stat_entry {
   int pass = 0;                    // the measuring pass that reduces it
   std::uint64_t derived_mask = 0;  // multipliers whose factors scale the measured value
   int slot = 0;                    // index among its pass's statistics of the same kind
-  bool field = true;               // global or per-parameter (a field of the tile partials); else per row/column/slice/block
-  int revealed_by = -1;            // a non-finite count another statistic's sum of squares reveals (see below)
+  bool field = true;     // global or per-parameter (a field of the tile partials); else per row/column/slice/block
+  int revealed_by = -1;  // a non-finite count another statistic's sum of squares reveals (see below)
 };
 
 struct pass_entry {
   pass_kind kind = pass_kind::update;
   int level = 0;
-  int end = 0;          // runs components [0, end)
-  int fields = 0;       // global and per-parameter statistics
-  int row_stats = 0;    // per-row and per-slice statistics
+  int end = 0;        // runs components [0, end)
+  int fields = 0;     // global and per-parameter statistics
+  int row_stats = 0;  // per-row and per-slice statistics
   int column_stats = 0;
   int block_stats = 0;  // per-block statistics (each tile holds whole blocks)
 };
@@ -115,9 +115,9 @@ enum class plan_error {
   writer_before_statistics,
   two_writers,
   two_holders,
-  block_size,            // a per-block statistic's block is not a power of two from 16 to 4096
-  block_sizes_differ,    // per-block statistics of one chain have different blocks
-  block_with_positions   // per-block statistics beside per-row, per-column or per-slice ones
+  block_size,           // a per-block statistic's block is not a power of two from 16 to 4096
+  block_sizes_differ,   // per-block statistics of one chain have different blocks
+  block_with_positions  // per-block statistics beside per-row, per-column or per-slice ones
 };
 
 struct plan_data {
@@ -130,7 +130,7 @@ struct plan_data {
   pass_entry passes[max_passes]{};
   int npasses = 0;  // measuring passes and the update pass
   int max_level = 0;
-  bool positions = false;  // tiles of whole rows, with row and column indices
+  bool positions = false;   // tiles of whole rows, with row and column indices
   std::uint32_t block = 0;  // elements per block of the per-block statistics (0: none)
   int writer = -1, holder = -1, scaler = -1;
   plan_error error = plan_error::none;
@@ -560,12 +560,18 @@ struct type_at<K, H, T...> {
 
 inline const char* scope_name(scope s) {
   switch (s) {
-    case scope::global: return "global";
-    case scope::parameter: return "per parameter";
-    case scope::row: return "per row";
-    case scope::column: return "per column";
-    case scope::slice: return "per slice";
-    case scope::block: return "per block";
+    case scope::global:
+      return "global";
+    case scope::parameter:
+      return "per parameter";
+    case scope::row:
+      return "per row";
+    case scope::column:
+      return "per column";
+    case scope::slice:
+      return "per slice";
+    case scope::block:
+      return "per block";
   }
   return "?";
 }
@@ -617,14 +623,13 @@ struct chain_plan {
         for (int j = 0; j < data.nstats; ++j) {
           const detail::stat_entry& e = data.stats[j];
           if (e.pass != q) continue;
-          out += " " + name_of(e.component) + "." + e.decl.name + " (" +
-                 detail::scope_name(e.decl.where) +
+          out += " " + name_of(e.component) + "." + e.decl.name + " (" + detail::scope_name(e.decl.where) +
                  (e.decl.where == scope::block ? " of " + std::to_string(e.decl.block) : std::string()) + " " +
                  detail::reduction_name(e.decl.op) + " of " +
-                 (e.decl.of == source::input    ? "its input"
-                  : e.decl.of == source::output ? "its output"
+                 (e.decl.of == source::input     ? "its input"
+                  : e.decl.of == source::output  ? "its output"
                   : e.decl.of == source::weights ? "the weights"
-                                                  : "the gradients") +
+                                                 : "the gradients") +
                  (e.derived_mask ? ", scaled by later multipliers" : "") + ");";
         }
         out.back() = '\n';

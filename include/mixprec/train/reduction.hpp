@@ -88,12 +88,18 @@ struct reduction_policy<reduction::subnormal_count> {
 template <class F>
 constexpr auto visit_reduction(reduction op, F&& f) {
   switch (op) {
-    case reduction::sum: return f(reduction_policy<reduction::sum>{});
-    case reduction::power_sum: return f(reduction_policy<reduction::power_sum>{});
-    case reduction::max_abs: return f(reduction_policy<reduction::max_abs>{});
-    case reduction::non_finite_count: return f(reduction_policy<reduction::non_finite_count>{});
-    case reduction::zero_count: return f(reduction_policy<reduction::zero_count>{});
-    case reduction::subnormal_count: break;
+    case reduction::sum:
+      return f(reduction_policy<reduction::sum>{});
+    case reduction::power_sum:
+      return f(reduction_policy<reduction::power_sum>{});
+    case reduction::max_abs:
+      return f(reduction_policy<reduction::max_abs>{});
+    case reduction::non_finite_count:
+      return f(reduction_policy<reduction::non_finite_count>{});
+    case reduction::zero_count:
+      return f(reduction_policy<reduction::zero_count>{});
+    case reduction::subnormal_count:
+      break;
   }
   return f(reduction_policy<reduction::subnormal_count>{});
 }

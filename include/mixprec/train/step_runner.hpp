@@ -50,7 +50,8 @@ struct step_runner {
     detail::require(params.finalized(), "chain::apply: finalize() the parameters first");
     if (params.signature().hash != st.arena_.hash)
       throw error(detail::concat("chain::apply: the state was made by init() for another parameter arena: ",
-                                 st.arena_.difference(params.signature()), " (the state's arena first, this one second)"));
+                                 st.arena_.difference(params.signature()),
+                                 " (the state's arena first, this one second)"));
     detail::step_env<Arena, C...> env{};
     env.comps = std::apply([](const C&... c) { return detail::make_pod_tuple(c...); }, components_);
     env.block = detail::raw(st.block_);
@@ -93,9 +94,9 @@ struct step_runner {
   // The combination of the components' variants their options select.
   int variant_code() const {
     int code = 0, radix = 1;
-    std::apply([&](const C&... c) {
-      ((code += detail::variant_of(c) * radix, radix *= detail::variant_count<C>()), ...);
-    }, components_);
+    std::apply(
+        [&](const C&... c) { ((code += detail::variant_of(c) * radix, radix *= detail::variant_count<C>()), ...); },
+        components_);
     return code;
   }
   template <int Code, bool ToGradients, class Env, class Arena, class Hooks>
@@ -206,7 +207,8 @@ struct step_runner {
     for (int k = 0; k < p.row_stats; ++k) body.row_partials[k] = raw(pb.rows[static_cast<std::size_t>(k)]);
     for (int k = 0; k < p.column_stats; ++k) body.column_partials[k] = raw(pb.columns[static_cast<std::size_t>(k)]);
     value_t* partials = st.ws_.template slice<value_t>(0, ntiles);
-    value_t* scratch = st.ws_.template slice<value_t>(workspace::round_up(ntiles * sizeof(value_t)), combine_blocks(ntiles));
+    value_t* scratch =
+        st.ws_.template slice<value_t>(workspace::round_up(ntiles * sizeof(value_t)), combine_blocks(ntiles));
     // Per-block statistics are written in place by the tiles holding their
     // blocks; a rank's blocks outside its shard stay 0 for the combine.
     for (int j = 0; j < d.nstats; ++j)
@@ -227,15 +229,17 @@ struct step_runner {
       double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
       if (e.decl.where == scope::column) {
         for_each_index(s, st.layout_.columns,
-                       strided_combine{raw(pb.columns[static_cast<std::size_t>(e.slot)]),
-                                       raw(st.layout_.column_ranges), target, is_max});
+                       strided_combine{raw(pb.columns[static_cast<std::size_t>(e.slot)]), raw(st.layout_.column_ranges),
+                                       target, is_max});
       } else if (e.decl.where == scope::row) {
-        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
-                                                           raw(st.layout_.row_ranges), target, is_max});
+        for_each_index(s, st.layout_.rows,
+                       strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges),
+                                       target, is_max});
       } else {
         double* rows = raw(st.slice_rows_[static_cast<std::size_t>(j)]);
-        for_each_index(s, st.layout_.rows, strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]),
-                                                           raw(st.layout_.row_ranges), rows, is_max});
+        for_each_index(
+            s, st.layout_.rows,
+            strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges), rows, is_max});
         for_each_index(s, st.layout_.slices, strided_combine{rows, raw(st.layout_.slice_ranges), target, is_max});
       }
     }

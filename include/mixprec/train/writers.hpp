@@ -57,8 +57,9 @@ struct round_model_nearest {
 
 template <class G = default_generator>
 struct round_model_stochastic {
-  static_assert(is_generator_v<G>, "round_model_stochastic<G>: G must be a generator policy (cast/generator.hpp), "
-                                   "e.g. splitmix_generator or philox_generator");
+  static_assert(is_generator_v<G>,
+                "round_model_stochastic<G>: G must be a generator policy (cast/generator.hpp), "
+                "e.g. splitmix_generator or philox_generator");
   static constexpr const char* name = "round_model_stochastic";
   using traits = writer_traits;
   using generator = G;
@@ -85,8 +86,8 @@ struct round_model_stochastic {
     v("seed", seed);
   }
 };
-round_model_stochastic() -> round_model_stochastic<>;
-round_model_stochastic(std::uint64_t) -> round_model_stochastic<>;
+round_model_stochastic()->round_model_stochastic<>;
+round_model_stochastic(std::uint64_t)->round_model_stochastic<>;
 
 template <class F = bfloat16>
 struct kahan_summation {
