@@ -13,3 +13,4 @@
 #include <mixprec/scaling/all.hpp>
 #include <mixprec/tensor/all.hpp>
 #include <mixprec/train/all.hpp>
+#include <mixprec/writers/all.hpp>

@@ -93,7 +93,7 @@ struct component_traits {
   static constexpr bool may_skip = false;
   // Its scalar rule may end a step after itself (ctx.hold(): gradient accumulation).
   static constexpr bool may_hold = false;
-  // It writes the weights (see train/writers.hpp); at most one per chain.
+  // It writes the weights (see writers/writer.hpp); at most one per chain.
   static constexpr bool writes_weights = false;
   // Its output can be recomputed from its updated state (false for Lion,
   // whose output uses the state before the update).

@@ -5,10 +5,12 @@
 #include <mixprec/train/chain_state.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
-#include <mixprec/train/every_k.hpp>
+#include <mixprec/train/host_row_draws.hpp>
+#include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/pass_runner.hpp>
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/reduction.hpp>
 #include <mixprec/train/step_runner.hpp>
-#include <mixprec/train/writers.hpp>
+#include <mixprec/train/update_groups.hpp>

@@ -82,6 +82,26 @@ struct group_lane {
 template <class Lane>
 inline constexpr bool is_group_lane = !std::is_same_v<Lane, no_lane>;
 
+// How an element's context reaches its stochastic-rounding draws and its
+// per-element state: the runner's choice, for speed only (every choice
+// gives the same bits; train/host_strategy.hpp, train/pass_runner.hpp).
+//   FieldDraws   the drawn state fields' bits were drawn ahead, per row
+//                (host) or per group, and are read, not drawn per element;
+//   WriterDrawn  the same for the weight writer's bits;
+//   Lane         no_lane: the element's state in memory; group_lane<V>: in
+//                the group's register copies (the grouped update pass).
+template <bool FieldDraws = false, bool WriterDrawn = false, class Lane = no_lane>
+struct element_access {
+  static constexpr bool field_draws = FieldDraws;
+  static constexpr bool writer_drawn = WriterDrawn;
+  using lane = Lane;
+  // What a stage's context sees (the writer's draws are the writer's).
+  using for_stage = element_access<FieldDraws, false, Lane>;
+  // What the writer's context sees (a writer has no state fields drawn ahead).
+  using for_writer = element_access<false, WriterDrawn, Lane>;
+};
+using direct_access = element_access<>;
+
 // Where the copies of global field g's entries start in a group's cache
 // (per-element fields only; 16-byte aligned), and the cache's size.
 template <class Env, std::uint32_t V>
@@ -101,9 +121,11 @@ constexpr std::size_t group_cache_bytes() {
   return b > 0 ? b : 16;
 }
 
-template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, bool FieldDraws = false, class Lane = no_lane,
-          bool WriterDrawn = false>
+template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, class Access = direct_access>
 struct element_context {
+  static constexpr bool FieldDraws = Access::field_draws;
+  static constexpr bool WriterDrawn = Access::writer_drawn;
+  using Lane = typename Access::lane;
   using component = component_at<Env, K>;
   static constexpr int variant = Variant;  // the component's variant in this instantiation
   using scalars_type = scalars_of<component>;

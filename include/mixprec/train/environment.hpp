@@ -122,6 +122,23 @@ constexpr int variant_in(int code) {
   return code % counts[K];
 }
 
+// The code with the digits of the components that do not run their
+// element rule in pass q set to 0: a pass is instantiated once per
+// combination of the variants it runs, not per combination of the chain's
+// (a loss scaler's statistics pass does not depend on Adam's amsgrad).
+template <class... C>
+constexpr int variant_code_in_pass(int code, int q) {
+  constexpr int counts[] = {variant_count<C>()..., 1};
+  constexpr plan_data d = chain_plan<C...>::data;
+  int out = 0, radix = 1;
+  for (int k = 0; k < static_cast<int>(sizeof...(C)); ++k) {
+    if (runs_in(d, k, q)) out += (code % counts[k]) * radix;
+    code /= counts[k];
+    radix *= counts[k];
+  }
+  return out;
+}
+
 template <class Arena, class... C>
 struct step_env {
   using plan = chain_plan<C...>;

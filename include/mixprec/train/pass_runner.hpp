@@ -23,9 +23,11 @@
 #include <mixprec/detail/execution.hpp>
 #include <mixprec/detail/lanes.hpp>
 #include <mixprec/detail/tiles.hpp>
+#include <mixprec/train/host_row_draws.hpp>
 #include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/passes.hpp>
+#include <mixprec/train/update_groups.hpp>
 
 #if defined(MIXPREC_BACKEND_CUDA)
 #include <cub/block/block_reduce.cuh>
@@ -48,8 +50,8 @@ MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, con
 }
 
 // The update of one tile by `threads` workers (this one is `thread`): on
-// aligned tiles without positions, groups of Body::group consecutive
-// elements (update_body::element_group: 16-byte loads and stores), worker k
+// aligned tiles without positions, groups of consecutive elements
+// (train/update_groups.hpp: 16-byte loads and stores), worker k
 // taking groups k, k + threads, ...; then the elements left one at a time.
 // Returns the number of elements run in groups.
 template <class Body, class Context, class Scalars>
@@ -59,10 +61,11 @@ MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile&
   const std::uint32_t n = tile.height * tile.width;
   std::uint32_t first = 0;
   if constexpr (!positions) {
-    if (body.groups_fit(ctx, tile.begin)) {
-      constexpr std::uint32_t G = Body::group;
+    const update_groups<Body> in_groups{body};
+    if (in_groups.fits(ctx, tile.begin)) {
+      constexpr std::uint32_t G = update_groups<Body>::group;
       const std::uint32_t groups = n / G;
-      for (std::uint32_t k = thread; k < groups; k += threads) body.element_group(tile.begin + k * G, k * G, ctx, sc);
+      for (std::uint32_t k = thread; k < groups; k += threads) in_groups.run(tile.begin + k * G, k * G, ctx, sc);
       first = groups * G;
     }
   }
@@ -254,6 +257,7 @@ struct host_update_runner {
       host_gpu_order::updated += update_tile(local, tile, ctx, sc, 0, 1);
       return;
     }
+    const host_row_draws<Body> rows{local};
     for (std::uint32_t r = 0; r < tile.height; ++r) {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;
       const std::uint32_t w = tile.width;
@@ -270,9 +274,8 @@ struct host_update_runner {
         const std::uint16_t* field_draws[Body::nfields > 0 ? Body::nfields : 1];
         for (std::uint32_t c0 = 0; c0 < w; c0 += chunk) {
           const std::uint32_t n = w - c0 < chunk ? w - c0 : chunk;
-          const auto* draws = local.fill_draws(ctx, row + c0, n, buffer) - c0;  // indexed by the row's column
-          if constexpr (Body::drawn_fields > 0)
-            local.fill_field_draws(ctx, row + c0, c0, n, field_buffers, field_draws);
+          const auto* draws = rows.fill_draws(ctx, row + c0, n, buffer) - c0;  // indexed by the row's column
+          if constexpr (Body::drawn_fields > 0) rows.fill_field_draws(ctx, row + c0, c0, n, field_buffers, field_draws);
           const std::uint16_t* const* fd = Body::drawn_fields > 0 ? field_draws : nullptr;
           MIXPREC_PRAGMA_SIMD
           for (std::size_t c = c0; c < c0 + n; ++c)

@@ -30,7 +30,7 @@
 #include <mixprec/train/environment.hpp>
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/reduction.hpp>
-#include <mixprec/train/writers.hpp>
+#include <mixprec/writers/round_model_nearest.hpp>
 
 MIXPREC_PINNED_BEGIN
 
@@ -100,14 +100,11 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
   }
 }
 
-// Elements per run of stochastic-rounding draws on the host (measured:
-// 256-1024 equally good, a whole 4096-element row 5-10% slower).
-inline constexpr std::uint32_t draw_chunk = 1024;
-
 // Runs components [0, end of pass Q) on one element; calls
 // capture(position, value) at every position a statistic of the pass reads.
-template <int Q, class Env, int Code, bool FieldDraws = false, class Lane = no_lane>
+template <int Q, class Env, int Code, class Access = direct_access>
 struct chain_runner {
+  using Lane = typename Access::lane;
   static constexpr plan_data d = Env::plan::data;
   static constexpr int end = d.passes[Q].end;
   static constexpr bool update_pass = d.passes[Q].kind == pass_kind::update;
@@ -155,7 +152,7 @@ struct chain_runner {
       constexpr bool snapshot = reads_start_scalars<Env, K>() && d.passes[Q].level > 0;
       const auto& scalars = snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
       constexpr int variant = Env::template variant<K>(Code);
-      const element_context<Env, K, read_only, variant, FieldDraws, Lane> ctx{
+      const element_context<Env, K, read_only, variant, typename Access::for_stage> ctx{
           env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind, nullptr, field_draws, lane};
       u = get<K>(env.comps).update(u, ctx);
     }
@@ -354,17 +351,14 @@ struct measure_body {
 };
 
 // The last pass: every component, then the weights (or the gradients).
-//
-// Two ways to run it over a tile's elements, with the same bits:
-//   element()        one element, reading and writing memory as it goes
-//                    (the host's vectorised loops; tails and tiles that are
-//                    not aligned);
-//   element_group()  `group` consecutive elements of an aligned tile (the GPU):
-//                    every role and per-element state field of the group is
-//                    loaded first, 16 bytes at a time, the elements run on
-//                    register copies, then what changed is stored 16 bytes at
-//                    a time; the group's draws take one generator call per
-//                    2 * words (or words) of them.
+// What one element computes (element(), run_element(), write()); how the
+// elements of a tile are run is the strategy's (same bits):
+//   the host's vectorised rows, the writer's and the drawn state fields'
+//   bits drawn a row chunk at a time (train/host_row_draws.hpp, run by
+//   train/pass_runner.hpp);
+//   the GPU's groups of 8 consecutive elements moved 16 bytes at a time
+//   (train/update_groups.hpp), also run on the host under host_gpu_order
+//   (train/host_strategy.hpp).
 template <bool ToGradients, class Env, class Arena, int Code>
 struct update_body {
   static constexpr plan_data d = Env::plan::data;
@@ -372,13 +366,16 @@ struct update_body {
   using context = tile_values<Env>;
   using grad_type = typename Arena::grad_type;
   using model_type = typename Arena::model_type;
+  using env_type = Env;
+  using arena_type = Arena;
+  static constexpr bool to_gradients = ToGradients;
   Env env;
 
   MIXPREC_HOST_DEVICE context enter(std::size_t t) const { return enter_tile<Q>(env, t); }
   MIXPREC_HOST_DEVICE bool active(const context& ctx) const { return !ctx.skip; }
 
   // The host runner draws the writer's stochastic-rounding bits per row
-  // (fill_draws) and passes them to element(); element_group draws its own.
+  // and passes them to element(); a group draws its own.
   template <class W, class = void>
   struct draws_of : std::false_type {};
   template <class W>
@@ -403,39 +400,6 @@ struct update_body {
   using writer_generator = typename writer_generator_of<writer_draws>::type;
   template <std::size_t G>
   using field_generator = generator_of<component_at<Env, Env::field_component(G)>>;
-  // A generator call's draws in stochastic_draw's layout: 2 * words slices
-  // (low half of each word first) or `words` words.
-  template <class D, class Block>
-  MIXPREC_HOST_DEVICE static void unpack_call(const Block& blk, D* o) {
-    constexpr int words = sizeof(blk.v) / sizeof(blk.v[0]);
-    for (int k = 0; k < words; ++k) {
-      if constexpr (std::is_same_v<D, std::uint16_t>) {
-        o[2 * k] = static_cast<std::uint16_t>(blk.v[k]);
-        o[2 * k + 1] = static_cast<std::uint16_t>(blk.v[k] >> 16);
-      } else {
-        o[k] = blk.v[k];
-      }
-    }
-  }
-  // The draws of `group` consecutive keys from key0 (a multiple of the
-  // group) under `seed` at step t: group / draws_per_call calls of Gen.
-  template <class Gen, class D>
-  MIXPREC_HOST_DEVICE static void draw_group(std::uint64_t seed, std::uint64_t t, std::uint64_t key0, D* out) {
-    constexpr std::uint64_t per = draws_per_call<Gen, draw_bits<D>>;
-    static_assert(group % per == 0, "mixprec: a group holds whole generator calls");
-    const typename Gen::key_type key = Gen::key(seed, t);
-    for (std::uint32_t b = 0; b < group / per; ++b) unpack_call(Gen::call(key, key0 / per + b), out + b * per);
-  }
-  // The writer's draws of elements [first, first + n) of this tile row.
-  const draw_type* fill_draws(const context& ctx, std::uint64_t first, std::uint32_t n, draw_type* out) const {
-    if constexpr (writer_draws) {
-      return mixprec::fill_draws<writer_generator>(get<static_cast<std::size_t>(d.writer)>(env.comps).seed, ctx.t,
-                                                   first, n, out);
-    } else {
-      (void)ctx, (void)first, (void)n;
-      return out;
-    }
-  }
   // The stochastically rounded per-element state fields (Env::field_drawn)
   // are drawn the same way, keyed on their own seed and entry index, each
   // with its component's generator.
@@ -445,34 +409,6 @@ struct update_body {
     for (std::size_t g = 0; g != nfields; ++g) k += Env::field_drawn(g) ? 1 : 0;
     return k;
   }();
-  // Fills the drawn fields' draws of elements [first, first + n) of a tile
-  // row into buffers[j] (room for n + draw_slack each) and points out[g] at
-  // each field's draw of column 0 (`first` is column c0 of the row).
-  void fill_field_draws(const context& ctx, std::uint64_t first, std::uint32_t c0, std::uint32_t n,
-                        std::uint16_t (*buffers)[draw_chunk + draw_slack], const std::uint16_t** out) const {
-    std::size_t j = 0;
-    fill_field_draws_of(ctx, first, c0, n, buffers, out, j, std::make_index_sequence<nfields>{});
-  }
-  template <std::size_t... G>
-  void fill_field_draws_of([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t first,
-                           [[maybe_unused]] std::uint32_t c0, [[maybe_unused]] std::uint32_t n,
-                           [[maybe_unused]] std::uint16_t (*buffers)[draw_chunk + draw_slack],
-                           [[maybe_unused]] const std::uint16_t** out, [[maybe_unused]] std::size_t& j,
-                           std::index_sequence<G...>) const {
-    (fill_field_draw<G>(ctx, first, c0, n, buffers, out, j), ...);
-  }
-  template <std::size_t G>
-  void fill_field_draw(const context& ctx, std::uint64_t first, std::uint32_t c0, std::uint32_t n,
-                       std::uint16_t (*buffers)[draw_chunk + draw_slack], const std::uint16_t** out,
-                       std::size_t& j) const {
-    out[G] = nullptr;
-    if constexpr (Env::field_drawn(G))
-      out[G] =
-          mixprec::fill_draws<field_generator<G>>(env.fields[G].seed, ctx.t, first - env.shard_begin, n, buffers[j++]) -
-          c0;
-    else (void)ctx, (void)first, (void)c0, (void)n, (void)buffers, (void)j;
-  }
-
   // Where one element's results go: memory (element) or a group's registers.
   struct to_memory {
     const arena_access<Arena>& arena;
@@ -481,35 +417,27 @@ struct update_body {
     MIXPREC_HOST_DEVICE void master(float v) const { arena.set_master(i, v); }
     MIXPREC_HOST_DEVICE void model(model_type v) const { arena.model[i] = v; }
   };
-  struct to_lane {
-    grad_type* grads;
-    float* masters;
-    model_type* models;
-    std::uint32_t j;
-    MIXPREC_HOST_DEVICE void grad(grad_type v) const { grads[j] = v; }
-    MIXPREC_HOST_DEVICE void master(float v) const { masters[j] = v; }
-    MIXPREC_HOST_DEVICE void model(model_type v) const { models[j] = v; }
-  };
-
   // FieldDraws: field_draws holds the drawn state fields' draws (host
   // runner); else they are drawn per element. WriterDrawn: `draws` holds
-  // the writer's (indexed by column); else the writer draws per element.
+  // the writer's (indexed by column); else the writer draws per element
+  // (element_access, train/context.hpp).
   template <bool FieldDraws = false, bool WriterDrawn = false>
   MIXPREC_HOST_DEVICE void element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                    const tile_scalars<Env>& sc, const void* draws = nullptr,
                                    const std::uint16_t* const* field_draws = nullptr) const {
-    run_element<FieldDraws, no_lane, WriterDrawn>(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i),
-                                                  draws, field_draws, nullptr, to_memory{env.arena, i});
+    run_element<element_access<FieldDraws, WriterDrawn>>(i, r, c, ctx, sc, to_float(env.arena.grad[i]),
+                                                         env.arena.weight(i), draws, field_draws, nullptr,
+                                                         to_memory{env.arena, i});
   }
 
   // One element with gradient g and weight w: the chain, then the writer.
-  template <bool FieldDraws, class Lane, bool WriterDrawn, class Out>
+  template <class Access, class Out>
   MIXPREC_HOST_DEVICE void run_element(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                        const tile_scalars<Env>& sc, float g, float w, const void* draws,
-                                       const std::uint16_t* const* field_draws, const Lane* lane,
+                                       const std::uint16_t* const* field_draws, const typename Access::lane* lane,
                                        const Out& out) const {
     float decay = 1.0f;
-    const chain_runner<Q, Env, Code, FieldDraws, Lane> runner{env, ctx, sc, field_draws, lane};
+    const chain_runner<Q, Env, Code, Access> runner{env, ctx, sc, field_draws, lane};
     const float u = runner.run(i, r, c, g, w, decay, [](auto, float) {});
     if constexpr (d.holder >= 0) {
       if (ctx.hold) return;  // accumulated only: nothing to write
@@ -521,7 +449,7 @@ struct update_body {
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
-        const element_context<Env, W, false, Env::template variant<W>(Code), false, Lane, WriterDrawn> wctx{
+        const element_context<Env, W, false, Env::template variant<W>(Code), typename Access::for_writer> wctx{
             env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update, draws, nullptr, lane};
         write(get<W>(env.comps), wctx, w, updated, decayed - w + u, out);
       } else {
@@ -549,146 +477,6 @@ struct update_body {
       if constexpr (!Arena::model_is_master) out.model(writer.template round_weight<model_type>(updated, wctx));
     } else {
       out.model(writer.template write_weight<model_type>(w, updated, step, wctx));
-    }
-  }
-
-  // ---- element_group ----
-  static constexpr std::uint32_t group = 8;
-  using lane_type = group_lane<group>;
-  static constexpr bool writes_model = !ToGradients && (!Arena::has_master || !Arena::model_is_master);
-  static constexpr bool reads_model = !Arena::has_master;
-  // Per-element fields the update pass touches (those of components with an
-  // element rule, and the writer's), and those it may change (not replayed
-  // read-only).
-  template <std::size_t G>
-  static constexpr bool field_touched() {
-    constexpr std::size_t K = Env::field_component(G);
-    return Env::field_info(G).where == extent::element &&
-           (has_update<component_at<Env, K>>::value || static_cast<int>(K) == d.writer);
-  }
-  template <std::size_t G>
-  static constexpr bool field_changed() {
-    constexpr int K = static_cast<int>(Env::field_component(G));
-    return field_touched<G>() && (K == d.writer || !replays_in(d, K, Q));
-  }
-  template <std::size_t G>
-  static constexpr std::size_t field_group_bytes() {
-    return std::size_t{group} * (Env::field_info(G).format == format_id::f32 ? 4 : 2);
-  }
-  // Field G's entry for element i of the tile's parameter, or null where
-  // the field has no entries.
-  template <std::size_t G>
-  MIXPREC_HOST_DEVICE unsigned char* field_place(const context& ctx, std::uint64_t i) const {
-    const field_storage& fs = env.fields[G];
-    if (fs.data == nullptr || ctx.field_base[G] == no_entry) return nullptr;
-    constexpr state_field f = Env::field_info(G);
-    const std::uint64_t at =
-        f.on == parameter_set::all ? i - env.shard_begin : ctx.field_base[G] + (i - ctx.geometry->offset);
-    return static_cast<unsigned char*>(fs.data) + at * (f.format == format_id::f32 ? 4 : 2);
-  }
-
-  // Whether element_group may run on the tile's groups from element
-  // `begin`: every role and field at a 16-byte boundary (or the group's
-  // size when smaller), and the draws' keys at a block boundary.
-  MIXPREC_HOST_DEVICE bool groups_fit(const context& ctx, std::uint64_t begin) const {
-    bool ok = begin % group == 0 && (begin - env.shard_begin) % group == 0;
-    ok = ok && piece_aligned<sizeof(grad_type) * group>(env.arena.grad + begin);
-    if constexpr (Arena::has_master)
-      ok = ok && piece_aligned<sizeof(float) * group>(env.arena.master + (begin - env.arena.master_begin));
-    if constexpr (reads_model || writes_model)
-      ok = ok && piece_aligned<sizeof(model_type) * group>(env.arena.model + begin);
-    fields_fit(ctx, begin, ok, std::make_index_sequence<nfields>{});
-    return ok;
-  }
-  template <std::size_t... G>
-  MIXPREC_HOST_DEVICE void fields_fit([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t begin,
-                                      [[maybe_unused]] bool& ok, std::index_sequence<G...>) const {
-    ((field_touched<G>() ? void(ok = ok && piece_aligned<field_group_bytes<G>()>(field_place<G>(ctx, begin))) : void()),
-     ...);
-  }
-  template <std::size_t... G>
-  MIXPREC_HOST_DEVICE void move_fields([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t i0,
-                                       [[maybe_unused]] unsigned char* cache, [[maybe_unused]] bool store,
-                                       std::index_sequence<G...>) const {
-    (move_field<G>(ctx, i0, cache, store), ...);
-  }
-  template <std::size_t G>
-  MIXPREC_HOST_DEVICE void move_field(const context& ctx, std::uint64_t i0, unsigned char* cache, bool store) const {
-    if constexpr (field_touched<G>()) {
-      if (store && !field_changed<G>()) return;
-      unsigned char* place = field_place<G>(ctx, i0);
-      if (place == nullptr) return;
-      constexpr std::size_t offset = group_field_offset<Env, group>(G);
-      unsigned char* copy = cache + offset;
-      if (store) copy_pieces<field_group_bytes<G>()>(copy, place);
-      else copy_pieces<field_group_bytes<G>()>(place, copy);
-    }
-  }
-  // Each drawn field's draws of the group (keys from key0) into draws[j],
-  // the j-th drawn field; at[g] points at field g's (null if not drawn).
-  // (Field tables are read at compile time only: device code cannot read
-  // the components' constexpr arrays at run time.)
-  template <std::size_t... G>
-  MIXPREC_HOST_DEVICE void draw_fields([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t key0,
-                                       [[maybe_unused]] std::uint16_t (*draws)[group],
-                                       [[maybe_unused]] const std::uint16_t** at, std::index_sequence<G...>) const {
-    [[maybe_unused]] std::size_t j = 0;
-    (draw_field<G>(ctx, key0, draws, at, j), ...);
-  }
-  template <std::size_t G>
-  MIXPREC_HOST_DEVICE void draw_field(const context& ctx, std::uint64_t key0, std::uint16_t (*draws)[group],
-                                      const std::uint16_t** at, std::size_t& j) const {
-    at[G] = nullptr;
-    if constexpr (Env::field_drawn(G)) {
-      draw_group<field_generator<G>>(env.fields[G].seed, ctx.t, key0, draws[j]);
-      at[G] = draws[j++];
-    }
-  }
-
-  // Elements [i0, i0 + group) of the tile, columns [c0, c0 + group) of its
-  // only row (tiles without positions); groups_fit() holds.
-  MIXPREC_HOST_DEVICE void element_group(std::uint64_t i0, std::uint32_t c0, const context& ctx,
-                                         const tile_scalars<Env>& sc) const {
-    constexpr bool hold_possible = d.holder >= 0;
-    // Loads first: the whole group's gradients, weights and fields.
-    alignas(16) grad_type grads[group];
-    alignas(16) float masters[group];
-    alignas(16) model_type models[group];
-    alignas(16) unsigned char cache[group_cache_bytes<Env, group>()];
-    copy_pieces<sizeof(grads)>(env.arena.grad + i0, grads);
-    if constexpr (Arena::has_master)
-      copy_pieces<sizeof(masters)>(env.arena.master + (i0 - env.arena.master_begin), masters);
-    if constexpr (reads_model) copy_pieces<sizeof(models)>(env.arena.model + i0, models);
-    move_fields(ctx, i0, cache, false, std::make_index_sequence<nfields>{});
-    // One generator call per 2 * words (or words) draws, keyed as stochastic_draw.
-    alignas(16) draw_type draws[group];
-    if constexpr (writer_draws)
-      draw_group<writer_generator>(get<static_cast<std::size_t>(d.writer)>(env.comps).seed, ctx.t, i0, draws);
-    constexpr std::size_t nd = drawn_fields > 0 ? drawn_fields : 1;
-    std::uint16_t field_draw_values[nd][group];
-    const std::uint16_t* field_draws[nfields > 0 ? nfields : 1];
-    if constexpr (drawn_fields > 0)
-      draw_fields(ctx, i0 - env.shard_begin, field_draw_values, field_draws, std::make_index_sequence<nfields>{});
-      // The elements, on the copies.
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-    for (std::uint32_t j = 0; j < group; ++j) {
-      const lane_type lane{cache, j};
-      const float w = Arena::has_master ? masters[j] : to_float(models[j]);
-      run_element<(drawn_fields > 0), lane_type, writer_draws>(
-          i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w, writer_draws ? draws : nullptr,
-          drawn_fields > 0 ? field_draws : nullptr, &lane, to_lane{grads, masters, models, j});
-    }
-    // Then the stores.
-    move_fields(ctx, i0, cache, true, std::make_index_sequence<nfields>{});
-    if (hold_possible && ctx.hold) return;
-    if constexpr (ToGradients) {
-      copy_pieces<sizeof(grads)>(grads, env.arena.grad + i0);
-    } else {
-      if constexpr (Arena::has_master)
-        copy_pieces<sizeof(masters)>(masters, env.arena.master + (i0 - env.arena.master_begin));
-      if constexpr (writes_model) copy_pieces<sizeof(models)>(models, env.arena.model + i0);
     }
   }
 };

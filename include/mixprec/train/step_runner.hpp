@@ -117,7 +117,7 @@ struct step_runner {
   void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
     if constexpr (L <= d.max_level) {
       constexpr int q = pass_of_level(L);
-      if constexpr (q >= 0) measure<q, Code>(env, st, ntiles, s, hooks);
+      if constexpr (q >= 0) measure<q, detail::variant_code_in_pass<C...>(Code, q)>(env, st, ntiles, s, hooks);
       detail::run_single(s, detail::decide_body<L, Env>{env});
       run_entries<L>(env, st, s, std::index_sequence_for<C...>{});
       run_levels<L + 1, ToGradients, Code>(env, st, ntiles, s, hooks);
