@@ -592,6 +592,7 @@ struct result {
   bool has_scale;
   float loss_scale;
   double seconds;
+  double bytes;  // per parameter, the whole training state: model, gradient, master weights, optimizer state
   bool control;  // a negative control (--controls), not held to the fp32 accuracy
 };
 
@@ -677,6 +678,11 @@ result run_config(const std::string& name, const Chain& chain, const dataset& da
   r.has_scale = scaled;
   r.loss_scale = last.loss_scale;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // fp32 master weights are the model when the model is float (no copy).
+  const std::size_t master_bytes = mixprec::parameters<Model, Grad, Master>::model_is_master ? 0
+                                   : std::is_void_v<Master>                                  ? 0
+                                                                                             : sizeof(float);
+  r.bytes = static_cast<double>(sizeof(Model) + sizeof(Grad) + master_bytes) + state.bytes_per_parameter();
   r.control = false;
   return r;
 }
@@ -763,10 +769,10 @@ void print_json(const std::vector<result>& results) {
         "  {\"config\": \"%s\", \"backend\": \"%s\", \"model_format\": \"%s\", \"grad_format\": \"%s\", "
         "\"master_format\": \"%s\", \"train_loss\": %.6g, \"train_accuracy_pct\": %.4f, \"test_loss\": %.6g, "
         "\"test_accuracy_pct\": %.4f, \"steps\": %llu, \"skipped_steps\": %llu, \"loss_scale\": %s, "
-        "\"wall_s\": %.3f, \"control\": %s}%s\n",
+        "\"bytes_per_parameter\": %.4g, \"wall_s\": %.3f, \"control\": %s}%s\n",
         r.config.c_str(), mixprec::backend_name(mixprec::current_backend), r.model.c_str(), r.grad.c_str(),
         r.master.c_str(), r.train_loss, 100.0 * r.train_accuracy, r.test_loss, 100.0 * r.test_accuracy,
-        static_cast<unsigned long long>(r.steps), static_cast<unsigned long long>(r.skipped), scale, r.seconds,
+        static_cast<unsigned long long>(r.steps), static_cast<unsigned long long>(r.skipped), scale, r.bytes, r.seconds,
         r.control ? "true" : "false", i + 1 < results.size() ? "," : "");
   }
   std::printf("]\n");
@@ -783,15 +789,15 @@ void print_table(const options& opt, const dataset& data, const std::vector<resu
       "batch %zu, %d epochs\n\n",
       kInputs, kHidden, kClasses, data.train.count, data.test.count, static_cast<double>(opt.lr),
       static_cast<double>(opt.weight_decay), opt.batch, opt.epochs);
-  std::printf("%-26s %-29s %10s %10s %8s %11s %8s\n", "config", "model / grad / master", "train loss", "test acc %",
-              "skipped", "loss scale", "time s");
+  std::printf("%-26s %-29s %7s %10s %10s %8s %11s %8s\n", "config", "model / grad / master", "B/param", "train loss",
+              "test acc %", "skipped", "loss scale", "time s");
   for (const result& r : results) {
     const std::string formats = r.model + " / " + r.grad + " / " + r.master;
     char scale[32];
     if (r.has_scale) std::snprintf(scale, sizeof scale, "%g", static_cast<double>(r.loss_scale));
     else std::snprintf(scale, sizeof scale, "-");
-    std::printf("%-26s %-29s %10.4f %10.2f %8llu %11s %8.2f\n", r.config.c_str(), formats.c_str(), r.train_loss,
-                100.0 * r.test_accuracy, static_cast<unsigned long long>(r.skipped), scale, r.seconds);
+    std::printf("%-26s %-29s %7.2f %10.4f %10.2f %8llu %11s %8.2f\n", r.config.c_str(), formats.c_str(), r.bytes,
+                r.train_loss, 100.0 * r.test_accuracy, static_cast<unsigned long long>(r.skipped), scale, r.seconds);
   }
   double worst = 0.0;
   for (const result& r : results)
@@ -843,6 +849,8 @@ int main(int argc, char** argv) {
                                                     data, opt, curves, steps, &fp16_log));
     results.push_back(run_config<bfloat16, bfloat16, float>("bf16+master", mixprec::chain(mixprec::adamw(o)), data, opt,
                                                             curves, steps));
+    results.push_back(run_config<bfloat16, bfloat16, float>(
+        "bf16+master+bf16-moments", mixprec::chain(mixprec::adamw<bfloat16>(o)), data, opt, curves, steps));
     results.push_back(run_config<bfloat16, bfloat16, void>(
         "pure-bf16+stochastic", mixprec::chain(mixprec::adamw<bfloat16>(o), mixprec::round_model_stochastic{opt.seed}),
         data, opt, curves, steps));

@@ -46,7 +46,8 @@ TEST_SUITE("core") {
     const char* text = "a C string";
     const std::string_view view = "a view";
     CHECK(mixprec::detail::concat() == "");
-    CHECK(mixprec::detail::concat("literal ", text, " ", s, " ", view) == streamed("literal ", text, " ", s, " ", view));
+    CHECK(mixprec::detail::concat("literal ", text, " ", s, " ", view) ==
+          streamed("literal ", text, " ", s, " ", view));
     CHECK(mixprec::detail::concat('c', ' ', true, ' ', false) == streamed('c', ' ', true, ' ', false));
     const int i = -42;
     const long long ll = std::numeric_limits<long long>::min();
@@ -77,8 +78,7 @@ TEST_SUITE("core") {
   TEST_CASE("require throws mixprec::error with the message only when the check fails") {
     CHECK_NOTHROW(mixprec::require(true, "never shown ", 1, 2.5f));
     CHECK(message_of("b1 must lie in [0, 1) (got ", 1.5f, ")") == "mixprec: b1 must lie in [0, 1) (got 1.5)");
-    CHECK(message_of("rank ", 3u, " of ", std::size_t{8}, ": ", std::string("gone")) ==
-          "mixprec: rank 3 of 8: gone");
+    CHECK(message_of("rank ", 3u, " of ", std::size_t{8}, ": ", std::string("gone")) == "mixprec: rank 3 of 8: gone");
     CHECK(message_of() == "mixprec: ");
     const char* null_text = nullptr;
     CHECK(message_of("name ", null_text) == "mixprec: name (null)");

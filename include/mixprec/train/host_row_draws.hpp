@@ -68,9 +68,9 @@ struct host_row_draws {
                        std::size_t& j) const {
     out[G] = nullptr;
     if constexpr (Env::field_drawn(G))
-      out[G] =
-          mixprec::fill_draws<field_generator<G>>(body.env.fields[G].seed, ctx.t, first - body.env.shard_begin, n, buffers[j++]) -
-          c0;
+      out[G] = mixprec::fill_draws<field_generator<G>>(body.env.fields[G].seed, ctx.t, first - body.env.shard_begin, n,
+                                                       buffers[j++]) -
+               c0;
     else (void)ctx, (void)first, (void)c0, (void)n, (void)buffers, (void)j;
   }
 };
