@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing mixprec needs beyond the CUDA toolkit,
 # from Debian's packages, when it is missing. Needs root (or sudo) only when
-# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [fuzz] [format] [python] [torch] [sass]
+# something is missing. Usage: scripts/install-deps.sh [test] [example] [bench] [compare] [fuzz] [format] [python] [torch] [sass]
+#   compare: Debian's PyTorch for bench/compare.py (scripts/bench-compare.sh).
 #   python: a virtual environment in build/venv with safetensors, numpy and
 #   ml_dtypes from PyPI (the safetensors interop tests); skipped with a
 #   warning when PyPI cannot be reached.
@@ -21,7 +22,8 @@ for what in "$@"; do
   case "$what" in
     test) want+=(doctest-dev nlohmann-json3-dev cmake g++ openmpi-bin libopenmpi-dev zlib1g-dev) ;;
     example) want+=(cmake g++ zlib1g-dev python3-matplotlib openmpi-bin libopenmpi-dev) ;;
-    bench) want+=(libbenchmark-dev python3-torch) ;;
+    bench) want+=(libbenchmark-dev) ;;
+    compare) want+=(python3-torch) ;;
     fuzz) want+=(clang libclang-rt-14-dev nlohmann-json3-dev) ;;
     format) want+=(clang-format) ;;
     python) want+=(python3-venv) ; venv=1 ;;
