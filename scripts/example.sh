@@ -5,10 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh example
-cmake --workflow --preset example >/dev/null
+# MIXPREC_EXAMPLE_BUILD_DIR: an existing build tree with the examples (CI
+# passes build/host, which scripts/test.sh has built) instead of the
+# examples preset's build/example.
+build=${MIXPREC_EXAMPLE_BUILD_DIR:-}
+if [ -n "$build" ]; then
+  cmake --build "$build" --target train_digits >/dev/null
+else
+  build=build/example
+  cmake --workflow --preset example >/dev/null
+fi
 out=build/example/digits
 mkdir -p "$out"
-./build/example/examples/train_digits --out "$out" "$@"
+"$build/examples/train_digits" --out "$out" "$@"
 if [[ " $* " != *" --json "* && " $* " != *" --no-csv "* ]]; then
   /usr/bin/python3 examples/train_digits/plot.py --dir "$out"
 fi
