@@ -10,12 +10,15 @@ scripts/install-deps.sh fuzz
 out=build/fuzz
 cuda=$(dirname "$(dirname "$(command -v nvcc)")")
 pids=()
-for target in checkpoint safetensors; do
+builds=()
+for target in checkpoint safetensors; do  # both builds at once (one core each)
   mkdir -p "$out/corpus_$target"
   clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -DTHRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_CPP -Iinclude -isystem "$cuda/include/cccl" -isystem "$cuda/include" \
-    "tests/fuzz/fuzz_$target.cpp" -o "$out/fuzz_$target"
+    "tests/fuzz/fuzz_$target.cpp" -o "$out/fuzz_$target" &
+  builds+=($!)
 done
+for b in "${builds[@]}"; do wait "$b"; done
 for target in checkpoint safetensors; do
   MIXPREC_FUZZ_SEED_DIR="$out/corpus_$target" "$out/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 \
     "$out/corpus_$target" >"$out/fuzz_$target.log" 2>&1 &
