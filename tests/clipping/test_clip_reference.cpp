@@ -19,13 +19,13 @@ using namespace mixprec;
 
 namespace {
 
-struct outcome {
+struct clip_outcome {
   float norm;
   std::vector<std::vector<float>> clipped;
 };
 
 template <class G, bool HasNorm, class Step>
-outcome run_clip(const test::reference_case& c, const Step& step) {
+clip_outcome run_clip(const test::reference_case& c, const Step& step) {
   const std::vector<shape> shapes = {{7, 13}, {64}, {3, 3, 5}, {1}};
   parameters<float, G> p;
   for (std::size_t k = 0; k < shapes.size(); ++k) p.add("g" + std::to_string(k), shapes[k]);
@@ -41,7 +41,7 @@ outcome run_clip(const test::reference_case& c, const Step& step) {
   step.apply(p, state);  // weights start at 0: afterwards they hold the clipped gradient, in fp32
   std::vector<float> w(p.padded_size());
   detail::copy_to_host(p.master_data(), w.data(), w.size());
-  outcome o{};
+  clip_outcome o{};
   if constexpr (HasNorm) o.norm = state.template scalars<0>().norm;
   for (std::size_t k = 0; k < shapes.size(); ++k)
     o.clipped.emplace_back(w.begin() + p[k].offset, w.begin() + p[k].offset + p[k].size);
@@ -49,7 +49,7 @@ outcome run_clip(const test::reference_case& c, const Step& step) {
 }
 
 template <class G>
-outcome run_case(const test::reference_case& c) {
+clip_outcome run_clip_case(const test::reference_case& c) {
   if (c.text("kind") == "value")
     return run_clip<G, false>(
         c, chain(clip_by_value{static_cast<float>(c.number("clip_value"))}, scale_by_constant{1.0f}));
@@ -67,9 +67,9 @@ TEST_SUITE("clipping") {
     const double ulp = std::ldexp(1.0, -23);
     for (const auto& c : cases) {
       const std::string format = c.text("format");
-      const outcome o = format == "f32"    ? run_case<float>(c)
-                        : format == "bf16" ? run_case<bfloat16>(c)
-                                           : run_case<half>(c);
+      const clip_outcome o = format == "f32"    ? run_clip_case<float>(c)
+                             : format == "bf16" ? run_clip_case<bfloat16>(c)
+                                                : run_clip_case<half>(c);
       const bool torch = format == "f32";
       INFO("case " << c.name);
       if (c.text("kind") == "norm") {

@@ -32,10 +32,10 @@ using namespace mixprec;
 
 namespace {
 
-std::string temp_path(const char* name) { return std::string("/tmp/mixprec_test_") + name; }
+std::string weights_temp_path(const char* name) { return std::string("/tmp/mixprec_test_") + name; }
 
 template <class Arena>
-void build(Arena& p) {
+void build_weights(Arena& p) {
   p.add("fc.weight", {4, 6});
   p.add("fc.bias", {6}, "no_decay");
   p.add("norm", {3});
@@ -148,31 +148,32 @@ child_run in_child(std::uint64_t memory_limit, F&& f) {
 TEST_SUITE("io") {
   TEST_CASE("a safetensors round trip restores the model copy bit for bit and the master weights exactly") {
     parameters<bfloat16, half> a;
-    build(a);
+    build_weights(a);
     a.from_host(role::master, synthetic(a.element_count(), 1));
-    const std::string model_path = temp_path("model.safetensors"), master_path = temp_path("master.safetensors");
+    const std::string model_path = weights_temp_path("model.safetensors"),
+                      master_path = weights_temp_path("master.safetensors");
     save_safetensors(model_path, a, role::model, {{"format", "pt"}, {"epoch", "3"}});
     save_safetensors(master_path, a, role::master);
     CHECK(safetensors_metadata(model_path) == std::map<std::string, std::string>{{"epoch", "3"}, {"format", "pt"}});
     CHECK(safetensors_metadata(master_path).empty());
 
     parameters<bfloat16, half> b;  // fresh: any chain, any state
-    build(b);
+    build_weights(b);
     load_safetensors(master_path, b);
     CHECK(b.to_host(role::master) == a.to_host(role::master));
     CHECK(b.to_host(role::model) == a.to_host(role::model));
 
     parameters<bfloat16, bfloat16, void> pure;
-    build(pure);
+    build_weights(pure);
     load_safetensors(model_path, pure);  // BF16 into a bfloat16 model: the same bits
     CHECK(pure.to_host(role::model) == a.to_host(role::model));
     load_safetensors(master_path, pure);  // F32 into a bfloat16 model: rounded to nearest even
     CHECK(pure.to_host(role::model) == a.to_host(role::model));
 
     parameters<fp8_e4m3, bfloat16> f8;
-    build(f8);
+    build_weights(f8);
     parameters<float> big;
-    build(big);
+    build_weights(big);
     std::vector<float> wide = synthetic(big.element_count(), 2, 1000.0f);
     big.from_host(role::master, wide);
     save_safetensors(master_path, big, role::master);
@@ -188,9 +189,9 @@ TEST_SUITE("io") {
 
   TEST_CASE("an arena that keeps a shard of the master weights loads its part of them and the whole model copy") {
     parameters<bfloat16, half> a;
-    build(a);
+    build_weights(a);
     a.from_host(role::master, synthetic(a.element_count(), 4));
-    const std::string path = temp_path("shard_master.safetensors");
+    const std::string path = weights_temp_path("shard_master.safetensors");
     save_safetensors(path, a, role::master);
     // fc.weight is elements [0, 24), fc.bias [32, 38), norm [48, 51): keep [16, 40).
     parameters<bfloat16, half> b;
@@ -217,9 +218,9 @@ TEST_SUITE("io") {
 
   TEST_CASE("safetensors files that do not fit the arena are refused and change nothing") {
     parameters<bfloat16, bfloat16> a;
-    build(a);
+    build_weights(a);
     a.from_host(role::master, synthetic(a.element_count(), 3));
-    const std::string path = temp_path("fit.safetensors");
+    const std::string path = weights_temp_path("fit.safetensors");
     save_safetensors(path, a, role::master);
     auto refused = [&](auto& other, const char* expected) {
       const std::vector<float> before = other.to_host(role::model);
@@ -230,7 +231,7 @@ TEST_SUITE("io") {
     };
     SUBCASE("a parameter the file lacks") {
       parameters<bfloat16, bfloat16> b;
-      build(b);
+      build_weights(b);
       parameters<bfloat16, bfloat16> c;
       c.add("fc.weight", {4, 6});
       c.add("extra", {2});

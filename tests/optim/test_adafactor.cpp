@@ -20,7 +20,7 @@ using namespace mixprec;
 
 namespace {
 
-const std::vector<shape> shapes = {{4, 5}, {7}, {2, 3, 2}, {6, 3}};
+const std::vector<shape> adafactor_shapes = {{4, 5}, {7}, {2, 3, 2}, {6, 3}};
 
 // The reference's zero_grad_rule rows_cols (tests/data/adafactor_reference.txt).
 bool zeroed(std::uint64_t t, std::size_t k, std::size_t i) {
@@ -55,7 +55,7 @@ TEST_SUITE("optim") {
       const bool zeros = c.text("zero_grad_rule") == "rows_cols";
       REQUIRE((zeros || c.text("zero_grad_rule") == "none"));
       const auto r =
-          test::run_trajectory(c, shapes, {"default", "default", "default", "default"}, adafactor(o),
+          test::run_trajectory(c, adafactor_shapes, {"default", "default", "default", "default"}, adafactor(o),
                                [&](std::uint64_t t, std::size_t k, std::size_t i) {
                                  return zeros && zeroed(t, k, i) ? 0.0f : test::synthetic_gradient(t, k, i, grad_scale);
                                });

@@ -46,7 +46,7 @@ std::vector<float> gradients(int t) {
 }
 
 template <class Arena, class Step>
-std::vector<float> run(Arena& p, const Step& step) {
+std::vector<float> run_policy(Arena& p, const Step& step) {
   p.initialize("w", init::constant{1.0}, 0);
   auto state = step.init(p);
   for (int t = 1; t <= steps; ++t) {
@@ -67,16 +67,16 @@ TEST_SUITE("optim") {
     parameters<float, float> reference;
     reference.add("w", {n});
     reference.finalize();
-    const std::vector<float> fp32 = run(reference, sgd(o));
+    const std::vector<float> fp32 = run_policy(reference, sgd(o));
 
     parameters<bfloat16, float, void> nearest, stochastic, kahan;
     for (auto* p : {&nearest, &stochastic, &kahan}) {
       p->add("w", {n});
       p->finalize();
     }
-    const std::vector<float> stalled = run(nearest, chain(sgd(o), round_model_nearest{}));
-    const std::vector<float> sr = run(stochastic, chain(sgd(o), round_model_stochastic{2024}));
-    const std::vector<float> compensated = run(kahan, chain(sgd(o), kahan_summation<bfloat16>{}));
+    const std::vector<float> stalled = run_policy(nearest, chain(sgd(o), round_model_nearest{}));
+    const std::vector<float> sr = run_policy(stochastic, chain(sgd(o), round_model_stochastic{2024}));
+    const std::vector<float> compensated = run_policy(kahan, chain(sgd(o), kahan_summation<bfloat16>{}));
 
     double fp32_mean = 0, sr_mean = 0, sr_var_bound = 0, kahan_worst = 0;
     std::size_t moved = 0;

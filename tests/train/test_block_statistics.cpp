@@ -33,7 +33,7 @@ struct block_statistic_as_update {
 // Parameter sizes: partial last blocks, a parameter of one partial block,
 // an empty one, parameters spanning two and three tiles of 4096, a rank-3
 // parameter.
-const std::vector<std::vector<std::size_t>> shapes = {{100}, {4101}, {8}, {0}, {2, 3, 16}, {7000}, {9000}};
+const std::vector<std::vector<std::size_t>> block_test_shapes = {{100}, {4101}, {8}, {0}, {2, 3, 16}, {7000}, {9000}};
 
 float gradient(std::size_t k, std::size_t i) {
   if (i % 37 == 5) return 0.0f;
@@ -73,12 +73,12 @@ long double of_block(reduction op, const std::vector<float>& g, std::size_t begi
 template <reduction Op, std::uint32_t N>
 void check_blocks(bool clip) {
   parameters<float> p;
-  for (std::size_t k = 0; k < shapes.size(); ++k)
-    p.add("p" + std::to_string(k), shape(shapes[k].begin(), shapes[k].end()));
+  for (std::size_t k = 0; k < block_test_shapes.size(); ++k)
+    p.add("p" + std::to_string(k), shape(block_test_shapes[k].begin(), block_test_shapes[k].end()));
   p.finalize();
-  std::vector<std::vector<float>> grads(shapes.size());
+  std::vector<std::vector<float>> grads(block_test_shapes.size());
   long double squares = 0;
-  for (std::size_t k = 0; k < shapes.size(); ++k) {
+  for (std::size_t k = 0; k < block_test_shapes.size(); ++k) {
     const std::size_t n = p.list()[k].shape.size();
     p.from_host(role::master, k, std::vector<float>(n, 0.0f));
     for (std::size_t i = 0; i < n; ++i) grads[k].push_back(gradient(k, i));
@@ -101,7 +101,7 @@ void check_blocks(bool clip) {
     step.apply(p, state);
   }
   std::size_t checked = 0, blocks = 0;
-  for (std::size_t k = 0; k < shapes.size(); ++k) {
+  for (std::size_t k = 0; k < block_test_shapes.size(); ++k) {
     const std::vector<float> w = p.to_host(role::master, k);
     const std::vector<float>& g = grads[k];
     for (std::size_t b0 = 0; b0 < g.size(); b0 += N) {

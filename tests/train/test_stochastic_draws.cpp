@@ -67,7 +67,7 @@ struct outcome {
 // `steps` steps of the chain (scale_by_adam is its component K) on the
 // same gradients every time.
 template <std::size_t K, class Chain>
-outcome run(const Chain& step, int steps) {
+outcome run_steps(const Chain& step, int steps) {
   arena p;
   make(p);
   auto st = step.init(p);
@@ -146,7 +146,7 @@ TEST_SUITE("train") {
   TEST_CASE_TEMPLATE("the step's stochastic rounding is the per-element definition on any thread count and tiling", G,
                      splitmix_generator, philox_generator) {
     constexpr int steps = 3;
-    const outcome base = run<2>(adamw_chain<G>(), steps);
+    const outcome base = run_steps<2>(adamw_chain<G>(), steps);
     // The model copy: the master weights rounded with the writer's key.
     arena p;
     make(p);
@@ -159,15 +159,16 @@ TEST_SUITE("train") {
     CHECK(checked == p.element_count());
     CHECK_MESSAGE(wrong == 0, std::string(G::name), ": model copy against convert");
     // Whole rows per tile.
-    CHECK_MESSAGE(differences(base, run<3>(chain(by_rows{}, adamw<bfloat16, G>(adamw_options{}),
-                                                 round_model_stochastic<G>{writer_seed}),
-                                           steps)) == 0,
+    CHECK_MESSAGE(differences(base, run_steps<3>(chain(by_rows{}, adamw<bfloat16, G>(adamw_options{}),
+                                                       round_model_stochastic<G>{writer_seed}),
+                                                 steps)) == 0,
                   std::string(G::name), ": row tiles");
 #if defined(MIXPREC_BACKEND_OMP)
     const int threads = omp_get_max_threads();
     for (const int k : {1, 2, 3}) {
       omp_set_num_threads(k);
-      CHECK_MESSAGE(differences(base, run<2>(adamw_chain<G>(), steps)) == 0, std::string(G::name), ": ", k, " threads");
+      CHECK_MESSAGE(differences(base, run_steps<2>(adamw_chain<G>(), steps)) == 0, std::string(G::name), ": ", k,
+                    " threads");
     }
     omp_set_num_threads(threads);
 #endif
@@ -189,7 +190,7 @@ TEST_SUITE("train") {
     fp32.apply(p, st);
     const auto m32 = st.template field<2, float>("exp_avg"), v32 = st.template field<2, float>("exp_avg_sq");
     const std::vector<float> m = test::to_host(m32.data(), m32.size()), v = test::to_host(v32.data(), v32.size());
-    const outcome bf = run<2>(adamw_chain<G>(), 1);
+    const outcome bf = run_steps<2>(adamw_chain<G>(), 1);
     // Fields in chain order: scale_by_constant and decoupled_weight_decay
     // have none, so exp_avg is field 0 and exp_avg_sq field 1.
     using flat = std::tuple<scale_by_constant, decoupled_weight_decay<constant_schedule>>;
