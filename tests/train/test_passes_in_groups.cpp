@@ -2,7 +2,7 @@
 // support/gpu_order_on_host.hpp first: there the host runs the update and
 // measuring passes the GPU's way (detail::host_gpu_order): every whole
 // group of 8 elements of an aligned tile through update_groups
-// (train/update_groups.hpp) and measure_body::values_group, the rest one at
+// (train/update_groups.hpp) and measure_groups (train/measure_groups.hpp), the rest one at
 // a time. The other sources of that executable check the bits (references,
 // committed goldens); this checks that the groups are taken.
 #include <cstdint>

@@ -8,6 +8,7 @@
 #include <mixprec/train/host_row_draws.hpp>
 #include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>
+#include <mixprec/train/measure_groups.hpp>
 #include <mixprec/train/pass_runner.hpp>
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>

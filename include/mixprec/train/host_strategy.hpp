@@ -6,7 +6,7 @@
 //                   pass sweeps the tile once per statistic;
 //   host_gpu_order  the GPU's order on one worker: every whole group of 8
 //                   elements of an aligned tile through update_groups (the
-//                   measuring passes through values_group), the rest one at
+//                   measuring passes through measure_groups), the rest one at
 //                   a time; counts the elements it ran in groups. It lets
 //                   the GPU's element code run, and be checked, on a
 //                   machine without a GPU.

@@ -26,6 +26,7 @@
 #include <mixprec/train/host_row_draws.hpp>
 #include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>
+#include <mixprec/train/measure_groups.hpp>
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/update_groups.hpp>
 
@@ -207,12 +208,13 @@ __global__ void __launch_bounds__(block_threads)
       if constexpr (!positions && Body::NS == 0) {
         // Groups of 8 elements per thread, their gradients and weights
         // loaded 16 bytes at a time.
-        if (body.groups_fit(tile.begin)) {
-          constexpr std::uint32_t G = Body::group;
+        const measure_groups<Body> grouped{body};
+        if (grouped.fits(tile.begin)) {
+          constexpr std::uint32_t G = measure_groups<Body>::group;
           const std::uint32_t groups = n / G;
           for (std::uint32_t k = threadIdx.x; k < groups; k += block_threads) {
             float v[G][N];
-            body.values_group(tile.begin + k * G, k * G, ctx, sc, v);
+            grouped.values(tile.begin + k * G, k * G, ctx, sc, v);
 #pragma unroll
             for (std::uint32_t j = 0; j < G; ++j)
               accumulate_fields(body, acc, v[j], std::make_integer_sequence<int, Body::nstats>{});
@@ -377,7 +379,7 @@ struct host_measure_runner {
     if (local.active(ctx)) {
       const auto sc = load_scalars(local.env);
       constexpr bool gpu_order = std::is_same_v<Strategy, host_gpu_order>;
-      constexpr bool sweeps = Body::pure && !gpu_order;  // the GPU's order: values_group into the buffer below
+      constexpr bool sweeps = Body::pure && !gpu_order;  // the GPU's order: measure_groups into the buffer below
       if constexpr (sweeps) {
         // No stage runs (the statistics pass): each statistic sweeps the
         // tile itself, recomputing the few rules before it; the values of
@@ -399,11 +401,12 @@ struct host_measure_runner {
         const std::uint32_t w = tile.width;
         std::uint32_t first = 0;  // elements of row 0 done in groups
         if constexpr (gpu_order && !Body::d.positions && Body::NS == 0) {
-          if (local.groups_fit(tile.begin)) {
-            constexpr std::uint32_t G = Body::group;
+          const measure_groups<Body> grouped{local};
+          if (grouped.fits(tile.begin)) {
+            constexpr std::uint32_t G = measure_groups<Body>::group;
             for (std::uint32_t c0 = 0; c0 + G <= w; c0 += G) {
               float v[G][N];
-              local.values_group(tile.begin + c0, c0, ctx, sc, v);
+              grouped.values(tile.begin + c0, c0, ctx, sc, v);
               for (std::uint32_t j = 0; j < G; ++j)
                 for (int k = 0; k < N; ++k) values[k][c0 + j] = v[j][k];
             }

@@ -186,6 +186,7 @@ struct measure_body {
     return l;
   }();
   using value_type = pass_partial<static_cast<std::size_t>(F)>;
+  using env_type = Env;
   using context = tile_values<Env>;
   // No stage runs in it (the statistics pass): values() has no side effects.
   static constexpr bool pure = pass.level == 0;
@@ -235,39 +236,8 @@ struct measure_body {
     values_of(i, r, c, ctx, sc, to_float(env.arena.grad[i]), env.arena.weight(i), out);
   }
 
-  // The GPU's way through tiles without positions (as update_body's): a
-  // thread loads the gradients and weights of 8 consecutive elements 16
-  // bytes at a time, then computes their values.
-  static constexpr std::uint32_t group = 8;
-  using arena_type = typename Env::arena_type;
-  using grad_type = typename arena_type::grad_type;
-  using model_type = typename arena_type::model_type;
-  MIXPREC_HOST_DEVICE bool groups_fit(std::uint64_t begin) const {
-    bool ok = begin % group == 0 && piece_aligned<sizeof(grad_type) * group>(env.arena.grad + begin);
-    if constexpr (arena_type::has_master)
-      ok = ok && piece_aligned<sizeof(float) * group>(env.arena.master + (begin - env.arena.master_begin));
-    else ok = ok && piece_aligned<sizeof(model_type) * group>(env.arena.model + begin);
-    return ok;
-  }
-  MIXPREC_HOST_DEVICE void values_group(std::uint64_t i0, std::uint32_t c0, const context& ctx,
-                                        const tile_scalars<Env>& sc,
-                                        float (&out)[group][nstats > 0 ? nstats : 1]) const {
-    alignas(16) grad_type g[group];
-    alignas(16) float w[group];
-    copy_pieces<sizeof(g)>(env.arena.grad + i0, g);
-    if constexpr (arena_type::has_master) {
-      copy_pieces<sizeof(w)>(env.arena.master + (i0 - env.arena.master_begin), w);
-    } else {
-      alignas(16) model_type m[group];
-      copy_pieces<sizeof(m)>(env.arena.model + i0, m);
-      for (std::uint32_t j = 0; j < group; ++j) w[j] = to_float(m[j]);
-    }
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-    for (std::uint32_t j = 0; j < group; ++j) values_of(i0 + j, 0, c0 + j, ctx, sc, to_float(g[j]), w[j], out[j]);
-  }
-
+  // The values of every statistic for one element whose gradient and weight
+  // are already loaded (also the GPU's groups: train/measure_groups.hpp).
   MIXPREC_HOST_DEVICE void values_of(std::uint64_t i, std::uint32_t r, std::uint32_t c, const context& ctx,
                                      const tile_scalars<Env>& sc, float g, float w,
                                      float (&out)[nstats > 0 ? nstats : 1]) const {

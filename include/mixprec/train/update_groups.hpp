@@ -171,7 +171,7 @@ struct update_groups {
   }
 
   // Elements [i0, i0 + group) of the tile, columns [c0, c0 + group) of its
-  // only row (tiles without positions); groups_fit() holds.
+  // only row (tiles without positions); fits() holds.
   MIXPREC_HOST_DEVICE void run(std::uint64_t i0, std::uint32_t c0, const context& ctx,
                                const tile_scalars<Env>& sc) const {
     constexpr bool hold_possible = d.holder >= 0;
