@@ -13,6 +13,12 @@
 //                      rounded): 2 + 20 bytes
 //   pair/adamw_bf16m   adamw_bf16 (fp32 moments) and adamw_bf16m
 //                      alternating: the median ratio bf16m / fp32 moments
+//   step/adamw_q8      the bf16 step with 8-bit block-quantized moments
+//                      (dynamic map, a float scale per 256): 2 + 16 bytes
+//                      (and 1/32 of a byte of scales)
+//   step/adamw_fp8m    the same with e4m3 moments (block 256)
+//   pair/adamw_q8      adamw_bf16 (fp32 moments) and adamw_q8 alternating:
+//                      the median ratio q8 / fp32 moments
 //   *_philox           the same with Philox-4x32-10 for the stochastic
 //                      rounding instead of the default generator (SplitMix64)
 //   optimizer/adamw_bf16  AdamW alone, one update pass (28 bytes)
@@ -86,6 +92,11 @@ void adamw_bf16m(benchmark::State& state) {
   run_step<parameters<bfloat16, bfloat16>>(
       state, chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16, G>(adamw_options{})), 22);
 }
+template <class Code>
+void adamw_coded(benchmark::State& state) {
+  run_step<parameters<bfloat16, bfloat16>>(
+      state, chain(scaler(), clip_by_global_norm{1.0f}, adamw<block_quantized<Code>>(adamw_options{})), 18);
+}
 // Two steps measured in pairs: each iteration runs step `first` on one arena,
 // then step `second` on a second arena, and `ratio` (named by the caller) is
 // the median of the iterations' ratios second / first. The machine's
@@ -138,6 +149,14 @@ template <class G>
 void pair_adamw_bf16m(benchmark::State& state) {
   run_pair(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})),
            chain(scaler(), clip_by_global_norm{1.0f}, adamw<bfloat16, G>(adamw_options{})), 22, "bf16m_over_fp32m");
+}
+
+// What 8-bit moments save: the fp32-moment step (30 bytes), then the same
+// chain with block-quantized dynamic8 moments (18 bytes).
+void pair_adamw_q8(benchmark::State& state) {
+  run_pair(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})),
+           chain(scaler(), clip_by_global_norm{1.0f}, adamw<block_quantized<dynamic8>>(adamw_options{})), 18,
+           "q8_over_fp32m");
 }
 
 // The optimizer alone: AdamW with fp32 master and moments, bf16 gradients
@@ -307,6 +326,8 @@ int main(int argc, char** argv) {
   add("step/adamw_bf16_sr_philox", adamw_bf16_sr<philox_generator>);
   add("step/adamw_bf16m", adamw_bf16m<default_generator>);
   add("step/adamw_bf16m_philox", adamw_bf16m<philox_generator>);
+  add("step/adamw_q8", adamw_coded<dynamic8>);
+  add("step/adamw_fp8m", adamw_coded<fp8_e4m3>);
   auto add_pair = [](const char* name, void (*f)(benchmark::State&)) {
     benchmark::RegisterBenchmark(name, f)
         ->Arg(10000000)
@@ -319,6 +340,7 @@ int main(int argc, char** argv) {
   add_pair("pair/adamw_bf16_sr_philox", pair_adamw_bf16_sr<philox_generator>);
   add_pair("pair/adamw_bf16m", pair_adamw_bf16m<default_generator>);
   add_pair("pair/adamw_bf16m_philox", pair_adamw_bf16m<philox_generator>);
+  add_pair("pair/adamw_q8", pair_adamw_q8);
   add("unfused/adamw_bf16", unfused_adamw_bf16);
   add("unfused/adamw_fp32", unfused_adamw_fp32);
   add("optimizer/adamw_bf16", optimizer_adamw_bf16);

@@ -6,7 +6,7 @@
 # by CUDA builds), for the default generator and for Philox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for s in loss_scale clipping fp8_scaling optimizers splitmix; do /usr/bin/python3 "scripts/reference/$s.py"; done
+for s in loss_scale clipping fp8_scaling optimizers splitmix adamw_blockwise; do /usr/bin/python3 "scripts/reference/$s.py"; done
 cmake --preset host >/dev/null
 cmake --build --preset host --target make_stochastic_golden
 for g in "" philox; do

@@ -5,9 +5,13 @@
 //   fp32                        parameters<float>                     adamw
 //   fp16+master+dynamic-scale   parameters<half, half>  (fp32 master) dynamic_loss_scale + adamw
 //   bf16+master                 parameters<bfloat16, bfloat16>        adamw
+//   bf16+master+bf16-moments    parameters<bfloat16, bfloat16>        adamw<bfloat16>
+//   bf16+master+8bit-moments    parameters<bfloat16, bfloat16>        adamw<block_quantized<dynamic8>>
+//   bf16+master+fp8-moments     parameters<bfloat16, bfloat16>        adamw<block_quantized<fp8_e4m3>>
 //   pure-bf16+stochastic        parameters<bfloat16, bfloat16, void>  adamw<bfloat16> + round_model_stochastic
 //   bf16+kahan                  parameters<bfloat16, bfloat16, void>  adamw + kahan_summation<bfloat16>
-//   fp8-e4m3+master             parameters<fp8_e4m3, bfloat16>        adamw (omit with --no-fp8)
+//   bf16+kahan+8bit-moments     parameters<bfloat16, bfloat16, void>  adamw<block_quantized<dynamic8>> +
+//   kahan_summation fp8-e4m3+master             parameters<fp8_e4m3, bfloat16>        adamw (omit with --no-fp8)
 //
 // --controls adds two runs that show what the techniques above are for:
 // fp16 without loss scaling, and pure bf16 weights with round-to-nearest
@@ -136,7 +140,7 @@ void usage(std::FILE* f) {
                "  --data PATH       the digits .csv.gz (default %s)\n"
                "  --out DIR         where digits_curves.csv and digits_steps.csv go (default .)\n"
                "  --no-csv          write no CSV files\n"
-               "  --no-fp8          skip the sixth configuration (fp8 e4m3 model copy, bf16 gradients, fp32 master)\n"
+               "  --no-fp8          skip the last configuration (fp8 e4m3 model copy, bf16 gradients, fp32 master)\n"
                "  --controls        also run fp16 without loss scaling and pure bf16 with round-to-nearest updates\n"
                "  --json            print a JSON array of the results instead of the table\n"
 #if defined(MIXPREC_DIGITS_MPI)
@@ -851,12 +855,23 @@ int main(int argc, char** argv) {
                                                             curves, steps));
     results.push_back(run_config<bfloat16, bfloat16, float>(
         "bf16+master+bf16-moments", mixprec::chain(mixprec::adamw<bfloat16>(o)), data, opt, curves, steps));
+    results.push_back(run_config<bfloat16, bfloat16, float>(
+        "bf16+master+8bit-moments", mixprec::chain(mixprec::adamw<mixprec::block_quantized<mixprec::dynamic8>>(o)),
+        data, opt, curves, steps));
+    results.push_back(run_config<bfloat16, bfloat16, float>(
+        "bf16+master+fp8-moments", mixprec::chain(mixprec::adamw<mixprec::block_quantized<fp8_e4m3>>(o)), data, opt,
+        curves, steps));
     results.push_back(run_config<bfloat16, bfloat16, void>(
         "pure-bf16+stochastic", mixprec::chain(mixprec::adamw<bfloat16>(o), mixprec::round_model_stochastic{opt.seed}),
         data, opt, curves, steps));
     results.push_back(run_config<bfloat16, bfloat16, void>(
         "bf16+kahan", mixprec::chain(mixprec::adamw(o), mixprec::kahan_summation<bfloat16>{}), data, opt, curves,
         steps));
+    results.push_back(run_config<bfloat16, bfloat16, void>(
+        "bf16+kahan+8bit-moments",
+        mixprec::chain(mixprec::adamw<mixprec::block_quantized<mixprec::dynamic8>>(o),
+                       mixprec::kahan_summation<bfloat16>{}),
+        data, opt, curves, steps));
     if (opt.fp8)
       results.push_back(run_config<fp8_e4m3, bfloat16, float>("fp8-e4m3+master", mixprec::chain(mixprec::adamw(o)),
                                                               data, opt, curves, steps));

@@ -126,12 +126,13 @@ enum class parameter_set : std::uint8_t { all, matrices, vectors, every_matrix }
 
 struct state_field {
   const char* name;
-  format_id format;  // float or bfloat16
+  format_id format;  // float, bfloat16, or block-scaled 8-bit codes (dynamic8s, dynamic8u, e4m3)
   extent where = extent::element;
   parameter_set on = parameter_set::all;
   bool saved = true;          // false: recomputed every step (not in checkpoints)
   bool stochastic = true;     // bfloat16 entries are written with stochastic rounding (else to nearest)
   bool from_weights = false;  // per-element: starts as a copy of the weights (else initial_state())
+  std::uint32_t block = 0;    // 8-bit codes: elements per scale (0: 256; format/block_codes.hpp)
 };
 
 enum class scope : std::uint8_t {

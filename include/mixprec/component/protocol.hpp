@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <mixprec/component/component.hpp>
+#include <mixprec/format/block_codes.hpp>
 
 namespace mixprec::detail {
 
@@ -185,8 +186,11 @@ prefixed_visitor<V> prefixed(V& v, const char* prefix) {
   return {v, prefix};
 }
 
-// Storage type of a state field format (float or bfloat16).
+// Storage type of a state field format (float, bfloat16, or 8-bit codes).
 template <format_id F>
-using field_storage_t = std::conditional_t<F == format_id::bf16, bfloat16, float>;
+using field_storage_t =
+    std::conditional_t<F == format_id::bf16, bfloat16, std::conditional_t<is_coded(F), std::uint8_t, float>>;
+// Bytes per entry of a state field of format f.
+constexpr std::size_t entry_bytes(format_id f) { return f == format_id::f32 ? 4 : f == format_id::bf16 ? 2 : 1; }
 
 }  // namespace mixprec::detail

@@ -24,8 +24,21 @@ using bfloat16 = ::__nv_bfloat16;
 using fp8_e4m3 = ::__nv_fp8_e4m3;
 using fp8_e5m2 = ::__nv_fp8_e5m2;
 
-// Stable identifiers of the formats, used in checkpoints.
-enum class format_id : std::uint8_t { f32 = 1, f16 = 2, bf16 = 3, e4m3 = 4, e5m2 = 5 };
+// Stable identifiers of the formats, used in checkpoints. For
+// block-scaled state fields only (format/block_codes.hpp): dynamic8s and
+// dynamic8u, 8-bit codes of the signed and unsigned dynamic quantization
+// maps; e4m3u, e4m3 codes of a non-negative field (e4m3 itself is a signed
+// one).
+enum class format_id : std::uint8_t {
+  f32 = 1,
+  f16 = 2,
+  bf16 = 3,
+  e4m3 = 4,
+  e5m2 = 5,
+  dynamic8s = 6,
+  dynamic8u = 7,
+  e4m3u = 8
+};
 
 namespace detail {
 template <class T>
@@ -151,6 +164,12 @@ inline const char* format_name(format_id id) {
       return "fp8_e4m3";
     case format_id::e5m2:
       return "fp8_e5m2";
+    case format_id::dynamic8s:
+      return "dynamic8 (signed)";
+    case format_id::dynamic8u:
+      return "dynamic8 (unsigned)";
+    case format_id::e4m3u:
+      return "fp8_e4m3 (unsigned)";
   }
   return "unknown";
 }

@@ -264,7 +264,8 @@ void check_fields(const saved_component& sv, const std::vector<field_buffer>& fi
     require(x.name == fd.name, "checkpoint: state field ", j, " of ", who, " is ", x.name, " in the checkpoint but ",
             fd.name, " here");
     require(x.format == static_cast<std::uint8_t>(fd.format), "checkpoint: state field ", name, " is ",
-            format_name(static_cast<format_id>(x.format)), " in the checkpoint but ", format_name(fd.format), " here");
+            format_name(static_cast<format_id>(x.format)), " in the checkpoint but ", format_name(fd.format),
+            " here: load it into a chain whose StateFormat keeps this field as the checkpoint does");
     require(x.where == static_cast<std::uint8_t>(fd.where) && x.on == static_cast<std::uint8_t>(fd.on),
             "checkpoint: state field ", name, " has another extent in the checkpoint");
     require(x.used == static_cast<std::uint8_t>(mine.used), "checkpoint: state field ", name,
@@ -275,6 +276,8 @@ void check_fields(const saved_component& sv, const std::vector<field_buffer>& fi
         fd.where == extent::element ? entries_of(element_segments(geo, fd.on, first, end)) : mine.entries;
     require(!x.used || x.entries == expected, "checkpoint: state field ", name, " has ", x.entries,
             " entries in the checkpoint but ", expected, " here");
+    require(!x.used || !is_coded(fd.format) || expected == mine.entries, "checkpoint: state field ", name,
+            " is kept in 8-bit codes, which a sharded checkpoint cannot hold yet");
     entries.push_back(x.used ? x.entries : 0);
   }
 }
@@ -354,7 +357,7 @@ void check_data_size(const record_reader& body, chain_state<Arena, C...>& state,
   if constexpr (!Arena::model_is_master) data_bytes += elements * sizeof(typename Arena::model_type);
   const std::vector<field_ref> refs = field_refs(state);
   for (std::size_t f = 0; f < refs.size(); ++f)
-    if (refs[f].decl.saved) data_bytes += out.entries[f] * field_width(refs[f].decl);
+    if (refs[f].decl.saved) data_bytes += saved_field_bytes(refs[f].decl, out.entries[f], *refs[f].buffer);
   out.data_at = body.position();
   require(body.remaining() >= data_bytes, "checkpoint is truncated: its data section needs ", data_bytes,
           " bytes but only ", body.remaining(), " remain");

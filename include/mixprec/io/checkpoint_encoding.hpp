@@ -267,7 +267,12 @@ std::vector<segment_geometry> segment_geometry_of(const Arena& params) {
   for (const auto& p : params.list()) out.push_back({p.offset, p.size, static_cast<std::uint32_t>(p.shape.rank())});
   return out;
 }
-inline std::size_t field_width(const state_field& f) { return f.format == format_id::bf16 ? 2 : 4; }
+inline std::size_t field_width(const state_field& f) { return entry_bytes(f.format); }
+// Bytes of a saved field in the data section: its entries; for 8-bit codes
+// (saved whole only) the whole buffer, the codes then the block scales.
+inline std::uint64_t saved_field_bytes(const state_field& f, std::uint64_t entries, const field_buffer& b) {
+  return is_coded(f.format) ? (entries > 0 ? b.bytes.size() : 0) : entries * field_width(f);
+}
 
 // Every state field of the chain, in file order, with its buffer.
 struct field_ref {
@@ -370,6 +375,10 @@ void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& param
     write_metadata(m, chain, params, state, user, set_id, s);
   }
   const element_range r = state.shard();
+  for (const field_ref& f : field_refs(state))
+    require(!f.buffer->used || !is_coded(f.decl.format) || (r.begin == 0 && r.end == params.padded_size()),
+            "save_checkpoint: ", f.decl.name,
+            " is kept in 8-bit codes, which a sharded checkpoint cannot hold yet; save from an unsharded state");
   std::vector<device_array> arrays;
   if constexpr (Arena::has_master)
     arrays.push_back({params.master_data() + (r.begin - params.master_begin()), (r.end - r.begin) * sizeof(float)});

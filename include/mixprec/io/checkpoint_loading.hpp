@@ -63,6 +63,12 @@ void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>&
       if (!refs[f].buffer->used || !d.saved) continue;
       const std::size_t width = field_width(d);
       std::uint8_t* dst = raw(refs[f].buffer->bytes);
+      if (is_coded(d.format)) {  // whole files only (checked)
+        const std::uint64_t bytes = saved_field_bytes(d, c.entries[f], *refs[f].buffer);
+        if (&c == &head) source_to_device(*c.src, at, dst, bytes, s);
+        at += bytes;
+        continue;
+      }
       if (d.where == extent::element)
         copy_overlap(*c.src, at, element_segments(geo, d.on, c.first, c.end), dst,
                      element_segments(geo, d.on, want.fields.begin, want.fields.end), width, s);

@@ -31,6 +31,7 @@
 #include <mixprec/core/error.hpp>
 #include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/square_root.hpp>
+#include <mixprec/format/block_codes.hpp>
 #include <mixprec/optim/name_patterns.hpp>
 #include <mixprec/optim/schedules.hpp>
 
@@ -41,6 +42,22 @@ namespace mixprec {
 namespace detail {
 template <class F>
 inline constexpr bool is_state_format_v = std::is_same_v<F, float> || std::is_same_v<F, bfloat16>;
+// Moments may also be block-scaled 8-bit codes (format/block_codes.hpp).
+template <class F>
+inline constexpr bool is_moment_format_v = is_state_format_v<F> || is_block_quantized_v<F>;
+// A per-element moment under StateFormat F: of signed values (first
+// moments, momentum) or of non-negative ones (second moments).
+template <class F>
+constexpr state_field moment_field(const char* name, bool non_negative = false) {
+  return {name,
+          non_negative ? state_format<F>::unsigned_id : state_format<F>::signed_id,
+          extent::element,
+          parameter_set::all,
+          true,
+          true,
+          false,
+          state_format<F>::block};
+}
 
 template <class S>
 void validate_schedule(const S& s) {
@@ -214,10 +231,11 @@ struct decoupled_weight_decay_by_name {
 
 template <class F = float, class G = default_generator>
 struct trace {
-  static_assert(detail::is_state_format_v<F>, "trace: the momentum buffer is float or bfloat16");
+  static_assert(detail::is_moment_format_v<F>,
+                "trace: the momentum buffer is float, bfloat16 or block_quantized<dynamic8 or fp8_e4m3>");
   using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "trace";
-  static constexpr state_field state[] = {{"momentum_buffer", format_traits<F>::id}};
+  static constexpr state_field state[] = {detail::moment_field<F>("momentum_buffer")};
   static constexpr field_id<field_index(state, "momentum_buffer")> buffer{};
   float momentum = 0.0f, dampening = 0.0f;
   bool nesterov = false;
@@ -251,12 +269,13 @@ struct trace {
 
 template <class F = float, class G = default_generator>
 struct scale_by_adam {
-  static_assert(detail::is_state_format_v<F>, "scale_by_adam: moments are float or bfloat16");
+  static_assert(detail::is_moment_format_v<F>,
+                "scale_by_adam: moments are float, bfloat16 or block_quantized<dynamic8 or fp8_e4m3>");
   using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "scale_by_adam";
-  static constexpr state_field state[] = {{"exp_avg", format_traits<F>::id},
-                                          {"exp_avg_sq", format_traits<F>::id},
-                                          {"max_exp_avg_sq", format_traits<F>::id}};
+  static constexpr state_field state[] = {detail::moment_field<F>("exp_avg"),
+                                          detail::moment_field<F>("exp_avg_sq", true),
+                                          detail::moment_field<F>("max_exp_avg_sq", true)};
   static constexpr field_id<field_index(state, "exp_avg")> m{};
   static constexpr field_id<field_index(state, "exp_avg_sq")> v{};
   static constexpr field_id<field_index(state, "max_exp_avg_sq")> vmax{};
@@ -344,7 +363,8 @@ struct scale_by_rss {
 
 template <class F = float, class G = default_generator>
 struct scale_by_lion {
-  static_assert(detail::is_state_format_v<F>, "scale_by_lion: the momentum is float or bfloat16");
+  static_assert(detail::is_moment_format_v<F>,
+                "scale_by_lion: the momentum is float, bfloat16 or block_quantized<dynamic8 or fp8_e4m3>");
   using generator = G;  // of the bfloat16 state's stochastic rounding
   static constexpr const char* name = "scale_by_lion";
   // The output uses the momentum before this step's update, so a later pass
@@ -352,7 +372,7 @@ struct scale_by_lion {
   struct traits : component_traits {
     static constexpr bool replayable = false;
   };
-  static constexpr state_field state[] = {{"exp_avg", format_traits<F>::id}};
+  static constexpr state_field state[] = {detail::moment_field<F>("exp_avg")};
   static constexpr field_id<field_index(state, "exp_avg")> m{};
   float b1 = 0.9f, b2 = 0.99f;
   no_scalars initial_scalars() const {

@@ -302,7 +302,23 @@ class chain_t {
         next = detail::entries_of(segments);
       }
       b.entries = next;
-      const std::size_t width = f.format == format_id::bf16 ? 2 : 4;
+      const std::size_t width = detail::entry_bytes(f.format);
+      if (detail::is_coded(f.format)) {
+        // One byte per element, then (16-byte aligned) a float scale per
+        // block of every parameter (train/layout.hpp's block numbering).
+        detail::require(detail::initial_state_of(c, j) == 0.0f, component::name, ": state field \"", f.name,
+                        "\" is kept in 8-bit codes, which start from 0");
+        b.scale_offset = (next + 15) / 16 * 16;
+        b.scales = st.layout_.blocks;
+        b.bytes = detail::allocate<std::uint8_t>(b.scale_offset + b.scales * sizeof(float), "optimizer state");
+        b.base = detail::allocate<std::uint64_t>(b.base_h.size(), "a state table");
+        detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);
+        if (f.format == format_id::dynamic8s) {  // the signed map's code of 0 (the scales start at 0)
+          const std::vector<std::uint8_t> zero(next, detail::block_code<format_id::dynamic8s>::encode(0.0f, 0.0f));
+          detail::write_to_device(zero.data(), detail::raw(b.bytes), next, s);
+        }
+        continue;
+      }
       b.bytes = detail::allocate<std::uint8_t>(next * width, "optimizer state");
       b.base = detail::allocate<std::uint64_t>(b.base_h.size(), "a state table");
       detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);

@@ -46,6 +46,8 @@ struct field_buffer {
   std::vector<std::uint64_t> base_h;
   std::uint64_t entries = 0;
   bool used = false;
+  // 8-bit coded fields: `scales` floats (one per block) at byte scale_offset of `bytes`.
+  std::uint64_t scale_offset = 0, scales = 0;
 };
 
 // A state's storage as it is, for serialisers (io/checkpoint.hpp, the
@@ -192,6 +194,35 @@ class chain_state {
       return tensor_view<const T>(reinterpret_cast<const T*>(detail::raw(b.bytes)), b.entries);
     }
     throw error(detail::concat("chain_state::field: ", component::name, " has no state field \"", name, "\""));
+  }
+  // A field of block-scaled 8-bit codes (format/block_codes.hpp), in
+  // device memory: a code per element (the arena's layout) and a scale per
+  // block of each parameter (parameter p's blocks follow those of 0..p-1).
+  struct coded_view {
+    format_id format;
+    std::uint32_t block;
+    const std::uint8_t* codes;
+    std::size_t entries;
+    const float* scales;
+    std::size_t blocks;
+  };
+  template <std::size_t K>
+  coded_view coded_field(const std::string& name) const {
+    require_initialized("coded_field");
+    using component = std::tuple_element_t<K, std::tuple<C...>>;
+    for (std::size_t j = 0; j < detail::field_count<component>(); ++j) {
+      const state_field f = detail::field_of<component>(j);
+      if (name != f.name) continue;
+      detail::require(detail::is_coded(f.format), "chain_state::coded_field: ", component::name, ".", name, " is ",
+                      format_name(f.format), ", not 8-bit codes (read it with field<K, T>)");
+      const detail::field_buffer& b = fields_[detail::first_field<C...>(K) + j];
+      detail::require(b.used, "chain_state::coded_field: ", component::name, ".", name,
+                      " is not used by these options");
+      const std::uint8_t* base = detail::raw(b.bytes);
+      return {f.format,  f.block != 0 ? f.block : detail::default_code_block,   base,
+              b.entries, reinterpret_cast<const float*>(base + b.scale_offset), b.scales};
+    }
+    throw error(detail::concat("chain_state::coded_field: ", component::name, " has no state field \"", name, "\""));
   }
 
   // The arena this state was made for (names, shapes, groups, formats).

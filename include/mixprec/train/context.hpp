@@ -80,7 +80,32 @@ struct group_lane {
   std::uint32_t j;
 };
 template <class Lane>
-inline constexpr bool is_group_lane = !std::is_same_v<Lane, no_lane>;
+inline constexpr bool is_group_lane = false;
+template <std::uint32_t V>
+inline constexpr bool is_group_lane<group_lane<V>> = true;
+
+// The update pass of a chain with 8-bit coded state (train/coded_blocks.hpp)
+// runs a block of N elements one at a time and keeps the new values of
+// its coded fields in fp32 until the block's scale is known: element j's
+// value of coded field g at values[coded_slot(g) * N + j]. Its other
+// fields are read and written in memory.
+template <std::uint32_t N>
+struct coded_lane {
+  static constexpr std::uint32_t size = N;
+  float* values;
+  std::uint32_t j;
+};
+template <class Lane>
+inline constexpr bool is_coded_lane = false;
+template <std::uint32_t N>
+inline constexpr bool is_coded_lane<coded_lane<N>> = true;
+// Coded fields before global field g.
+template <class Env>
+constexpr std::size_t coded_slot(std::size_t g) {
+  std::size_t k = 0;
+  for (std::size_t f = 0; f < g; ++f) k += is_coded(Env::field_info(f).format) ? 1 : 0;
+  return k;
+}
 
 // How an element's context reaches its stochastic-rounding draws and its
 // per-element state: the runner's choice, for speed only (every choice
@@ -109,8 +134,8 @@ constexpr std::size_t group_field_offset(std::size_t g) {
   std::size_t at = 0;
   for (std::size_t f = 0; f < g; ++f) {
     const state_field s = Env::field_info(f);
-    if (s.where != extent::element) continue;
-    const std::size_t bytes = (s.format == format_id::f32 ? 4 : 2) * std::size_t{V};
+    if (s.where != extent::element || is_coded(s.format)) continue;
+    const std::size_t bytes = entry_bytes(s.format) * std::size_t{V};
     at += (bytes + 15) / 16 * 16;
   }
   return at;
@@ -226,29 +251,37 @@ struct element_context {
                   "field_index(state, \"name\"))");
     constexpr state_field f = field_of<component>(J);
     constexpr std::size_t g = field0 + J;
-    const field_storage& fs = env.fields[g];
-    const std::uint64_t base = tile.field_base[g];
-    std::uint64_t at = base;
-    // Fields of every element are laid out as the arena: the element's own index.
-    if constexpr (f.where == extent::element && f.on == parameter_set::all) at = i - env.shard_begin;
-    else if constexpr (f.where == extent::element) at = base + (i - tile.geometry->offset);
-    else if constexpr (f.where == extent::row) at = base + row();
-    else if constexpr (f.where == extent::column) at = base + tile.batch * tile.geometry->cols + col();
-    else if constexpr (f.where == extent::scalar) at = 0;
-    using F = field_storage_t<f.format>;
-    constexpr bool drawn = FieldDraws && Env::field_drawn(g) && !ReadOnly;
-    const std::uint16_t* draw = nullptr;
-    if constexpr (drawn) draw = field_draws[g] + draw_index();
-    F* place = nullptr;
-    if constexpr (is_group_lane<Lane> && f.where == extent::element) {
-      constexpr std::size_t offset = group_field_offset<Env, Lane::size>(g);
-      place = reinterpret_cast<F*>(lane->cache + offset) + lane->j;
-    } else {
-      place = static_cast<F*>(fs.data) + at;
-    }
     using gen = generator_of<component>;
-    return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element, drawn, gen>{
-        field_entry<f.format, f.stochastic, drawn, gen>{place, at, fs.seed, tile.t, draw}};
+    if constexpr (is_coded(f.format)) {
+      static_assert(is_coded_lane<Lane>,
+                    "mixprec: 8-bit coded state is read and written by the update pass only (train/coded_blocks.hpp)");
+      float* place = lane->values + coded_slot<Env>(g) * Lane::size + lane->j;
+      return state_handle<format_id::f32, false, ReadOnly, true, false, gen>{
+          field_entry<format_id::f32, false, false, gen>{place, i, 0, tile.t, nullptr}};
+    } else {
+      const field_storage& fs = env.fields[g];
+      const std::uint64_t base = tile.field_base[g];
+      std::uint64_t at = base;
+      // Fields of every element are laid out as the arena: the element's own index.
+      if constexpr (f.where == extent::element && f.on == parameter_set::all) at = i - env.shard_begin;
+      else if constexpr (f.where == extent::element) at = base + (i - tile.geometry->offset);
+      else if constexpr (f.where == extent::row) at = base + row();
+      else if constexpr (f.where == extent::column) at = base + tile.batch * tile.geometry->cols + col();
+      else if constexpr (f.where == extent::scalar) at = 0;
+      using F = field_storage_t<f.format>;
+      constexpr bool drawn = FieldDraws && Env::field_drawn(g) && !ReadOnly;
+      const std::uint16_t* draw = nullptr;
+      if constexpr (drawn) draw = field_draws[g] + draw_index();
+      F* place = nullptr;
+      if constexpr (is_group_lane<Lane> && f.where == extent::element) {
+        constexpr std::size_t offset = group_field_offset<Env, Lane::size>(g);
+        place = reinterpret_cast<F*>(lane->cache + offset) + lane->j;
+      } else {
+        place = static_cast<F*>(fs.data) + at;
+      }
+      return state_handle<f.format, f.stochastic, ReadOnly, f.where == extent::element, drawn, gen>{
+          field_entry<f.format, f.stochastic, drawn, gen>{place, at, fs.seed, tile.t, draw}};
+    }
   }
 };
 

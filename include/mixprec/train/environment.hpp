@@ -41,9 +41,10 @@ constexpr std::uint64_t field_seed(std::size_t g) { return 0x6d69787072656300ull
 
 // One state field of one component, on the device.
 struct field_storage {
-  void* data;                 // float or bfloat16 entries
+  void* data;                 // float, bfloat16 or 8-bit code entries
   const std::uint64_t* base;  // per parameter: its first entry (no_entry if the field does not cover it)
   std::uint64_t seed;         // stochastic rounding key (bfloat16 fields)
+  float* scale = nullptr;     // 8-bit codes: one per block (param_geometry::block_base + block in parameter)
 };
 inline constexpr std::uint64_t no_entry = ~std::uint64_t{0};
 
@@ -84,7 +85,7 @@ constexpr std::size_t first_field(std::size_t k) {
 template <class C>
 constexpr bool drawn_field(std::size_t j) {
   const state_field f = field_of<C>(j);
-  return f.format != format_id::f32 && f.stochastic && f.where == extent::element && f.on == parameter_set::all;
+  return f.format == format_id::bf16 && f.stochastic && f.where == extent::element && f.on == parameter_set::all;
 }
 // Global field g (fields numbered in chain order): its declaration and its component.
 template <class... C>

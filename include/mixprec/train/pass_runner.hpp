@@ -23,6 +23,7 @@
 #include <mixprec/detail/execution.hpp>
 #include <mixprec/detail/lanes.hpp>
 #include <mixprec/detail/tiles.hpp>
+#include <mixprec/train/coded_blocks.hpp>
 #include <mixprec/train/host_row_draws.hpp>
 #include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>
@@ -54,26 +55,42 @@ MIXPREC_HOST_DEVICE std::uint64_t column_partial_at(const param_geometry& g, con
 // aligned tiles without positions, groups of consecutive elements
 // (train/update_groups.hpp: 16-byte loads and stores), worker k
 // taking groups k, k + threads, ...; then the elements left one at a time.
-// Returns the number of elements run in groups.
+// A chain with 8-bit coded state runs a block per worker instead
+// (train/coded_blocks.hpp). Returns the number of elements run in groups.
 template <class Body, class Context, class Scalars>
 MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile& tile, const Context& ctx,
                                               const Scalars& sc, std::uint32_t thread, std::uint32_t threads) {
   constexpr bool positions = Body::d.positions;
   const std::uint32_t n = tile.height * tile.width;
   std::uint32_t first = 0;
-  if constexpr (!positions) {
-    const update_groups<Body> in_groups{body};
-    if (in_groups.fits(ctx, tile.begin)) {
-      constexpr std::uint32_t G = update_groups<Body>::group;
-      const std::uint32_t groups = n / G;
-      for (std::uint32_t k = thread; k < groups; k += threads) in_groups.run(tile.begin + k * G, k * G, ctx, sc);
-      first = groups * G;
+  if constexpr (Body::d.coded) {
+    // 8-bit coded state (train/coded_blocks.hpp): on CUDA a block per
+    // warp, on the host a block per worker.
+    constexpr std::uint32_t N = Body::d.block;
+    const coded_blocks<Body> blocks{body};
+#if defined(__CUDA_ARCH__)
+    static_assert(block_threads % 32 == 0, "whole warps");
+    for (std::uint32_t b = thread / 32; b * N < tile.width; b += threads / 32)
+      blocks.run_in_warp(tile, b, thread % 32, ctx, sc);
+#else
+    for (std::uint32_t b = thread; b * N < tile.width; b += threads) blocks.run(tile, b, ctx, sc);
+#endif
+    return 0;
+  } else {
+    if constexpr (!positions) {
+      const update_groups<Body> in_groups{body};
+      if (in_groups.fits(ctx, tile.begin)) {
+        constexpr std::uint32_t G = update_groups<Body>::group;
+        const std::uint32_t groups = n / G;
+        for (std::uint32_t k = thread; k < groups; k += threads) in_groups.run(tile.begin + k * G, k * G, ctx, sc);
+        first = groups * G;
+      }
     }
-  }
-  for (std::uint32_t e = first + thread; e < n; e += threads) {
-    const std::uint32_t r = positions ? e / tile.width : 0;
-    const std::uint32_t c = positions ? e - r * tile.width : e;
-    body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
+    for (std::uint32_t e = first + thread; e < n; e += threads) {
+      const std::uint32_t r = positions ? e / tile.width : 0;
+      const std::uint32_t c = positions ? e - r * tile.width : e;
+      body.element(tile.begin + static_cast<std::uint64_t>(r) * tile.stride + c, r, c, ctx, sc);
+    }
   }
   return first;
 }
@@ -255,10 +272,15 @@ struct host_update_runner {
     const auto ctx = local.enter(t);
     if (!local.active(ctx)) return;
     const auto sc = load_scalars(local.env);
-    if constexpr (std::is_same_v<Strategy, host_gpu_order>) {
-      host_gpu_order::updated += update_tile(local, tile, ctx, sc, 0, 1);
-      return;
+    if constexpr (std::is_same_v<Strategy, host_gpu_order> || Body::d.coded) {
+      const std::uint32_t grouped = update_tile(local, tile, ctx, sc, 0, 1);
+      if constexpr (std::is_same_v<Strategy, host_gpu_order>) host_gpu_order::updated += grouped;
+    } else {
+      sweep(local, tile, ctx, sc);
     }
+  }
+  template <class Context, class Scalars>
+  static void sweep(const Body& local, const step_tile& tile, const Context& ctx, const Scalars& sc) {
     const host_row_draws<Body> rows{local};
     for (std::uint32_t r = 0; r < tile.height; ++r) {
       const std::uint64_t row = tile.begin + static_cast<std::uint64_t>(r) * tile.stride;

@@ -45,6 +45,10 @@ struct component_summary {
   bool has_decide = false, has_entry_rules = false;
   int first_stat = 0, nstats = 0, nfields = 0;
   bool position_fields = false;  // row or column fields
+  int coded_field = -1;          // its first field of block-scaled 8-bit codes (-1: none)
+  bool coded_misplaced = false;  // a coded field that is not of every element, or starts from the weights
+  std::uint32_t code_block = 0;  // that field's block
+  bool code_blocks_differ = false;
 };
 
 template <class C>
@@ -74,6 +78,14 @@ constexpr component_summary summary_of() {
   for (int k = 0; k < s.nfields; ++k) {
     const extent e = field_of<C>(static_cast<std::size_t>(k)).where;
     s.position_fields = s.position_fields || e == extent::row || e == extent::column;
+    const state_field f = field_of<C>(static_cast<std::size_t>(k));
+    if (is_coded(f.format)) {
+      const std::uint32_t b = f.block != 0 ? f.block : default_code_block;
+      s.coded_misplaced =
+          s.coded_misplaced || f.where != extent::element || f.on != parameter_set::all || f.from_weights;
+      s.code_blocks_differ = s.code_blocks_differ || (s.coded_field >= 0 && b != s.code_block);
+      if (s.coded_field < 0) s.coded_field = k, s.code_block = b;
+    }
   }
   return s;
 }
@@ -115,9 +127,13 @@ enum class plan_error {
   writer_before_statistics,
   two_writers,
   two_holders,
-  block_size,           // a per-block statistic's block is not a power of two from 16 to 4096
-  block_sizes_differ,   // per-block statistics of one chain have different blocks
-  block_with_positions  // per-block statistics beside per-row, per-column or per-slice ones
+  block_size,            // a per-block statistic's block is not a power of two from 16 to 4096
+  block_sizes_differ,    // per-block statistics of one chain have different blocks
+  block_with_positions,  // per-block statistics beside per-row, per-column or per-slice ones
+  coded_field_extent,    // an 8-bit coded state field that is not per element of every parameter
+  code_block_size,       // its block is not a power of two from 16 to 4096
+  coded_with_positions,  // 8-bit coded state beside per-row, per-column or per-slice statistics or state
+  coded_replayed         // a component with 8-bit coded state that a measuring pass runs
 };
 
 struct plan_data {
@@ -131,7 +147,8 @@ struct plan_data {
   int npasses = 0;  // measuring passes and the update pass
   int max_level = 0;
   bool positions = false;   // tiles of whole rows, with row and column indices
-  std::uint32_t block = 0;  // elements per block of the per-block statistics (0: none)
+  std::uint32_t block = 0;  // elements per block of the per-block statistics and 8-bit coded state (0: none)
+  bool coded = false;       // some component keeps 8-bit coded state (train/coded_blocks.hpp)
   int writer = -1, holder = -1, scaler = -1;
   plan_error error = plan_error::none;
   int error_component = 0, error_other = 0;
@@ -204,6 +221,37 @@ constexpr void flatten_statistics(plan_data& d) {
     ++k;
   };
   (add(std::common_type<C>{}), ...);
+}
+
+// Phase 2b: block-scaled 8-bit state fields: of every element, and their
+// blocks those of the chain's per-block statistics.
+constexpr void check_coded_fields(plan_data& d) {
+  if (d.error != plan_error::none) return;
+  for (int k = 0; k < d.n; ++k) {
+    const component_summary& c = d.comp[k];
+    if (c.coded_field < 0) continue;
+    const std::uint32_t b = c.code_block;
+    d.error_component = k;
+    if (c.coded_misplaced) {
+      d.error = plan_error::coded_field_extent;
+      return;
+    }
+    if (c.code_blocks_differ || b < 16 || b > max_block || (b & (b - 1)) != 0) {
+      d.error = c.code_blocks_differ ? plan_error::block_sizes_differ : plan_error::code_block_size;
+      return;
+    }
+    if (d.block != 0 && d.block != b) {
+      d.error = plan_error::block_sizes_differ;
+      for (int j = 0; j < d.nstats; ++j)
+        if (d.stats[j].decl.where == scope::block) d.error_other = d.stats[j].component;
+      for (int j = 0; j < k; ++j)
+        if (d.comp[j].coded_field >= 0) d.error_other = j;
+      return;
+    }
+    d.block = b;
+    d.coded = true;
+  }
+  d.error_component = 0;
 }
 
 // Phase 3: the roles a chain has at most one of (writer, holder; the first
@@ -370,7 +418,11 @@ constexpr void form_measuring_passes(plan_data& d) {
   }
   // Per-block statistics need tiles of consecutive elements (whole blocks);
   // per-row, per-column and per-slice ones need tiles of rows.
-  if (d.block != 0 && d.positions) {
+  if (d.coded && d.positions) {
+    d.error = plan_error::coded_with_positions;
+    for (int k = d.n - 1; k >= 0; --k)
+      if (d.comp[k].coded_field >= 0) d.error_component = k;
+  } else if (d.block != 0 && d.positions) {
     d.error = plan_error::block_with_positions;
     for (int j = d.nstats - 1; j >= 0; --j)
       if (d.stats[j].decl.where == scope::block) d.error_component = d.stats[j].component;
@@ -419,6 +471,18 @@ constexpr void place_update_pass(plan_data& d) {
         break;
       }
     }
+    if (d.first_pass[k] < update_pass && d.comp[k].coded_field >= 0) {
+      // Its new codes need the block's new scale, known once the whole
+      // block has run: only the update pass holds blocks that way.
+      d.error = plan_error::coded_replayed;
+      d.error_component = k;
+      for (int j = 0; j < d.nstats; ++j)
+        if (d.stats[j].position > k) {
+          d.error_other = d.stats[j].component;
+          break;
+        }
+      return;
+    }
     if (d.first_pass[k] < update_pass && !d.comp[k].before_statistics && !d.comp[k].replayable) {
       d.error = plan_error::not_replayable;
       d.error_component = k;
@@ -437,6 +501,7 @@ constexpr plan_data make_plan() {
   plan_data d;
   summarize_components<C...>(d);
   flatten_statistics<C...>(d);
+  check_coded_fields(d);
   assign_roles(d);
   assign_levels(d);
   form_measuring_passes(d);
@@ -531,8 +596,8 @@ struct chain_rule<plan_error::block_size, Component, Other> {
 template <class Component, class Other>
 struct chain_rule<plan_error::block_sizes_differ, Component, Other> {
   static_assert(always_false_v<Component>,
-                "mixprec::chain: the per-block statistics of one chain share one block size (Component and Other "
-                "declare different ones)");
+                "mixprec::chain: the per-block statistics and 8-bit coded state of one chain share one block size "
+                "(Component and Other declare different ones)");
   static constexpr bool ok = false;
 };
 template <class Component, class Other>
@@ -540,6 +605,36 @@ struct chain_rule<plan_error::block_with_positions, Component, Other> {
   static_assert(always_false_v<Component>,
                 "mixprec::chain: per-block statistics (Component) cannot share a chain with per-row, per-column or "
                 "per-slice statistics, row or column state or traits::needs_position yet: their tiles differ");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::coded_field_extent, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: block-scaled 8-bit state (dynamic8s, dynamic8u, e4m3 fields) is per element of every "
+                "parameter and starts from 0, not from the weights (Component declares such a field)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::code_block_size, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: the block of 8-bit coded state is a power of two from 16 to 4096 elements "
+                "(state_field::block; Component declares it)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::coded_with_positions, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: 8-bit coded state (Component) cannot share a chain with per-row, per-column or "
+                "per-slice statistics, row or column state or traits::needs_position: its blocks need tiles of "
+                "consecutive elements");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::coded_replayed, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: a statistic of a later component (Other) needs a measuring pass that runs this "
+                "stage, whose 8-bit coded state is written only by the update pass (a block's codes need its new "
+                "scale); use float or bfloat16 state here, or measure before the stage (Component names it)");
   static constexpr bool ok = false;
 };
 template <class Component, class Other>

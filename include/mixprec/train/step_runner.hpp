@@ -68,8 +68,10 @@ struct step_runner {
     env.groups = detail::raw(st.groups_);
     for (std::size_t f = 0; f < st.fields_.size(); ++f) {
       detail::field_buffer& b = st.fields_[f];
-      env.fields[f] = {b.used ? static_cast<void*>(detail::raw(b.bytes)) : nullptr,
-                       b.used ? detail::raw(b.base) : nullptr, detail::field_seed(f)};
+      env.fields[f] = {
+          b.used ? static_cast<void*>(detail::raw(b.bytes)) : nullptr, b.used ? detail::raw(b.base) : nullptr,
+          detail::field_seed(f),
+          b.used && b.scales > 0 ? reinterpret_cast<float*>(detail::raw(b.bytes) + b.scale_offset) : nullptr};
     }
     for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
     env.rows = st.layout_.rows;

@@ -88,7 +88,7 @@ struct update_groups {
   template <std::size_t G>
   static constexpr bool field_touched() {
     constexpr std::size_t K = Env::field_component(G);
-    return Env::field_info(G).where == extent::element &&
+    return Env::field_info(G).where == extent::element && !is_coded(Env::field_info(G).format) &&
            (has_update<component_at<Env, K>>::value || static_cast<int>(K) == d.writer);
   }
   template <std::size_t G>
@@ -98,7 +98,7 @@ struct update_groups {
   }
   template <std::size_t G>
   static constexpr std::size_t field_group_bytes() {
-    return std::size_t{group} * (Env::field_info(G).format == format_id::f32 ? 4 : 2);
+    return std::size_t{group} * entry_bytes(Env::field_info(G).format);
   }
   // Field G's entry for element i of the tile's parameter, or null where
   // the field has no entries.
@@ -109,7 +109,7 @@ struct update_groups {
     constexpr state_field f = Env::field_info(G);
     const std::uint64_t at =
         f.on == parameter_set::all ? i - body.env.shard_begin : ctx.field_base[G] + (i - ctx.geometry->offset);
-    return static_cast<unsigned char*>(fs.data) + at * (f.format == format_id::f32 ? 4 : 2);
+    return static_cast<unsigned char*>(fs.data) + at * entry_bytes(f.format);
   }
 
   // Whether run() may take the tile's groups from element
