@@ -9,17 +9,21 @@
 // whole blocks (train/layout.hpp), so a block is never split between
 // thread blocks or host workers.
 //
-// A block is cut into `lanes` (32, or N when N < 32) runs of `per` = N /
-// lanes consecutive elements: on the GPU a warp takes a block, each thread
-// one run with its copies in registers (per floats per coded field), and
-// the scale is a warp shuffle (run_in_warp); the host runs the lanes one
-// after the other and folds their maxima (run), the same code and bits.
+// A block is cut into lanes of consecutive elements. On the GPU a warp
+// takes a block, each of its 32 threads a lane of N / 32 elements with its
+// copies in registers, and the scale is a warp shuffle (run_in_warp); the
+// host runs those lanes one after the other and folds their maxima
+// (run_as_warp: the GPU's order, under host_gpu_order, so that the tests
+// run that code), or the whole block as one lane whose loops vectorise
+// (run: the host's sweep). The same bits every way.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
 
+#include <mixprec/core/config.hpp>
 #include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/format/block_codes.hpp>
 #include <mixprec/train/context.hpp>
@@ -44,24 +48,35 @@ struct coded_blocks {
   static constexpr std::size_t nfields = Body::nfields;
   static constexpr std::size_t ncoded = coded_slot<Env>(nfields);
   static_assert(ncoded > 0 && N > 0, "coded_blocks: a chain with 8-bit coded state");
-  static constexpr std::uint32_t lanes = N < 32 ? N : 32;
-  static constexpr std::uint32_t per = N / lanes;
-  using lane_type = coded_lane<per>;
+  static constexpr std::uint32_t lanes = N < 32 ? N : 32;  // of a warp that have elements
+  static constexpr std::uint32_t per = N / lanes;          // elements per warp lane
 
   const Body& body;
 
-  // Block `blk` of the tile (columns [blk * N, min((blk + 1) * N, width)) of its only row), all lanes.
+  // Block `blk` of the tile (columns [blk * N, min((blk + 1) * N, width))
+  // of its only row) as one lane: the host's sweep.
   MIXPREC_HOST_DEVICE void run(const step_tile& tile, std::uint32_t blk, const context& ctx,
                                const tile_scalars<Env>& sc) const {
+    float values[ncoded * N];
+    float peak[ncoded];
+    run_lane<N>(tile, blk, 0, ctx, sc, values);
+    for (std::size_t f = 0; f < ncoded; ++f) peak[f] = lane_peak<N>(tile, blk, 0, values, f);
+    store_scales(tile, blk, ctx, peak);
+    encode_lane<N>(tile, blk, 0, ctx, values, peak);
+  }
+  // The same block in the GPU's lanes, one after the other.
+  MIXPREC_HOST_DEVICE void run_as_warp(const step_tile& tile, std::uint32_t blk, const context& ctx,
+                                       const tile_scalars<Env>& sc) const {
     float values[lanes][ncoded * per];
     float peak[ncoded];
     for (std::size_t f = 0; f < ncoded; ++f) peak[f] = 0.0f;
     for (std::uint32_t l = 0; l < lanes; ++l) {
-      run_lane(tile, blk, l, ctx, sc, values[l]);
-      for (std::size_t f = 0; f < ncoded; ++f) peak[f] = max_magnitude(peak[f], lane_peak(tile, blk, l, values[l], f));
+      run_lane<per>(tile, blk, l, ctx, sc, values[l]);
+      for (std::size_t f = 0; f < ncoded; ++f)
+        peak[f] = max_magnitude(peak[f], lane_peak<per>(tile, blk, l, values[l], f));
     }
     store_scales(tile, blk, ctx, peak);
-    for (std::uint32_t l = 0; l < lanes; ++l) encode_lane(tile, blk, l, ctx, values[l], peak);
+    for (std::uint32_t l = 0; l < lanes; ++l) encode_lane<per>(tile, blk, l, ctx, values[l], peak);
   }
 
 #if defined(__CUDA_ARCH__)
@@ -71,37 +86,42 @@ struct coded_blocks {
                               const tile_scalars<Env>& sc) const {
     float values[ncoded * per];
     float peak[ncoded];
-    if (l < lanes) run_lane(tile, blk, l, ctx, sc, values);
+    if (l < lanes) run_lane<per>(tile, blk, l, ctx, sc, values);
 #pragma unroll
     for (std::size_t f = 0; f < ncoded; ++f) {
-      float m = l < lanes ? lane_peak(tile, blk, l, values, f) : 0.0f;
+      float m = l < lanes ? lane_peak<per>(tile, blk, l, values, f) : 0.0f;
 #pragma unroll
       for (int offset = 16; offset > 0; offset /= 2) m = max_magnitude(m, __shfl_xor_sync(0xffffffffu, m, offset));
       peak[f] = m;
     }
     if (l == 0) store_scales(tile, blk, ctx, peak);
-    if (l < lanes) encode_lane(tile, blk, l, ctx, values, peak);  // the butterfly left every lane the maxima
+    if (l < lanes) encode_lane<per>(tile, blk, l, ctx, values, peak);  // the butterfly left every lane the maxima
   }
 #endif
 
  private:
-  // Elements of lane l in block blk: [first, first + count) of the tile's row.
-  MIXPREC_HOST_DEVICE static std::uint32_t lane_first(std::uint32_t blk, std::uint32_t l) { return blk * N + l * per; }
+  // Elements of lane l (of Per elements) in block blk: [first, first + count) of the tile's row.
+  template <std::uint32_t Per>
+  MIXPREC_HOST_DEVICE static std::uint32_t lane_first(std::uint32_t blk, std::uint32_t l) {
+    return blk * N + l * Per;
+  }
+  template <std::uint32_t Per>
   MIXPREC_HOST_DEVICE static std::uint32_t lane_count(const step_tile& tile, std::uint32_t blk, std::uint32_t l) {
-    const std::uint32_t c = lane_first(blk, l);
-    return c >= tile.width ? 0 : (tile.width - c < per ? tile.width - c : per);
+    const std::uint32_t c = lane_first<Per>(blk, l);
+    return c >= tile.width ? 0 : (tile.width - c < Per ? tile.width - c : Per);
   }
   MIXPREC_HOST_DEVICE std::uint64_t block_index(const step_tile& tile, std::uint32_t blk, const context& ctx) const {
     return ctx.geometry->block_base + (tile.begin + blk * N - ctx.geometry->offset) / N;
   }
 
   // Decodes the lane's coded entries into `values`, then runs its elements.
+  template <std::uint32_t Per>
   MIXPREC_HOST_DEVICE void run_lane(const step_tile& tile, std::uint32_t blk, std::uint32_t l, const context& ctx,
                                     const tile_scalars<Env>& sc, float* values) const {
-    const std::uint32_t c0 = lane_first(blk, l), n = lane_count(tile, blk, l);
+    const std::uint32_t c0 = lane_first<Per>(blk, l), n = lane_count<Per>(tile, blk, l);
     const std::uint64_t i0 = tile.begin + c0;
-    const std::uint64_t b = block_index(tile, blk, ctx);
-    decode_fields(i0, n, b, values, std::make_index_sequence<nfields>{});
+    decode_fields<Per>(i0, n, block_index(tile, blk, ctx), values, std::make_index_sequence<nfields>{});
+    using lane_type = coded_lane<Per>;
     for (std::uint32_t j = 0; j < n; ++j) {
       const lane_type lane{values, j};
       const std::uint64_t i = i0 + j;
@@ -110,22 +130,32 @@ struct coded_blocks {
           typename Body::to_memory{body.env.arena, i});
     }
   }
-  // The largest magnitude of coded field slot f's new values in the lane.
+  // The largest magnitude of coded field slot f's new values in the lane
+  // (NaN if any is; the NaNs are counted apart so that the loop vectorises).
+  template <std::uint32_t Per>
   MIXPREC_HOST_DEVICE float lane_peak(const step_tile& tile, std::uint32_t blk, std::uint32_t l, const float* values,
                                       std::size_t f) const {
-    const std::uint32_t n = lane_count(tile, blk, l);
+    const std::uint32_t n = lane_count<Per>(tile, blk, l);
+    const float* v = values + f * Per;
     float m = 0.0f;
-    for (std::uint32_t j = 0; j < n; ++j) m = max_magnitude(m, values[f * per + j]);
-    return m;
+    std::uint32_t nans = 0;
+    MIXPREC_PRAGMA_SIMD
+    for (std::uint32_t j = 0; j < n; ++j) {
+      const float a = v[j] < 0.0f ? -v[j] : v[j];
+      m = a > m ? a : m;
+      nans += a != a ? 1u : 0u;
+    }
+    return nans != 0 ? NAN : m;
   }
   MIXPREC_HOST_DEVICE void store_scales(const step_tile& tile, std::uint32_t blk, const context& ctx,
                                         const float* peak) const {
     scale_fields(block_index(tile, blk, ctx), ctx, peak, std::make_index_sequence<nfields>{});
   }
+  template <std::uint32_t Per>
   MIXPREC_HOST_DEVICE void encode_lane(const step_tile& tile, std::uint32_t blk, std::uint32_t l, const context& ctx,
                                        const float* values, const float* peak) const {
-    encode_fields(tile.begin + lane_first(blk, l), lane_count(tile, blk, l), ctx, values, peak,
-                  std::make_index_sequence<nfields>{});
+    encode_fields<Per>(tile.begin + lane_first<Per>(blk, l), lane_count<Per>(tile, blk, l), ctx, values, peak,
+                       std::make_index_sequence<nfields>{});
   }
 
   // Coded field G's storage when it is used and this pass changes it (a
@@ -138,25 +168,24 @@ struct coded_blocks {
     if (d.holder >= 0 && K > d.holder && ctx.hold) return nullptr;
     return &fs;
   }
-  template <std::size_t G>
   MIXPREC_HOST_DEVICE std::uint8_t* codes_at(const field_storage& fs, std::uint64_t i) const {
     return static_cast<std::uint8_t*>(fs.data) + (i - body.env.shard_begin);
   }
 
-  template <std::size_t... G>
+  template <std::uint32_t Per, std::size_t... G>
   MIXPREC_HOST_DEVICE void decode_fields(std::uint64_t i0, std::uint32_t n, std::uint64_t b, float* values,
                                          std::index_sequence<G...>) const {
-    (decode_field<G>(i0, n, b, values), ...);
+    (decode_field<Per, G>(i0, n, b, values), ...);
   }
-  template <std::size_t G>
+  template <std::uint32_t Per, std::size_t G>
   MIXPREC_HOST_DEVICE void decode_field(std::uint64_t i0, std::uint32_t n, std::uint64_t b, float* values) const {
     constexpr state_field f = Env::field_info(G);
     if constexpr (is_coded(f.format)) {
       const field_storage& fs = body.env.fields[G];
       if (fs.data == nullptr) return;
-      const std::uint8_t* codes = codes_at<G>(fs, i0);
+      const std::uint8_t* codes = codes_at(fs, i0);
       const float scale = fs.scale[b];
-      float* v = values + coded_slot<Env>(G) * per;
+      float* v = values + coded_slot<Env>(G) * Per;
       for (std::uint32_t j = 0; j < n; ++j) v[j] = block_code<f.format>::decode(codes[j], scale);
     }
   }
@@ -173,19 +202,19 @@ struct coded_blocks {
         fs->scale[b] = block_code<f.format>::scale_of(peak[coded_slot<Env>(G)]);
     }
   }
-  template <std::size_t... G>
+  template <std::uint32_t Per, std::size_t... G>
   MIXPREC_HOST_DEVICE void encode_fields(std::uint64_t i0, std::uint32_t n, const context& ctx, const float* values,
                                          const float* peak, std::index_sequence<G...>) const {
-    (encode_field<G>(i0, n, ctx, values, peak), ...);
+    (encode_field<Per, G>(i0, n, ctx, values, peak), ...);
   }
-  template <std::size_t G>
+  template <std::uint32_t Per, std::size_t G>
   MIXPREC_HOST_DEVICE void encode_field(std::uint64_t i0, std::uint32_t n, const context& ctx, const float* values,
                                         const float* peak) const {
     constexpr state_field f = Env::field_info(G);
     if constexpr (is_coded(f.format)) {
       if (const field_storage* fs = written<G>(ctx)) {
-        std::uint8_t* codes = codes_at<G>(*fs, i0);
-        const float* v = values + coded_slot<Env>(G) * per;
+        std::uint8_t* codes = codes_at(*fs, i0);
+        const float* v = values + coded_slot<Env>(G) * Per;
         const float scale = block_code<f.format>::scale_of(peak[coded_slot<Env>(G)]);
         for (std::uint32_t j = 0; j < n; ++j) codes[j] = block_code<f.format>::encode(v[j], scale);
       }

@@ -65,7 +65,7 @@ MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile&
   std::uint32_t first = 0;
   if constexpr (Body::d.coded) {
     // 8-bit coded state (train/coded_blocks.hpp): on CUDA a block per
-    // warp, on the host a block per worker.
+    // warp; on the host (host_gpu_order) the same lanes in turn.
     constexpr std::uint32_t N = Body::d.block;
     const coded_blocks<Body> blocks{body};
 #if defined(__CUDA_ARCH__)
@@ -73,7 +73,7 @@ MIXPREC_HOST_DEVICE std::uint32_t update_tile(const Body& body, const step_tile&
     for (std::uint32_t b = thread / 32; b * N < tile.width; b += threads / 32)
       blocks.run_in_warp(tile, b, thread % 32, ctx, sc);
 #else
-    for (std::uint32_t b = thread; b * N < tile.width; b += threads) blocks.run(tile, b, ctx, sc);
+    for (std::uint32_t b = thread; b * N < tile.width; b += threads) blocks.run_as_warp(tile, b, ctx, sc);
 #endif
     return 0;
   } else {
@@ -272,9 +272,12 @@ struct host_update_runner {
     const auto ctx = local.enter(t);
     if (!local.active(ctx)) return;
     const auto sc = load_scalars(local.env);
-    if constexpr (std::is_same_v<Strategy, host_gpu_order> || Body::d.coded) {
-      const std::uint32_t grouped = update_tile(local, tile, ctx, sc, 0, 1);
-      if constexpr (std::is_same_v<Strategy, host_gpu_order>) host_gpu_order::updated += grouped;
+    if constexpr (std::is_same_v<Strategy, host_gpu_order>) {
+      host_gpu_order::updated += update_tile(local, tile, ctx, sc, 0, 1);
+    } else if constexpr (Body::d.coded) {
+      // 8-bit coded state: a block at a time, each as one vectorised lane.
+      const coded_blocks<Body> blocks{local};
+      for (std::uint32_t b = 0; b * Body::d.block < tile.width; ++b) blocks.run(tile, b, ctx, sc);
     } else {
       sweep(local, tile, ctx, sc);
     }
