@@ -74,9 +74,8 @@ void compare_codes(const test::reference_case& c, const char* codes_key, const c
   }
 }
 
-template <class Format>
-coded_result run_coded_case(const test::reference_case& c) {
-  parameters<float, float> p;
+// An arena of the reference shapes with the synthetic weights, and step t's gradients.
+void fill_coded_weights(parameters<float, float>& p) {
   for (std::size_t k = 0; k < coded_shapes.size(); ++k) p.add("p" + std::to_string(k), coded_shapes[k]);
   p.finalize();
   std::vector<float> w(p.padded_size(), 0.0f);
@@ -84,6 +83,17 @@ coded_result run_coded_case(const test::reference_case& c) {
     for (std::size_t i = 0; i < p[k].size; ++i) w[p[k].offset + i] = test::initial_weight(k, i);
   detail::write_to_device(w.data(), p.master_data(), w.size());
   p.sync_model();
+}
+void fill_coded_gradients(parameters<float, float>& p, std::uint64_t t) {
+  std::vector<float> g(p.padded_size(), 0.0f);
+  for (std::size_t k = 0; k < coded_shapes.size(); ++k)
+    for (std::size_t i = 0; i < p[k].size; ++i) g[p[k].offset + i] = test::synthetic_gradient(t, k, i, 1.0f);
+  detail::write_to_device(g.data(), p.grad_data(), g.size());
+}
+template <class Format>
+coded_result run_coded_case(const test::reference_case& c) {
+  parameters<float, float> p;
+  fill_coded_weights(p);
   adamw_options o;
   o.lr = static_cast<float>(c.number("lr"));
   o.beta1 = static_cast<float>(c.number("beta1"));
@@ -153,22 +163,6 @@ coded_result run_coded_reference(const test::reference_case& c) {
   return {};
 }
 
-// An arena of the reference shapes with the synthetic weights, and step t's gradients.
-void fill_coded_weights(parameters<float, float>& p) {
-  for (std::size_t k = 0; k < coded_shapes.size(); ++k) p.add("p" + std::to_string(k), coded_shapes[k]);
-  p.finalize();
-  std::vector<float> w(p.padded_size(), 0.0f);
-  for (std::size_t k = 0; k < coded_shapes.size(); ++k)
-    for (std::size_t i = 0; i < p[k].size; ++i) w[p[k].offset + i] = test::initial_weight(k, i);
-  detail::write_to_device(w.data(), p.master_data(), w.size());
-  p.sync_model();
-}
-void fill_coded_gradients(parameters<float, float>& p, std::uint64_t t) {
-  std::vector<float> g(p.padded_size(), 0.0f);
-  for (std::size_t k = 0; k < coded_shapes.size(); ++k)
-    for (std::size_t i = 0; i < p[k].size; ++i) g[p[k].offset + i] = test::synthetic_gradient(t, k, i, 1.0f);
-  detail::write_to_device(g.data(), p.grad_data(), g.size());
-}
 std::string coded_temp_path(const char* name) { return std::string("/tmp/mixprec_test_coded_") + name; }
 
 // Largest |w - v| between two arenas' master weights.
