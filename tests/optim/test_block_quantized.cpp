@@ -394,5 +394,9 @@ TEST_SUITE("optim") {
     CHECK(bf16.bytes_per_parameter() == doctest::Approx(4.0));
     CHECK(q8.bytes_per_parameter() == doctest::Approx(2.0 + 2.0 * 4 / 256));
     CHECK(f8.bytes_per_parameter() == doctest::Approx(2.0 + 2.0 * 4 / 128));
+    // Codes are not values: reading them as fp8 without their scales is refused.
+    CHECK(test::contains(
+        test::error_message([&] { (void)f8.field<2, fp8_e4m3>("exp_avg"); }),
+        "is kept in block-scaled 8-bit codes (fp8_e4m3): read its codes and scales with coded_field<K>"));
   }
 }

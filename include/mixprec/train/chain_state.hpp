@@ -187,6 +187,9 @@ class chain_state {
     for (std::size_t j = 0; j < detail::field_count<component>(); ++j) {
       const state_field f = detail::field_of<component>(j);
       if (name != f.name) continue;
+      detail::require(!detail::is_coded(f.format), "chain_state::field: ", component::name, ".", name,
+                      " is kept in block-scaled 8-bit codes (", format_name(f.format),
+                      "): read its codes and scales with coded_field<K>");
       detail::require(f.format == format_traits<T>::id, "chain_state::field: ", component::name, ".", name, " is ",
                       format_name(f.format), ", not ", format_traits<T>::name);
       const detail::field_buffer& b = fields_[detail::first_field<C...>(K) + j];
