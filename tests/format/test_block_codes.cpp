@@ -1,10 +1,12 @@
-// The host's table-driven search for the nearest dynamic-map code
-// (format/block_codes.hpp) against the binary search that defines it (and
-// that the device runs): at every map value and the float just below it
-// (where the code at or below a value changes), at both ends and the middle
-// of every bucket of the table, at the midpoints between neighbouring map
-// values and their neighbours (where the nearest code changes), and at the
-// specials. (The map values themselves are checked against the independent
+// The host's table-driven searches for the nearest code
+// (format/block_codes.hpp) against what defines them: for the dynamic map,
+// the binary search the device runs, at every map value and its neighbours
+// (where the code at or below a value changes), at the midpoints between
+// neighbouring map values and their neighbours (where the nearest code
+// changes), at both ends and the middle of every bucket of the table, and
+// at the specials; for the host's e4m3 arithmetic, the converter (convert<fp8_e4m3,
+// overflow_saturate>) at every e4m3 value, every midpoint and their
+// neighbours, the bucket probes, and past 448. (The map values themselves are checked against the independent
 // reference in tests/optim/test_block_quantized.cpp.)
 #include <cmath>
 #include <cstdint>
@@ -50,10 +52,40 @@ template <bool Signed>
 int index_mismatches() {
   int bad = 0;
   for (const float x : block_code_probes<Signed>())
-    bad += detail::nearest_dynamic_code_by_index<Signed>(x, detail::dynamic_code_index_of<Signed>()) ==
+    bad += detail::nearest_dynamic_code_by_table(x, detail::dynamic_code_search_of<Signed>()) ==
                    detail::nearest_dynamic_code_by_search<Signed>(x)
                ? 0
                : 1;
+  return bad;
+}
+
+std::vector<float> e4m3_code_probes() {
+  std::vector<float> xs = block_code_probes<true>();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (std::uint32_t c = 0; c < 0x7f; ++c) {
+    const float v = detail::widen_bits<fp8_e4m3>(static_cast<std::uint8_t>(c));
+    const float mid = (v + detail::widen_bits<fp8_e4m3>(static_cast<std::uint8_t>(c + 1))) / 2.0f;
+    for (const float y : {v, mid}) {
+      for (const float z : {y, std::nextafter(y, -inf), std::nextafter(y, inf)}) {
+        xs.push_back(z);
+        xs.push_back(-z);
+      }
+    }
+  }
+  for (const float big : {449.0f, 463.9f, 464.0f, 480.0f, 1e30f}) {
+    xs.push_back(big);
+    xs.push_back(-big);
+  }
+  // And a sweep over every float, in steps of 251 patterns.
+  for (std::uint64_t b = 0; b < (1ull << 32); b += 251)
+    xs.push_back(detail::bit_cast<float>(static_cast<std::uint32_t>(b)));
+  return xs;
+}
+
+int e4m3_mismatches() {
+  int bad = 0;
+  for (const float x : e4m3_code_probes())
+    bad += detail::e4m3_code_by_arithmetic(x) == to_bits(convert<fp8_e4m3, overflow_saturate>(x)) ? 0 : 1;
   return bad;
 }
 
@@ -64,4 +96,5 @@ TEST_SUITE("format") {
     CHECK(index_mismatches<true>() == 0);
     CHECK(index_mismatches<false>() == 0);
   }
+  TEST_CASE("the host's e4m3 encoder rounds as the converter does") { CHECK(e4m3_mismatches() == 0); }
 }

@@ -29,8 +29,10 @@
 // fp32 until the block's scale is known (train/coded_blocks.hpp).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 
 #include <mixprec/cast/convert.hpp>
 #include <mixprec/core/config.hpp>
@@ -162,43 +164,98 @@ MIXPREC_HOST_DEVICE std::uint8_t nearest_dynamic_code_by_search(float n) {
   return static_cast<std::uint8_t>(lo);
 }
 
-// The host's way (the search's eight dependent loads cost about 25 ns per
-// value): a table over the top 16 bits of a float gives the last code at
-// or below the smallest float of those bits; no bucket holds more than one
-// map value (their spacing is at least 1.4% of a value, a bucket's width
-// at most 0.8%), so one comparison finishes the search. The same codes
-// (tests/format/test_block_codes.cpp checks every bucket).
-struct dynamic_code_index {
-  std::uint8_t floor[65536];
-  float map[257];  // the map and NaN (no comparison takes a code past 255)
+// The host's way (the search's eight dependent loads cost about 25 ns a
+// value and do not vectorise): the index of the nearest of a sorted list
+// of values is the number of thresholds below x, a threshold between each
+// two neighbours (the largest float that rounds to the lower one). A table
+// over a float's top 16 bits (sign, exponent, 7 mantissa bits) holds, for
+// each bucket, how many thresholds lie below it and the low 16 bits of the
+// one inside it: no bucket holds two (neighbours are at least 1.4% apart,
+// a bucket at most 0.8% wide), and x, in the same bucket, is above it when
+// its own low bits are (below, in a negative bucket: there both are
+// flipped). So one load and integer arithmetic per value. Exponents are
+// clamped to [KeyLo, KeyHi] (keys without the sign), a range that holds
+// every threshold: values past either end count alike, and the table stays
+// small (about 27 KB).
+template <std::uint32_t KeyLo, std::uint32_t KeyHi>
+struct bucket_search {
+  static constexpr std::uint32_t span = KeyHi - KeyLo + 1;
+  // [sign][key - KeyLo]: thresholds below (bits 0-7), then the inner
+  // threshold's low bits, flipped when negative (0xffff when none).
+  std::uint32_t bucket[2 * span];
+  // How many thresholds are below x (x not NaN).
+  int count(float x) const {
+    const std::uint32_t bits = bit_cast<std::uint32_t>(x);
+    const std::uint32_t k = (bits >> 16) & 0x7fffu;
+    const std::uint32_t clamped = k < KeyLo ? KeyLo : (k > KeyHi ? KeyHi : k);
+    const std::uint32_t b = bucket[(bits >> 31) * span + (clamped - KeyLo)];
+    const std::uint32_t low = (bits & 0xffffu) ^ ((bits >> 31) * 0xffffu);
+    return static_cast<int>((b & 0xffu) + (low > (b >> 8) ? 1u : 0u));
+  }
 };
-template <bool Signed>
-inline const dynamic_code_index& dynamic_code_index_of() {
-  static const dynamic_code_index index = [] {
-    dynamic_code_index x{};
-    const float* map = Signed ? dynamic_map_signed.v : dynamic_map_unsigned.v;
-    for (int k = 0; k < 256; ++k) x.map[k] = map[k];
-    x.map[256] = std::numeric_limits<float>::quiet_NaN();
-    for (std::uint32_t key = 0; key < 65536; ++key) {
-      // The smallest float of the bucket: its low bits 0 when positive, 1 when negative.
-      const std::uint32_t low = (key & 0x8000u) != 0 ? 0xffffu : 0u;
-      const float least = bit_cast<float>((key << 16) | low);
-      int lo = 0;
-      while (lo < 255 && map[lo + 1] <= least) ++lo;
-      x.floor[key] = static_cast<std::uint8_t>(lo);
+// The table for `n` (at most 255) ascending finite thresholds.
+template <std::uint32_t KeyLo, std::uint32_t KeyHi>
+bucket_search<KeyLo, KeyHi> make_bucket_search(const float* thresholds, int n) {
+  bucket_search<KeyLo, KeyHi> s{};
+  for (std::uint32_t sign = 0; sign < 2; ++sign)
+    for (std::uint32_t key = KeyLo; key <= KeyHi; ++key) {
+      // The bucket's smallest and largest floats.
+      const std::uint32_t top = (sign << 31) | (key << 16);
+      const float least = bit_cast<float>(sign != 0 ? top | 0xffffu : top);
+      const float most = bit_cast<float>(sign != 0 ? top : top | 0xffffu);
+      int below = 0;
+      while (below < n && thresholds[below] < least) ++below;
+      std::uint32_t inner = 0xffffu;
+      if (below < n && thresholds[below] <= most) {
+        if (below + 1 < n && thresholds[below + 1] <= most)
+          throw std::logic_error("mixprec: bucket_search: two thresholds in one bucket");
+        inner = (bit_cast<std::uint32_t>(thresholds[below]) & 0xffffu) ^ (sign != 0 ? 0xffffu : 0u);
+      }
+      s.bucket[sign * bucket_search<KeyLo, KeyHi>::span + (key - KeyLo)] =
+          static_cast<std::uint32_t>(below) | (inner << 8);
     }
-    return x;
-  }();
-  return index;
+  return s;
 }
+// The largest float at or below x.
+inline float float_at_or_below(double x) {
+  const float f = static_cast<float>(x);
+  return static_cast<double>(f) > x ? std::nextafter(f, -std::numeric_limits<float>::infinity()) : f;
+}
+
+// Dynamic-map codes: the map's midpoints rounded down (a tie goes to the
+// lower code). Keys from 2^-26 (below every threshold's magnitude, the
+// smallest 1.6e-7) to 1 (x / scale is at most 1 in magnitude).
+using dynamic_code_search = bucket_search<(127u - 26u) << 7, 127u << 7>;
 template <bool Signed>
-inline std::uint8_t nearest_dynamic_code_by_index(float n, const dynamic_code_index& x) {
-  if (n != n) return 0;  // as the search: no value is <= NaN
-  int lo = x.floor[bit_cast<std::uint32_t>(n) >> 16];
-  lo += x.map[lo + 1] <= n ? 1 : 0;
-  const double below = static_cast<double>(n) - static_cast<double>(x.map[lo]);
-  const double above = static_cast<double>(x.map[lo + 1]) - static_cast<double>(n);
-  return static_cast<std::uint8_t>(lo + (above < (below < 0 ? -below : below) ? 1 : 0));
+inline const dynamic_code_search& dynamic_code_search_of() {
+  static const dynamic_code_search search = [] {
+    const float* map = Signed ? dynamic_map_signed.v : dynamic_map_unsigned.v;
+    float t[255];
+    for (int k = 0; k < 255; ++k) t[k] = float_at_or_below((static_cast<double>(map[k]) + map[k + 1]) / 2.0);
+    return make_bucket_search<(127u - 26u) << 7, 127u << 7>(t, 255);
+  }();
+  return search;
+}
+inline std::uint8_t nearest_dynamic_code_by_table(float n, const dynamic_code_search& s) {
+  const int c = s.count(n);
+  return static_cast<std::uint8_t>(n != n ? 0 : c);  // as the search: no value is <= NaN
+}
+
+// The e4m3 code of x, rounded to nearest even and saturating, as
+// convert<fp8_e4m3, overflow_saturate> (NaN gives 0x7f), by integer and
+// float arithmetic without branches or loads, so that the host's loop
+// vectorises: a normal result rounds the float's bits to 3 mantissa bits
+// and rebiases them; a subnormal one (below 2^-6) is |x| + 2^14 (whose ulp,
+// 2^-9, is e4m3's subnormal step: the addition rounds to nearest even) less
+// 2^14's bits. Both give code 8 at 2^-6; past 448 saturates.
+MIXPREC_HOST_DEVICE std::uint8_t e4m3_code_by_arithmetic(float x) {
+  const std::uint32_t bits = bit_cast<std::uint32_t>(x);
+  const std::uint32_t a = bits & 0x7fffffffu;
+  const std::uint32_t normal = ((a + 0x7ffffu + ((a >> 20) & 1u)) >> 20) - (120u << 3);
+  const std::uint32_t subnormal = bit_cast<std::uint32_t>(bit_cast<float>(a) + 16384.0f) - 0x46800000u;
+  std::uint32_t c = a < 0x3c800000u ? subnormal : normal;
+  c = c > 0x7eu ? 0x7eu : c;
+  return static_cast<std::uint8_t>(a > 0x7f800000u ? 0x7fu : ((bits >> 24) & 0x80u) | c);
 }
 
 template <bool Signed>
@@ -206,7 +263,7 @@ MIXPREC_HOST_DEVICE std::uint8_t nearest_dynamic_code(float n) {
 #if defined(__CUDA_ARCH__)
   return nearest_dynamic_code_by_search<Signed>(n);
 #else
-  return nearest_dynamic_code_by_index<Signed>(n, dynamic_code_index_of<Signed>());
+  return nearest_dynamic_code_by_table(n, dynamic_code_search_of<Signed>());
 #endif
 }
 
@@ -217,25 +274,51 @@ struct block_code {
   static constexpr bool fp8 = F == format_id::e4m3 || F == format_id::e4m3u;
   // Codes of a non-negative field: never zero (a zero block aside).
   static constexpr bool non_negative = F == format_id::dynamic8u || F == format_id::e4m3u;
+  // The code of every entry of an all-zero block (scale 0): 0 (dynamic8
+  // signed: 127).
+  static constexpr std::uint8_t zero_code = fp8 || non_negative ? 0 : 127;
+  // The code stored for the nearest code c: a non-negative field's zero
+  // (+0, or -0 from rounding) is its smallest non-zero code (e4m3: 2^-9;
+  // dynamic8: map[0] is 0).
+  MIXPREC_HOST_DEVICE static std::uint8_t kept(std::uint8_t c) {
+    if constexpr (!non_negative) return c;
+    else if constexpr (fp8) return (c & 0x7f) == 0 ? 1 : c;
+    else return c == 0 ? 1 : c;
+  }
   // The scale of a block whose largest magnitude is absmax.
   MIXPREC_HOST_DEVICE static float scale_of(float absmax) {
     if constexpr (fp8) return absmax / 448.0f;
     else return absmax;
   }
   MIXPREC_HOST_DEVICE static std::uint8_t encode(float x, float scale) {
+    if (scale == 0.0f) return zero_code;
     if constexpr (fp8) {
-      if (scale == 0.0f) return 0;
-      // A quotient past 448 (by rounding) is 448; a non-negative field's
-      // zero (+0, or -0 from rounding) is the smallest subnormal, 2^-9.
-      const std::uint8_t c = to_bits(convert<fp8_e4m3, overflow_saturate>(x / scale));
-      if constexpr (non_negative) return (c & 0x7f) == 0 ? 1 : c;
-      else return c;
+#if defined(__CUDA_ARCH__)
+      return kept(to_bits(convert<fp8_e4m3, overflow_saturate>(x / scale)));
+#else
+      return kept(e4m3_code_by_arithmetic(x / scale));
+#endif
     } else {
-      if (scale == 0.0f) return non_negative ? 0 : 127;  // the code of 0
-      const std::uint8_t c = nearest_dynamic_code<!non_negative>(x / scale);
-      if constexpr (non_negative) return c == 0 ? 1 : c;  // map[0] is 0
-      else return c;
+      return kept(nearest_dynamic_code<!non_negative>(x / scale));
     }
+  }
+  // The codes of n values of a block whose scale is `scale`, as encode
+  // gives them: on the host a loop without branches, which vectorises.
+  MIXPREC_HOST_DEVICE static void encode_n(const float* x, std::uint32_t n, float scale, std::uint8_t* out) {
+#if defined(__CUDA_ARCH__)
+    for (std::uint32_t j = 0; j < n; ++j) out[j] = encode(x[j], scale);
+#else
+    if (scale == 0.0f) {
+      for (std::uint32_t j = 0; j < n; ++j) out[j] = zero_code;
+    } else if constexpr (fp8) {
+      MIXPREC_PRAGMA_SIMD
+      for (std::uint32_t j = 0; j < n; ++j) out[j] = kept(e4m3_code_by_arithmetic(x[j] / scale));
+    } else {
+      const dynamic_code_search& s = dynamic_code_search_of<!non_negative>();
+      MIXPREC_PRAGMA_SIMD
+      for (std::uint32_t j = 0; j < n; ++j) out[j] = kept(nearest_dynamic_code_by_table(x[j] / scale, s));
+    }
+#endif
   }
   MIXPREC_HOST_DEVICE static float decode(std::uint8_t code, float scale) {
     if constexpr (fp8) return to_float(from_bits<fp8_e4m3>(code)) * scale;

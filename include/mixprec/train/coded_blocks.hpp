@@ -131,21 +131,20 @@ struct coded_blocks {
     }
   }
   // The largest magnitude of coded field slot f's new values in the lane
-  // (NaN if any is; the NaNs are counted apart so that the loop vectorises).
+  // (NaN if any is).
   template <std::uint32_t Per>
   MIXPREC_HOST_DEVICE float lane_peak(const step_tile& tile, std::uint32_t blk, std::uint32_t l, const float* values,
                                       std::size_t f) const {
     const std::uint32_t n = lane_count<Per>(tile, blk, l);
     const float* v = values + f * Per;
-    float m = 0.0f;
-    std::uint32_t nans = 0;
-    MIXPREC_PRAGMA_SIMD
+    // The largest magnitude's bits: magnitudes order as their bits do, and
+    // a NaN's bits are above every other's.
+    std::uint32_t m = 0;
     for (std::uint32_t j = 0; j < n; ++j) {
-      const float a = v[j] < 0.0f ? -v[j] : v[j];
+      const std::uint32_t a = bit_cast<std::uint32_t>(v[j]) & 0x7fffffffu;
       m = a > m ? a : m;
-      nans += a != a ? 1u : 0u;
     }
-    return nans != 0 ? NAN : m;
+    return m > 0x7f800000u ? NAN : bit_cast<float>(m);
   }
   MIXPREC_HOST_DEVICE void store_scales(const step_tile& tile, std::uint32_t blk, const context& ctx,
                                         const float* peak) const {
@@ -186,6 +185,7 @@ struct coded_blocks {
       const std::uint8_t* codes = codes_at(fs, i0);
       const float scale = fs.scale[b];
       float* v = values + coded_slot<Env>(G) * Per;
+      MIXPREC_PRAGMA_SIMD
       for (std::uint32_t j = 0; j < n; ++j) v[j] = block_code<f.format>::decode(codes[j], scale);
     }
   }
@@ -216,7 +216,7 @@ struct coded_blocks {
         std::uint8_t* codes = codes_at(*fs, i0);
         const float* v = values + coded_slot<Env>(G) * Per;
         const float scale = block_code<f.format>::scale_of(peak[coded_slot<Env>(G)]);
-        for (std::uint32_t j = 0; j < n; ++j) codes[j] = block_code<f.format>::encode(v[j], scale);
+        block_code<f.format>::encode_n(v, n, scale, codes);
       }
     }
   }
