@@ -185,7 +185,6 @@ struct coded_blocks {
       const std::uint8_t* codes = codes_at(fs, i0);
       const float scale = fs.scale[b];
       float* v = values + coded_slot<Env>(G) * Per;
-      MIXPREC_PRAGMA_SIMD
       for (std::uint32_t j = 0; j < n; ++j) v[j] = block_code<f.format>::decode(codes[j], scale);
     }
   }
