@@ -1,4 +1,4 @@
-"""A character-level GPT trained under nine precision arms: PyTorch's own and mixprec's.
+"""A character-level GPT trained under ten precision arms: PyTorch's own and mixprec's.
 
 The model and its training follow nanoGPT's CPU configuration of its character-level example:
 4 layers, 4 heads, 128-dimensional embeddings, context 64, batches of 12, no dropout, AdamW
@@ -17,6 +17,8 @@ Arms (one seed, one sequence of batches, one initialisation):
   mixprec bf16 SR        bf16 parameters, no master, stochastic rounding
   mixprec bf16 Kahan     bf16 parameters, no master, Kahan summation
   mixprec fp16 dynamic   fp16 parameters (autocast), fp32 master weights, dynamic loss scaling
+  mixprec bf16 8-bit moments  bf16 parameters (autocast), fp32 master weights, AdamW's moments as
+                         8-bit codes with a scale per 256 elements (moments_dtype="8bit")
 
     python examples/torch_gpt/train.py                  # the full run (2000 iterations per arm)
     python examples/torch_gpt/train.py --iters 30 --check   # the short run CI makes
@@ -229,6 +231,8 @@ ARMS = [
         mixprec=dict(master_weights=False, writer="kahan")),
     Arm("mixprec fp16 dynamic", "mixprec", params=torch.float16, autocast=torch.float16,
         mixprec=dict(loss_scale="dynamic")),
+    Arm("mixprec bf16 8-bit moments", "mixprec", params=torch.bfloat16, autocast=torch.bfloat16,
+        mixprec=dict(moments_dtype="8bit")),
 ]
 
 
@@ -260,7 +264,7 @@ def plot(results, path) -> bool:
     dx.set_xlabel("iteration")
     dx.set_ylabel("validation loss minus torch fp32's (nats)")
     dx.set_title("difference from torch fp32")
-    fig.suptitle("character-level GPT (0.8M parameters) under nine precision arms")
+    fig.suptitle("character-level GPT (0.8M parameters) under ten precision arms")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,6 +28,17 @@ WRITERS = ("nearest", "stochastic", "kahan")
 SCALERS = ("none", "static", "dynamic", "gradscaler")
 
 _CPP_FORMAT = {"fp32": "float", "bf16": "::mixprec::bfloat16", "fp16": "::mixprec::half"}
+# Moments: fp32, bf16 (stochastically rounded), 8-bit codes of the dynamic map
+# with a scale per block of 256 ("8bit", as bitsandbytes' and torchao's
+# 8-bit AdamW), e4m3 codes with a scale per block of 256 ("fp8").
+MOMENTS = ("fp32", "bf16", "8bit", "fp8")
+_CPP_MOMENTS = {"fp32": "float", "bf16": "::mixprec::bfloat16",
+                "8bit": "::mixprec::block_quantized<::mixprec::dynamic8>",
+                "fp8": "::mixprec::block_quantized<::mixprec::fp8_e4m3>"}
+# The optimizers whose moments can be block-quantized (LAMB's trust ratio
+# reads its moments in a measuring pass, before a block's codes can be
+# written; Adafactor and Adam-mini keep other state).
+CODED_MOMENTS_OPTIMIZERS = ("sgd", "adam", "adamw", "lion")
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class Recipe:
     def cpp(self) -> str:
         """The C++ type of this recipe (python/src/recipe.hpp)."""
         master = "float" if self.master else "void"
-        moments = "float" if self.moments == "fp32" else "::mixprec::bfloat16"
+        moments = _CPP_MOMENTS[self.moments]
         scaler = {"none": "none", "static": "fixed", "dynamic": "dynamic", "gradscaler": "grad_scaler"}[self.scaler]
         b = lambda x: "true" if x else "false"  # noqa: E731
         return (f"::mixprec::python::recipe<::mixprec::python::optimizer_kind::{self.optimizer}, "
@@ -88,8 +99,12 @@ def check(r: Recipe) -> None:
         bad(f"unknown optimizer {r.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if r.model not in MODELS:
         bad(f"unknown model dtype {r.model!r}; choose one of {', '.join(MODELS)}")
-    if r.moments not in ("fp32", "bf16"):
-        bad(f"moments are 'fp32' or 'bf16' (stochastically rounded), not {r.moments!r}")
+    if r.moments not in MOMENTS:
+        bad(f"moments are 'fp32', 'bf16' (stochastically rounded), '8bit' or 'fp8' (block-quantized), "
+            f"not {r.moments!r}")
+    if r.moments in ("8bit", "fp8") and r.optimizer not in CODED_MOMENTS_OPTIMIZERS:
+        bad(f"{r.optimizer} cannot keep {r.moments} moments (block-quantized moments are for "
+            f"{', '.join(CODED_MOMENTS_OPTIMIZERS)}): use moments_dtype=torch.float32 or torch.bfloat16")
     if r.writer not in WRITERS:
         bad(f"unknown writer {r.writer!r}; choose one of {', '.join(WRITERS)}")
     if r.scaler not in SCALERS:
@@ -121,6 +136,10 @@ PRECOMPILED = {
         Recipe("adamw", "fp16", scaler="dynamic", clip=True, stats=True),
         Recipe("adamw", "fp16", scaler="dynamic", stats=True),
         Recipe("adamw", "fp16", scaler="gradscaler"),
+        # block-quantized moments (the GPT example's 8-bit arm, the tests)
+        Recipe("adamw", "fp32", moments="8bit"),
+        Recipe("adamw", "bf16", moments="8bit", clip=True),
+        Recipe("adamw", "fp32", moments="fp8"),
         # the other optimizers in fp32
         Recipe("adam", "fp32"),
         Recipe("sgd", "fp32"),

@@ -48,6 +48,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 _PER_GROUP = ("lr", "weight_decay")
 
 _DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+# moments_dtype: a torch dtype or "8bit" (block-quantized codes of the dynamic map)
+_MOMENTS = {torch.float32: "fp32", torch.bfloat16: "bf16", "8bit": "8bit", torch.float8_e4m3fn: "fp8"}
 _FIELD_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _EXTENT = {0: "element", 1: "parameter", 2: "row", 3: "column", 4: "scalar"}
 _STATE_DICT_VERSION = 1
@@ -67,7 +69,12 @@ class Optimizer(torch.optim.Optimizer):
         model_dtype: torch.float32, torch.bfloat16 or torch.float16 (default: the
             parameters' dtype); the parameters are cast to it.
         master_weights: keep fp32 master weights (default True; an fp32 model is its own).
-        moments_dtype: torch.float32 or torch.bfloat16 (stochastically rounded).
+        moments_dtype: torch.float32, torch.bfloat16 (stochastically rounded), '8bit' (one byte
+            per moment: codes of the dynamic quantization map with an fp32 scale per block
+            of 256 elements, as bitsandbytes' and torchao's 8-bit AdamW) or
+            torch.float8_e4m3fn (e4m3 codes, a scale per block of 256); the block-quantized
+            ones for sgd, adam, adamw and lion. state_dict() keeps their codes (uint8) and
+            each field's scales as '<field>_scales'.
         writer: how the weights are written: 'nearest' (default), 'stochastic'
             (stochastic rounding) or 'kahan' (Kahan compensation; no master weights).
         loss_scale: None, a number (static), 'dynamic' or a dict of GradScaler's
@@ -85,7 +92,7 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable, optimizer: str = "adamw", *, model_dtype: Optional[torch.dtype] = None,
-                 master_weights: bool = True, moments_dtype: torch.dtype = torch.float32, writer: str = "nearest",
+                 master_weights: bool = True, moments_dtype: Any = torch.float32, writer: str = "nearest",
                  loss_scale: Any = None, clip_grad_norm: Optional[float] = None, norm_type: float = 2.0,
                  ema_decay: Optional[float] = None, ema_warmup: Optional[str] = None,
                  statistics: Optional[bool] = None,
@@ -114,10 +121,13 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"mixprec: ema_decay must lie in [0, 1] (got {ema_decay})")
         if ema_warmup not in _EMA_WARMUP:
             raise ValueError(f"mixprec: ema_warmup is None, 'tensorflow' or 'timm_v3' (got {ema_warmup!r})")
-        if moments_dtype not in (torch.float32, torch.bfloat16):
-            raise ValueError(f"mixprec: moments_dtype is torch.float32 or torch.bfloat16 (got {moments_dtype})")
+        try:
+            moments = _MOMENTS[moments_dtype]
+        except (KeyError, TypeError):
+            raise ValueError(f"mixprec: moments_dtype is torch.float32, torch.bfloat16, '8bit' or "
+                             f"torch.float8_e4m3fn (got {moments_dtype!r})") from None
         recipe = Recipe(optimizer, _DTYPES[dtype], master=bool(master_weights) or dtype == torch.float32,
-                        moments=_DTYPES[moments_dtype], writer=writer, scaler=scaler,
+                        moments=moments, writer=writer, scaler=scaler,
                         clip=clip_grad_norm is not None, ema=ema_decay is not None, stats=bool(statistics))
         if dtype == torch.float32 and not master_weights:
             raise ValueError("mixprec: an fp32 model is its own master copy; master_weights=False needs "
@@ -273,6 +283,8 @@ class Optimizer(torch.optim.Optimizer):
                 if not f["saved"] or f["count"][k] == 0:
                     continue
                 entry[_state_key(f, fields)] = _field_tensor(f, k, p.shape).clone()
+                if f["block"]:
+                    entry[_state_key(f, fields) + "_scales"] = _field_scales(f, k).clone()
             if self._master_buf is not None:
                 o = self._offsets[k]
                 entry["master"] = self._master_buf[o:o + p.numel()].view(p.shape).clone()
@@ -317,6 +329,11 @@ class Optimizer(torch.optim.Optimizer):
             order.extend(theirs["params"])
         ours = state_dict.get("mixprec")
         if ours is not None:
+            theirs_moments = str(ours.get("recipe", "")).split("-")[3:4]
+            if theirs_moments and theirs_moments[0] != self._recipe.moments:
+                raise ValueError(f"mixprec: the state dict was saved with {theirs_moments[0]} moments, this optimizer "
+                                 f"keeps {self._recipe.moments} moments: load it into an optimizer with the "
+                                 f"moments_dtype it was saved with")
             if ours.get("version") != _STATE_DICT_VERSION:
                 raise ValueError(f"mixprec: state dict version {ours.get('version')} (this release reads "
                                  f"{_STATE_DICT_VERSION})")
@@ -345,6 +362,24 @@ class Optimizer(torch.optim.Optimizer):
                 if not torch.is_tensor(src) or tuple(src.shape) != tuple(dest.shape):
                     raise ValueError(f"mixprec: {key!r} of parameter {self._names[k]!r} has shape "
                                      f"{tuple(getattr(src, 'shape', ()))}, expected {tuple(dest.shape)}")
+                if f["block"]:
+                    # 8-bit codes: only codes of this format, with their scales (never float values as codes)
+                    scales = entry.get(key + "_scales")
+                    if src.dtype != torch.uint8 or not torch.is_tensor(scales):
+                        raise ValueError(
+                            f"mixprec: {key!r} of parameter {self._names[k]!r} is {src.dtype} in the state dict, but "
+                            f"this optimizer keeps it as {f['format']} codes with a scale per {f['block']} "
+                            f"elements: load it into an optimizer with the moments_dtype it was saved with")
+                    want = _field_scales(f, k)
+                    if scales.dtype != torch.float32 or tuple(scales.shape) != tuple(want.shape):
+                        raise ValueError(f"mixprec: {key + '_scales'!r} of parameter {self._names[k]!r} is "
+                                         f"{scales.dtype} {tuple(scales.shape)}, expected float32 "
+                                         f"{tuple(want.shape)}")
+                    plan.append((want, scales))
+                elif not src.is_floating_point():
+                    raise ValueError(f"mixprec: {key!r} of parameter {self._names[k]!r} is {src.dtype} in the state "
+                                     f"dict (8-bit codes?), but this optimizer keeps {f['format']} values: load it "
+                                     f"into an optimizer with the moments_dtype it was saved with")
                 plan.append((dest, src))
                 momentum_loaded = momentum_loaded or f["name"] == "momentum_buffer"
             if "master" in entry and self._master_buf is not None:
@@ -503,6 +538,8 @@ class Optimizer(torch.optim.Optimizer):
             for f in fields:
                 if f["extent"] == 0 and f["saved"] and f["count"][k] > 0:
                     self.state[p][_state_key(f, fields)] = _field_tensor(f, k, p.shape)
+                    if f["block"]:
+                        self.state[p][_state_key(f, fields) + "_scales"] = _field_scales(f, k)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -691,6 +728,12 @@ def _state_key(f, fields) -> str:
     """A field's name in state dicts: its own, or path.name when two components use the name."""
     clash = sum(1 for g in fields if g["name"] == f["name"] and g["saved"]) > 1
     return f"{f['path']}.{f['name']}" if clash else f["name"]
+
+
+def _field_scales(f, k: int) -> torch.Tensor:
+    """Parameter k's block scales of a field of 8-bit codes (a view)."""
+    base, count = f["scale_base"][k], f["scale_count"][k]
+    return f["scales"][base:base + count]
 
 
 def _field_tensor(f, k: int, shape) -> torch.Tensor:

@@ -18,10 +18,10 @@
 
 namespace mixprec::python {
 
-inline constexpr int core_abi = 4;
+inline constexpr int core_abi = 5;
 
 // Element formats as the Python side names them.
-enum class format_code : int { f32 = 0, bf16 = 1, f16 = 2 };
+enum class format_code : int { f32 = 0, bf16 = 1, f16 = 2, u8 = 3 };
 
 // One step's hyperparameters, read from the optimizer's param_groups (base
 // values; per-group factors go through set_groups). Which fields matter
@@ -58,9 +58,15 @@ struct field_info {
   std::string name;                  // "exp_avg"
   int extent = 0;                    // mixprec::extent: element, parameter, row, column, scalar
   bool saved = true;                 // false: recomputed every step
-  buffer data;                       // every entry
+  std::string format;                // "float", "bfloat16", "dynamic8 (signed)", ...
+  buffer data;                       // every entry (8-bit codes: u8)
   std::vector<std::uint64_t> base;   // per parameter: its first entry (~0 when the field does not cover it)
   std::vector<std::uint64_t> count;  // per parameter: its entries
+  // 8-bit codes only (block > 0): one float scale per block of `block`
+  // elements of each parameter, parameter p's at [scale_base[p], + scale_count[p]).
+  std::uint32_t block = 0;
+  buffer scales;
+  std::vector<std::uint64_t> scale_base, scale_count;
 };
 
 // One device scalar of one component (or of the step), as raw bytes.

@@ -46,6 +46,8 @@ nb::dlpack::dtype dlpack_dtype(mp::format_code f) {
       return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Bfloat), 16, 1};
     case mp::format_code::f16:
       return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Float), 16, 1};
+    case mp::format_code::u8:
+      return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::UInt), 8, 1};
     default:
       return {static_cast<std::uint8_t>(nb::dlpack::dtype_code::Float), 32, 1};
   }
@@ -252,9 +254,14 @@ NB_MODULE(MIXPREC_PYTHON_MODULE, m) {
                d["name"] = f.name;
                d["extent"] = f.extent;
                d["saved"] = f.saved;
+               d["format"] = f.format;
                d["data"] = tensor_of(f.data, self);
                d["base"] = f.base;
                d["count"] = f.count;
+               d["block"] = f.block;
+               d["scales"] = f.block != 0 ? tensor_of(f.scales, self) : nb::none();
+               d["scale_base"] = f.scale_base;
+               d["scale_count"] = f.scale_count;
                out.append(d);
              }
              return out;

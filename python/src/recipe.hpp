@@ -393,10 +393,29 @@ class bound final : public core {
       x.name = d.name;
       x.extent = static_cast<int>(d.where);
       x.saved = d.saved;
-      x.data = {reinterpret_cast<std::uintptr_t>(detail::raw(b.bytes)), static_cast<std::size_t>(b.entries),
-                d.format == format_id::bf16 ? format_code::bf16 : format_code::f32};
+      x.format = format_name(d.format);
+      const bool coded = detail::is_coded(d.format);
+      const std::uintptr_t bytes = reinterpret_cast<std::uintptr_t>(detail::raw(b.bytes));
+      x.data = {bytes, static_cast<std::size_t>(b.entries),
+                coded                         ? format_code::u8
+                : d.format == format_id::bf16 ? format_code::bf16
+                                              : format_code::f32};
       x.base = b.base_h;
       for (std::size_t p = 0; p < shapes_.size(); ++p) x.count.push_back(entries_of(d.where, shapes_[p], b.base_h[p]));
+      if (coded) {  // the scales: each parameter's blocks in turn (train/layout.hpp)
+        x.block = d.block != 0 ? d.block : detail::default_code_block;
+        x.scales = {bytes + static_cast<std::uintptr_t>(b.scale_offset), static_cast<std::size_t>(b.scales),
+                    format_code::f32};
+        std::uint64_t next = 0;
+        for (std::size_t p = 0; p < shapes_.size(); ++p) {
+          const std::uint64_t n = entries_of(extent::element, shapes_[p], 0);
+          x.scale_base.push_back(next);
+          x.scale_count.push_back((n + x.block - 1) / x.block);
+          next += x.scale_count.back();
+        }
+        detail::require(next == b.scales, "fields: ", d.name, " has ", b.scales, " scales, its parameters ", next,
+                        " blocks");
+      }
       out.push_back(std::move(x));
     }
   }
