@@ -94,31 +94,29 @@ struct code_table {
 // The dynamic map: for decades i = 0..6, the midpoints of 2^i (signed) or
 // 2^(i+1) (unsigned) equal steps over [0.1, 1], times 10^(i-6), with their
 // negatives when signed; then 0 and 1. Computed in double, each value
-// rounded once to float, sorted ascending.
+// rounded once to float, ascending. The positive values come out ascending
+// (each decade's largest is below the next one's smallest), so they are
+// placed, not sorted (every translation unit evaluates this at compile
+// time).
 constexpr code_table make_dynamic_map(bool is_signed) {
   constexpr double decades[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0};
-  double v[256] = {};
+  code_table out{};
+  // Signed: 127 negatives (mirrored), 0 at 127, positives from 128, 1 at 255.
+  // Unsigned: 0 at 0, 254 positives from 1, 1 at 255.
+  const int first_positive = is_signed ? 128 : 1;
   int n = 0;
   for (int i = 0; i < 7; ++i) {
     const int means = is_signed ? (1 << i) : (1 << (i + 1));
     const double step = 0.9 / static_cast<double>(means);
-    for (int k = 0; k < means; ++k) {
+    for (int k = 0; k < means; ++k, ++n) {
       const double lo = 0.1 + static_cast<double>(k) * step, hi = 0.1 + static_cast<double>(k + 1) * step;
-      const double x = decades[i] * ((lo + hi) / 2.0);
-      v[n++] = x;
-      if (is_signed) v[n++] = -x;
+      const float x = static_cast<float>(decades[i] * ((lo + hi) / 2.0));
+      out.v[first_positive + n] = x;
+      if (is_signed) out.v[126 - n] = -x;
     }
   }
-  v[n++] = 0.0;
-  v[n++] = 1.0;
-  for (int a = 1; a < n; ++a)  // insertion sort (exact duplicates do not occur)
-    for (int b = a; b > 0 && v[b - 1] > v[b]; --b) {
-      const double t = v[b];
-      v[b] = v[b - 1];
-      v[b - 1] = t;
-    }
-  code_table out{};
-  for (int k = 0; k < 256; ++k) out.v[k] = static_cast<float>(v[k]);
+  out.v[first_positive - 1] = 0.0f;
+  out.v[255] = 1.0f;
   return out;
 }
 inline constexpr code_table dynamic_map_signed = make_dynamic_map(true);
