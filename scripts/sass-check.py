@@ -4,7 +4,9 @@ the step's hot kernels (the update pass, the statistics pass, the tile
 reductions and the combine of tile partials), the width of every global
 load and store, the registers, and the local-memory (spill) bytes. Exits 1
 when no update pass has a 128-bit global load (LDG.E.128): the update
-pass is meant to read its streams 16 bytes at a time; and when any of
+pass is meant to read its streams 16 bytes at a time; when an update pass
+of a chain with block-quantized (8-bit) state lacks 128-bit loads or
+stores (its warp lanes move their elements 16 bytes at a time); and when any of
 those kernels contains a trap (BPT.TRAP): nvcc compiles a path it proves
 undefined to one, and the kernel would abort on the GPU. Update passes
 without 128-bit loads are listed by name (those of chains whose tiles have
@@ -259,6 +261,20 @@ def main():
         return 1
     if updates and not wide:
         print("sass-check: FAILED: no update pass loads 16 bytes at a time (no LDG.E.128)")
+        return 1
+    # Chains with block-quantized (8-bit) state run a warp per block, each
+    # thread a lane of consecutive elements moved in pieces of up to 16
+    # bytes (train/coded_blocks.hpp): their update passes must load and
+    # store 16 bytes at a time too.
+    coded = [r for r in updates if "block_quantized" in r[6]]
+    coded_narrow = [r for r in coded if r[5]["L128"] == 0 or r[5]["S128"] == 0]
+    if coded:
+        print("%d update passes of chains with block-quantized state, %d of them with 128-bit loads and stores"
+              % (len(coded), len(coded) - len(coded_narrow)))
+    if coded_narrow:
+        print("sass-check: FAILED: update passes of block-quantized chains without 128-bit loads or stores:")
+        for r in coded_narrow:
+            print("  " + r[6])
         return 1
     return 0
 

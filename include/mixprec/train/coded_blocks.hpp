@@ -11,7 +11,8 @@
 //
 // A block is cut into lanes of consecutive elements. On the GPU a warp
 // takes a block, each of its 32 threads a lane of N / 32 elements with its
-// copies in registers, and the scale is a warp shuffle (run_in_warp); the
+// copies in registers (its gradients, weights and codes moved in pieces of
+// up to 16 bytes), and the scale is a warp shuffle (run_in_warp); the
 // host runs those lanes one after the other and folds their maxima
 // (run_as_warp: the GPU's order, under host_gpu_order, so that the tests
 // run that code), or the whole block as one lane whose loops vectorise
@@ -25,9 +26,11 @@
 
 #include <mixprec/core/config.hpp>
 #include <mixprec/core/pinned_arithmetic.hpp>
+#include <mixprec/detail/vector_access.hpp>
 #include <mixprec/format/block_codes.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/passes.hpp>
+#include <mixprec/train/update_groups.hpp>
 
 MIXPREC_PINNED_BEGIN
 
@@ -114,14 +117,43 @@ struct coded_blocks {
     return ctx.geometry->block_base + (tile.begin + blk * N - ctx.geometry->offset) / N;
   }
 
+  using Arena = typename Body::arena_type;
+  using grad_type = typename Body::grad_type;
+  using model_type = typename Body::model_type;
+  using grouped = update_groups<Body>;  // its register copies' writer and which roles it moves
+  // A warp lane's elements (at most 32) move between memory and registers
+  // in pieces of up to 16 bytes (detail/vector_access.hpp), as the grouped
+  // update pass moves its groups of 8 (train/update_groups.hpp); the host's
+  // sweep, a whole block as one lane, reads memory element by element.
+  template <std::uint32_t Per>
+  static constexpr bool staged = Per <= 32;
+  // Whether the lane's roles from element i0 sit at their pieces'
+  // boundaries (a full lane of a block-aligned tile does).
+  template <std::uint32_t Per>
+  MIXPREC_HOST_DEVICE bool lane_fits(std::uint64_t i0) const {
+    const auto& a = body.env.arena;
+    bool ok = piece_aligned<sizeof(grad_type) * Per>(a.grad + i0);
+    if constexpr (Arena::has_master) ok = ok && piece_aligned<sizeof(float) * Per>(a.master + (i0 - a.master_begin));
+    if constexpr (grouped::reads_model || grouped::writes_model)
+      ok = ok && piece_aligned<sizeof(model_type) * Per>(a.model + i0);
+    return ok;
+  }
+
   // Decodes the lane's coded entries into `values`, then runs its elements.
   template <std::uint32_t Per>
   MIXPREC_HOST_DEVICE void run_lane(const step_tile& tile, std::uint32_t blk, std::uint32_t l, const context& ctx,
                                     const tile_scalars<Env>& sc, float* values) const {
     const std::uint32_t c0 = lane_first<Per>(blk, l), n = lane_count<Per>(tile, blk, l);
     const std::uint64_t i0 = tile.begin + c0;
-    decode_fields<Per>(i0, n, block_index(tile, blk, ctx), values, std::make_index_sequence<nfields>{});
     using lane_type = coded_lane<Per>;
+    if constexpr (staged<Per>) {
+      if (n == Per && lane_fits<Per>(i0)) {
+        decode_fields<Per>(i0, Per, block_index(tile, blk, ctx), values, std::make_index_sequence<nfields>{});
+        run_staged<Per>(i0, c0, ctx, sc, values);
+        return;
+      }
+    }
+    decode_fields<Per>(i0, n, block_index(tile, blk, ctx), values, std::make_index_sequence<nfields>{});
     for (std::uint32_t j = 0; j < n; ++j) {
       const lane_type lane{values, j};
       const std::uint64_t i = i0 + j;
@@ -130,6 +162,38 @@ struct coded_blocks {
           typename Body::to_memory{body.env.arena, i});
     }
   }
+  // A full lane's elements on register copies of its roles: loads first,
+  // the elements, then the stores.
+  template <std::uint32_t Per>
+  MIXPREC_HOST_DEVICE void run_staged(std::uint64_t i0, std::uint32_t c0, const context& ctx,
+                                      const tile_scalars<Env>& sc, float* values) const {
+    const auto& a = body.env.arena;
+    alignas(16) grad_type grads[Per];
+    alignas(16) float masters[Per];
+    alignas(16) model_type models[Per];
+    copy_pieces<sizeof(grads)>(a.grad + i0, grads);
+    if constexpr (Arena::has_master) copy_pieces<sizeof(masters)>(a.master + (i0 - a.master_begin), masters);
+    if constexpr (grouped::reads_model) copy_pieces<sizeof(models)>(a.model + i0, models);
+    using lane_type = coded_lane<Per>;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (std::uint32_t j = 0; j < Per; ++j) {
+      const lane_type lane{values, j};
+      const float w = Arena::has_master ? masters[j] : to_float(models[j]);
+      body.template run_element<element_access<false, false, lane_type>>(
+          i0 + j, 0, c0 + j, ctx, sc, to_float(grads[j]), w, nullptr, nullptr, &lane,
+          typename grouped::to_lane{grads, masters, models, j});
+    }
+    if (d.holder >= 0 && ctx.hold) return;  // accumulated only: nothing to write
+    if constexpr (Body::to_gradients) {
+      copy_pieces<sizeof(grads)>(grads, a.grad + i0);
+    } else {
+      if constexpr (Arena::has_master) copy_pieces<sizeof(masters)>(masters, a.master + (i0 - a.master_begin));
+      if constexpr (grouped::writes_model) copy_pieces<sizeof(models)>(models, a.model + i0);
+    }
+  }
+
   // The largest magnitude of coded field slot f's new values in the lane
   // (NaN if any is).
   template <std::uint32_t Per>
@@ -185,6 +249,14 @@ struct coded_blocks {
       const std::uint8_t* codes = codes_at(fs, i0);
       const float scale = fs.scale[b];
       float* v = values + coded_slot<Env>(G) * Per;
+      if constexpr (staged<Per>) {
+        if (n == Per && piece_aligned<Per>(codes)) {
+          alignas(16) std::uint8_t c[Per];
+          copy_pieces<Per>(codes, c);
+          for (std::uint32_t j = 0; j < Per; ++j) v[j] = block_code<f.format>::decode(c[j], scale);
+          return;
+        }
+      }
       for (std::uint32_t j = 0; j < n; ++j) v[j] = block_code<f.format>::decode(codes[j], scale);
     }
   }
@@ -215,6 +287,14 @@ struct coded_blocks {
         std::uint8_t* codes = codes_at(*fs, i0);
         const float* v = values + coded_slot<Env>(G) * Per;
         const float scale = block_code<f.format>::scale_of(peak[coded_slot<Env>(G)]);
+        if constexpr (staged<Per>) {
+          if (n == Per && piece_aligned<Per>(codes)) {
+            alignas(16) std::uint8_t c[Per];
+            block_code<f.format>::encode_n(v, Per, scale, c);
+            copy_pieces<Per>(c, codes);
+            return;
+          }
+        }
         block_code<f.format>::encode_n(v, n, scale, codes);
       }
     }
