@@ -276,8 +276,6 @@ void check_fields(const saved_component& sv, const std::vector<field_buffer>& fi
         fd.where == extent::element ? entries_of(element_segments(geo, fd.on, first, end)) : mine.entries;
     require(!x.used || x.entries == expected, "checkpoint: state field ", name, " has ", x.entries,
             " entries in the checkpoint but ", expected, " here");
-    require(!x.used || !is_coded(fd.format) || expected == mine.entries, "checkpoint: state field ", name,
-            " is kept in 8-bit codes, which a sharded checkpoint cannot hold yet");
     entries.push_back(x.used ? x.entries : 0);
   }
 }
@@ -349,15 +347,16 @@ void read_counters_and_groups(record_reader& body, const std::vector<std::string
 
 // The data section: exactly the bytes the checked metadata implies.
 template <class Arena, class... C>
-void check_data_size(const record_reader& body, chain_state<Arena, C...>& state,
+void check_data_size(const record_reader& body, const Arena& params, chain_state<Arena, C...>& state,
                      checked_checkpoint<chain_block<C...>>& out) {
+  const std::vector<segment_geometry> geo = segment_geometry_of(params);
   const std::uint64_t elements = out.end - out.first;
   std::uint64_t data_bytes = 0;
   if constexpr (Arena::has_master) data_bytes += elements * sizeof(float);
   if constexpr (!Arena::model_is_master) data_bytes += elements * sizeof(typename Arena::model_type);
   const std::vector<field_ref> refs = field_refs(state);
   for (std::size_t f = 0; f < refs.size(); ++f)
-    if (refs[f].decl.saved) data_bytes += saved_field_bytes(refs[f].decl, out.entries[f], *refs[f].buffer);
+    if (refs[f].decl.saved) data_bytes += saved_field_bytes(geo, refs[f].decl, out.entries[f], out.first, out.end);
   out.data_at = body.position();
   require(body.remaining() >= data_bytes, "checkpoint is truncated: its data section needs ", data_bytes,
           " bytes but only ", body.remaining(), " remain");
@@ -393,7 +392,7 @@ checked_checkpoint<chain_block<C...>> check_checkpoint(const byte_source& src, c
   out.block = read_back(raw(state.storage().block), s);
   check_components(saved, chain, params, state, options, out);
   read_counters_and_groups(body, state.storage().group_names, out);
-  check_data_size(body, state, out);
+  check_data_size(body, params, state, out);
   return out;
 }
 

@@ -268,10 +268,43 @@ std::vector<segment_geometry> segment_geometry_of(const Arena& params) {
   return out;
 }
 inline std::size_t field_width(const state_field& f) { return entry_bytes(f.format); }
-// Bytes of a saved field in the data section: its entries; for 8-bit codes
-// (saved whole only) the whole buffer, the codes then the block scales.
-inline std::uint64_t saved_field_bytes(const state_field& f, std::uint64_t entries, const field_buffer& b) {
-  return is_coded(f.format) ? (entries > 0 ? b.bytes.size() : 0) : entries * field_width(f);
+// The scales of a field of 8-bit codes that hold elements [first, end):
+// those of the blocks [begin, end) in train/layout.hpp's numbering (each
+// parameter's ceil(size / block) blocks in turn). Shards start and end on
+// their parameters' block boundaries (mixprec/dist), so a file's blocks
+// are whole and consecutive.
+struct block_range {
+  std::uint64_t begin = 0, end = 0;
+};
+inline block_range blocks_of(const std::vector<segment_geometry>& geo, const state_field& f, std::uint64_t first,
+                             std::uint64_t end) {
+  const std::uint64_t block = f.block != 0 ? f.block : default_code_block;
+  block_range r;
+  bool any = false;
+  std::uint64_t base = 0;
+  for (const segment_geometry& p : geo) {
+    const std::uint64_t lo = std::max(first, p.offset), hi = std::min(end, p.offset + p.size);
+    if (lo < hi) {
+      if (!any) r.begin = base + (lo - p.offset) / block;
+      r.end = base + (hi - p.offset + block - 1) / block;
+      any = true;
+    }
+    base += (p.size + block - 1) / block;
+  }
+  return r;
+}
+// Bytes of a saved field's codes (8-bit codes: then padding to 16 bytes,
+// as in memory, before the scales).
+inline std::uint64_t saved_entry_bytes(const state_field& f, std::uint64_t entries) {
+  return is_coded(f.format) ? (entries + 15) / 16 * 16 : entries * field_width(f);
+}
+// Bytes of a saved field in the data section: its entries; for 8-bit
+// codes, the codes of the file's elements, then the scales of their blocks.
+inline std::uint64_t saved_field_bytes(const std::vector<segment_geometry>& geo, const state_field& f,
+                                       std::uint64_t entries, std::uint64_t first, std::uint64_t end) {
+  if (!is_coded(f.format) || entries == 0) return entries * field_width(f);
+  const block_range b = blocks_of(geo, f, first, end);
+  return saved_entry_bytes(f, entries) + (b.end - b.begin) * sizeof(float);
 }
 
 // Every state field of the chain, in file order, with its buffer.
@@ -375,17 +408,23 @@ void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& param
     write_metadata(m, chain, params, state, user, set_id, s);
   }
   const element_range r = state.shard();
-  for (const field_ref& f : field_refs(state))
-    require(!f.buffer->used || !is_coded(f.decl.format) || (r.begin == 0 && r.end == params.padded_size()),
-            "save_checkpoint: ", f.decl.name,
-            " is kept in 8-bit codes, which a sharded checkpoint cannot hold yet; save from an unsharded state");
+  const std::vector<segment_geometry> geo = segment_geometry_of(params);
   std::vector<device_array> arrays;
   if constexpr (Arena::has_master)
     arrays.push_back({params.master_data() + (r.begin - params.master_begin()), (r.end - r.begin) * sizeof(float)});
   if constexpr (!Arena::model_is_master)
     arrays.push_back({params.model_data() + r.begin, (r.end - r.begin) * sizeof(typename Arena::model_type)});
-  for (const field_ref& f : field_refs(state))
-    if (f.buffer->used && f.decl.saved) arrays.push_back({raw(f.buffer->bytes), f.buffer->bytes.size()});
+  for (const field_ref& f : field_refs(state)) {
+    if (!f.buffer->used || !f.decl.saved) continue;
+    if (is_coded(f.decl.format)) {  // the shard's codes, then its blocks' scales
+      const block_range b = blocks_of(geo, f.decl, r.begin, r.end);
+      arrays.push_back({raw(f.buffer->bytes), f.buffer->scale_offset});
+      arrays.push_back(
+          {raw(f.buffer->bytes) + f.buffer->scale_offset + b.begin * sizeof(float), (b.end - b.begin) * sizeof(float)});
+    } else {
+      arrays.push_back({raw(f.buffer->bytes), f.buffer->bytes.size()});
+    }
+  }
   std::uint64_t total = checkpoint_header + meta.bytes().size() + 4;
   for (const device_array& a : arrays) total += a.bytes;
   record_writer w(sink);

@@ -63,10 +63,15 @@ void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>&
       if (!refs[f].buffer->used || !d.saved) continue;
       const std::size_t width = field_width(d);
       std::uint8_t* dst = raw(refs[f].buffer->bytes);
-      if (is_coded(d.format)) {  // whole files only (checked)
-        const std::uint64_t bytes = saved_field_bytes(d, c.entries[f], *refs[f].buffer);
-        if (&c == &head) source_to_device(*c.src, at, dst, bytes, s);
-        at += bytes;
+      if (is_coded(d.format)) {  // the file's codes where this state keeps them, then its blocks' scales
+        copy_overlap(*c.src, at, element_segments(geo, d.on, c.first, c.end), dst,
+                     element_segments(geo, d.on, want.fields.begin, want.fields.end), 1, s);
+        at += saved_entry_bytes(d, c.entries[f]);
+        const block_range theirs = blocks_of(geo, d, c.first, c.end);
+        const block_range mine = blocks_of(geo, d, want.fields.begin, want.fields.end);
+        copy_overlap(*c.src, at, {{theirs.begin, theirs.end - theirs.begin, 0}}, dst + refs[f].buffer->scale_offset,
+                     {{mine.begin, mine.end - mine.begin, mine.begin}}, sizeof(float), s);
+        at += (theirs.end - theirs.begin) * sizeof(float);
         continue;
       }
       if (d.where == extent::element)
