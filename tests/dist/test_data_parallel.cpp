@@ -75,6 +75,15 @@ double max_over_ranks(double x) {
   return m;
 }
 
+// The largest difference between two arenas' model copies, over all ranks.
+template <class Arena>
+double largest_model_difference(Arena& a, Arena& b) {
+  const std::vector<float> ma = test::dist::model_as_float(a), mb = test::dist::model_as_float(b);
+  double worst = 0.0;
+  for (std::size_t i = 0; i < ma.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(ma[i]) - mb[i]));
+  return max_over_ranks(worst);
+}
+
 // One configuration of a data-parallel run: its communicator, arena, state.
 template <class Arena, class Chain>
 struct run {
@@ -392,11 +401,7 @@ TEST_SUITE("dist") {
       for (int t = 21; t <= 40; ++t) b.step(t);
       // Stage 1, as saved: bit for bit. Other stages: the same gradients and
       // statistics up to the reduction order (see the ZeRO cases).
-      const std::vector<float> ma = test::dist::model_as_float(a.params), mb = test::dist::model_as_float(b.params);
-      double worst = 0.0;
-      for (std::size_t i = 0; i < ma.size(); ++i)
-        worst = std::max(worst, std::fabs(static_cast<double>(ma[i]) - mb[i]));
-      worst = max_over_ranks(worst);
+      const double worst = largest_model_difference(a.params, b.params);
       if (stage == 1) CHECK(worst == 0.0);
       else CHECK(worst <= 20 * 4 * o.lr * 0x1p-7);
       CHECK(b.state.loss_scale() == a.state.loss_scale());
@@ -424,11 +429,7 @@ TEST_SUITE("dist") {
         dist::load_checkpoint(dir, b.dp, b.chain, b.params, b.state);
         CHECK(b.state.count() == 10);
         for (int t = 11; t <= 20; ++t) b.step(t);
-        const std::vector<float> ma = test::dist::model_as_float(a.params), mb = test::dist::model_as_float(b.params);
-        double worst = 0.0;
-        for (std::size_t i = 0; i < ma.size(); ++i)
-          worst = std::max(worst, std::fabs(static_cast<double>(ma[i]) - mb[i]));
-        worst = max_over_ranks(worst);
+        const double worst = largest_model_difference(a.params, b.params);
         INFO("largest difference from the uninterrupted run: " << worst);
         // Every stage: bit for bit (the stages reduce these gradients alike:
         // see the ZeRO cases), whichever shards the codes and scales came from.

@@ -167,13 +167,10 @@ struct coded_blocks {
   template <std::uint32_t Per>
   MIXPREC_HOST_DEVICE void run_staged(std::uint64_t i0, std::uint32_t c0, const context& ctx,
                                       const tile_scalars<Env>& sc, float* values) const {
-    const auto& a = body.env.arena;
     alignas(16) grad_type grads[Per];
     alignas(16) float masters[Per];
     alignas(16) model_type models[Per];
-    copy_pieces<sizeof(grads)>(a.grad + i0, grads);
-    if constexpr (Arena::has_master) copy_pieces<sizeof(masters)>(a.master + (i0 - a.master_begin), masters);
-    if constexpr (grouped::reads_model) copy_pieces<sizeof(models)>(a.model + i0, models);
+    grouped::template load_roles<Per>(body.env.arena, i0, grads, masters, models);
     using lane_type = coded_lane<Per>;
 #if defined(__CUDA_ARCH__)
 #pragma unroll
@@ -186,12 +183,7 @@ struct coded_blocks {
           typename grouped::to_lane{grads, masters, models, j});
     }
     if (d.holder >= 0 && ctx.hold) return;  // accumulated only: nothing to write
-    if constexpr (Body::to_gradients) {
-      copy_pieces<sizeof(grads)>(grads, a.grad + i0);
-    } else {
-      if constexpr (Arena::has_master) copy_pieces<sizeof(masters)>(masters, a.master + (i0 - a.master_begin));
-      if constexpr (grouped::writes_model) copy_pieces<sizeof(models)>(models, a.model + i0);
-    }
+    grouped::template store_roles<Per>(body.env.arena, i0, grads, masters, models);
   }
 
   // The largest magnitude of coded field slot f's new values in the lane

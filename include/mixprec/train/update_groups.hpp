@@ -82,6 +82,25 @@ struct update_groups {
 
   static constexpr bool writes_model = !Body::to_gradients && (!Arena::has_master || !Arena::model_is_master);
   static constexpr bool reads_model = !Arena::has_master;
+  // The roles of elements [i0, i0 + Count) into register copies, and back
+  // (what the pass writes: the gradients, or the master weights and model).
+  template <std::uint32_t Count, class Roles>
+  MIXPREC_HOST_DEVICE static void load_roles(const Roles& a, std::uint64_t i0, grad_type* grads, float* masters,
+                                             model_type* models) {
+    copy_pieces<sizeof(grad_type) * Count>(a.grad + i0, grads);
+    if constexpr (Arena::has_master) copy_pieces<sizeof(float) * Count>(a.master + (i0 - a.master_begin), masters);
+    if constexpr (reads_model) copy_pieces<sizeof(model_type) * Count>(a.model + i0, models);
+  }
+  template <std::uint32_t Count, class Roles>
+  MIXPREC_HOST_DEVICE static void store_roles(const Roles& a, std::uint64_t i0, const grad_type* grads,
+                                              const float* masters, const model_type* models) {
+    if constexpr (Body::to_gradients) {
+      copy_pieces<sizeof(grad_type) * Count>(grads, a.grad + i0);
+    } else {
+      if constexpr (Arena::has_master) copy_pieces<sizeof(float) * Count>(masters, a.master + (i0 - a.master_begin));
+      if constexpr (writes_model) copy_pieces<sizeof(model_type) * Count>(models, a.model + i0);
+    }
+  }
   // Per-element fields the update pass touches (those of components with an
   // element rule, and the writer's), and those it may change (not replayed
   // read-only).
@@ -180,10 +199,7 @@ struct update_groups {
     alignas(16) float masters[group];
     alignas(16) model_type models[group];
     alignas(16) unsigned char cache[group_cache_bytes<Env, group>()];
-    copy_pieces<sizeof(grads)>(body.env.arena.grad + i0, grads);
-    if constexpr (Arena::has_master)
-      copy_pieces<sizeof(masters)>(body.env.arena.master + (i0 - body.env.arena.master_begin), masters);
-    if constexpr (reads_model) copy_pieces<sizeof(models)>(body.env.arena.model + i0, models);
+    load_roles<group>(body.env.arena, i0, grads, masters, models);
     move_fields(ctx, i0, cache, false, std::make_index_sequence<nfields>{});
     // One generator call per 2 * words (or words) draws, keyed as stochastic_draw.
     alignas(16) draw_type draws[group];
@@ -209,13 +225,7 @@ struct update_groups {
     // Then the stores.
     move_fields(ctx, i0, cache, true, std::make_index_sequence<nfields>{});
     if (hold_possible && ctx.hold) return;
-    if constexpr (Body::to_gradients) {
-      copy_pieces<sizeof(grads)>(grads, body.env.arena.grad + i0);
-    } else {
-      if constexpr (Arena::has_master)
-        copy_pieces<sizeof(masters)>(masters, body.env.arena.master + (i0 - body.env.arena.master_begin));
-      if constexpr (writes_model) copy_pieces<sizeof(models)>(models, body.env.arena.model + i0);
-    }
+    store_roles<group>(body.env.arena, i0, grads, masters, models);
   }
 };
 
