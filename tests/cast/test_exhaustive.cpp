@@ -73,6 +73,29 @@ struct bf16_rz {
     return (a == b || both_nan16(a, b, 0x7f80u)) && (p == b || both_nan16(p, b, 0x7f80u));
   }
 };
+// Stochastic rounding to bfloat16, from its definition: |x| lies between
+// lo, CUDA's round-toward-zero of it, and the next bfloat16 up (infinity
+// above the largest finite value), and rounds up when the 16-bit draw is
+// below the fractional position scaled to 2^16 (gaps are powers of two, so
+// the position is exact in double). The draw varies with the input, so
+// every draw value meets every exponent.
+struct bf16_sr {
+  MIXPREC_HOST_DEVICE bool operator()(float x) const {
+    const std::uint32_t u = detail::bit_cast<std::uint32_t>(x);
+    const std::uint32_t draw = (u * 0x9e3779b1u) >> 16;
+    const std::uint32_t got = to_bits(stochastic_round<bfloat16>(x, draw << 16));
+    if (x != x) return (got & 0x7fffu) > 0x7f80u;
+    const std::uint32_t lo = to_bits(__float2bfloat16_rz(x)) & 0x7fffu;
+    const double a = x < 0 ? -static_cast<double>(x) : static_cast<double>(x);
+    const double low = static_cast<double>(detail::bit_cast<float>(lo << 16));
+    // The next value's magnitude: 2^128 past the largest finite bfloat16.
+    const double high =
+        lo == 0x7f7fu ? 3.4028236692093846e38 : static_cast<double>(detail::bit_cast<float>((lo + 1) << 16));
+    const double position = lo == 0x7f80u ? 0.0 : (a - low) / (high - low) * 65536.0;
+    const std::uint32_t want = (u & 0x80000000u ? 0x8000u : 0u) | (static_cast<double>(draw) < position ? lo + 1 : lo);
+    return got == want;
+  }
+};
 // E4M3 has one NaN per sign (S.1111.111); E5M2's NaNs have the top
 // exponent and a non-zero mantissa. The hardware conversion (cvt.satfinite
 // on sm_89+) need not give NaN the same sign or payload as the portable one.
@@ -192,6 +215,9 @@ TEST_SUITE("exhaustive") {
     CHECK(count_mismatches(bf16_rn{}) == 0);
   }
   TEST_CASE("all floats -> bfloat16 toward-zero equal __float2bfloat16_rz") { CHECK(count_mismatches(bf16_rz{}) == 0); }
+  TEST_CASE("all floats -> bfloat16 stochastic round up exactly when the draw is below the position") {
+    CHECK(count_mismatches(bf16_sr{}) == 0);
+  }
   TEST_CASE("all floats -> fp8_e4m3 saturating equal __nv_cvt_float_to_fp8 SATFINITE") {
     CHECK(count_mismatches(fp8_rn<fp8_e4m3, overflow_saturate>{}) == 0);
   }

@@ -299,6 +299,16 @@ struct host_update_runner {
         alignas(64) typename Body::draw_type buffer[chunk + draw_slack];
         alignas(64) std::uint16_t field_buffers[nf][chunk + draw_slack];
         const std::uint16_t* field_draws[Body::nfields > 0 ? Body::nfields : 1];
+        // The element loop reads copies whose address never reaches a call
+        // that is not inlined (unlike `local`, `ctx` and `sc`, which the
+        // draws' calls see): otherwise GCC must assume the loop's float
+        // stores may change them and reloads the step's decisions for every
+        // vector (measured with bf16 moments: 190 instructions per 32
+        // elements against 172, the step 1.46x the fp32-moment one against
+        // 1.28x).
+        const Body inner = local;
+        const Context ictx = ctx;
+        const Scalars isc = sc;
         for (std::uint32_t c0 = 0; c0 < w; c0 += chunk) {
           const std::uint32_t n = w - c0 < chunk ? w - c0 : chunk;
           const auto* draws = rows.fill_draws(ctx, row + c0, n, buffer) - c0;  // indexed by the row's column
@@ -306,8 +316,8 @@ struct host_update_runner {
           const std::uint16_t* const* fd = Body::drawn_fields > 0 ? field_draws : nullptr;
           MIXPREC_PRAGMA_SIMD
           for (std::size_t c = c0; c < c0 + n; ++c)
-            local.template element<(Body::drawn_fields > 0), Body::writer_draws>(
-                row + c, r, static_cast<std::uint32_t>(c), ctx, sc, Body::writer_draws ? draws : nullptr, fd);
+            inner.template element<(Body::drawn_fields > 0), Body::writer_draws>(
+                row + c, r, static_cast<std::uint32_t>(c), ictx, isc, Body::writer_draws ? draws : nullptr, fd);
         }
       } else {
         MIXPREC_PRAGMA_SIMD
