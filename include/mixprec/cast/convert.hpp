@@ -54,15 +54,21 @@ MIXPREC_HOST_DEVICE bits_t<To> narrow_bits(float x, std::uint32_t rbits) {
   static_assert(is_overflow_policy_v<O>, "overflow policy must be overflow_to_infinity or overflow_saturate");
   constexpr std::uint32_t m_bits = F::mantissa_bits;
   const std::uint32_t u = bit_cast<std::uint32_t>(x);
-  if constexpr (F::exponent_bits == 8 && is_round_stochastic_v<R> && std::is_same_v<O, overflow_to_infinity>) {
-    // bfloat16, stochastic, to infinity: the general routine below, in a form
-    // with a third of its vector instructions (the update pass of bf16 state
-    // runs it twice per element). Adding 0xffff - draw to the low 16 bits
-    // carries into the kept bits exactly when draw < rem, the general rule;
-    // below NaN the carry stops short of the sign, and from the largest
-    // finite value it gives infinity, as the general overflow does.
-    const std::uint32_t draw = rbits >> 16;
-    const std::uint32_t rounded = (u + (0xffffu - draw)) >> 16;
+  if constexpr (F::exponent_bits == 8 && std::is_same_v<O, overflow_to_infinity>) {
+    // bfloat16 (binary32's exponent, so every input keeps its exponent
+    // field): the general routine below, in a form with a third of its
+    // vector instructions (the update pass rounds the model copy and each
+    // bfloat16 state field per element). Adding `add` to the low 16 bits
+    // carries into the kept bits exactly when the general rule rounds up:
+    // 0x7fff + the kept bits' last bit for nearest-even, 0xffff - draw for
+    // stochastic (draw < rem). Below NaN the carry stops short of the sign,
+    // and from the largest finite value it gives infinity, as the general
+    // overflow does.
+    std::uint32_t add = 0;
+    if constexpr (std::is_same_v<R, round_nearest_even>) add = 0x7fffu + ((u >> 16) & 1u);
+    else if constexpr (is_round_stochastic_v<R>) add = 0xffffu - (rbits >> 16);
+    else (void)rbits;
+    const std::uint32_t rounded = (u + add) >> 16;
     return static_cast<bits_t<To>>((u & 0x7fffffffu) > 0x7f800000u ? static_cast<std::uint32_t>(F::nan_bits) : rounded);
   }
   const std::uint32_t sign = (u >> 31) << (F::total_bits - 1);
