@@ -54,7 +54,11 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default=os.path.join(here, "..", "build", "bench", "bench", "bench_step"))
-    ap.add_argument("--python", default="/usr/bin/python3", help="the Python that has torch")
+    # The project's torch venv when it exists (scripts/ and .ci/run make it):
+    # the system's python3 may carry another PyTorch.
+    venv = os.path.join(here, "..", "build", "torch-venv", "bin", "python")
+    ap.add_argument("--python", default=venv if os.path.exists(venv) else sys.executable,
+                    help="the Python that has torch")
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7, 1e8, 2.5e8])
     ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32", "bf16m"])
     ap.add_argument("--device", default="cpu")
