@@ -7,9 +7,12 @@
 // at the specials; for the host's e4m3 arithmetic, the converter (convert<fp8_e4m3,
 // overflow_saturate>) at every e4m3 value, every midpoint and their
 // neighbours, the bucket probes, and past 448. (The map values themselves are checked against the independent
-// reference in tests/optim/test_block_quantized.cpp.)
+// reference in tests/optim/test_block_quantized.cpp.) And the host's
+// whole-block decoding (decode_n: in registers with AVX-512) against the
+// map entry times the scale, for every code at every position of a vector.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -89,9 +92,35 @@ int e4m3_mismatches() {
   return bad;
 }
 
+// Every code, in a scrambled order over 288 positions (so the codes meet
+// different lanes), n from 0 to all of them (the vector loop's tail included), at scales
+// that make subnormal, normal and large products, and 0.
+template <format_id F>
+int decode_mismatches(const float* map) {
+  std::vector<std::uint8_t> codes(272 + 16);
+  for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::uint8_t>((i * 37 + i / 256) & 0xff);
+  int bad = 0;
+  for (const float scale : {0.0f, 1.0f, 3.0e-39f, 0.37f, 1.0e30f, 3.0e38f}) {
+    for (std::uint32_t n : {0u, 1u, 15u, 16u, 17u, 255u, 256u, 272u, 288u}) {
+      std::vector<float> out(n + 1, -7.0f);
+      detail::block_code<F>::decode_n(codes.data(), n, scale, out.data());
+      for (std::uint32_t j = 0; j < n; ++j) {
+        const float want = map[codes[j]] * scale;
+        bad += std::memcmp(&out[j], &want, sizeof want) == 0 ? 0 : 1;
+      }
+      bad += out[n] == -7.0f ? 0 : 1;  // nothing past n
+    }
+  }
+  return bad;
+}
+
 }  // namespace
 
 TEST_SUITE("format") {
+  TEST_CASE("decoding a block of dynamic-map codes gives each code's map value times the scale") {
+    CHECK(decode_mismatches<format_id::dynamic8s>(detail::dynamic_map<true>()) == 0);
+    CHECK(decode_mismatches<format_id::dynamic8u>(detail::dynamic_map<false>()) == 0);
+  }
   TEST_CASE("the host's code table finds the same dynamic-map codes as the binary search") {
     CHECK(index_mismatches<true>() == 0);
     CHECK(index_mismatches<false>() == 0);

@@ -40,6 +40,13 @@
 #include <mixprec/format/bits.hpp>
 #include <mixprec/format/format_traits.hpp>
 
+// The host's AVX-512 map lookup (block_code::decode_n); define
+// MIXPREC_NO_HOST_AVX512 to keep the portable loop.
+#if !defined(__CUDACC__) && !defined(MIXPREC_NO_HOST_AVX512) && defined(__AVX512F__) && defined(__x86_64__)
+#include <immintrin.h>
+#define MIXPREC_HOST_AVX512 1
+#endif
+
 MIXPREC_PINNED_BEGIN
 
 namespace mixprec {
@@ -265,6 +272,34 @@ MIXPREC_HOST_DEVICE std::uint8_t nearest_dynamic_code(float n) {
 #endif
 }
 
+#if defined(MIXPREC_HOST_AVX512)
+// map[codes[j]] * scale for the first n - n % 16 codes (returned): the map's
+// 256 floats in 16 registers, each code's value picked by 8 two-register
+// permutes (its low 5 bits) and three blends (bits 5, 6 and 7). (The
+// zero-masked widening: the unmasked one trips GCC 12's
+// -Wmaybe-uninitialized in users' builds.)
+inline std::uint32_t decode_dynamic_avx512(const float* map, const std::uint8_t* codes, std::uint32_t n, float scale,
+                                           float* out) {
+  __m512 t[16];
+  for (int k = 0; k < 16; ++k) t[k] = _mm512_loadu_ps(map + 16 * k);
+  const __m512 s = _mm512_set1_ps(scale);
+  std::uint32_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512i idx =
+        _mm512_maskz_cvtepu8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j)));
+    __m512 p[8];
+    for (int k = 0; k < 8; ++k) p[k] = _mm512_permutex2var_ps(t[2 * k], idx, t[2 * k + 1]);
+    const __mmask16 b5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
+    const __mmask16 b6 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(64));
+    const __mmask16 b7 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(128));
+    for (int k = 0; k < 4; ++k) p[k] = _mm512_mask_blend_ps(b5, p[2 * k], p[2 * k + 1]);
+    for (int k = 0; k < 2; ++k) p[k] = _mm512_mask_blend_ps(b6, p[2 * k], p[2 * k + 1]);
+    _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_mask_blend_ps(b7, p[0], p[1]), s));
+  }
+  return j;
+}
+#endif
+
 // Encoding and decoding of one entry of a coded field of format F.
 template <format_id F>
 struct block_code {
@@ -321,6 +356,17 @@ struct block_code {
   MIXPREC_HOST_DEVICE static float decode(std::uint8_t code, float scale) {
     if constexpr (fp8) return to_float(from_bits<fp8_e4m3>(code)) * scale;
     else return dynamic_map<!non_negative>()[code] * scale;
+  }
+  // The values of n codes of a block, as decode gives them. With AVX-512 on
+  // the host, dynamic8 looks its map up in registers: g++ builds a table
+  // gather from 16 scalar loads and inserts, about half the 8-bit step's
+  // decoding time.
+  MIXPREC_HOST_DEVICE static void decode_n(const std::uint8_t* codes, std::uint32_t n, float scale, float* out) {
+    std::uint32_t j = 0;
+#if defined(MIXPREC_HOST_AVX512)
+    if constexpr (!fp8) j = decode_dynamic_avx512(dynamic_map<!non_negative>(), codes, n, scale, out);
+#endif
+    for (; j < n; ++j) out[j] = decode(codes[j], scale);
   }
 };
 

@@ -249,7 +249,7 @@ struct coded_blocks {
           return;
         }
       }
-      for (std::uint32_t j = 0; j < n; ++j) v[j] = block_code<f.format>::decode(codes[j], scale);
+      block_code<f.format>::decode_n(codes, n, scale, v);
     }
   }
   template <std::size_t... G>
