@@ -74,12 +74,16 @@ TEST_SUITE("optim") {
     p.finalize();
     const auto step = adafactor(adafactor_options{});
     auto state = step.init(p);
-    // Rows, columns (each twice: EMA and the rows' mean) and the vector's elements, in floats.
+    // The rows' and columns' EMAs and the vector's elements, in floats (each
+    // matrix's mean of its rows is a statistic of the row EMAs, not state).
     const double rows = 64 + 8 * 4 * 3, cols = 32 + 8 * 4 * 3;
-    const double expected = 4.0 * (rows + rows + cols + 32);
+    const double expected = 4.0 * (rows + cols + 32);
     CHECK(state.state_bytes() == static_cast<std::size_t>(expected));
     CHECK(state.bytes_per_parameter() < 1.0);  // Adam keeps 8
     CHECK(decltype(step)::plan::passes() == 3);
     CHECK(test::contains(step.describe(), "adafactor/scale_by_factored_rms.row_sq (per row sum |x|^p of its input)"));
+    CHECK(test::contains(step.describe(),
+                         "then reduces adafactor/scale_by_factored_rms.row_var_sum (per matrix sum of "
+                         "its state row_var)"));
   }
 }

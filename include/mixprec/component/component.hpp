@@ -141,6 +141,7 @@ enum class scope : std::uint8_t {
   row,        // one per row (last two dimensions)
   column,     // one per column (last two dimensions)
   slice,      // one per first-axis slice ([out, ...] layout; a parameter of rank <= 1 is one slice)
+  matrix,     // one per matrix of the last two dimensions ([..., R, C] is prod(...) matrices; rank <= 1: one)
   block       // one per run of `block` consecutive elements of a parameter (its last run may be shorter)
 };
 enum class reduction : std::uint8_t {
@@ -153,18 +154,31 @@ enum class reduction : std::uint8_t {
                      // format in magnitude (of the stored gradients: its subnormals)
 };
 enum class source : std::uint8_t {
-  input,    // the update as it reaches the component
-  output,   // the update as it leaves the component
-  weights,  // the weights when the step starts (fp32 master, or the model)
-  gradient  // the gradients as stored (scaled, in their own format)
+  input,     // the update as it reaches the component
+  output,    // the update as it leaves the component
+  weights,   // the weights when the step starts (fp32 master, or the model)
+  gradient,  // the gradients as stored (scaled, in their own format)
+  state      // the entries of one of the component's row or column state fields (statistic::field) once
+             // its entry rules (decide_row / decide_column / decide_parameter) have run this step; read
+             // in the element rule (declare it with field_statistic, below)
 };
 struct statistic {
   const char* name;
   scope where;
   reduction op;
   source of;
-  std::uint32_t block = 0;  // scope::block: elements per block, a power of two from 16 to 4096
+  std::uint32_t block = 0;      // scope::block: elements per block, a power of two from 16 to 4096
+  const char* field = nullptr;  // source::state: the name of the state field it reduces
 };
+
+// A statistic of one of the component's own row or column state fields,
+// reduced over each matrix (scope::matrix), parameter or the whole arena
+// after the entry rules that write the field:
+//
+//   field_statistic("row_var_sum", scope::matrix, reduction::sum, "row_var")
+constexpr statistic field_statistic(const char* name, scope where, reduction op, const char* field) {
+  return statistic{name, where, op, source::state, 0, field};
+}
 
 // Compile-time handles of a component's fields and statistics, looked up
 // by name in its own tables, so that a handle is tied to its declaration:

@@ -46,17 +46,17 @@ struct scale_by_factored_rms {
   static constexpr const char* name = "scale_by_factored_rms";
   static constexpr state_field state[] = {{"row_var", format_id::f32, extent::row, parameter_set::matrices},
                                           {"col_var", format_id::f32, extent::column, parameter_set::matrices},
-                                          // max(mean of the rows of the row's matrix, eps1), recomputed each step
-                                          {"row_mean", format_id::f32, extent::row, parameter_set::matrices, false},
                                           {"variance", format_id::f32, extent::element, parameter_set::vectors}};
   static constexpr field_id<field_index(state, "row_var")> row_var{};
   static constexpr field_id<field_index(state, "col_var")> col_var{};
-  static constexpr field_id<field_index(state, "row_mean")> row_mean{};
   static constexpr field_id<field_index(state, "variance")> variance{};
   static constexpr statistic statistics[] = {{"row_sq", scope::row, reduction::power_sum, source::input},
-                                             {"col_sq", scope::column, reduction::power_sum, source::input}};
+                                             {"col_sq", scope::column, reduction::power_sum, source::input},
+                                             // Each matrix's sum of its rows' EMAs, once decide_row has updated them.
+                                             field_statistic("row_var_sum", scope::matrix, reduction::sum, "row_var")};
   static constexpr stat_id<statistic_index(statistics, "row_sq")> row_sq{};
   static constexpr stat_id<statistic_index(statistics, "col_sq")> col_sq{};
+  static constexpr stat_id<statistic_index(statistics, "row_var_sum")> row_var_sum{};
 
   float beta2_decay = -0.8f;
   float eps1 = std::numeric_limits<float>::epsilon();  // torch: eps[0] = None
@@ -97,24 +97,14 @@ struct scale_by_factored_rms {
     const auto v = e.state(col_var);
     v.set(detail::torch_lerp(v.get(), mean, e.scalars().weight));
   }
-  // Per parameter (matrices): each matrix's mean of its rows' EMAs.
-  template <class E>
-  MIXPREC_HOST_DEVICE void decide_parameter(const E& e) const {
-    if (!e.covers(row_var)) return;
-    const param_geometry_view g{e.geometry().batches, e.geometry().matrix_rows};
-    for (std::uint64_t b = 0; b < g.batches; ++b) {
-      double sum = 0.0;
-      for (std::uint64_t r = 0; r < g.rows; ++r) sum += e.state_at(row_var, b * g.rows + r).get();
-      float mean = static_cast<float>(sum / static_cast<double>(g.rows));
-      mean = mean > eps1 ? mean : eps1;
-      for (std::uint64_t r = 0; r < g.rows; ++r) e.state_at(row_mean, b * g.rows + r).set(mean);
-    }
-  }
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float g, const Ctx& ctx) const {
     float v;
     if (ctx.rank() >= 2) {
-      v = (ctx.state(row_var).get() * ctx.state(col_var).get()) / ctx.state(row_mean).get();
+      // max(mean of the rows of the element's matrix, eps1)
+      float mean = static_cast<float>(ctx.statistic(row_var_sum) / static_cast<double>(ctx.geometry().matrix_rows));
+      mean = mean > eps1 ? mean : eps1;
+      v = (ctx.state(row_var).get() * ctx.state(col_var).get()) / mean;
     } else {
       v = ctx.state(variance).update([&](float old) { return detail::torch_lerp(old, g * g, ctx.scalars().weight); });
     }
@@ -131,11 +121,6 @@ struct scale_by_factored_rms {
   static void visit_scalars(scalars& s, V&& v) {
     v("weight", s.weight);
   }
-
- private:
-  struct param_geometry_view {
-    std::uint64_t batches, rows;
-  };
 };
 
 struct scale_by_relative_step {

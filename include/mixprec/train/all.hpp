@@ -13,5 +13,6 @@
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/reduction.hpp>
+#include <mixprec/train/state_statistics.hpp>
 #include <mixprec/train/step_runner.hpp>
 #include <mixprec/train/update_groups.hpp>

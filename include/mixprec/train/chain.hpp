@@ -377,10 +377,13 @@ class chain_t {
                             : w == scope::row       ? L.rows
                             : w == scope::column    ? L.columns
                             : w == scope::block     ? L.blocks
+                            : w == scope::matrix    ? L.matrices
                                                     : L.slices;
       st.stats_.push_back(detail::allocate<double>(n > 0 ? n : 1, "step statistics"));
+      // Per-slice and per-matrix statistics of a pass: per-row sums first.
+      const bool by_rows = d.stats[j].pass >= 0 && (w == scope::slice || w == scope::matrix);
       st.slice_rows_.push_back(
-          detail::allocate<double>(w == scope::slice ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices"));
+          detail::allocate<double>(by_rows ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices or matrices"));
     }
     st.passes_.clear();
     std::size_t partial_bytes = 16;

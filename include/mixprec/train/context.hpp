@@ -36,7 +36,7 @@ struct tile_values {
   std::uint64_t t;
   bool skip, hold;
   std::uint64_t field_base[Env::nfields > 0 ? Env::nfields : 1];
-  double stat_value[nstats];  // global, per-parameter and per-slice statistics of this tile
+  double stat_value[nstats];  // global, per-parameter, per-slice and per-matrix statistics of this tile
   double stat_scale[nstats];  // per-row and per-column statistics: their scale
 };
 
@@ -313,6 +313,8 @@ struct decide_context {
     static_assert(Env::plan::data.stats[s].decl.where == scope::global,
                   "mixprec: a scalar rule reads global statistics; read per-entry ones in decide_row / "
                   "decide_column / decide_parameter or in the element rule");
+    static_assert(Env::plan::data.stats[s].source_field < 0,
+                  "mixprec: a statistic of state is reduced after the entry rules; read it in the element rule");
     const auto& comp = get<K>(env.comps);
     return mul(env.stats[s][0], derived_scale<Env, s>(block.factor, power_of(comp, J)));
   }
@@ -325,6 +327,8 @@ struct decide_context {
     constexpr int s = stat_index<Env, K>(J);
     static_assert(Env::plan::data.stats[s].decl.where == scope::parameter,
                   "mixprec: statistic_at(stat, p) reads a per-parameter statistic");
+    static_assert(Env::plan::data.stats[s].source_field < 0,
+                  "mixprec: a statistic of state is reduced after the entry rules; read it in the element rule");
     const auto& comp = get<K>(env.comps);
     return mul(env.stats[s][p], derived_scale<Env, s>(block.factor, power_of(comp, J)));
   }
@@ -381,6 +385,8 @@ struct entry_context {
     constexpr int s = stat_index<Env, K>(J);
     constexpr scope where = Env::plan::data.stats[s].decl.where;
     static_assert(where != scope::block, "mixprec: per-block statistics are read in the element rule");
+    static_assert(Env::plan::data.stats[s].source_field < 0,
+                  "mixprec: a statistic of state is reduced after the entry rules; read it in the element rule");
     const param_geometry& g = env.geometry[param];
     std::uint64_t at = 0;
     if constexpr (where == scope::parameter) at = param;
@@ -393,6 +399,9 @@ struct entry_context {
     } else if constexpr (where == scope::slice) {
       static_assert(E == extent::row, "mixprec: per-slice statistics are read in decide_row");
       at = g.slice_base + (g.rows_per_slice ? local / g.rows_per_slice : 0);
+    } else if constexpr (where == scope::matrix) {
+      static_assert(E != extent::parameter, "mixprec: per-matrix statistics are read in decide_row or decide_column");
+      at = g.matrix_base + (E == extent::row ? local / g.matrix_rows : local / g.cols);
     }
     return mul(env.stats[s][at], derived_scale<Env, s>(env.block->factor, power_of(get<K>(env.comps), J)));
   }

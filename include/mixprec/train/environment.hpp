@@ -215,6 +215,8 @@ MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g,
       return g.column_base + batch * g.cols + col;
     case scope::slice:
       return g.slice_base + slice;
+    case scope::matrix:
+      return g.matrix_base + batch;
     case scope::block:
       return g.block_base;  // plus the element's block in its parameter (element_context)
   }

@@ -5,7 +5,7 @@
 //
 // Rows and columns are those of a parameter's last two dimensions, as
 // Adafactor factors them: a parameter [..., R, C] is B = prod(...) matrices
-// of R rows and C columns, so it has B * R rows and B * C columns; a vector
+// of R rows and C columns, so it has B matrices, B * R rows and B * C columns; a vector
 // [n] is one row of n columns, a scalar one row of one column. Slices are
 // first-axis slices ([out, ...]); a parameter of rank <= 1 is one slice.
 //
@@ -50,6 +50,7 @@ struct param_geometry {
   std::uint64_t extents[shape::max_rank];
   std::uint64_t rows, cols, matrix_rows, batches;   // rows = B * R, cols = C (per matrix), matrix_rows = R
   std::uint64_t row_base, column_base, slice_base;  // first global row / column / slice
+  std::uint64_t matrix_base;                        // first global matrix (batches per parameter)
   std::uint64_t slices, rows_per_slice;
   std::uint64_t blocks, bands;  // column blocks per row, row bands per matrix
   std::uint64_t row_partial_base, column_partial_base;
@@ -68,9 +69,9 @@ struct step_layout {
   std::vector<step_tile> tiles_h;
   device_vector<step_tile> tiles;
   device_vector<std::size_t> param_tile_offsets;  // tiles of parameter p: [offsets[p], offsets[p + 1])
-  std::uint64_t rows = 0, columns = 0, slices = 0, row_partials = 0, column_partials = 0;
+  std::uint64_t rows = 0, columns = 0, slices = 0, matrices = 0, row_partials = 0, column_partials = 0;
   std::uint64_t blocks = 0;  // of the per-block statistics: ceil(size / block) per parameter
-  device_vector<strided_range> row_ranges, column_ranges, slice_ranges;  // per row / column / slice
+  device_vector<strided_range> row_ranges, column_ranges, slice_ranges, matrix_ranges;  // per row / column / ...
 
   std::size_t tile_count() const { return tiles_h.size(); }
 };
@@ -132,7 +133,7 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
   step_layout L;
   L.positions = positions;
   std::vector<std::size_t> tile_offsets{0};
-  std::vector<strided_range> row_ranges, column_ranges, slice_ranges;
+  std::vector<strided_range> row_ranges, column_ranges, slice_ranges, matrix_ranges;
   for (std::size_t p = 0; p < shapes.size(); ++p) {
     const shape& s = shapes[p];
     param_geometry g{};
@@ -152,11 +153,13 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
     g.row_base = L.rows;
     g.column_base = L.columns;
     g.slice_base = L.slices;
+    g.matrix_base = L.matrices;
     g.block_base = L.blocks;
     if (block != 0) L.blocks += (g.size + block - 1) / block;
     L.rows += g.rows;
     L.columns += g.batches * g.cols;
     L.slices += g.slices;
+    L.matrices += g.batches;
 
     // The part of this parameter in the shard, as element indices within it.
     const std::uint64_t lo = std::min<std::uint64_t>(g.size, shard_begin > g.offset ? shard_begin - g.offset : 0);
@@ -223,6 +226,8 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
           column_ranges.push_back({g.column_partial_base + b * g.bands * g.cols + c, g.size > 0 ? g.bands : 0, g.cols});
       for (std::uint64_t sl = 0; sl < g.slices; ++sl)
         slice_ranges.push_back({g.row_base + sl * g.rows_per_slice, g.rows_per_slice, 1});
+      for (std::uint64_t b = 0; b < g.batches; ++b)
+        matrix_ranges.push_back({g.row_base + b * g.matrix_rows, g.matrix_rows, 1});
     }
     tile_offsets.push_back(L.tiles_h.size());
     L.geometry.push_back(g);
@@ -239,6 +244,7 @@ inline step_layout make_step_layout(const std::vector<shape>& shapes, const std:
   L.row_ranges = upload(row_ranges, "row ranges");
   L.column_ranges = upload(column_ranges, "column ranges");
   L.slice_ranges = upload(slice_ranges, "slice ranges");
+  L.matrix_ranges = upload(matrix_ranges, "matrix ranges");
   return L;
 }
 

@@ -73,7 +73,8 @@ MIXPREC_HOST_DEVICE tile_values<Env> enter_tile(const Env& env, std::size_t t) {
 }
 
 // Statistics that components running in pass Q read per tile: the value
-// (global, per parameter, per slice) or the scale (per row, per column).
+// (global, per parameter, per slice, per matrix) or the scale (per row, per
+// column, per block).
 template <int Q, class Env, std::size_t... S>
 MIXPREC_HOST_DEVICE void load_tile_stats(const Env& env, tile_values<Env>& v, std::index_sequence<S...>) {
   (load_tile_stat<Q, static_cast<int>(S), Env>(env, v), ...);
@@ -91,7 +92,7 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
     if constexpr (e.decl.where == scope::row || e.decl.where == scope::column || e.decl.where == scope::block) {
       v.stat_value[S] = 0.0;
     } else {
-      v.stat_value[S] = mul(env.stats[S][stat_offset(e.decl.where, g, v.param, 0, 0, 0, v.slice)], scale);
+      v.stat_value[S] = mul(env.stats[S][stat_offset(e.decl.where, g, v.param, 0, v.batch, 0, v.slice)], scale);
     }
   } else {
     (void)env;

@@ -102,8 +102,9 @@ struct stat_entry {
   int pass = 0;                    // the measuring pass that reduces it
   std::uint64_t derived_mask = 0;  // multipliers whose factors scale the measured value
   int slot = 0;                    // index among its pass's statistics of the same kind
-  bool field = true;     // global or per-parameter (a field of the tile partials); else per row/column/slice/block
-  int revealed_by = -1;  // a non-finite count another statistic's sum of squares reveals (see below)
+  bool field = true;      // global or per-parameter (a field of the tile partials); else per row/column/slice/block
+  int source_field = -1;  // source::state: the component's field it reduces (no pass: reduced after entry rules)
+  int revealed_by = -1;   // a non-finite count another statistic's sum of squares reveals (see below)
 };
 
 struct pass_entry {
@@ -133,7 +134,9 @@ enum class plan_error {
   coded_field_extent,    // an 8-bit coded state field that is not per element of every parameter
   code_block_size,       // its block is not a power of two from 16 to 4096
   coded_with_positions,  // 8-bit coded state beside per-row, per-column or per-slice statistics or state
-  coded_replayed         // a component with 8-bit coded state that a measuring pass runs
+  coded_replayed,        // a component with 8-bit coded state that a measuring pass runs
+  state_source,          // a statistic of state names no row or column field of its component
+  state_scope            // a statistic of state that is not global, per parameter or per matrix
 };
 
 struct plan_data {
@@ -199,6 +202,20 @@ constexpr void check_block(plan_data& d, const stat_entry& e, int k) {
   }
 }
 
+// A statistic of state: the component's row or column field it names,
+// reduced over the whole arena, each parameter or each matrix.
+template <class T>
+constexpr void resolve_state_source(plan_data& d, stat_entry& e, int k) {
+  for (int f = 0; f < static_cast<int>(field_count<T>()); ++f) {
+    const state_field sf = field_of<T>(static_cast<std::size_t>(f));
+    if (same_text(sf.name, e.decl.field) && (sf.where == extent::row || sf.where == extent::column)) e.source_field = f;
+  }
+  const scope w = e.decl.where;
+  if (e.source_field < 0) d.error = plan_error::state_source;
+  else if (w != scope::global && w != scope::parameter && w != scope::matrix) d.error = plan_error::state_scope;
+  if (d.error != plan_error::none) d.error_component = k;
+}
+
 // Phase 2: every component's statistics in one table, in chain order.
 template <class... C>
 constexpr void flatten_statistics(plan_data& d) {
@@ -217,6 +234,7 @@ constexpr void flatten_statistics(plan_data& d) {
       e.local = j;
       e.decl = statistic_of<T>(static_cast<std::size_t>(j));
       if (d.error == plan_error::none && (e.decl.where == scope::block || e.decl.block != 0)) check_block(d, e, k);
+      if (d.error == plan_error::none && e.decl.of == source::state) resolve_state_source<T>(d, e, k);
     }
     ++k;
   };
@@ -308,6 +326,7 @@ constexpr void assign_levels(plan_data& d) {
     int lvl = 0;
     for (int j = c.first_stat; j < c.first_stat + c.nstats; ++j) {
       stat_entry& e = d.stats[j];
+      if (e.decl.of == source::state) continue;  // below: at the component's level
       if (e.decl.of == source::weights) {
         e.position = weights_position;
         e.level = 0;
@@ -351,9 +370,13 @@ constexpr void assign_levels(plan_data& d) {
         }
     }
     // A component's statistics are reduced together, in the pass of its
-    // latest one (weights are the same in every pass before the update).
+    // latest one (weights are the same in every pass before the update);
+    // its statistics of state after its entry rules of that level.
     for (int j = c.first_stat; j < c.first_stat + c.nstats; ++j)
-      if (d.stats[j].level < lvl) {
+      if (d.stats[j].decl.of == source::state) {
+        d.stats[j].level = lvl;
+        d.stats[j].position = k;
+      } else if (d.stats[j].level < lvl) {
         d.stats[j].level = lvl;
         if (d.stats[j].derived_mask != 0) d.stats[j].derived_mask = 0;  // measured where it is known exactly
       }
@@ -396,7 +419,7 @@ constexpr void form_measuring_passes(plan_data& d) {
   for (int L = 0; L <= d.max_level; ++L) {
     int end = -1;
     for (int j = 0; j < d.nstats; ++j)
-      if (d.stats[j].level == L) end = max_of(end, max_of(d.stats[j].position, 0));
+      if (d.stats[j].level == L && d.stats[j].source_field < 0) end = max_of(end, max_of(d.stats[j].position, 0));
     if (end < 0) continue;
     pass_entry& p = d.passes[d.npasses];
     p.kind = L == 0 ? pass_kind::statistics : pass_kind::measure;
@@ -404,7 +427,7 @@ constexpr void form_measuring_passes(plan_data& d) {
     p.end = end;
     for (int j = 0; j < d.nstats; ++j) {
       stat_entry& e = d.stats[j];
-      if (e.level != L) continue;
+      if (e.level != L || e.source_field >= 0) continue;
       e.pass = d.npasses;
       const scope w = e.decl.where;
       e.field = w == scope::global || w == scope::parameter;
@@ -416,6 +439,14 @@ constexpr void form_measuring_passes(plan_data& d) {
     }
     ++d.npasses;
   }
+  // Statistics of state are no pass's: reduced after the entry rules of
+  // their level, read by later passes (the matrix of an element is its tile's).
+  for (int j = 0; j < d.nstats; ++j)
+    if (d.stats[j].source_field >= 0) {
+      d.stats[j].pass = -1;
+      d.stats[j].field = false;
+      d.positions = d.positions || d.stats[j].decl.where == scope::matrix;
+    }
   // Per-block statistics need tiles of consecutive elements (whole blocks);
   // per-row, per-column and per-slice ones need tiles of rows.
   if (d.coded && d.positions) {
@@ -438,11 +469,13 @@ constexpr void reveal_non_finite_counts(plan_data& d) {
   if (d.error != plan_error::none) return;
   for (int j = 0; j < d.nstats; ++j) {
     stat_entry& e = d.stats[j];
-    if (e.decl.op != reduction::non_finite_count || e.decl.where != scope::global || e.position < 0) continue;
+    if (e.decl.op != reduction::non_finite_count || e.decl.where != scope::global || e.position < 0 ||
+        e.source_field >= 0)
+      continue;
     for (int r = 0; r < d.nstats && e.revealed_by < 0; ++r) {
       const stat_entry& o = d.stats[r];
-      if (o.pass != e.pass || o.decl.op != reduction::power_sum || o.decl.where != scope::global ||
-          o.position < e.position)
+      if (o.pass != e.pass || o.source_field >= 0 || o.decl.op != reduction::power_sum ||
+          o.decl.where != scope::global || o.position < e.position)
         continue;
       bool linear = true;
       for (int k = e.position; k < o.position; ++k)
@@ -638,6 +671,20 @@ struct chain_rule<plan_error::coded_replayed, Component, Other> {
   static constexpr bool ok = false;
 };
 template <class Component, class Other>
+struct chain_rule<plan_error::state_source, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: a statistic of state (field_statistic) names a row or column state field of its own "
+                "component; Component has no such field by that name");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
+struct chain_rule<plan_error::state_scope, Component, Other> {
+  static_assert(always_false_v<Component>,
+                "mixprec::chain: a statistic of state (field_statistic) is global, per parameter or per matrix "
+                "(Component declares another scope)");
+  static constexpr bool ok = false;
+};
+template <class Component, class Other>
 struct chain_rule<plan_error::two_holders, Component, Other> {
   static_assert(always_false_v<Component>,
                 "mixprec::chain: at most one component may hold a step (every_k); Component and Other both do");
@@ -665,6 +712,8 @@ inline const char* scope_name(scope s) {
       return "per column";
     case scope::slice:
       return "per slice";
+    case scope::matrix:
+      return "per matrix";
     case scope::block:
       return "per block";
   }
@@ -702,6 +751,18 @@ struct chain_plan {
         if (pick(k)) s += std::string(s.empty() ? "" : ", ") + name_of(k);
       return s.empty() ? std::string("-") : s;
     };
+    // The statistics of state reduced after the entry rules of level L.
+    auto of_state = [&](int L) {
+      std::string s;
+      for (int j = 0; j < data.nstats; ++j) {
+        const detail::stat_entry& e = data.stats[j];
+        if (e.source_field < 0 || e.level != L) continue;
+        s += std::string(s.empty() ? "  then reduces " : "; ") + name_of(e.component) + "." + e.decl.name + " (" +
+             detail::scope_name(e.decl.where) + " " + detail::reduction_name(e.decl.op) + " of its state " +
+             e.decl.field + ")";
+      }
+      return s.empty() ? s : s + "\n";
+    };
     for (int q = 0; q < data.npasses; ++q) {
       const detail::pass_entry& p = data.passes[q];
       out += "pass " + std::to_string(q + 1) + " (" + detail::pass_name(p.kind) + "): runs " +
@@ -734,13 +795,14 @@ struct chain_plan {
                  (data.comp[k].has_decide || data.comp[k].has_entry_rules);
         });
         if (rules != "-") out += "  then scalar rules: " + rules + "\n";
+        out += of_state(L);
       }
     }
     const std::string early = list(0, data.n, [&](int k) {
       return data.level[k] == 0 && !data.comp[k].observes && (data.comp[k].has_decide || data.comp[k].has_entry_rules);
     });
     if (data.passes[0].kind != pass_kind::statistics && early != "-")
-      out = "scalar rules before the first pass: " + early + "\n" + out;
+      out = "scalar rules before the first pass: " + early + "\n" + of_state(0) + out;
     const std::string observers = list(0, data.n, [&](int k) { return data.comp[k].observes; });
     if (observers != "-") out += "last scalar rules (observers): " + observers + "\n";
     return out;

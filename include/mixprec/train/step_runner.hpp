@@ -22,6 +22,7 @@
 #include <mixprec/train/pass_runner.hpp>
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/state_statistics.hpp>
 
 namespace mixprec {
 
@@ -114,7 +115,7 @@ struct step_runner {
   }
 
   // For each level: its measuring pass (if it has statistics), then its
-  // scalar rules and entry rules.
+  // scalar rules and entry rules, then the statistics of the state they wrote.
   template <int L, bool ToGradients, int Code, class Env, class Arena, class Hooks>
   void run_levels(const Env& env, chain_state<Arena, C...>& st, std::size_t ntiles, stream s, Hooks& hooks) const {
     if constexpr (L <= d.max_level) {
@@ -122,6 +123,7 @@ struct step_runner {
       if constexpr (q >= 0) measure<q, detail::variant_code_in_pass<C...>(Code, q)>(env, st, ntiles, s, hooks);
       detail::run_single(s, detail::decide_body<L, Env>{env});
       run_entries<L>(env, st, s, std::index_sequence_for<C...>{});
+      if constexpr (has_state_statistics(L)) reduce_state<L>(env, st, s, std::make_integer_sequence<int, d.nstats>{});
       run_levels<L + 1, ToGradients, Code>(env, st, ntiles, s, hooks);
     }
   }
@@ -145,6 +147,26 @@ struct step_runner {
         detail::for_each_index(s, st.layout_.columns, detail::entry_body<K, extent::column, Env>{env});
       if constexpr (detail::has_decide_parameter<component>::value)
         detail::for_each_index(s, env.params, detail::entry_body<K, extent::parameter, Env>{env});
+    }
+  }
+
+  static constexpr bool has_state_statistics(int L) {
+    for (int j = 0; j < d.nstats; ++j)
+      if (d.stats[j].source_field >= 0 && d.stats[j].level == L) return true;
+    return false;
+  }
+  template <int L, class Env, class Arena, int... S>
+  void reduce_state(const Env& env, chain_state<Arena, C...>& st, stream s, std::integer_sequence<int, S...>) const {
+    (reduce_state_of<L, S>(env, st, s), ...);
+  }
+  template <int L, int S, class Env, class Arena>
+  void reduce_state_of(const Env& env, chain_state<Arena, C...>& st, stream s) const {
+    constexpr stat_entry e = d.stats[S];
+    if constexpr (e.source_field >= 0 && e.level == L) {
+      const float p = power_of_stat(S);
+      detail::for_each_index(s, e.decl.where == scope::global ? 1 : env.params,
+                             detail::reduce_state_statistic<S, Env>{env, raw(st.stats_[static_cast<std::size_t>(S)]), p,
+                                                                    combines_by_max(e.decl.op, p)});
     }
   }
 
@@ -237,12 +259,15 @@ struct step_runner {
         for_each_index(s, st.layout_.rows,
                        strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges),
                                        target, is_max});
-      } else {
+      } else {  // per slice or per matrix: per row, then over the rows of each
         double* rows = raw(st.slice_rows_[static_cast<std::size_t>(j)]);
         for_each_index(
             s, st.layout_.rows,
             strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges), rows, is_max});
-        for_each_index(s, st.layout_.slices, strided_combine{rows, raw(st.layout_.slice_ranges), target, is_max});
+        const bool by_matrix = e.decl.where == scope::matrix;
+        for_each_index(
+            s, by_matrix ? st.layout_.matrices : st.layout_.slices,
+            strided_combine{rows, raw(by_matrix ? st.layout_.matrix_ranges : st.layout_.slice_ranges), target, is_max});
       }
     }
   }
