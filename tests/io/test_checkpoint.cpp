@@ -56,6 +56,47 @@ void write_gradients(Arena& p, int t) {
 
 std::string temp_path(const char* name) { return std::string("/tmp/mixprec_test_") + name; }
 
+// A trace m <- m / 2 + u (saved) beside, by variant: a scratch field
+// recomputed every step (0), nothing (1), a second saved field (2).
+template <int V>
+struct trace_fields;
+template <>
+struct trace_fields<0> {
+  static constexpr state_field state[] = {{"m", format_id::f32},
+                                          {"scratch", format_id::f32, extent::element, parameter_set::all, false}};
+};
+template <>
+struct trace_fields<1> {
+  static constexpr state_field state[] = {{"m", format_id::f32}};
+};
+template <>
+struct trace_fields<2> {
+  static constexpr state_field state[] = {{"m", format_id::f32}, {"extra", format_id::f32}};
+};
+template <int V>
+struct trace_beside : trace_fields<V> {
+  static constexpr const char* name = "trace_beside";
+  static constexpr field_id<0> m{};
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    if constexpr (V != 1) ctx.state(field_id<1>{}).update([&](float) { return u; });
+    return ctx.state(m).update([&](float old) { return 0.5f * old + u; });
+  }
+};
+
+template <class Arena>
+void trace_gradients(Arena& p, int t) {
+  std::vector<float> g(p.padded_size());
+  for (std::size_t i = 0; i < g.size(); ++i) g[i] = test::unit_value(t * 7919ull + i);
+  detail::write_to_device(g.data(), p.grad_data(), g.size());
+}
+void trace_arena(parameters<float>& p) {
+  p.add("w", {8, 4});
+  p.add("b", {8});
+  p.finalize();
+  p.initialize_all(init::kaiming_uniform{}, 9);
+}
+
 // Editing checkpoints as a crafted file would: the bytes of a value, then
 // the checksum recomputed so that only the value's check can refuse it.
 void reseal(std::vector<std::uint8_t>& bytes) {
@@ -312,6 +353,41 @@ TEST_SUITE("io") {
       CHECK(test::contains(test::error_message([&] { load_checkpoint(path, other, q, sq, checkpoint_options{true}); }),
                            "state field adamw/scale_by_adam.max_exp_avg_sq is not in the checkpoint but used here"));
     }
+    std::remove(path.c_str());
+  }
+
+  TEST_CASE("a field recomputed every step may be added or dropped and earlier checkpoints still load") {
+    sgd_options o;
+    o.lr = 0.1f;
+    const auto with = chain(trace_beside<0>{}, sgd(o));
+    const auto without = chain(trace_beside<1>{}, sgd(o));
+    parameters<float> p, q;
+    trace_arena(p);
+    trace_arena(q);
+    auto sw = with.init(p);
+    for (int t = 0; t < 3; ++t) trace_gradients(p, t), with.apply(p, sw);
+    const std::string path = temp_path("recomputed_field.ckpt");
+    save_checkpoint(path, with, p, sw);
+    // One more step in the chain that saved and in one without the field
+    // that loaded its checkpoint: the same weights, bit for bit.
+    auto so = without.init(q);
+    load_checkpoint(path, without, q, so);
+    trace_gradients(p, 3), with.apply(p, sw);
+    trace_gradients(q, 3), without.apply(q, so);
+    for (std::size_t k = 0; k < 2; ++k) CHECK(q.to_host(role::master, k) == p.to_host(role::master, k));
+    // And back: the chain without the field saves, one with it loads.
+    save_checkpoint(path, without, q, so);
+    auto sw2 = with.init(p);
+    load_checkpoint(path, with, p, sw2);
+    CHECK(sw2.count() == 4);
+    // A saved field that this chain lacks is still refused.
+    const auto extra = chain(trace_beside<2>{}, sgd(o));
+    auto se = extra.init(q);
+    save_checkpoint(path, extra, q, se);
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, without, q, so); }),
+                         "state field trace_beside.extra of the checkpoint is unknown to this chain"));
+    CHECK(test::contains(test::error_message([&] { load_checkpoint(path, with, p, sw2); }),
+                         "state field trace_beside.extra of the checkpoint is unknown to this chain"));
     std::remove(path.c_str());
   }
 

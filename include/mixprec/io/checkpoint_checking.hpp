@@ -248,21 +248,30 @@ inline bool check_hyperparameters(const std::vector<named_value>& hyper, const s
   return differ;
 }
 
-// The component's state fields against the checkpoint's, by name and in
-// order; appends each field's entries in the file to `entries`.
+// The component's saved state fields against the checkpoint's, by name
+// and in order; appends each field's entries in the file to `entries` (0
+// for a field recomputed every step: those carry no data, so a component
+// may add or drop one and still read its earlier checkpoints).
 template <class T>
 void check_fields(const saved_component& sv, const std::vector<field_buffer>& fields, std::size_t first_field,
                   const std::vector<segment_geometry>& geo, std::uint64_t first, std::uint64_t end,
                   const std::string& who, std::vector<std::uint64_t>& entries) {
-  require(sv.fields.size() == field_count<T>(), "checkpoint: ", who, " has ", sv.fields.size(),
-          " state fields in the checkpoint but ", field_count<T>(), " here");
+  std::vector<const saved_component::field*> kept;
+  for (const auto& x : sv.fields)
+    if (x.saved) kept.push_back(&x);
+  std::size_t next = 0;
   for (std::size_t j = 0; j != field_count<T>(); ++j) {
     const state_field fd = field_of<T>(j);
     const field_buffer& mine = fields[first_field + j];
-    const auto& x = sv.fields[j];
     const std::string name = who + "." + fd.name;
-    require(x.name == fd.name, "checkpoint: state field ", j, " of ", who, " is ", x.name, " in the checkpoint but ",
-            fd.name, " here");
+    if (!fd.saved) {
+      entries.push_back(0);
+      continue;
+    }
+    require(next < kept.size(), "checkpoint: state field ", name, " is not in the checkpoint");
+    const auto& x = *kept[next++];
+    require(x.name == fd.name, "checkpoint: saved state field ", next - 1, " of ", who, " is ", x.name,
+            " in the checkpoint but ", fd.name, " here");
     require(x.format == static_cast<std::uint8_t>(fd.format), "checkpoint: state field ", name, " is ",
             format_name(static_cast<format_id>(x.format)), " in the checkpoint but ", format_name(fd.format),
             " here: load it into a chain whose StateFormat keeps this field as the checkpoint does");
@@ -278,6 +287,8 @@ void check_fields(const saved_component& sv, const std::vector<field_buffer>& fi
             " entries in the checkpoint but ", expected, " here");
     entries.push_back(x.used ? x.entries : 0);
   }
+  require(next == kept.size(), "checkpoint: state field ", who, ".", next < kept.size() ? kept[next]->name : "",
+          " of the checkpoint is unknown to this chain");
 }
 
 // Each component: hyperparameters, scalars (checked and restored into
