@@ -13,6 +13,7 @@
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/reduction.hpp>
+#include <mixprec/train/scopes.hpp>
 #include <mixprec/train/state_statistics.hpp>
 #include <mixprec/train/step_runner.hpp>
 #include <mixprec/train/update_groups.hpp>

@@ -170,8 +170,8 @@ class chain_t {
     block.at_start = block.comps;
     bool column_stats = false, slices = false;
     for (int j = 0; j < d.nstats; ++j) {
-      column_stats = column_stats || d.stats[j].decl.where == scope::column;
-      slices = slices || d.stats[j].decl.where == scope::slice;
+      column_stats = column_stats || detail::gather_of(d.stats[j].decl.where) == detail::scope_gather::columns;
+      slices = slices || detail::tiles_inside(d.stats[j].decl.where);
     }
     st.layout_ = detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, d.block,
                                           shard.begin, shard.end);
@@ -372,16 +372,10 @@ class chain_t {
     st.slice_rows_.clear();
     for (int j = 0; j < d.nstats; ++j) {
       const scope w = d.stats[j].decl.where;
-      const std::size_t n = w == scope::global      ? 1
-                            : w == scope::parameter ? params
-                            : w == scope::row       ? L.rows
-                            : w == scope::column    ? L.columns
-                            : w == scope::block     ? L.blocks
-                            : w == scope::matrix    ? L.matrices
-                                                    : L.slices;
+      const std::size_t n = detail::scope_entries(w, L, params);
       st.stats_.push_back(detail::allocate<double>(n > 0 ? n : 1, "step statistics"));
-      // Per-slice and per-matrix statistics of a pass: per-row sums first.
-      const bool by_rows = d.stats[j].pass >= 0 && (w == scope::slice || w == scope::matrix);
+      // Statistics over runs of rows measured by a pass: per-row values first.
+      const bool by_rows = d.stats[j].pass >= 0 && detail::gather_of(w) == detail::scope_gather::row_runs;
       st.slice_rows_.push_back(
           detail::allocate<double>(by_rows ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices or matrices"));
     }

@@ -233,12 +233,10 @@ struct element_context {
                   "statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
     constexpr scope where = Env::plan::data.stats[s].decl.where;
-    if constexpr (where == scope::row || where == scope::column) {
+    if constexpr (read_per_element(where)) {
       const param_geometry& g = *tile.geometry;
-      return mul(env.stats[s][stat_offset(where, g, tile.param, row(), tile.batch, col(), 0)], tile.stat_scale[s]);
-    } else if constexpr (where == scope::block) {
-      const param_geometry& g = *tile.geometry;
-      return mul(env.stats[s][g.block_base + (i - g.offset) / Env::plan::data.block], tile.stat_scale[s]);
+      const scope_place at{tile.row0 + r, tile.batch, tile.col0 + c, 0, i - g.offset, Env::plan::data.block};
+      return mul(env.stats[s][scope_policy<where>::of_element(g, tile.param, at)], tile.stat_scale[s]);
     } else {
       return tile.stat_value[s];
     }
@@ -383,26 +381,15 @@ struct entry_context {
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
     constexpr int s = stat_index<Env, K>(J);
-    constexpr scope where = Env::plan::data.stats[s].decl.where;
-    static_assert(where != scope::block, "mixprec: per-block statistics are read in the element rule");
+    using policy = scope_policy<Env::plan::data.stats[s].decl.where>;
+    static_assert(E == extent::row ? policy::readers.row
+                                   : (E == extent::column ? policy::readers.column : policy::readers.parameter),
+                  "mixprec: an entry rule reads statistics of its own entry's scope or wider: per row and per slice "
+                  "in decide_row, per column in decide_column, per matrix in either, per block only in the element "
+                  "rule (train/scopes.hpp, readers)");
     static_assert(Env::plan::data.stats[s].source_field < 0,
                   "mixprec: a statistic of state is reduced after the entry rules; read it in the element rule");
-    const param_geometry& g = env.geometry[param];
-    std::uint64_t at = 0;
-    if constexpr (where == scope::parameter) at = param;
-    else if constexpr (where == scope::row) {
-      static_assert(E == extent::row, "mixprec: per-row statistics are read in decide_row");
-      at = g.row_base + local;
-    } else if constexpr (where == scope::column) {
-      static_assert(E == extent::column, "mixprec: per-column statistics are read in decide_column");
-      at = g.column_base + local;
-    } else if constexpr (where == scope::slice) {
-      static_assert(E == extent::row, "mixprec: per-slice statistics are read in decide_row");
-      at = g.slice_base + (g.rows_per_slice ? local / g.rows_per_slice : 0);
-    } else if constexpr (where == scope::matrix) {
-      static_assert(E != extent::parameter, "mixprec: per-matrix statistics are read in decide_row or decide_column");
-      at = g.matrix_base + (E == extent::row ? local / g.matrix_rows : local / g.cols);
-    }
+    const std::uint64_t at = policy::of_entry(E, env.geometry[param], param, local);
     return mul(env.stats[s][at], derived_scale<Env, s>(env.block->factor, power_of(get<K>(env.comps), J)));
   }
 

@@ -15,6 +15,7 @@
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/reduction.hpp>
+#include <mixprec/train/scopes.hpp>
 
 MIXPREC_PINNED_BEGIN
 
@@ -199,28 +200,6 @@ MIXPREC_HOST_DEVICE double derived_scale(const double* factor, float p) {
 template <class Env, std::size_t K>
 constexpr int stat_index(std::size_t j) {
   return Env::plan::data.comp[K].first_stat + static_cast<int>(j);
-}
-
-// Where entry `local` of a statistic of scope `sc` lies for parameter g.
-MIXPREC_HOST_DEVICE std::uint64_t stat_offset(scope sc, const param_geometry& g, std::uint32_t param, std::uint64_t row,
-                                              std::uint64_t batch, std::uint64_t col, std::uint64_t slice) {
-  switch (sc) {
-    case scope::global:
-      return 0;
-    case scope::parameter:
-      return param;
-    case scope::row:
-      return g.row_base + row;
-    case scope::column:
-      return g.column_base + batch * g.cols + col;
-    case scope::slice:
-      return g.slice_base + slice;
-    case scope::matrix:
-      return g.matrix_base + batch;
-    case scope::block:
-      return g.block_base;  // plus the element's block in its parameter (element_context)
-  }
-  return 0;
 }
 
 // Reads and writes one entry of a state field, rounding narrow formats

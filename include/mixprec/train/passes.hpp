@@ -73,8 +73,8 @@ MIXPREC_HOST_DEVICE tile_values<Env> enter_tile(const Env& env, std::size_t t) {
 }
 
 // Statistics that components running in pass Q read per tile: the value
-// (global, per parameter, per slice, per matrix) or the scale (per row, per
-// column, per block).
+// (a tile lies within one entry: global, per parameter, slice, matrix) or
+// the scale (read per element: per row, column, block; train/scopes.hpp).
 template <int Q, class Env, std::size_t... S>
 MIXPREC_HOST_DEVICE void load_tile_stats(const Env& env, tile_values<Env>& v, std::index_sequence<S...>) {
   (load_tile_stat<Q, static_cast<int>(S), Env>(env, v), ...);
@@ -89,10 +89,11 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
     const double scale = derived_scale<Env, S>(env.block->factor, power_of(comp, static_cast<std::size_t>(e.local)));
     v.stat_scale[S] = scale;
     const param_geometry& g = *v.geometry;
-    if constexpr (e.decl.where == scope::row || e.decl.where == scope::column || e.decl.where == scope::block) {
+    if constexpr (read_per_element(e.decl.where)) {
       v.stat_value[S] = 0.0;
     } else {
-      v.stat_value[S] = mul(env.stats[S][stat_offset(e.decl.where, g, v.param, 0, v.batch, 0, v.slice)], scale);
+      const scope_place at{0, v.batch, 0, v.slice, 0, 1};
+      v.stat_value[S] = mul(env.stats[S][scope_policy<e.decl.where>::of_element(g, v.param, at)], scale);
     }
   } else {
     (void)env;

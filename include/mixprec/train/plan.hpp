@@ -26,6 +26,7 @@
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/format/format_traits.hpp>
 #include <mixprec/train/reduction.hpp>
+#include <mixprec/train/scopes.hpp>
 
 namespace mixprec {
 
@@ -203,16 +204,15 @@ constexpr void check_block(plan_data& d, const stat_entry& e, int k) {
 }
 
 // A statistic of state: the component's row or column field it names,
-// reduced over the whole arena, each parameter or each matrix.
+// reduced over the entries of a scope that allows it (train/scopes.hpp).
 template <class T>
 constexpr void resolve_state_source(plan_data& d, stat_entry& e, int k) {
   for (int f = 0; f < static_cast<int>(field_count<T>()); ++f) {
     const state_field sf = field_of<T>(static_cast<std::size_t>(f));
     if (same_text(sf.name, e.decl.field) && (sf.where == extent::row || sf.where == extent::column)) e.source_field = f;
   }
-  const scope w = e.decl.where;
   if (e.source_field < 0) d.error = plan_error::state_source;
-  else if (w != scope::global && w != scope::parameter && w != scope::matrix) d.error = plan_error::state_scope;
+  else if (!of_state(e.decl.where)) d.error = plan_error::state_scope;
   if (d.error != plan_error::none) d.error_component = k;
 }
 
@@ -429,13 +429,13 @@ constexpr void form_measuring_passes(plan_data& d) {
       stat_entry& e = d.stats[j];
       if (e.level != L || e.source_field >= 0) continue;
       e.pass = d.npasses;
-      const scope w = e.decl.where;
-      e.field = w == scope::global || w == scope::parameter;
+      const scope_gather g = gather_of(e.decl.where);
+      e.field = g == scope_gather::tiles;
       if (e.field) e.slot = p.fields++;
-      else if (w == scope::block) e.slot = p.block_stats++;
-      else if (w == scope::column) e.slot = p.column_stats++;
-      else e.slot = p.row_stats++;
-      d.positions = d.positions || (!e.field && w != scope::block);
+      else if (g == scope_gather::blocks) e.slot = p.block_stats++;
+      else if (g == scope_gather::columns) e.slot = p.column_stats++;
+      else e.slot = p.row_stats++;  // rows and runs of rows
+      d.positions = d.positions || (!e.field && g != scope_gather::blocks);
     }
     ++d.npasses;
   }
@@ -445,7 +445,7 @@ constexpr void form_measuring_passes(plan_data& d) {
     if (d.stats[j].source_field >= 0) {
       d.stats[j].pass = -1;
       d.stats[j].field = false;
-      d.positions = d.positions || d.stats[j].decl.where == scope::matrix;
+      d.positions = d.positions || gather_of(d.stats[j].decl.where) != scope_gather::tiles;
     }
   // Per-block statistics need tiles of consecutive elements (whole blocks);
   // per-row, per-column and per-slice ones need tiles of rows.
@@ -700,25 +700,6 @@ struct type_at<K, H, T...> {
   using type = std::conditional_t<K == 0, H, typename type_at<K - 1, T...>::type>;
 };
 
-inline const char* scope_name(scope s) {
-  switch (s) {
-    case scope::global:
-      return "global";
-    case scope::parameter:
-      return "per parameter";
-    case scope::row:
-      return "per row";
-    case scope::column:
-      return "per column";
-    case scope::slice:
-      return "per slice";
-    case scope::matrix:
-      return "per matrix";
-    case scope::block:
-      return "per block";
-  }
-  return "?";
-}
 inline const char* pass_name(pass_kind k) {
   return k == pass_kind::statistics ? "statistics" : k == pass_kind::measure ? "measure" : "update";
 }

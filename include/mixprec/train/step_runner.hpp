@@ -164,9 +164,10 @@ struct step_runner {
     constexpr stat_entry e = d.stats[S];
     if constexpr (e.source_field >= 0 && e.level == L) {
       const float p = power_of_stat(S);
-      detail::for_each_index(s, e.decl.where == scope::global ? 1 : env.params,
-                             detail::reduce_state_statistic<S, Env>{env, raw(st.stats_[static_cast<std::size_t>(S)]), p,
-                                                                    combines_by_max(e.decl.op, p)});
+      double* out = raw(st.stats_[static_cast<std::size_t>(S)]);
+      for_each_index(s, scope_entries(e.decl.where, st.layout_, env.params), zero_entries{out});
+      for_each_index(s, scope_policy<e.decl.where>::within_parameter ? env.params : 1,
+                     reduce_state_statistic<S, Env>{env, out, p, combines_by_max(e.decl.op, p)});
     }
   }
 
@@ -236,7 +237,7 @@ struct step_runner {
     // Per-block statistics are written in place by the tiles holding their
     // blocks; a rank's blocks outside its shard stay 0 for the combine.
     for (int j = 0; j < d.nstats; ++j)
-      if (d.stats[j].pass == q && d.stats[j].decl.where == scope::block)
+      if (d.stats[j].pass == q && gather_of(d.stats[j].decl.where) == scope_gather::blocks)
         for_each_index(s, st.layout_.blocks, zero_entries{raw(st.stats_[static_cast<std::size_t>(j)])});
     run_measure(s, ntiles, body, partials);
     // Global and per-parameter statistics: the tile partials combined.
@@ -245,30 +246,27 @@ struct step_runner {
     combine_segments(s, body, static_cast<const value_t*>(partials), raw(st.layout_.param_tile_offsets), env.params,
                      out + 1);
     for_each_index(s, env.params > 0 ? env.params : 1, scatter_fields<q, value_t, Env>{env, out, env.params});
-    // Per-row, per-column and per-slice statistics.
+    // Statistics of rows, columns and runs of rows: their partials combined.
     for (int j = 0; j < d.nstats; ++j) {
       const stat_entry& e = d.stats[j];
-      if (e.pass != q || e.field || e.decl.where == scope::block) continue;
+      const scope_gather g = gather_of(e.decl.where);
+      if (e.pass != q || e.field || g == scope_gather::blocks) continue;
       const bool is_max = combines_by_max(e.decl.op, power_of_stat(j));
       double* target = raw(st.stats_[static_cast<std::size_t>(j)]);
-      if (e.decl.where == scope::column) {
+      if (g == scope_gather::columns) {
         for_each_index(s, st.layout_.columns,
                        strided_combine{raw(pb.columns[static_cast<std::size_t>(e.slot)]), raw(st.layout_.column_ranges),
                                        target, is_max});
-      } else if (e.decl.where == scope::row) {
-        for_each_index(s, st.layout_.rows,
-                       strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges),
-                                       target, is_max});
-      } else {  // per slice or per matrix: per row, then over the rows of each
-        double* rows = raw(st.slice_rows_[static_cast<std::size_t>(j)]);
-        for_each_index(
-            s, st.layout_.rows,
-            strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges), rows, is_max});
-        const bool by_matrix = e.decl.where == scope::matrix;
-        for_each_index(
-            s, by_matrix ? st.layout_.matrices : st.layout_.slices,
-            strided_combine{rows, raw(by_matrix ? st.layout_.matrix_ranges : st.layout_.slice_ranges), target, is_max});
+        continue;
       }
+      // Per row; for runs of rows (slices, matrices) then over each run.
+      double* rows = g == scope_gather::rows ? target : raw(st.slice_rows_[static_cast<std::size_t>(j)]);
+      for_each_index(
+          s, st.layout_.rows,
+          strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges), rows, is_max});
+      if (g == scope_gather::row_runs)
+        for_each_index(s, scope_entries(e.decl.where, st.layout_, env.params),
+                       strided_combine{rows, scope_runs(e.decl.where, st.layout_), target, is_max});
     }
   }
 };
