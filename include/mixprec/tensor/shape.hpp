@@ -31,7 +31,8 @@ class shape {
 
   std::size_t rank() const { return rank_; }
   std::size_t operator[](std::size_t axis) const {
-    detail::require(axis < rank_, "axis ", axis, " out of range for shape ", to_string());
+    // (The message's string is made only on failure: initialisers index shapes per element.)
+    if (axis >= rank_) detail::require(false, "axis ", axis, " out of range for shape ", to_string());
     return extents_[axis];
   }
   const std::size_t* begin() const { return extents_.data(); }
@@ -42,8 +43,8 @@ class shape {
     std::size_t n = 1;
     for (std::size_t a = 0; a < rank_; ++a) {
       const std::size_t e = extents_[a];
-      detail::require(e == 0 || n <= std::numeric_limits<std::size_t>::max() / e, "shape ", to_string(),
-                      " has more elements than fit in size_t");
+      if (e != 0 && n > std::numeric_limits<std::size_t>::max() / e)
+        detail::require(false, "shape ", to_string(), " has more elements than fit in size_t");
       n *= e;
     }
     return n;

@@ -76,7 +76,8 @@ class tensor {
  private:
   static detail::device_vector<Storage> make(const mixprec::shape& s) {
     const std::size_t n = s.size();
-    detail::require(n > 0, "tensor: zero-size tensor of shape ", s.to_string(), " (every extent must be positive)");
+    if (n == 0)
+      detail::require(false, "tensor: zero-size tensor of shape ", s.to_string(), " (every extent must be positive)");
     return detail::allocate<Storage>(n, "a tensor");
   }
 

@@ -25,7 +25,8 @@ class tensor_view {
 
   tensor_view() = default;
   tensor_view(T* data, mixprec::shape s) : data_(data), shape_(s), size_(s.size()) {
-    detail::require(data_ != nullptr || size_ == 0, "tensor_view: null pointer for ", shape_.to_string(), " elements");
+    if (data_ == nullptr && size_ != 0)
+      detail::require(false, "tensor_view: null pointer for ", shape_.to_string(), " elements");
   }
   tensor_view(T* data, std::size_t n) : tensor_view(data, mixprec::shape{n}) {}
   // A view of a whole thrust::device_vector, as a rank-1 tensor.
@@ -73,14 +74,16 @@ class tensor_view {
 
   // Elements [offset, offset + count) as a rank-1 view.
   tensor_view subview(std::size_t offset, std::size_t count) const {
-    detail::require(offset <= size_ && count <= size_ - offset, "view [", offset, ", ", offset + count,
-                    ") is past the end of a tensor of ", size_, " elements ", shape_.to_string());
+    if (offset > size_ || count > size_ - offset)
+      detail::require(false, "view [", offset, ", ", offset + count, ") is past the end of a tensor of ", size_,
+                      " elements ", shape_.to_string());
     return tensor_view(data_ + offset, mixprec::shape{count});
   }
   // The same elements under another shape of equal size.
   tensor_view reshape(mixprec::shape s) const {
-    detail::require(s.size() == size_, "cannot reshape ", shape_.to_string(), " (", size_, " elements) to ",
-                    s.to_string(), " (", s.size(), " elements)");
+    if (s.size() != size_)
+      detail::require(false, "cannot reshape ", shape_.to_string(), " (", size_, " elements) to ", s.to_string(), " (",
+                      s.size(), " elements)");
     return tensor_view(data_, s);
   }
 
@@ -94,7 +97,8 @@ namespace detail {
 // Throws unless a and b have equal shapes; `what` names the operation.
 template <class A, class B>
 void require_same_shape(const tensor_view<A>& a, const tensor_view<B>& b, const char* what) {
-  require(a.shape() == b.shape(), what, ": shape mismatch ", a.shape().to_string(), " vs ", b.shape().to_string());
+  if (a.shape() != b.shape())
+    require(false, what, ": shape mismatch ", a.shape().to_string(), " vs ", b.shape().to_string());
 }
 }  // namespace detail
 

@@ -22,11 +22,11 @@ namespace mixprec::detail {
 
 // How a measuring pass gathers a scope's values.
 enum class scope_gather : std::uint8_t {
-  tiles,      // a field of each tile's partials, combined over the tiles (of the arena or of each parameter)
-  rows,       // per-row partials (one per column block), combined per row
-  columns,    // per-column partials (one per row band), combined per column
-  row_runs,   // per-row partials combined per row, then over runs of consecutive rows
-  blocks      // each tile holds whole blocks and writes their values in place
+  tiles,     // a field of each tile's partials, combined over the tiles (of the arena or of each parameter)
+  rows,      // per-row partials (one per column block), combined per row
+  columns,   // per-column partials (one per row band), combined per column
+  row_runs,  // per-row partials combined per row, then over runs of consecutive rows
+  blocks     // each tile holds whole blocks and writes their values in place
 };
 
 // An element's place in its parameter, as the passes know it.
@@ -69,7 +69,7 @@ struct scope_policy<scope::parameter> {
   static constexpr scope_gather gather = scope_gather::tiles;
   static constexpr scope_readers readers{true, true, true};
   static constexpr bool of_state = true;
-  static constexpr bool tiles_inside = false;  // tiles never cross parameters anyway
+  static constexpr bool tiles_inside = false;     // tiles never cross parameters anyway
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
   static std::uint64_t entries(const step_layout&, std::size_t params) { return params; }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry&, std::uint32_t p, const scope_place&) {
@@ -118,7 +118,7 @@ struct scope_policy<scope::slice> {
   static constexpr scope_gather gather = scope_gather::row_runs;
   static constexpr scope_readers readers{true, false, false};
   static constexpr bool of_state = false;
-  static constexpr bool tiles_inside = true;  // the tile's value is its slice's (a rank-2 slice is a row)
+  static constexpr bool tiles_inside = true;      // the tile's value is its slice's (a rank-2 slice is a row)
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
   static std::uint64_t entries(const step_layout& L, std::size_t) { return L.slices; }
   static const strided_range* runs(const step_layout& L) { return raw(L.slice_ranges); }
@@ -135,15 +135,14 @@ struct scope_policy<scope::matrix> {
   static constexpr scope_gather gather = scope_gather::row_runs;
   static constexpr scope_readers readers{true, true, false};
   static constexpr bool of_state = true;
-  static constexpr bool tiles_inside = false;  // tiles of rows never cross matrices anyway
+  static constexpr bool tiles_inside = false;     // tiles of rows never cross matrices anyway
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
   static std::uint64_t entries(const step_layout& L, std::size_t) { return L.matrices; }
   static const strided_range* runs(const step_layout& L) { return raw(L.matrix_ranges); }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry& g, std::uint32_t, const scope_place& e) {
     return g.matrix_base + e.batch;
   }
-  MIXPREC_HOST_DEVICE static std::uint64_t of_entry(extent x, const param_geometry& g, std::uint32_t,
-                                                    std::uint64_t k) {
+  MIXPREC_HOST_DEVICE static std::uint64_t of_entry(extent x, const param_geometry& g, std::uint32_t, std::uint64_t k) {
     const std::uint64_t per = x == extent::row ? g.matrix_rows : g.cols;
     return g.matrix_base + (per ? k / per : 0);
   }
@@ -154,7 +153,7 @@ struct scope_policy<scope::block> {
   static constexpr scope_gather gather = scope_gather::blocks;
   static constexpr scope_readers readers{false, false, false};
   static constexpr bool of_state = false;
-  static constexpr bool tiles_inside = false;  // tiles hold whole blocks (train/layout.hpp)
+  static constexpr bool tiles_inside = false;     // tiles hold whole blocks (train/layout.hpp)
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
   static std::uint64_t entries(const step_layout& L, std::size_t) { return L.blocks; }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry& g, std::uint32_t, const scope_place& e) {
