@@ -55,6 +55,16 @@
 #define MIXPREC_PRAGMA_SIMD
 #endif
 
+// Setup code that runs once (building layouts, allocating state): marked
+// cold so that the host compiler optimises it for size and inlines less into
+// it, which every translation unit that builds a chain pays for in compile
+// time. Only on host functions; the attribute does not change any result.
+#if defined(__GNUC__) || defined(__clang__)
+#define MIXPREC_SETUP [[gnu::cold]]
+#else
+#define MIXPREC_SETUP
+#endif
+
 namespace mixprec {
 
 enum class backend { cuda, omp, cpp };

@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/protocol.hpp>
@@ -185,7 +186,12 @@ struct adafactor_options {
   bool maximize = false;
 };
 
-inline auto adafactor(const adafactor_options& o) {
+// A template only so that a translation unit that never calls it does not
+// instantiate its chain (a non-template body is compiled wherever the header
+// is included).
+template <class Options = adafactor_options>
+auto adafactor(const Options& o) {
+  static_assert(std::is_same_v<Options, adafactor_options>, "adafactor() takes an adafactor_options");
   decoupled_weight_decay<constant_schedule> decay;
   decay.weight_decay = o.weight_decay;
   decay.lr = constant_schedule{o.lr};

@@ -143,7 +143,7 @@ class chain_t {
   // elements this state updates (a rank's shard, mixprec/dist): per-element
   // state is kept for them only, and they must have master weights here.
   template <class Arena>
-  chain_state<Arena, C...> init(const Arena& params, stream s = {}, element_range shard = {}) const {
+  MIXPREC_SETUP chain_state<Arena, C...> init(const Arena& params, stream s = {}, element_range shard = {}) const {
     detail::require(params.finalized(), "chain::init: finalize() the parameters first");
     shard.end = shard.end < params.padded_size() ? shard.end : params.padded_size();
     detail::require(shard.begin <= shard.end, "chain::init: the shard is reversed");
@@ -245,7 +245,9 @@ class chain_t {
   template <class Arena, std::size_t... K>
   void allocate_fields(chain_state<Arena, C...>& st, const Arena& params, const arena_info& info, stream s,
                        std::index_sequence<K...>) const {
-    st.fields_.resize(detail::total_fields<C...>());
+    // Sized once, never resized: a vector of device vectors that grows copies them
+    // (their moves are not noexcept), which instantiates device-to-device copies.
+    st.fields_ = std::vector<detail::field_buffer>(detail::total_fields<C...>());
     (allocate_component_fields<K>(st, params, info, s), ...);
   }
   template <std::size_t K, class Arena>
@@ -368,33 +370,33 @@ class chain_t {
   template <class Arena>
   void allocate_statistics(chain_state<Arena, C...>& st, std::size_t params) const {
     const detail::step_layout& L = st.layout_;
-    st.stats_.clear();
-    st.slice_rows_.clear();
+    // Every vector of device vectors is sized once and filled in place (see allocate_fields).
+    st.stats_ = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(d.nstats));
+    st.slice_rows_ = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(d.nstats));
     for (int j = 0; j < d.nstats; ++j) {
       const scope w = d.stats[j].decl.where;
       const std::size_t n = detail::scope_entries(w, L, params);
-      st.stats_.push_back(detail::allocate<double>(n > 0 ? n : 1, "step statistics"));
+      st.stats_[j] = detail::allocate<double>(n > 0 ? n : 1, "step statistics");
       // Statistics over runs of rows measured by a pass: per-row values first.
       const bool by_rows = d.stats[j].pass >= 0 && detail::gather_of(w) == detail::scope_gather::row_runs;
-      st.slice_rows_.push_back(
-          detail::allocate<double>(by_rows ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices or matrices"));
+      st.slice_rows_[j] =
+          detail::allocate<double>(by_rows ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices or matrices");
     }
-    st.passes_.clear();
+    st.passes_ = std::vector<detail::pass_buffers>(static_cast<std::size_t>(d.npasses > 1 ? d.npasses - 1 : 0));
     std::size_t partial_bytes = 16;
     for (int q = 0; q + 1 < d.npasses; ++q) {
       const detail::pass_entry& p = d.passes[q];
-      detail::pass_buffers b;
-      for (int k = 0; k < p.row_stats; ++k)
-        b.rows.push_back(detail::allocate<double>(L.row_partials > 0 ? L.row_partials : 1, "per-row partials"));
-      for (int k = 0; k < p.column_stats; ++k)
-        b.columns.push_back(
-            detail::allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials"));
+      detail::pass_buffers& b = st.passes_[q];
+      b.rows = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(p.row_stats));
+      for (auto& r : b.rows) r = detail::allocate<double>(L.row_partials > 0 ? L.row_partials : 1, "per-row partials");
+      b.columns = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(p.column_stats));
+      for (auto& c : b.columns)
+        c = detail::allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials");
       const std::size_t value = sizeof(double) * static_cast<std::size_t>(p.fields > 0 ? p.fields : 1);
       b.field_out = detail::allocate<std::uint8_t>(value * (1 + params), "step statistics");
       partial_bytes =
           std::max(partial_bytes, detail::workspace::round_up(value * L.tile_count()) +
                                       detail::workspace::round_up(value * detail::combine_blocks(L.tile_count())));
-      st.passes_.push_back(std::move(b));
     }
     st.ws_.reserve(detail::workspace::round_up(partial_bytes));
   }
