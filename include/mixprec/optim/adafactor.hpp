@@ -187,15 +187,17 @@ struct adafactor_options {
 };
 
 // A template only so that a translation unit that never calls it does not
-// instantiate its chain (a non-template body is compiled wherever the header
-// is included).
+// instantiate its chain: a non-template body, or a call whose arguments do
+// not depend on the template parameter, is compiled wherever the header is
+// included. `rms_stage` is that dependence.
 template <class Options = adafactor_options>
 auto adafactor(const Options& o) {
   static_assert(std::is_same_v<Options, adafactor_options>, "adafactor() takes an adafactor_options");
+  using rms_stage = std::conditional_t<std::is_same_v<Options, adafactor_options>, scale_by_factored_rms, void>;
   decoupled_weight_decay<constant_schedule> decay;
   decay.weight_decay = o.weight_decay;
   decay.lr = constant_schedule{o.lr};
-  scale_by_factored_rms rms;
+  rms_stage rms;
   rms.beta2_decay = o.beta2_decay;
   rms.eps1 = o.eps1;
   scale_by_relative_step step;
