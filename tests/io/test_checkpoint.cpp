@@ -76,11 +76,10 @@ struct trace_fields<2> {
 template <int V>
 struct trace_beside : trace_fields<V> {
   static constexpr const char* name = "trace_beside";
-  static constexpr field_id<0> m{};
   template <class Ctx>
   MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
     if constexpr (V != 1) ctx.state(field_id<1>{}).update([&](float) { return u; });
-    return ctx.state(m).update([&](float old) { return 0.5f * old + u; });
+    return ctx.state(field_id<0>{}).update([&](float old) { return 0.5f * old + u; });
   }
 };
 

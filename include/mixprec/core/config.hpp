@@ -55,14 +55,14 @@
 #define MIXPREC_PRAGMA_SIMD
 #endif
 
-// Setup code that runs once (building layouts, allocating state): marked
-// cold so that the host compiler optimises it for size and inlines less into
-// it, which every translation unit that builds a chain pays for in compile
-// time. Only on host functions; the attribute does not change any result.
+// Code that runs rarely (building layouts, allocating state, checkpoint
+// files): marked cold so that the host compiler optimises it for size and
+// inlines less into it; every translation unit that uses it pays for its
+// compilation. Only on host functions; the attribute changes no result.
 #if defined(__GNUC__) || defined(__clang__)
-#define MIXPREC_SETUP [[gnu::cold]]
+#define MIXPREC_COLD [[gnu::cold]]
 #else
-#define MIXPREC_SETUP
+#define MIXPREC_COLD
 #endif
 
 namespace mixprec {

@@ -65,9 +65,9 @@ namespace mixprec {
 
 // The checkpoint as bytes (what save_checkpoint writes to its file).
 template <class Arena, class... C>
-std::vector<std::uint8_t> serialize_checkpoint(const chain_t<C...>& chain, Arena& params,
-                                               chain_state<Arena, C...>& state, const checkpoint_metadata& user = {},
-                                               stream s = {}) {
+MIXPREC_COLD std::vector<std::uint8_t> serialize_checkpoint(const chain_t<C...>& chain, Arena& params,
+                                                            chain_state<Arena, C...>& state,
+                                                            const checkpoint_metadata& user = {}, stream s = {}) {
   detail::memory_sink sink;
   detail::encode_checkpoint(sink, chain, params, state, user, s);
   return std::move(sink.bytes());
@@ -75,16 +75,18 @@ std::vector<std::uint8_t> serialize_checkpoint(const chain_t<C...>& chain, Arena
 
 // Loads a checkpoint from bytes; checks everything first, changes nothing on error.
 template <class Arena, class... C>
-checkpoint_metadata deserialize_checkpoint(const std::uint8_t* data, std::size_t size, const chain_t<C...>& chain,
-                                           Arena& params, chain_state<Arena, C...>& state,
-                                           const checkpoint_options& options = {}, stream s = {}) {
+MIXPREC_COLD checkpoint_metadata deserialize_checkpoint(const std::uint8_t* data, std::size_t size,
+                                                        const chain_t<C...>& chain, Arena& params,
+                                                        chain_state<Arena, C...>& state,
+                                                        const checkpoint_options& options = {}, stream s = {}) {
   return detail::decode_checkpoint(detail::memory_source(data, size), chain, params, state, options, s);
 }
 
 // Writes params and state to `path` atomically (see the header comment).
 template <class Arena, class... C>
-void save_checkpoint(const std::string& path, const chain_t<C...>& chain, Arena& params,
-                     chain_state<Arena, C...>& state, const checkpoint_metadata& user = {}, stream s = {}) {
+MIXPREC_COLD void save_checkpoint(const std::string& path, const chain_t<C...>& chain, Arena& params,
+                                  chain_state<Arena, C...>& state, const checkpoint_metadata& user = {},
+                                  stream s = {}) {
   detail::atomic_file_writer file(path, "save_checkpoint");
   detail::file_sink sink(file);
   detail::encode_checkpoint(sink, chain, params, state, user, s);
@@ -94,9 +96,9 @@ void save_checkpoint(const std::string& path, const chain_t<C...>& chain, Arena&
 // Loads params and state from `path`; nothing changes if it throws.
 // Returns the metadata saved with it.
 template <class Arena, class... C>
-checkpoint_metadata load_checkpoint(const std::string& path, const chain_t<C...>& chain, Arena& params,
-                                    chain_state<Arena, C...>& state, const checkpoint_options& options = {},
-                                    stream s = {}) {
+MIXPREC_COLD checkpoint_metadata load_checkpoint(const std::string& path, const chain_t<C...>& chain, Arena& params,
+                                                 chain_state<Arena, C...>& state,
+                                                 const checkpoint_options& options = {}, stream s = {}) {
   const detail::file_reader file(path, "load_checkpoint");
   return detail::decode_checkpoint(detail::file_source(file), chain, params, state, options, s);
 }
@@ -109,9 +111,9 @@ checkpoint_metadata load_checkpoint(const std::string& path, const chain_t<C...>
 // (the same save id and step). Every file is checked before anything is
 // copied: nothing changes if it throws.
 template <class Arena, class... C>
-checkpoint_metadata load_checkpoint(const std::vector<std::string>& paths, const chain_t<C...>& chain, Arena& params,
-                                    chain_state<Arena, C...>& state, const checkpoint_options& options = {},
-                                    stream s = {}) {
+MIXPREC_COLD checkpoint_metadata load_checkpoint(const std::vector<std::string>& paths, const chain_t<C...>& chain,
+                                                 Arena& params, chain_state<Arena, C...>& state,
+                                                 const checkpoint_options& options = {}, stream s = {}) {
   detail::load_ranges want;
   want.master = {params.master_begin(), params.master_end()};
   want.model = {0, params.padded_size()};

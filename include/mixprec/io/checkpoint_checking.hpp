@@ -53,8 +53,9 @@ void at_component_scalars(Tuple& comps, std::size_t k, F& f, std::index_sequence
 // against the hyperparameters they were saved with and brings them within
 // its own (component protocol: restored_scalars).
 template <class T, class Block>
-void restore_component_scalars(Block& block, std::size_t k, const T& c, const T& saved_with,
-                               bool hyperparameters_differ, const arena_info& info, const std::string& who) {
+MIXPREC_COLD void restore_component_scalars(Block& block, std::size_t k, const T& c, const T& saved_with,
+                                            bool hyperparameters_differ, const arena_info& info,
+                                            const std::string& who) {
   const scalars_of<T> initial = initial_scalars_of(c, info);
   if (hyperparameters_differ) {
     try {
@@ -79,7 +80,7 @@ inline void require_group_multipliers(const std::string& name, const group_hyper
 }
 
 template <class Arena>
-void check_arena(record_reader& body, const Arena& params) {
+MIXPREC_COLD void check_arena(record_reader& body, const Arena& params) {
   auto format_of = [](std::uint8_t id) { return std::string(format_name(static_cast<format_id>(id))); };
   const auto model_id = body.get<std::uint8_t>("model format");
   const auto grad_id = body.get<std::uint8_t>("gradient format");
@@ -180,7 +181,7 @@ struct saved_component {
   std::vector<field> fields;
 };
 
-inline std::vector<saved_component> read_saved_chain(record_reader& body) {
+MIXPREC_COLD inline std::vector<saved_component> read_saved_chain(record_reader& body) {
   const auto ncomp = body.get<std::uint32_t>("component count");
   require(ncomp <= 4096, "checkpoint has ", ncomp, " components (corrupted)");
   std::vector<saved_component> saved(ncomp);
@@ -253,9 +254,9 @@ inline bool check_hyperparameters(const std::vector<named_value>& hyper, const s
 // for a field recomputed every step: those carry no data, so a component
 // may add or drop one and still read its earlier checkpoints).
 template <class T>
-void check_fields(const saved_component& sv, const std::vector<field_buffer>& fields, std::size_t first_field,
-                  const std::vector<segment_geometry>& geo, std::uint64_t first, std::uint64_t end,
-                  const std::string& who, std::vector<std::uint64_t>& entries) {
+MIXPREC_COLD void check_fields(const saved_component& sv, const std::vector<field_buffer>& fields,
+                               std::size_t first_field, const std::vector<segment_geometry>& geo, std::uint64_t first,
+                               std::uint64_t end, const std::string& who, std::vector<std::uint64_t>& entries) {
   std::vector<const saved_component::field*> kept;
   for (const auto& x : sv.fields)
     if (x.saved) kept.push_back(&x);
@@ -294,9 +295,9 @@ void check_fields(const saved_component& sv, const std::vector<field_buffer>& fi
 // Each component: hyperparameters, scalars (checked and restored into
 // out.block) and state fields.
 template <class Arena, class... C>
-void check_components(const std::vector<saved_component>& saved, const chain_t<C...>& chain, const Arena& params,
-                      chain_state<Arena, C...>& state, const checkpoint_options& options,
-                      checked_checkpoint<chain_block<C...>>& out) {
+MIXPREC_COLD void check_components(const std::vector<saved_component>& saved, const chain_t<C...>& chain,
+                                   const Arena& params, chain_state<Arena, C...>& state,
+                                   const checkpoint_options& options, checked_checkpoint<chain_block<C...>>& out) {
   const auto& fields = state.storage().fields;
   const std::vector<segment_geometry> geo = segment_geometry_of(params);
   const arena_info info = arena_info_of(params);
@@ -331,8 +332,8 @@ void check_components(const std::vector<saved_component>& saved, const chain_t<C
 
 // The step counters, the groups (names and multipliers) and the user's metadata.
 template <class Block>
-void read_counters_and_groups(record_reader& body, const std::vector<std::string>& my_groups,
-                              checked_checkpoint<Block>& out) {
+MIXPREC_COLD void read_counters_and_groups(record_reader& body, const std::vector<std::string>& my_groups,
+                                           checked_checkpoint<Block>& out) {
   Block& block = out.block;
   block.step.count = body.get<std::uint64_t>("step count");
   block.step.skipped_total = body.get<std::uint64_t>("skipped steps");

@@ -326,8 +326,9 @@ std::vector<field_ref> field_refs(chain_state<Arena, C...>& state) {
 
 // Everything between the header and the data section.
 template <class Arena, class... C>
-void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params, chain_state<Arena, C...>& state,
-                    const checkpoint_metadata& user, std::uint64_t set_id, stream s) {
+MIXPREC_COLD void write_metadata(record_writer& w, const chain_t<C...>& chain, Arena& params,
+                                 chain_state<Arena, C...>& state, const checkpoint_metadata& user, std::uint64_t set_id,
+                                 stream s) {
   write_arena(w, params);
   const element_range r = state.shard();
   w.put(static_cast<std::uint64_t>(r.begin));

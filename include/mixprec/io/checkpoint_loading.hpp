@@ -34,8 +34,8 @@ inline void copy_overlap(const byte_source& src, std::uint64_t at, const std::ve
 // and state: the elements of `want` from whichever file holds them,
 // everything else from the first file.
 template <class Arena, class... C>
-void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
-                       chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
+MIXPREC_COLD void commit_checkpoint(const std::vector<checked_checkpoint<chain_block<C...>>>& files, Arena& params,
+                                    chain_state<Arena, C...>& state, const load_ranges& want, stream s) {
   const auto& head = files.front();
   write_to_device(&head.block, raw(state.storage().block), 1, s);
   write_to_device(head.groups.data(), raw(state.storage().groups), head.groups.size(), s);

@@ -528,7 +528,8 @@ void load_checked_safetensors(const byte_source& src, const safetensors_header& 
 }
 
 template <class Arena>
-void load_safetensors_from(const byte_source& src, Arena& params, const safetensors_options& options, stream s) {
+MIXPREC_COLD void load_safetensors_from(const byte_source& src, Arena& params, const safetensors_options& options,
+                                        stream s) {
   require(params.finalized(), "load_safetensors: the parameters are not finalized");
   try {
     load_checked_safetensors(src, read_safetensors_header(src, /*keep_metadata=*/false), params, options, s);
@@ -563,8 +564,8 @@ void encode_role(byte_sink& sink, Arena& params, T* data, const std::map<std::st
 
 // Writes one role of the arena (the model copy by default) to `path`.
 template <class Arena>
-void save_safetensors(const std::string& path, Arena& params, role which = role::model,
-                      const std::map<std::string, std::string>& metadata = {}, stream s = {}) {
+MIXPREC_COLD void save_safetensors(const std::string& path, Arena& params, role which = role::model,
+                                   const std::map<std::string, std::string>& metadata = {}, stream s = {}) {
   detail::require(params.finalized(), "save_safetensors: the parameters are not finalized");
   detail::require(which != role::master || Arena::has_master,
                   "save_safetensors: this arena has no master weights (Master = void)");
@@ -586,7 +587,8 @@ void save_safetensors(const std::string& path, Arena& params, role which = role:
 
 // Loads weights from `path` into the arena (see the header comment).
 template <class Arena>
-void load_safetensors(const std::string& path, Arena& params, const safetensors_options& options = {}, stream s = {}) {
+MIXPREC_COLD void load_safetensors(const std::string& path, Arena& params, const safetensors_options& options = {},
+                                   stream s = {}) {
   const detail::file_reader file(path, "load_safetensors");
   detail::load_safetensors_from(detail::file_source(file), params, options, s);
 }

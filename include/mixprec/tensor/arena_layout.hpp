@@ -32,7 +32,7 @@ class arena_layout {
   arena_layout() = default;
 
   // Lays out segments of the given sizes and group ids.
-  MIXPREC_SETUP arena_layout(const std::vector<std::size_t>& sizes, const std::vector<std::uint32_t>& groups) {
+  MIXPREC_COLD arena_layout(const std::vector<std::size_t>& sizes, const std::vector<std::uint32_t>& groups) {
     detail::require(sizes.size() == groups.size(), "arena_layout: sizes and groups differ in length");
     std::size_t offset = 0;
     for (std::size_t s : sizes) {

@@ -102,7 +102,7 @@ class parameters {
   // changes if it throws (e.g. on allocation failure). `master_shard`
   // keeps fp32 master weights only for those elements (ZeRO: each rank owns
   // a shard of them, mixprec/dist); the model copy and gradients are whole.
-  MIXPREC_SETUP void finalize(element_range master_shard = {}) {
+  MIXPREC_COLD void finalize(element_range master_shard = {}) {
     detail::require(!finalized_, "parameters::finalize: already finalized");
     detail::require(!params_.empty(), "parameters::finalize: empty parameter set (add parameters first)");
     std::vector<std::size_t> sizes;

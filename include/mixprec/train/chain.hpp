@@ -143,7 +143,7 @@ class chain_t {
   // elements this state updates (a rank's shard, mixprec/dist): per-element
   // state is kept for them only, and they must have master weights here.
   template <class Arena>
-  MIXPREC_SETUP chain_state<Arena, C...> init(const Arena& params, stream s = {}, element_range shard = {}) const {
+  MIXPREC_COLD chain_state<Arena, C...> init(const Arena& params, stream s = {}, element_range shard = {}) const {
     detail::require(params.finalized(), "chain::init: finalize() the parameters first");
     shard.end = shard.end < params.padded_size() ? shard.end : params.padded_size();
     detail::require(shard.begin <= shard.end, "chain::init: the shard is reversed");

@@ -126,12 +126,12 @@ inline std::uint64_t entries_of(const std::vector<element_segment>& segments) {
 // blocks). Tiles cover only elements [shard_begin, shard_end) (a rank's
 // shard: mixprec/dist), which with positions must begin and end at row
 // boundaries, and with blocks at block boundaries.
-MIXPREC_SETUP inline step_layout make_step_layout(const std::vector<shape>& shapes,
-                                                  const std::vector<std::size_t>& offsets,
-                                                  const std::vector<std::uint32_t>& groups, bool positions,
-                                                  bool column_stats, bool slices, std::uint32_t block = 0,
-                                                  std::size_t shard_begin = 0,
-                                                  std::size_t shard_end = static_cast<std::size_t>(-1)) {
+MIXPREC_COLD inline step_layout make_step_layout(const std::vector<shape>& shapes,
+                                                 const std::vector<std::size_t>& offsets,
+                                                 const std::vector<std::uint32_t>& groups, bool positions,
+                                                 bool column_stats, bool slices, std::uint32_t block = 0,
+                                                 std::size_t shard_begin = 0,
+                                                 std::size_t shard_end = static_cast<std::size_t>(-1)) {
   step_layout L;
   L.positions = positions;
   std::vector<std::size_t> tile_offsets{0};
