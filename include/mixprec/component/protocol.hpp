@@ -130,11 +130,20 @@ constexpr std::size_t statistic_count() {
   if constexpr (has_statistics<C>::value) return sizeof(C::statistics) / sizeof(C::statistics[0]);
   else return 0;
 }
+// The counts as constants for __host__ __device__ bodies: nvcc (without
+// --expt-relaxed-constexpr) warns about calls of constexpr host functions
+// there, even in constant expressions, but not in these initialisers.
+template <class C>
+inline constexpr std::size_t statistic_count_v = statistic_count<C>();
+template <class C>
+inline constexpr std::size_t field_count_v = field_count<C>();
 template <class C>
 constexpr state_field field_of(std::size_t k) {
   if constexpr (has_state<C>::value) return C::state[k];
   else return {"", format_id::f32};
 }
+template <class C, std::size_t J>
+inline constexpr state_field field_of_v = field_of<C>(J);
 template <class C>
 constexpr statistic statistic_of(std::size_t k) {
   if constexpr (has_statistics<C>::value) return C::statistics[k];
@@ -191,6 +200,8 @@ template <format_id F>
 using field_storage_t =
     std::conditional_t<F == format_id::bf16, bfloat16, std::conditional_t<is_coded(F), std::uint8_t, float>>;
 // Bytes per entry of a state field of format f.
-constexpr std::size_t entry_bytes(format_id f) { return f == format_id::f32 ? 4 : f == format_id::bf16 ? 2 : 1; }
+MIXPREC_HOST_DEVICE constexpr std::size_t entry_bytes(format_id f) {
+  return f == format_id::f32 ? 4 : f == format_id::bf16 ? 2 : 1;
+}
 
 }  // namespace mixprec::detail

@@ -17,7 +17,7 @@
 namespace mixprec::detail {
 
 template <std::size_t Bytes>
-constexpr std::size_t piece_bytes() {
+MIXPREC_HOST_DEVICE constexpr std::size_t piece_bytes() {
   return Bytes % 16 == 0 ? 16 : Bytes % 8 == 0 ? 8 : Bytes % 4 == 0 ? 4 : Bytes % 2 == 0 ? 2 : 1;
 }
 

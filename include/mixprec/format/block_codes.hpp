@@ -88,7 +88,7 @@ template <class C, std::uint32_t B>
 inline constexpr bool is_block_quantized_v<block_quantized<C, B>> = true;
 
 // Whether a state field of format f is stored as block-scaled codes.
-constexpr bool is_coded(format_id f) {
+MIXPREC_HOST_DEVICE constexpr bool is_coded(format_id f) {
   return f == format_id::dynamic8s || f == format_id::dynamic8u || f == format_id::e4m3 || f == format_id::e4m3u;
 }
 // Elements per scale of a coded field that declares `block` (0: the default).

@@ -217,7 +217,7 @@ struct coded_blocks {
   // held step stops after the holder: later components keep their state).
   template <std::size_t G>
   MIXPREC_HOST_DEVICE const field_storage* written(const context& ctx) const {
-    constexpr int K = static_cast<int>(Env::field_component(G));
+    constexpr int K = static_cast<int>(field_component_v<Env, G>);
     const field_storage& fs = body.env.fields[G];
     if (fs.data == nullptr) return nullptr;  // not used under these options
     if (d.holder >= 0 && K > d.holder && ctx.hold) return nullptr;
@@ -234,13 +234,13 @@ struct coded_blocks {
   }
   template <std::uint32_t Per, std::size_t G>
   MIXPREC_HOST_DEVICE void decode_field(std::uint64_t i0, std::uint32_t n, std::uint64_t b, float* values) const {
-    constexpr state_field f = Env::field_info(G);
+    constexpr state_field f = field_info_v<Env, G>;
     if constexpr (is_coded(f.format)) {
       const field_storage& fs = body.env.fields[G];
       if (fs.data == nullptr) return;
       const std::uint8_t* codes = codes_at(fs, i0);
       const float scale = fs.scale[b];
-      float* v = values + coded_slot<Env>(G) * Per;
+      float* v = values + coded_slot_v<Env, G> * Per;
       if constexpr (staged<Per>) {
         if (n == Per && piece_aligned<Per>(codes)) {
           alignas(16) std::uint8_t c[Per];
@@ -259,10 +259,10 @@ struct coded_blocks {
   }
   template <std::size_t G>
   MIXPREC_HOST_DEVICE void scale_field(std::uint64_t b, const context& ctx, const float* peak) const {
-    constexpr state_field f = Env::field_info(G);
+    constexpr state_field f = field_info_v<Env, G>;
     if constexpr (is_coded(f.format)) {
       if (const field_storage* fs = written<G>(ctx))
-        fs->scale[b] = block_code<f.format>::scale_of(peak[coded_slot<Env>(G)]);
+        fs->scale[b] = block_code<f.format>::scale_of(peak[coded_slot_v<Env, G>]);
     }
   }
   template <std::uint32_t Per, std::size_t... G>
@@ -273,12 +273,12 @@ struct coded_blocks {
   template <std::uint32_t Per, std::size_t G>
   MIXPREC_HOST_DEVICE void encode_field(std::uint64_t i0, std::uint32_t n, const context& ctx, const float* values,
                                         const float* peak) const {
-    constexpr state_field f = Env::field_info(G);
+    constexpr state_field f = field_info_v<Env, G>;
     if constexpr (is_coded(f.format)) {
       if (const field_storage* fs = written<G>(ctx)) {
         std::uint8_t* codes = codes_at(*fs, i0);
-        const float* v = values + coded_slot<Env>(G) * Per;
-        const float scale = block_code<f.format>::scale_of(peak[coded_slot<Env>(G)]);
+        const float* v = values + coded_slot_v<Env, G> * Per;
+        const float scale = block_code<f.format>::scale_of(peak[coded_slot_v<Env, G>]);
         if constexpr (staged<Per>) {
           if (n == Per && piece_aligned<Per>(codes)) {
             alignas(16) std::uint8_t c[Per];

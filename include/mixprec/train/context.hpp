@@ -106,6 +106,9 @@ constexpr std::size_t coded_slot(std::size_t g) {
   for (std::size_t f = 0; f < g; ++f) k += is_coded(Env::field_info(f).format) ? 1 : 0;
   return k;
 }
+// As a constant for __host__ __device__ bodies (see group_field_offset_v).
+template <class Env, std::size_t G>
+inline constexpr std::size_t coded_slot_v = coded_slot<Env>(G);
 
 // How an element's context reaches its stochastic-rounding draws and its
 // per-element state: the runner's choice, for speed only (every choice
@@ -145,6 +148,14 @@ constexpr std::size_t group_cache_bytes() {
   const std::size_t b = group_field_offset<Env, V>(Env::nfields);
   return b > 0 ? b : 16;
 }
+// The same as constants, for __host__ __device__ bodies: nvcc (without
+// --expt-relaxed-constexpr) warns about any call of a constexpr host
+// function there, even in a constant expression, but not in these
+// initialisers.
+template <class Env, std::uint32_t V, std::size_t G>
+inline constexpr std::size_t group_field_offset_v = group_field_offset<Env, V>(G);
+template <class Env, std::uint32_t V>
+inline constexpr std::size_t group_cache_bytes_v = group_cache_bytes<Env, V>();
 
 template <class Env, std::size_t K, bool ReadOnly, int Variant = 0, class Access = direct_access>
 struct element_context {
@@ -228,12 +239,12 @@ struct element_context {
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
-    static_assert(J < statistic_count<component>(),
+    static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index<Env, K>(J);
+    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
     constexpr scope where = Env::plan::data.stats[s].decl.where;
-    if constexpr (read_per_element(where)) {
+    if constexpr (read_per_element_v<where>) {
       const param_geometry& g = *tile.geometry;
       const scope_place at{tile.row0 + r, tile.batch, tile.col0 + c, 0, i - g.offset, Env::plan::data.block};
       return mul(env.stats[s][scope_policy<where>::of_element(g, tile.param, at)], tile.stat_scale[s]);
@@ -242,18 +253,29 @@ struct element_context {
     }
   }
 
+  // Field J of the component, as constants (see group_field_offset_v).
+  static constexpr std::size_t component_fields = field_count<component>();
+  template <std::size_t J>
+  struct field_facts {
+    static constexpr state_field f = field_of<component>(J);
+    static constexpr std::size_t g = field0 + J;
+    static constexpr bool coded = is_coded(f.format);
+    static constexpr bool drawn = FieldDraws && Env::field_drawn(g) && !ReadOnly;
+  };
+
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
-    static_assert(J < field_count<component>(),
+    static_assert(J < component_fields,
                   "mixprec: a state field handle past the component's state[] table (declare handles with "
                   "field_index(state, \"name\"))");
-    constexpr state_field f = field_of<component>(J);
-    constexpr std::size_t g = field0 + J;
+    using facts = field_facts < J<component_fields ? J : 0>;
+    constexpr state_field f = facts::f;
+    constexpr std::size_t g = facts::g;
     using gen = generator_of<component>;
-    if constexpr (is_coded(f.format)) {
+    if constexpr (facts::coded) {
       static_assert(is_coded_lane<Lane>,
                     "mixprec: 8-bit coded state is read and written by the update pass only (train/coded_blocks.hpp)");
-      float* place = lane->values + coded_slot<Env>(g) * Lane::size + lane->j;
+      float* place = lane->values + coded_slot_v<Env, g> * Lane::size + lane->j;
       return state_handle<format_id::f32, false, ReadOnly, true, false, gen>{
           field_entry<format_id::f32, false, false, gen>{place, i, 0, tile.t, nullptr}};
     } else {
@@ -267,12 +289,12 @@ struct element_context {
       else if constexpr (f.where == extent::column) at = base + tile.batch * tile.geometry->cols + col();
       else if constexpr (f.where == extent::scalar) at = 0;
       using F = field_storage_t<f.format>;
-      constexpr bool drawn = FieldDraws && Env::field_drawn(g) && !ReadOnly;
+      constexpr bool drawn = facts::drawn;
       const std::uint16_t* draw = nullptr;
       if constexpr (drawn) draw = field_draws[g] + draw_index();
       F* place = nullptr;
       if constexpr (is_group_lane<Lane> && f.where == extent::element) {
-        constexpr std::size_t offset = group_field_offset<Env, Lane::size>(g);
+        constexpr std::size_t offset = group_field_offset_v<Env, Lane::size, g>;
         place = reinterpret_cast<F*>(lane->cache + offset) + lane->j;
       } else {
         place = static_cast<F*>(fs.data) + at;
@@ -304,10 +326,10 @@ struct decide_context {
   // A global statistic (as reduced: the sum, or the max; roots are the component's).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
-    static_assert(J < statistic_count<component>(),
+    static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index<Env, K>(J);
+    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
     static_assert(Env::plan::data.stats[s].decl.where == scope::global,
                   "mixprec: a scalar rule reads global statistics; read per-entry ones in decide_row / "
                   "decide_column / decide_parameter or in the element rule");
@@ -319,10 +341,10 @@ struct decide_context {
   // A per-parameter statistic, for parameter p.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic_at(stat_id<J>, std::size_t p) const {
-    static_assert(J < statistic_count<component>(),
+    static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index<Env, K>(J);
+    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
     static_assert(Env::plan::data.stats[s].decl.where == scope::parameter,
                   "mixprec: statistic_at(stat, p) reads a per-parameter statistic");
     static_assert(Env::plan::data.stats[s].source_field < 0,
@@ -377,10 +399,10 @@ struct entry_context {
   // scope, the parameter's for a per-parameter one, the global value.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic(stat_id<J>) const {
-    static_assert(J < statistic_count<component>(),
+    static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index<Env, K>(J);
+    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
     using policy = scope_policy<Env::plan::data.stats[s].decl.where>;
     static_assert(E == extent::row ? policy::readers.row
                                    : (E == extent::column ? policy::readers.column : policy::readers.parameter),
@@ -398,10 +420,10 @@ struct entry_context {
   // heads).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE double statistic_of_row(stat_id<J>, std::uint64_t row) const {
-    static_assert(J < statistic_count<component>(),
+    static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index<Env, K>(J);
+    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
     static_assert(E == extent::row && Env::plan::data.stats[s].decl.where == scope::row,
                   "mixprec: statistic_of_row(stat, row) reads a per-row statistic in decide_row");
     return env.stats[s][env.geometry[param].row_base + row] *
@@ -411,7 +433,7 @@ struct entry_context {
   // Whether a field has entries for this entry's parameter.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE bool covers(field_id<J>) const {
-    static_assert(J < field_count<component>(),
+    static_assert(J < field_count_v<component>,
                   "mixprec: a state field handle past the component's state[] table (declare handles with "
                   "field_index(state, \"name\"))");
     const field_storage& fs = env.fields[field0 + J];
@@ -420,10 +442,10 @@ struct entry_context {
   // This entry's place in a field of the same extent (or the parameter's).
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
-    static_assert(J < field_count<component>(),
+    static_assert(J < field_count_v<component>,
                   "mixprec: a state field handle past the component's state[] table (declare handles with "
                   "field_index(state, \"name\"))");
-    constexpr state_field f = field_of<component>(J);
+    constexpr state_field f = field_of_v<component, (J < field_count_v<component> ? J : 0)>;
     static_assert(f.where == E || f.where == extent::parameter || f.where == extent::scalar,
                   "mixprec: an entry rule reads state of its own extent, of its parameter, or scalar state");
     const field_storage& fs = env.fields[field0 + J];
@@ -436,10 +458,10 @@ struct entry_context {
   // In a per-parameter rule: row r or column j of the parameter in a row or column field.
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state_at(field_id<J>, std::uint64_t k) const {
-    static_assert(J < field_count<component>(),
+    static_assert(J < field_count_v<component>,
                   "mixprec: a state field handle past the component's state[] table (declare handles with "
                   "field_index(state, \"name\"))");
-    constexpr state_field f = field_of<component>(J);
+    constexpr state_field f = field_of_v<component, (J < field_count_v<component> ? J : 0)>;
     static_assert(E == extent::parameter && (f.where == extent::row || f.where == extent::column),
                   "mixprec: state_at(field, k) reads row or column k of a parameter in decide_parameter");
     const field_storage& fs = env.fields[field0 + J];

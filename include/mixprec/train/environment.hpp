@@ -184,8 +184,8 @@ MIXPREC_HOST_DEVICE double derived_scale(const double* factor, float p) {
   constexpr stat_entry e = Env::plan::data.stats[J];
   // (A remeasured statistic keeps a multiplier's bit only for that
   // multiplier's own output, taken before its factor: scale 1.)
-  if constexpr (e.derived_mask == 0 || scaling_of(e.decl.op) == under_scaling::unchanged ||
-                scaling_of(e.decl.op) == under_scaling::remeasure) {
+  if constexpr (e.derived_mask == 0 || scaling_of_v<e.decl.op> == under_scaling::unchanged ||
+                scaling_of_v<e.decl.op> == under_scaling::remeasure) {
     (void)factor, (void)p;
     return 1.0;
   } else {
@@ -201,6 +201,14 @@ template <class Env, std::size_t K>
 constexpr int stat_index(std::size_t j) {
   return Env::plan::data.comp[K].first_stat + static_cast<int>(j);
 }
+// The same as a constant, for __host__ __device__ bodies (see scaling_of_v).
+template <class Env, std::size_t K, std::size_t J>
+inline constexpr int stat_index_v = stat_index<Env, K>(J);
+// Global field G's declaration and component, as constants (the same).
+template <class Env, std::size_t G>
+inline constexpr state_field field_info_v = Env::field_info(G);
+template <class Env, std::size_t G>
+inline constexpr std::size_t field_component_v = Env::field_component(G);
 
 // Reads and writes one entry of a state field, rounding narrow formats
 // stochastically keyed on (seed, step, key) with generator Gen (the

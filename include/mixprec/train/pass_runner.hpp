@@ -175,12 +175,12 @@ __device__ void reduce_staged_one(const Body& body, const float* staged, const s
     const float* vals = staged + (j++) * tile_size;
     const param_geometry& g = body.env.geometry[tile.param];
     const bool is_max = body.template is_max<k>();
-    if constexpr (gather_of(e.decl.where) == scope_gather::blocks) {
+    if constexpr (gather_of_v<e.decl.where> == scope_gather::blocks) {
       constexpr std::uint32_t N = Body::d.block;
       for (std::uint32_t blk = threadIdx.x; blk * N < tile.width; blk += block_threads)
         reduce_block<k>(
             body, tile, [vals](std::uint32_t c) { return vals[c]; }, blk, is_max);
-    } else if constexpr (gather_of(e.decl.where) == scope_gather::columns) {
+    } else if constexpr (gather_of_v<e.decl.where> == scope_gather::columns) {
       for (std::uint32_t c = threadIdx.x; c < tile.width; c += block_threads) {
         double a = 0.0;
         for (std::uint32_t r = 0; r < tile.height; ++r)
@@ -370,14 +370,14 @@ void reduce_statistic(const Body& b, const step_tile& tile, const Value& value, 
       else sweep_row<k, false>(b, value, r, w, lanes, next);
     }
     out.v[e.slot] = fold_lanes(lanes, [is_max](double a, double c) { return combine_values(a, c, is_max); });
-  } else if constexpr (gather_of(e.decl.where) == scope_gather::blocks) {
+  } else if constexpr (gather_of_v<e.decl.where> == scope_gather::blocks) {
     constexpr std::uint32_t N = Body::d.block;
     for (std::uint32_t blk = 0; blk * N < w; ++blk)
       reduce_block<k>(
           b, tile, [&](std::uint32_t c) { return value(0, c); }, blk, is_max);
   } else {
     const param_geometry& g = b.env.geometry[tile.param];
-    if constexpr (gather_of(e.decl.where) == scope_gather::columns) {
+    if constexpr (gather_of_v<e.decl.where> == scope_gather::columns) {
       double acc[tile_size];
       for (std::size_t c = 0; c < w; ++c) acc[c] = 0.0;
       for (std::size_t r = 0; r < tile.height; ++r) {

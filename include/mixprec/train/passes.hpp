@@ -47,6 +47,13 @@ MIXPREC_HOST_DEVICE tile_scalars<Env> load_scalars(const Env& env) {
 
 template <int Q, class Env, std::size_t... S>
 MIXPREC_HOST_DEVICE void load_tile_stats(const Env& env, tile_values<Env>& v, std::index_sequence<S...>);
+// Whether component K runs in pass Q, as a constant for __host__ __device__
+// bodies (see scaling_of_v, train/reduction.hpp).
+template <class Env, int K, int Q>
+inline constexpr bool runs_in_v = runs_in(Env::plan::data, K, Q);
+// Component K's variant in the passes instantiated for variant code Code.
+template <class Env, std::size_t K, int Code>
+inline constexpr int variant_v = Env::template variant<K>(Code);
 template <int Q, int S, class Env>
 MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v);
 
@@ -84,12 +91,12 @@ MIXPREC_HOST_DEVICE void load_tile_stat(const Env& env, tile_values<Env>& v) {
   constexpr plan_data d = Env::plan::data;
   constexpr stat_entry e = d.stats[S];
   // Read only where it is known: reduced by an earlier pass of this step.
-  if constexpr (e.pass < Q && runs_in(d, e.component, Q)) {
+  if constexpr (e.pass < Q && runs_in_v<Env, e.component, Q>) {
     const auto& comp = get<static_cast<std::size_t>(e.component)>(env.comps);
     const double scale = derived_scale<Env, S>(env.block->factor, power_of(comp, static_cast<std::size_t>(e.local)));
     v.stat_scale[S] = scale;
     const param_geometry& g = *v.geometry;
-    if constexpr (read_per_element(e.decl.where)) {
+    if constexpr (read_per_element_v<e.decl.where>) {
       v.stat_value[S] = 0.0;
     } else {
       const scope_place at{0, v.batch, 0, v.slice, 0, 1};
@@ -135,6 +142,19 @@ struct chain_runner {
                                    std::index_sequence<K...>) const {
     (run_one<K>(i, r, c, u, w, decay, stopped, capture), ...);
   }
+  // What stage K does in this pass, computed at class scope: nvcc (without
+  // --expt-relaxed-constexpr) warns about constexpr host functions called
+  // inside a __host__ __device__ body, even in if constexpr.
+  template <std::size_t K>
+  struct stage_facts {
+    static constexpr bool runs = runs_in(d, static_cast<int>(K), Q);
+    static constexpr bool read_only = replays_in(d, static_cast<int>(K), Q);
+    // Rules known before the statistics read the scalars of the step's
+    // start: the current ones in the statistics pass (which runs before
+    // this step's rules), the snapshot taken then in later passes.
+    static constexpr bool snapshot = reads_start_scalars<Env, K>() && d.passes[Q].level > 0;
+    static constexpr int variant = variant_v<Env, K, Code>;
+  };
   template <std::size_t K, class Capture>
   MIXPREC_HOST_DEVICE void run_one([[maybe_unused]] std::uint64_t i, [[maybe_unused]] std::uint32_t r,
                                    [[maybe_unused]] std::uint32_t c, float& u, [[maybe_unused]] float w,
@@ -144,17 +164,11 @@ struct chain_runner {
       if (tile.hold) stopped = true;  // this step only accumulates up to the holder
     }
     using component = component_at<Env, K>;
-    if constexpr (runs_in(d, static_cast<int>(K), Q) && has_update<component>::value &&
-                  !traits_of<component>::writes_weights) {
+    using facts = stage_facts<K>;
+    if constexpr (facts::runs && has_update<component>::value && !traits_of<component>::writes_weights) {
       if (stopped) return;
-      constexpr bool read_only = replays_in(d, static_cast<int>(K), Q);
-      // Rules known before the statistics read the scalars of the step's
-      // start: the current ones in the statistics pass (which runs before
-      // this step's rules), the snapshot taken then in later passes.
-      constexpr bool snapshot = reads_start_scalars<Env, K>() && d.passes[Q].level > 0;
-      const auto& scalars = snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
-      constexpr int variant = Env::template variant<K>(Code);
-      const element_context<Env, K, read_only, variant, typename Access::for_stage> ctx{
+      const auto& scalars = facts::snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
+      const element_context<Env, K, facts::read_only, facts::variant, typename Access::for_stage> ctx{
           env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind, nullptr, field_draws, lane};
       u = get<K>(env.comps).update(u, ctx);
     }
@@ -421,7 +435,7 @@ struct update_body {
       const float updated = decayed + u;
       if constexpr (d.writer >= 0) {
         constexpr std::size_t W = static_cast<std::size_t>(d.writer);
-        const element_context<Env, W, false, Env::template variant<W>(Code), typename Access::for_writer> wctx{
+        const element_context<Env, W, false, variant_v<Env, W, Code>, typename Access::for_writer> wctx{
             env, ctx, get<W>(sc.now), i, r, c, w, &decay, pass_kind::update, draws, nullptr, lane};
         write(get<W>(env.comps), wctx, w, updated, decayed - w + u, out);
       } else {

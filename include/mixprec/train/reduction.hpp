@@ -109,6 +109,10 @@ constexpr bool combines_by_max(reduction op, float p) {
 constexpr under_scaling scaling_of(reduction op) {
   return visit_reduction(op, [](auto policy) { return decltype(policy)::scaling; });
 }
+// As a constant for __host__ __device__ bodies (nvcc warns about calls of
+// constexpr host functions there, not in these initialisers).
+template <reduction Op>
+inline constexpr under_scaling scaling_of_v = scaling_of(Op);
 constexpr const char* reduction_name(reduction op) {
   return visit_reduction(op, [](auto policy) { return decltype(policy)::name; });
 }

@@ -197,6 +197,11 @@ constexpr bool read_per_element(scope s) {
   const scope_gather g = gather_of(s);
   return g == scope_gather::rows || g == scope_gather::columns || g == scope_gather::blocks;
 }
+// As constants for __host__ __device__ bodies (see scaling_of_v, train/reduction.hpp).
+template <scope S>
+inline constexpr bool read_per_element_v = read_per_element(S);
+template <scope S>
+inline constexpr scope_gather gather_of_v = gather_of(S);
 constexpr bool of_state(scope s) {
   return visit_scope(s, [](auto policy) { return decltype(policy)::of_state; });
 }

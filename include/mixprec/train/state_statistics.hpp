@@ -33,6 +33,8 @@ struct reduce_state_statistic {
   static constexpr state_field f = field_of<component_at<Env, K>>(static_cast<std::size_t>(e.source_field));
   static_assert(f.where == extent::row || f.where == extent::column,
                 "a statistic of state reduces row or column state");
+  static constexpr std::size_t field = Env::field_offset(K) + static_cast<std::size_t>(e.source_field);
+  static constexpr float min_normal = format_traits<float>::min_normal();
   using policy = scope_policy<e.decl.where>;
   static_assert(policy::of_state, "the planner allows statistics of state only in scopes that say of_state");
 
@@ -57,13 +59,12 @@ struct reduce_state_statistic {
   // belongs to (consecutive entries share one: a run per scope entry);
   // none where the field does not cover q (its scope entries stay 0).
   MIXPREC_HOST_DEVICE void add(std::size_t q, std::uint64_t& at, double& acc, bool& open) const {
-    const field_storage& fs = env.fields[Env::field_offset(K) + static_cast<std::size_t>(e.source_field)];
+    const field_storage& fs = env.fields[field];
     if (fs.data == nullptr || fs.base[q] == no_entry) return;
     const param_geometry& g = env.geometry[q];
     const std::uint64_t n = f.where == extent::row ? g.rows : g.batches * g.cols;
     using F = field_storage_t<f.format>;
     const F* x = static_cast<const F*>(fs.data) + fs.base[q];
-    const float min_normal = format_traits<float>::min_normal();
     for (std::uint64_t k = 0; k < n; ++k) {
       const std::uint64_t t = policy::of_entry(f.where, g, static_cast<std::uint32_t>(q), k);
       if (open && t != at) out[at] = acc, acc = 0.0;

@@ -119,16 +119,27 @@ struct update_groups {
   static constexpr std::size_t field_group_bytes() {
     return std::size_t{group} * entry_bytes(Env::field_info(G).format);
   }
+  // The above as constants, for the __host__ __device__ bodies below (see
+  // group_field_offset_v, train/context.hpp).
+  template <std::size_t G>
+  struct field_facts {
+    static constexpr bool touched = field_touched<G>();
+    static constexpr bool changed = field_changed<G>();
+    static constexpr std::size_t group_bytes = field_group_bytes<G>();
+    static constexpr state_field info = Env::field_info(G);
+    static constexpr std::size_t bytes = entry_bytes(info.format);
+    static constexpr bool drawn = Env::field_drawn(G);
+  };
   // Field G's entry for element i of the tile's parameter, or null where
   // the field has no entries.
   template <std::size_t G>
   MIXPREC_HOST_DEVICE unsigned char* field_place(const context& ctx, std::uint64_t i) const {
     const field_storage& fs = body.env.fields[G];
     if (fs.data == nullptr || ctx.field_base[G] == no_entry) return nullptr;
-    constexpr state_field f = Env::field_info(G);
+    constexpr state_field f = field_facts<G>::info;
     const std::uint64_t at =
         f.on == parameter_set::all ? i - body.env.shard_begin : ctx.field_base[G] + (i - ctx.geometry->offset);
-    return static_cast<unsigned char*>(fs.data) + at * entry_bytes(f.format);
+    return static_cast<unsigned char*>(fs.data) + at * field_facts<G>::bytes;
   }
 
   // Whether run() may take the tile's groups from element
@@ -147,7 +158,8 @@ struct update_groups {
   template <std::size_t... G>
   MIXPREC_HOST_DEVICE void fields_fit([[maybe_unused]] const context& ctx, [[maybe_unused]] std::uint64_t begin,
                                       [[maybe_unused]] bool& ok, std::index_sequence<G...>) const {
-    ((field_touched<G>() ? void(ok = ok && piece_aligned<field_group_bytes<G>()>(field_place<G>(ctx, begin))) : void()),
+    ((field_facts<G>::touched ? void(ok = ok && piece_aligned<field_facts<G>::group_bytes>(field_place<G>(ctx, begin)))
+                              : void()),
      ...);
   }
   template <std::size_t... G>
@@ -158,14 +170,14 @@ struct update_groups {
   }
   template <std::size_t G>
   MIXPREC_HOST_DEVICE void move_field(const context& ctx, std::uint64_t i0, unsigned char* cache, bool store) const {
-    if constexpr (field_touched<G>()) {
-      if (store && !field_changed<G>()) return;
+    if constexpr (field_facts<G>::touched) {
+      if (store && !field_facts<G>::changed) return;
       unsigned char* place = field_place<G>(ctx, i0);
       if (place == nullptr) return;
-      constexpr std::size_t offset = group_field_offset<Env, group>(G);
+      constexpr std::size_t offset = group_field_offset_v<Env, group, G>;
       unsigned char* copy = cache + offset;
-      if (store) copy_pieces<field_group_bytes<G>()>(copy, place);
-      else copy_pieces<field_group_bytes<G>()>(place, copy);
+      if (store) copy_pieces<field_facts<G>::group_bytes>(copy, place);
+      else copy_pieces<field_facts<G>::group_bytes>(place, copy);
     }
   }
   // Each drawn field's draws of the group (keys from key0) into draws[j],
@@ -183,7 +195,7 @@ struct update_groups {
   MIXPREC_HOST_DEVICE void draw_field(const context& ctx, std::uint64_t key0, std::uint16_t (*draws)[group],
                                       const std::uint16_t** at, std::size_t& j) const {
     at[G] = nullptr;
-    if constexpr (Env::field_drawn(G)) {
+    if constexpr (field_facts<G>::drawn) {
       draw_group<field_generator<G>>(body.env.fields[G].seed, ctx.t, key0, draws[j]);
       at[G] = draws[j++];
     }
@@ -198,7 +210,7 @@ struct update_groups {
     alignas(16) grad_type grads[group];
     alignas(16) float masters[group];
     alignas(16) model_type models[group];
-    alignas(16) unsigned char cache[group_cache_bytes<Env, group>()];
+    alignas(16) unsigned char cache[group_cache_bytes_v<Env, group>];
     load_roles<group>(body.env.arena, i0, grads, masters, models);
     move_fields(ctx, i0, cache, false, std::make_index_sequence<nfields>{});
     // One generator call per 2 * words (or words) draws, keyed as stochastic_draw.
