@@ -11,6 +11,9 @@
 
 #include <cstddef>
 
+// Before any Thrust header: it selects Thrust's device system.
+#include <mixprec/core/config.hpp>
+
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 

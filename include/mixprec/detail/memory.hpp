@@ -8,6 +8,9 @@
 #include <new>
 #include <string>
 
+// Before any Thrust header: it selects Thrust's device system.
+#include <mixprec/core/config.hpp>
+
 #include <thrust/device_vector.h>
 #include <thrust/fill.h>
 

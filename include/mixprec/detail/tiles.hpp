@@ -27,6 +27,9 @@
 #include <type_traits>
 #include <utility>
 
+// Before any Thrust header: it selects Thrust's device system.
+#include <mixprec/core/config.hpp>
+
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 

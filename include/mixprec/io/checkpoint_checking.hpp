@@ -71,14 +71,6 @@ MIXPREC_COLD void restore_component_scalars(Block& block, std::size_t k, const T
                           std::make_index_sequence<std::tuple_size_v<decltype(as_std_tuple(block.comps))>>{});
 }
 
-// Group multipliers as set_group accepts them.
-inline void require_group_multipliers(const std::string& name, const group_hyper& g) {
-  require(std::isfinite(g.lr_scale) && g.lr_scale >= 0.0f && std::isfinite(g.weight_decay_scale) &&
-              g.weight_decay_scale >= 0.0f,
-          "checkpoint: group \"", name, "\" has lr_scale ", g.lr_scale, " and weight_decay_scale ",
-          g.weight_decay_scale, ": the multipliers must be finite and non-negative (as set_group requires)");
-}
-
 template <class Arena>
 MIXPREC_COLD void check_arena(record_reader& body, const Arena& params) {
   auto format_of = [](std::uint8_t id) { return std::string(format_name(static_cast<format_id>(id))); };

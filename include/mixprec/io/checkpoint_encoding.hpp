@@ -438,5 +438,13 @@ void encode_checkpoint(byte_sink& sink, const chain_t<C...>& chain, Arena& param
   w.put_crc();
 }
 
+// Group multipliers as set_group accepts them.
+inline void require_group_multipliers(const std::string& name, const group_hyper& g) {
+  require(std::isfinite(g.lr_scale) && g.lr_scale >= 0.0f && std::isfinite(g.weight_decay_scale) &&
+              g.weight_decay_scale >= 0.0f,
+          "checkpoint: group \"", name, "\" has lr_scale ", g.lr_scale, " and weight_decay_scale ",
+          g.weight_decay_scale, ": the multipliers must be finite and non-negative (as set_group requires)");
+}
+
 }  // namespace detail
 }  // namespace mixprec

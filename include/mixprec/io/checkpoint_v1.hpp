@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <mixprec/io/checkpoint_encoding.hpp>
 #include <mixprec/io/records.hpp>
 #include <mixprec/train/chain.hpp>
 

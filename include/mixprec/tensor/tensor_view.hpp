@@ -7,6 +7,9 @@
 #include <type_traits>
 #include <vector>
 
+// Before any Thrust header: it selects Thrust's device system.
+#include <mixprec/core/config.hpp>
+
 #include <thrust/device_vector.h>
 
 #include <mixprec/cast/convert.hpp>

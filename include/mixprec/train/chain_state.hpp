@@ -17,6 +17,7 @@
 #include <mixprec/component/protocol.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/workspace.hpp>
+#include <mixprec/tensor/arena_layout.hpp>
 #include <mixprec/tensor/arena_signature.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
 #include <mixprec/train/environment.hpp>

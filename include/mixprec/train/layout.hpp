@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include <mixprec/component/component.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/tensor/shape.hpp>

@@ -15,6 +15,9 @@
 #include <cstdint>
 #include <type_traits>
 
+// Before any Thrust header: it selects Thrust's device system.
+#include <mixprec/core/config.hpp>
+
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 
