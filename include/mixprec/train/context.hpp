@@ -40,6 +40,12 @@ struct tile_values {
   double stat_scale[nstats];  // per-row and per-column statistics: their scale
 };
 
+// The entry of component K's statistic handle J. A handle past the table
+// maps to the component's first statistic, so that the context's
+// static_assert naming the mistake is the only error.
+template <class Env, std::size_t K, std::size_t J>
+inline constexpr int handle_stat_index_v = stat_index_v<Env, K, (J < statistic_count_v<component_at<Env, K>> ? J : 0)>;
+
 template <class Env, std::size_t K>
 constexpr bool reads_start_scalars() {
   return traits_of<component_at<Env, K>>::before_statistics;
@@ -242,7 +248,7 @@ struct element_context {
     static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
+    constexpr int s = handle_stat_index_v<Env, K, J>;
     constexpr scope where = Env::plan::data.stats[s].decl.where;
     if constexpr (read_per_element_v<where>) {
       const param_geometry& g = *tile.geometry;
@@ -254,10 +260,9 @@ struct element_context {
   }
 
   // Field J of the component, as constants (see group_field_offset_v).
-  static constexpr std::size_t component_fields = field_count<component>();
   template <std::size_t J>
   struct field_facts {
-    static constexpr state_field f = field_of<component>(J);
+    static constexpr state_field f = field_of_v<component, J>;
     static constexpr std::size_t g = field0 + J;
     static constexpr bool coded = is_coded(f.format);
     static constexpr bool drawn = FieldDraws && Env::field_drawn(g) && !ReadOnly;
@@ -265,10 +270,11 @@ struct element_context {
 
   template <std::size_t J>
   MIXPREC_HOST_DEVICE auto state(field_id<J>) const {
-    static_assert(J < component_fields,
+    static_assert(J < field_count_v<component>,
                   "mixprec: a state field handle past the component's state[] table (declare handles with "
                   "field_index(state, \"name\"))");
-    using facts = field_facts < J<component_fields ? J : 0>;
+    constexpr std::size_t in_table = J < field_count_v<component> ? J : 0;  // past the table: the assert above
+    using facts = field_facts<in_table>;
     constexpr state_field f = facts::f;
     constexpr std::size_t g = facts::g;
     using gen = generator_of<component>;
@@ -329,7 +335,7 @@ struct decide_context {
     static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
+    constexpr int s = handle_stat_index_v<Env, K, J>;
     static_assert(Env::plan::data.stats[s].decl.where == scope::global,
                   "mixprec: a scalar rule reads global statistics; read per-entry ones in decide_row / "
                   "decide_column / decide_parameter or in the element rule");
@@ -344,7 +350,7 @@ struct decide_context {
     static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
+    constexpr int s = handle_stat_index_v<Env, K, J>;
     static_assert(Env::plan::data.stats[s].decl.where == scope::parameter,
                   "mixprec: statistic_at(stat, p) reads a per-parameter statistic");
     static_assert(Env::plan::data.stats[s].source_field < 0,
@@ -402,7 +408,7 @@ struct entry_context {
     static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
+    constexpr int s = handle_stat_index_v<Env, K, J>;
     using policy = scope_policy<Env::plan::data.stats[s].decl.where>;
     static_assert(E == extent::row ? policy::readers.row
                                    : (E == extent::column ? policy::readers.column : policy::readers.parameter),
@@ -423,7 +429,7 @@ struct entry_context {
     static_assert(J < statistic_count_v<component>,
                   "mixprec: a statistic handle past the component's statistics[] table (declare handles with "
                   "statistic_index(statistics, \"name\"))");
-    constexpr int s = stat_index_v<Env, K, (J < statistic_count_v<component> ? J : 0)>;
+    constexpr int s = handle_stat_index_v<Env, K, J>;
     static_assert(E == extent::row && Env::plan::data.stats[s].decl.where == scope::row,
                   "mixprec: statistic_of_row(stat, row) reads a per-row statistic in decide_row");
     return env.stats[s][env.geometry[param].row_base + row] *
