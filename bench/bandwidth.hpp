@@ -48,7 +48,7 @@ struct fill_body {
 inline constexpr std::size_t stream_elements = std::size_t{1} << 27;
 
 struct stream_arrays {
-  mixprec::detail::device_vector<float> a, b, c;
+  mixprec::detail::device_buffer<float> a, b, c;
   stream_arrays() : a(stream_elements), b(stream_elements), c(stream_elements) {
     mixprec::detail::for_each_index({}, stream_elements, fill_body{mixprec::detail::raw(a)});
     mixprec::detail::for_each_index({}, stream_elements, fill_body{mixprec::detail::raw(b)});

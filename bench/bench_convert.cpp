@@ -30,8 +30,8 @@ struct random_fill {
 
 void convert_bf16(benchmark::State& state, bool stochastic) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  detail::device_vector<float> src(n);
-  detail::device_vector<bfloat16> dst(n);
+  detail::device_buffer<float> src(n);
+  detail::device_buffer<bfloat16> dst(n);
   detail::for_each_index({}, n, random_fill{detail::raw(src)});
   std::uint64_t step = 0;
   auto run = [&] {
@@ -49,8 +49,8 @@ void convert_bf16_stochastic(benchmark::State& s) { convert_bf16(s, true); }
 template <class From, class To>
 void half_convert(benchmark::State& state, bool portable) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  detail::device_vector<float> values(n);
-  detail::device_vector<half> halves(n);
+  detail::device_buffer<float> values(n);
+  detail::device_buffer<half> halves(n);
   detail::for_each_index({}, n, random_fill{detail::raw(values)});
   convert_n(detail::raw(values), n, detail::raw(halves));
   From* src;

@@ -29,7 +29,7 @@ struct random_fill {
 
 void sum_of_squares_bf16(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  detail::device_vector<bfloat16> data(n);
+  detail::device_buffer<bfloat16> data(n);
   detail::for_each_index({}, n, random_fill<>{detail::raw(data)});
   workspace ws;
   device_scalar<double> out;
@@ -54,7 +54,7 @@ double handwritten_sum_of_squares(const std::uint16_t* bits, std::size_t n) {
 }
 void handwritten_sum_of_squares_bf16(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  detail::device_vector<bfloat16> data(n);
+  detail::device_buffer<bfloat16> data(n);
   detail::for_each_index({}, n, random_fill<>{detail::raw(data)});
   const std::uint16_t* bits = reinterpret_cast<const std::uint16_t*>(detail::raw(data));
   double result = 0.0;
@@ -79,7 +79,7 @@ void segment_norms_bf16(benchmark::State& state) {
   p.finalize();
   detail::for_each_index({}, p.padded_size(), random_fill<>{static_cast<bfloat16*>(p.grad_data())});
   workspace ws;
-  detail::device_vector<double> norms(p.count());
+  detail::device_buffer<double> norms(p.count());
   segment_l2_norms(p.layout(), static_cast<const bfloat16*>(p.grad_data()), detail::raw(norms), ws);
   bench::run_timed(state, 2.0 * total, total, [&] {
     segment_l2_norms(p.layout(), static_cast<const bfloat16*>(p.grad_data()), detail::raw(norms), ws);

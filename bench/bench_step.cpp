@@ -189,8 +189,8 @@ void unfused_adamw(benchmark::State& state) {
   parameters<float, float> master;
   bench::build_arena(master, n);
   const std::size_t padded = master.padded_size();
-  detail::device_vector<G> grads_storage(std::is_same_v<G, float> ? 0 : padded);
-  detail::device_vector<bfloat16> model_storage(std::is_same_v<G, float> ? 0 : padded);
+  detail::device_buffer<G> grads_storage(std::is_same_v<G, float> ? 0 : padded);
+  detail::device_buffer<bfloat16> model_storage(std::is_same_v<G, float> ? 0 : padded);
   G* grad_data;
   if constexpr (std::is_same_v<G, float>) {
     grad_data = master.grad_data();
@@ -280,7 +280,7 @@ void handwritten_adamw_bf16(benchmark::State& state) {
   const std::uint16_t* grad = reinterpret_cast<const std::uint16_t*>(a.grad_data());
   std::uint16_t* model = reinterpret_cast<std::uint16_t*>(a.model_data());
   float* w = a.master_data();
-  detail::device_vector<float> m_storage(size, 0.0f), v_storage(size, 0.0f);
+  detail::device_buffer<float> m_storage(size), v_storage(size);  // zeros
   float* m = detail::raw(m_storage);
   float* v = detail::raw(v_storage);
   const adamw_options o;

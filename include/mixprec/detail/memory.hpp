@@ -1,5 +1,6 @@
-// Owning device memory: the Thrust device vector of the selected system.
-// On the host backends "device" memory is ordinary host memory.
+// Owning device memory: the library's arrays of trivially copyable values,
+// held in a Thrust device vector of bytes of the selected system. On the
+// host backends "device" memory is ordinary host memory.
 #pragma once
 
 #include <cstddef>
@@ -7,6 +8,9 @@
 #include <limits>
 #include <new>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 // Before any Thrust header: it selects Thrust's device system.
 #include <mixprec/core/config.hpp>
@@ -20,26 +24,81 @@
 namespace mixprec::detail {
 
 template <class T>
-using device_vector = thrust::device_vector<T>;
+void write_to_device(const T* host_src, T* device_dst, std::size_t n, stream s = {});
+
+// n values of T in device memory, value-initialised like
+// thrust::device_vector<T>(n), which it replaces inside the library: every
+// element type of a thrust::device_vector instantiates Thrust's vector,
+// allocator and fill code anew (about 0.1 s of g++ -O3 each, and a chain's
+// state has a dozen types: docs/performance.md), while these arrays all
+// share one vector of bytes. Its move is noexcept, so std::vector grows a
+// vector of them by moving.
+template <class T>
+class device_buffer {
+  static_assert(std::is_trivially_copyable_v<T>, "device_buffer holds trivially copyable values");
+  static_assert(alignof(T) <= 16, "device_buffer: the allocation is aligned to 16 bytes");
+
+ public:
+  using value_type = T;
+  device_buffer() = default;
+  explicit device_buffer(std::size_t n) : bytes_(n * sizeof(T)) {
+    if (n != 0 && !zero_is_default()) {  // a type with default member initialisers
+      const std::vector<T> defaults(n);
+      write_to_device(defaults.data(), get(), n);
+    }
+  }
+  device_buffer(const device_buffer&) = default;
+  device_buffer& operator=(const device_buffer&) = default;
+  // A moved-from buffer is empty.
+  device_buffer(device_buffer&& o) noexcept { bytes_.swap(o.bytes_); }
+  device_buffer& operator=(device_buffer&& o) noexcept {
+    device_buffer taken(std::move(o));
+    bytes_.swap(taken.bytes_);  // taken frees this buffer's old memory
+    return *this;
+  }
+
+  std::size_t size() const { return bytes_.size() / sizeof(T); }
+  bool empty() const { return bytes_.empty(); }
+  T* get() { return reinterpret_cast<T*>(thrust::raw_pointer_cast(bytes_.data())); }
+  const T* get() const { return reinterpret_cast<const T*>(thrust::raw_pointer_cast(bytes_.data())); }
+  // Device pointers, so that Thrust algorithms given them run on the device system.
+  thrust::device_ptr<T> data() { return thrust::device_pointer_cast(get()); }
+  thrust::device_ptr<const T> data() const { return thrust::device_pointer_cast(get()); }
+  thrust::device_ptr<T> begin() { return data(); }
+  thrust::device_ptr<T> end() { return data() + size(); }
+  thrust::device_ptr<const T> begin() const { return data(); }
+  thrust::device_ptr<const T> end() const { return data() + size(); }
+
+ private:
+  static bool zero_is_default() {
+    const T v{};
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    for (unsigned char c : b)
+      if (c != 0) return false;
+    return true;
+  }
+  thrust::device_vector<unsigned char> bytes_;
+};
 
 template <class T>
-T* raw(device_vector<T>& v) {
-  return thrust::raw_pointer_cast(v.data());
+T* raw(device_buffer<T>& v) {
+  return v.get();
 }
 template <class T>
-const T* raw(const device_vector<T>& v) {
-  return thrust::raw_pointer_cast(v.data());
+const T* raw(const device_buffer<T>& v) {
+  return v.get();
 }
 
 // Allocates `n` elements, turning allocation failures into mixprec::error.
 template <class T>
-device_vector<T> allocate(std::size_t n, const char* what) {
+device_buffer<T> allocate(std::size_t n, const char* what) {
   const double bytes = static_cast<double>(n) * sizeof(T);
   // Thrust does not check n * sizeof(T) for overflow.
   require(n <= std::numeric_limits<std::size_t>::max() / sizeof(T), "cannot allocate ", n, " elements (", bytes,
           " bytes) for ", what, ": the size overflows size_t");
   try {
-    return device_vector<T>(n);
+    return device_buffer<T>(n);
   } catch (const std::bad_alloc& e) {
     throw error(
         concat("cannot allocate ", n, " elements (", bytes, " bytes) for ", what, ": out of memory (", e.what(), ")"));
@@ -67,7 +126,7 @@ void copy_to_host(const T* device_src, T* host_dst, std::size_t n, stream s = {}
 }
 
 template <class T>
-void write_to_device(const T* host_src, T* device_dst, std::size_t n, stream s = {}) {
+void write_to_device(const T* host_src, T* device_dst, std::size_t n, stream s) {  // s defaults to {} (above)
   if (n == 0) return;
 #if defined(MIXPREC_BACKEND_CUDA)
   MIXPREC_CUDA_CHECK(cudaMemcpyAsync(device_dst, host_src, n * sizeof(T), cudaMemcpyHostToDevice, s.handle));

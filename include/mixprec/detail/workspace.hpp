@@ -29,7 +29,7 @@ class workspace {
   static std::size_t round_up(std::size_t bytes) { return (bytes + 15) / 16 * 16; }
 
  private:
-  device_vector<unsigned char> buffer_;
+  device_buffer<unsigned char> buffer_;
 };
 
 }  // namespace mixprec::detail

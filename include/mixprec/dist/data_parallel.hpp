@@ -421,7 +421,7 @@ class data_parallel {
   std::vector<element_range> shards_;
   std::size_t padded_ = 0;
   std::uint64_t chain_ = 0;
-  mixprec::detail::device_vector<double> statistics_;
+  mixprec::detail::device_buffer<double> statistics_;
 };
 
 }  // namespace mixprec::dist

@@ -138,7 +138,7 @@ class nccl_communicator {
   ncclComm_t comm_;
   nccl_options options_;
   int rank_ = 0, size_ = 1;
-  mixprec::detail::device_vector<std::uint8_t> staging_;
+  mixprec::detail::device_buffer<std::uint8_t> staging_;
 };
 
 static_assert(is_communicator_v<nccl_communicator>);

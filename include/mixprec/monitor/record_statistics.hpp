@@ -183,8 +183,8 @@ class statistics_log {
 
  private:
   std::size_t capacity_, width_;
-  detail::device_vector<double> ring_;
-  detail::device_vector<std::uint64_t> head_;
+  detail::device_buffer<double> ring_;
+  detail::device_buffer<std::uint64_t> head_;
 };
 
 }  // namespace mixprec

@@ -226,7 +226,7 @@ class fp8_scaler {
 
   fp8_kind kind_;
   fp8_delayed_scaling recipe_;
-  detail::device_vector<float> history_, scalars_;
+  detail::device_buffer<float> history_, scalars_;
   workspace ws_;
 };
 

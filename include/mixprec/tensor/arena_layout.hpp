@@ -90,7 +90,7 @@ class arena_layout {
   std::vector<std::uint32_t> groups_;
   std::size_t padded_size_ = 0;
   mixprec::tiling tiling_;
-  detail::device_vector<std::uint32_t> segment_groups_;
+  detail::device_buffer<std::uint32_t> segment_groups_;
 };
 
 }  // namespace mixprec

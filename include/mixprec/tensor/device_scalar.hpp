@@ -29,7 +29,7 @@ class device_scalar {
   void written_on(stream s) { last_ = s; }
 
  private:
-  detail::device_vector<T> value_;
+  detail::device_buffer<T> value_;
   stream last_{};
 };
 

@@ -120,11 +120,11 @@ class parameters {
     detail::require(!sharded || (has_master && !model_is_master),
                     "parameters::finalize: only fp32 master weights "
                     "kept apart from a narrower model copy can be sharded (a float model is its own master)");
-    detail::device_vector<float> master;
-    detail::device_vector<Model> model;
+    detail::device_buffer<float> master;
+    detail::device_buffer<Model> model;
     if constexpr (has_master) master = detail::allocate<float>(master_end - master_shard.begin, "the master weights");
     if constexpr (!model_is_master) model = detail::allocate<Model>(n, "the model copy");
-    detail::device_vector<Grad> grads = detail::allocate<Grad>(n, "the gradients");
+    detail::device_buffer<Grad> grads = detail::allocate<Grad>(n, "the gradients");
     arena_layout layout(sizes, groups);
     detail::arena_signature signature;
     signature.formats =
@@ -398,9 +398,9 @@ class parameters {
   bool finalized_ = false;
   arena_layout layout_;
   detail::arena_signature signature_;
-  detail::device_vector<float> master_;
-  detail::device_vector<Model> model_;
-  detail::device_vector<Grad> grads_;
+  detail::device_buffer<float> master_;
+  detail::device_buffer<Model> model_;
+  detail::device_buffer<Grad> grads_;
   std::size_t master_begin_ = 0, master_end_ = 0;
 };
 

@@ -74,7 +74,7 @@ class tensor {
   }
 
  private:
-  static detail::device_vector<Storage> make(const mixprec::shape& s) {
+  static detail::device_buffer<Storage> make(const mixprec::shape& s) {
     const std::size_t n = s.size();
     if (n == 0)
       detail::require(false, "tensor: zero-size tensor of shape ", s.to_string(), " (every extent must be positive)");
@@ -82,7 +82,7 @@ class tensor {
   }
 
   mixprec::shape shape_;
-  detail::device_vector<Storage> data_;
+  detail::device_buffer<Storage> data_;
 };
 
 }  // namespace mixprec

@@ -51,15 +51,15 @@ class tiling {
 
  private:
   template <class T>
-  static detail::device_vector<T> upload(const std::vector<T>& host, const char* what) {
-    detail::device_vector<T> d = detail::allocate<T>(host.size(), what);
+  static detail::device_buffer<T> upload(const std::vector<T>& host, const char* what) {
+    detail::device_buffer<T> d = detail::allocate<T>(host.size(), what);
     detail::write_to_device(host.data(), detail::raw(d), host.size());
     return d;
   }
 
   std::size_t count_ = 0, segments_ = 0;
-  detail::device_vector<tile_desc> tiles_;
-  detail::device_vector<std::size_t> segment_offsets_;
+  detail::device_buffer<tile_desc> tiles_;
+  detail::device_buffer<std::size_t> segment_offsets_;
 };
 
 namespace detail {

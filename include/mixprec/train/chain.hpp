@@ -371,8 +371,8 @@ class chain_t {
   void allocate_statistics(chain_state<Arena, C...>& st, std::size_t params) const {
     const detail::step_layout& L = st.layout_;
     // Every vector of device vectors is sized once and filled in place (see allocate_fields).
-    st.stats_ = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(d.nstats));
-    st.slice_rows_ = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(d.nstats));
+    st.stats_ = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(d.nstats));
+    st.slice_rows_ = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(d.nstats));
     for (int j = 0; j < d.nstats; ++j) {
       const scope w = d.stats[j].decl.where;
       const std::size_t n = detail::scope_entries(w, L, params);
@@ -387,9 +387,9 @@ class chain_t {
     for (int q = 0; q + 1 < d.npasses; ++q) {
       const detail::pass_entry& p = d.passes[q];
       detail::pass_buffers& b = st.passes_[q];
-      b.rows = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(p.row_stats));
+      b.rows = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(p.row_stats));
       for (auto& r : b.rows) r = detail::allocate<double>(L.row_partials > 0 ? L.row_partials : 1, "per-row partials");
-      b.columns = std::vector<detail::device_vector<double>>(static_cast<std::size_t>(p.column_stats));
+      b.columns = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(p.column_stats));
       for (auto& c : b.columns)
         c = detail::allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials");
       const std::size_t value = sizeof(double) * static_cast<std::size_t>(p.fields > 0 ? p.fields : 1);

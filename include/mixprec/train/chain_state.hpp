@@ -42,8 +42,8 @@ struct is_chain_state<chain_state<Arena, C...>> : std::true_type {};
 
 // One state field of a component, allocated.
 struct field_buffer {
-  device_vector<std::uint8_t> bytes;
-  device_vector<std::uint64_t> base;
+  device_buffer<std::uint8_t> bytes;
+  device_buffer<std::uint64_t> base;
   std::vector<std::uint64_t> base_h;
   std::uint64_t entries = 0;
   bool used = false;
@@ -57,16 +57,16 @@ struct field_buffer {
 // set_group; the checkpoint loader validates everything before it writes.
 template <class... C>
 struct state_storage {
-  device_vector<chain_block<C...>>& block;
+  device_buffer<chain_block<C...>>& block;
   std::vector<field_buffer>& fields;  // every component's fields, in chain order
-  device_vector<group_hyper>& groups;
+  device_buffer<group_hyper>& groups;
   const std::vector<std::string>& group_names;
 };
 
 // The buffers of one measuring pass.
 struct pass_buffers {
-  std::vector<device_vector<double>> rows, columns;  // partials per row / column statistic
-  device_vector<std::uint8_t> field_out;             // the global combination, then one per parameter
+  std::vector<device_buffer<double>> rows, columns;  // partials per row / column statistic
+  device_buffer<std::uint8_t> field_out;             // the global combination, then one per parameter
 };
 
 // The arena as initial_scalars(const arena_info&) sees it (init, and a
@@ -252,18 +252,18 @@ class chain_state {
                     "first)");
   }
 
-  detail::device_vector<detail::chain_block<C...>> block_;
-  detail::device_vector<float> one_;  // the loss scale of a chain without a scaler
+  detail::device_buffer<detail::chain_block<C...>> block_;
+  detail::device_buffer<float> one_;  // the loss scale of a chain without a scaler
   stream last_stream_{};
   detail::arena_signature arena_;
   detail::step_layout layout_;
   std::vector<detail::field_buffer> fields_;               // all components' fields, in order
-  std::vector<detail::device_vector<double>> stats_;       // reduced statistics
-  std::vector<detail::device_vector<double>> slice_rows_;  // per-row values of per-slice statistics
+  std::vector<detail::device_buffer<double>> stats_;       // reduced statistics
+  std::vector<detail::device_buffer<double>> slice_rows_;  // per-row values of per-slice statistics
   std::vector<detail::pass_buffers> passes_;
   detail::workspace ws_;
-  detail::device_vector<group_hyper> groups_;
-  detail::device_vector<std::uint32_t> groups_of_;
+  detail::device_buffer<group_hyper> groups_;
+  detail::device_buffer<std::uint32_t> groups_of_;
   std::vector<std::string> group_names_;
   std::size_t elements_ = 0;
   element_range shard_{};

@@ -66,13 +66,13 @@ struct strided_range {
 struct step_layout {
   bool positions = false;
   std::vector<param_geometry> geometry;  // host copy
-  device_vector<param_geometry> geometry_d;
+  device_buffer<param_geometry> geometry_d;
   std::vector<step_tile> tiles_h;
-  device_vector<step_tile> tiles;
-  device_vector<std::size_t> param_tile_offsets;  // tiles of parameter p: [offsets[p], offsets[p + 1])
+  device_buffer<step_tile> tiles;
+  device_buffer<std::size_t> param_tile_offsets;  // tiles of parameter p: [offsets[p], offsets[p + 1])
   std::uint64_t rows = 0, columns = 0, slices = 0, matrices = 0, row_partials = 0, column_partials = 0;
   std::uint64_t blocks = 0;  // of the per-block statistics: ceil(size / block) per parameter
-  device_vector<strided_range> row_ranges, column_ranges, slice_ranges, matrix_ranges;  // per row / column / ...
+  device_buffer<strided_range> row_ranges, column_ranges, slice_ranges, matrix_ranges;  // per row / column / ...
 
   std::size_t tile_count() const { return tiles_h.size(); }
 };
@@ -237,7 +237,7 @@ MIXPREC_COLD inline step_layout make_step_layout(const std::vector<shape>& shape
   }
   auto upload = [](const auto& host, const char* what) {
     using T = typename std::decay_t<decltype(host)>::value_type;
-    device_vector<T> d = allocate<T>(host.size(), what);
+    device_buffer<T> d = allocate<T>(host.size(), what);
     write_to_device(host.data(), raw(d), host.size());
     return d;
   };
