@@ -57,7 +57,7 @@ TEST_SUITE("detail") {
     CHECK(empty.size() == 0);
   }
 
-  TEST_CASE("device_buffer: a deep copy; a move that cannot throw leaves the source empty") {
+  TEST_CASE("device_buffer: a deep copy and a move that cannot throw and leaves the source empty") {
     static_assert(std::is_nothrow_move_constructible_v<detail::device_buffer<float>>);
     static_assert(std::is_nothrow_move_assignable_v<detail::device_buffer<float>>);
     static_assert(
