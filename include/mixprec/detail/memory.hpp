@@ -17,15 +17,56 @@
 #include <mixprec/core/config.hpp>
 
 #include <thrust/device_vector.h>
-#include <thrust/fill.h>
 
 #include <mixprec/core/error.hpp>
 #include <mixprec/core/stream.hpp>
 
 namespace mixprec::detail {
 
+// Stream-ordered copies between host and device memory. copy_to_host
+// waits for the stream, so the host sees every result queued before it.
 template <class T>
-void write_to_device(const T* host_src, T* device_dst, std::size_t n, stream s = {});
+void copy_to_host(const T* device_src, T* host_dst, std::size_t n, stream s = {}) {
+  if (n == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  MIXPREC_CUDA_CHECK(cudaMemcpyAsync(host_dst, device_src, n * sizeof(T), cudaMemcpyDeviceToHost, s.handle));
+  MIXPREC_CUDA_CHECK(cudaStreamSynchronize(s.handle));
+#else
+  (void)s;
+  std::memcpy(static_cast<void*>(host_dst), static_cast<const void*>(device_src), n * sizeof(T));
+#endif
+}
+
+template <class T>
+void write_to_device(const T* host_src, T* device_dst, std::size_t n, stream s = {}) {
+  if (n == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  MIXPREC_CUDA_CHECK(cudaMemcpyAsync(device_dst, host_src, n * sizeof(T), cudaMemcpyHostToDevice, s.handle));
+  MIXPREC_CUDA_CHECK(cudaStreamSynchronize(s.handle));  // the host buffer may go away after return
+#else
+  (void)s;
+  std::memcpy(static_cast<void*>(device_dst), static_cast<const void*>(host_src), n * sizeof(T));
+#endif
+}
+
+// Device-to-device copy, in stream order.
+template <class T>
+void copy_device(const T* src, T* dst, std::size_t n, stream s = {}) {
+  if (n == 0) return;
+#if defined(MIXPREC_BACKEND_CUDA)
+  MIXPREC_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice, s.handle));
+#else
+  (void)s;
+  std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), n * sizeof(T));
+#endif
+}
+
+template <class T>
+T read_back(const T* device_src, stream s = {}) {
+  T v;
+  copy_to_host(device_src, &v, 1, s);
+  return v;
+}
 
 // n values of T in device memory, value-initialised like
 // thrust::device_vector<T>(n), which it replaces inside the library: every
@@ -116,51 +157,6 @@ device_buffer<T> allocate(std::size_t n, const char* what) {
     throw error(concat("error while allocating ", n, " elements (", bytes, " bytes) for ", what,
                        current_backend == backend::cuda ? " (it may come from an earlier kernel): " : ": ", e.what()));
   }
-}
-
-// Stream-ordered copies between host and device memory. copy_to_host
-// waits for the stream, so the host sees every result queued before it.
-template <class T>
-void copy_to_host(const T* device_src, T* host_dst, std::size_t n, stream s = {}) {
-  if (n == 0) return;
-#if defined(MIXPREC_BACKEND_CUDA)
-  MIXPREC_CUDA_CHECK(cudaMemcpyAsync(host_dst, device_src, n * sizeof(T), cudaMemcpyDeviceToHost, s.handle));
-  MIXPREC_CUDA_CHECK(cudaStreamSynchronize(s.handle));
-#else
-  (void)s;
-  std::memcpy(static_cast<void*>(host_dst), static_cast<const void*>(device_src), n * sizeof(T));
-#endif
-}
-
-template <class T>
-void write_to_device(const T* host_src, T* device_dst, std::size_t n, stream s) {  // s defaults to {} (above)
-  if (n == 0) return;
-#if defined(MIXPREC_BACKEND_CUDA)
-  MIXPREC_CUDA_CHECK(cudaMemcpyAsync(device_dst, host_src, n * sizeof(T), cudaMemcpyHostToDevice, s.handle));
-  MIXPREC_CUDA_CHECK(cudaStreamSynchronize(s.handle));  // the host buffer may go away after return
-#else
-  (void)s;
-  std::memcpy(static_cast<void*>(device_dst), static_cast<const void*>(host_src), n * sizeof(T));
-#endif
-}
-
-// Device-to-device copy, in stream order.
-template <class T>
-void copy_device(const T* src, T* dst, std::size_t n, stream s = {}) {
-  if (n == 0) return;
-#if defined(MIXPREC_BACKEND_CUDA)
-  MIXPREC_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice, s.handle));
-#else
-  (void)s;
-  std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), n * sizeof(T));
-#endif
-}
-
-template <class T>
-T read_back(const T* device_src, stream s = {}) {
-  T v;
-  copy_to_host(device_src, &v, 1, s);
-  return v;
 }
 
 }  // namespace mixprec::detail
