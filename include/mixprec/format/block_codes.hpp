@@ -31,6 +31,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -41,10 +42,17 @@
 #include <mixprec/format/format_traits.hpp>
 
 // The host's AVX-512 map lookup (block_code::decode_n); define
-// MIXPREC_NO_HOST_AVX512 to keep the portable loop.
-#if !defined(__CUDACC__) && !defined(MIXPREC_NO_HOST_AVX512) && defined(__AVX512F__) && defined(__x86_64__)
-#include <immintrin.h>
+// MIXPREC_NO_HOST_AVX512 to keep the portable loop. Written on the
+// compiler's vector types, not <immintrin.h> (see
+// cast/host_hardware_convert.hpp): g++'s two-vector shuffle and clang's
+// permute builtin both become vpermt2ps/vpermi2ps.
+#if !defined(__CUDACC__) && !defined(MIXPREC_NO_HOST_AVX512) && defined(__AVX512F__) && defined(__x86_64__) && \
+    defined(__has_builtin)
+#if defined(__clang__) && __has_builtin(__builtin_ia32_vpermi2varps512)
 #define MIXPREC_HOST_AVX512 1
+#elif !defined(__clang__) && defined(__GNUC__) && __has_builtin(__builtin_ia32_pmovzxbd512_mask)
+#define MIXPREC_HOST_AVX512 1
+#endif
 #endif
 
 MIXPREC_PINNED_BEGIN
@@ -273,28 +281,51 @@ MIXPREC_HOST_DEVICE std::uint8_t nearest_dynamic_code(float n) {
 }
 
 #if defined(MIXPREC_HOST_AVX512)
+namespace avx512 {
+typedef float floats16 __attribute__((vector_size(64)));
+typedef std::int32_t ints16 __attribute__((vector_size(64)));
+typedef std::uint8_t bytes16 __attribute__((vector_size(16)));
+// {lo, hi}[idx[i] % 32] for each lane i.
+inline floats16 pick32(floats16 lo, ints16 idx, floats16 hi) {
+#if defined(__clang__)
+  return __builtin_ia32_vpermi2varps512(lo, idx, hi);
+#else
+  return __builtin_shuffle(lo, hi, idx);
+#endif
+}
+// 16 bytes widened to 16 ints (vpmovzxbd: g++ 12 builds the generic
+// conversion from 16 scalar extracts).
+inline ints16 widen(bytes16 c) {
+#if defined(__clang__)
+  return __builtin_convertvector(c, ints16);
+#else
+  typedef char chars16 __attribute__((vector_size(16)));
+  return __builtin_ia32_pmovzxbd512_mask(reinterpret_cast<chars16>(c), ints16{}, 0xffff);
+#endif
+}
+}  // namespace avx512
+
 // map[codes[j]] * scale for the first n - n % 16 codes (returned): the map's
 // 256 floats in 16 registers, each code's value picked by 8 two-register
-// permutes (its low 5 bits) and three blends (bits 5, 6 and 7). (The
-// zero-masked widening: the unmasked one trips GCC 12's
-// -Wmaybe-uninitialized in users' builds.)
+// permutes (its low 5 bits) and three blends (bits 5, 6 and 7).
 inline std::uint32_t decode_dynamic_avx512(const float* map, const std::uint8_t* codes, std::uint32_t n, float scale,
                                            float* out) {
-  __m512 t[16];
-  for (int k = 0; k < 16; ++k) t[k] = _mm512_loadu_ps(map + 16 * k);
-  const __m512 s = _mm512_set1_ps(scale);
+  using avx512::floats16;
+  using avx512::ints16;
+  floats16 t[16];
+  for (int k = 0; k < 16; ++k) std::memcpy(&t[k], map + 16 * k, sizeof t[k]);
   std::uint32_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512i idx =
-        _mm512_maskz_cvtepu8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j)));
-    __m512 p[8];
-    for (int k = 0; k < 8; ++k) p[k] = _mm512_permutex2var_ps(t[2 * k], idx, t[2 * k + 1]);
-    const __mmask16 b5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
-    const __mmask16 b6 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(64));
-    const __mmask16 b7 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(128));
-    for (int k = 0; k < 4; ++k) p[k] = _mm512_mask_blend_ps(b5, p[2 * k], p[2 * k + 1]);
-    for (int k = 0; k < 2; ++k) p[k] = _mm512_mask_blend_ps(b6, p[2 * k], p[2 * k + 1]);
-    _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_mask_blend_ps(b7, p[0], p[1]), s));
+    avx512::bytes16 c;
+    std::memcpy(&c, codes + j, sizeof c);
+    const ints16 idx = avx512::widen(c);
+    floats16 p[8];
+    for (int k = 0; k < 8; ++k) p[k] = avx512::pick32(t[2 * k], idx, t[2 * k + 1]);
+    const ints16 b5 = (idx & 32) != 0, b6 = (idx & 64) != 0, b7 = (idx & 128) != 0;
+    for (int k = 0; k < 4; ++k) p[k] = b5 ? p[2 * k + 1] : p[2 * k];
+    for (int k = 0; k < 2; ++k) p[k] = b6 ? p[2 * k + 1] : p[2 * k];
+    const floats16 v = (b7 ? p[1] : p[0]) * scale;
+    std::memcpy(out + j, &v, sizeof v);
   }
   return j;
 }
