@@ -6,24 +6,34 @@
 # redesign), alternating the two trees, medians of the runs. Also one
 # chain against two in one translation unit (the cost of a second chain).
 #
-#   scripts/compile-time.sh [--runs N] [--against COMMIT]
+#   scripts/compile-time.sh [--runs N] [--against COMMIT] [--gc-expand P]
 #
+# Peak memory is where g++'s garbage collections fall: it collects when its
+# heap has grown by ggc-min-expand percent since the last collection (100
+# on a machine with 1 GB or more), so the peak lies anywhere between the
+# live memory and about twice it, and a small change to the headers can
+# move it by 90 MB either way (docs/performance.md). --gc-expand 20 passes
+# --param ggc-min-expand=20 to both trees: peaks within 20% of the live
+# memory, comparable between trees (the CPU time is then not a user's).
 # Needs the CUDA toolkit's headers (CCCL) and zlib's for the digits example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=3
 against=993b8b2
+gc_expand=
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --against) against=$2; shift 2 ;;
-    *) echo "usage: scripts/compile-time.sh [--runs N] [--against COMMIT]" >&2; exit 2 ;;
+    --gc-expand) gc_expand=$2; shift 2 ;;
+    *) echo "usage: scripts/compile-time.sh [--runs N] [--against COMMIT] [--gc-expand P]" >&2; exit 2 ;;
   esac
 done
 cuda=$(dirname "$(dirname "$(command -v nvcc)")")
 cccl="$cuda/include/cccl"
 [ -d "$cccl" ] || cccl="$cuda/targets/x86_64-linux/include/cccl"
 flags=(-std=c++17 -O3 -DNDEBUG -march=native -fopenmp -fno-math-errno -ffp-contract=off -I"$cccl" -I"$cuda/include")
+[ -n "$gc_expand" ] && flags+=(--param "ggc-min-expand=$gc_expand")
 work=$(mktemp -d)
 trap 'rm -rf "$work"; git worktree remove --force "$work/old" >/dev/null 2>&1 || true' EXIT
 git worktree add --detach "$work/old" "$against" >/dev/null 2>&1
