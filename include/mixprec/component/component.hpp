@@ -144,6 +144,9 @@ enum class scope : std::uint8_t {
   matrix,     // one per matrix of the last two dimensions ([..., R, C] is prod(...) matrices; rank <= 1: one)
   block       // one per run of `block` consecutive elements of a parameter (its last run may be shorter)
 };
+// The number of scopes (the last enumerator + 1). What a scope means to the
+// engine is its policy in train/scopes.hpp.
+inline constexpr std::size_t scope_count = static_cast<std::size_t>(scope::block) + 1;
 enum class reduction : std::uint8_t {
   sum,               // sum of x
   power_sum,         // sum of |x|^p (p = power(k); max |x| when p is infinite)

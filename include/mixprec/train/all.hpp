@@ -3,8 +3,10 @@
 
 #include <mixprec/train/chain.hpp>
 #include <mixprec/train/chain_state.hpp>
+#include <mixprec/train/coded_blocks.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
+#include <mixprec/train/geometry.hpp>
 #include <mixprec/train/host_row_draws.hpp>
 #include <mixprec/train/host_strategy.hpp>
 #include <mixprec/train/layout.hpp>

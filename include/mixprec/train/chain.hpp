@@ -311,7 +311,7 @@ class chain_t {
         detail::require(detail::initial_state_of(c, j) == 0.0f, component::name, ": state field \"", f.name,
                         "\" is kept in 8-bit codes, which start from 0");
         b.scale_offset = (next + 15) / 16 * 16;
-        b.scales = st.layout_.blocks;
+        b.scales = detail::scope_entries(scope::block, st.layout_);
         b.bytes = detail::allocate<std::uint8_t>(b.scale_offset + b.scales * sizeof(float), "optimizer state");
         b.base = detail::allocate<std::uint64_t>(b.base_h.size(), "a state table");
         detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);
@@ -375,7 +375,7 @@ class chain_t {
     st.slice_rows_ = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(d.nstats));
     for (int j = 0; j < d.nstats; ++j) {
       const scope w = d.stats[j].decl.where;
-      const std::size_t n = detail::scope_entries(w, L, params);
+      const std::size_t n = detail::scope_entries(w, L);
       st.stats_[j] = detail::allocate<double>(n > 0 ? n : 1, "step statistics");
       // Statistics over runs of rows measured by a pass: per-row values first.
       const bool by_rows = d.stats[j].pass >= 0 && detail::gather_of(w) == detail::scope_gather::row_runs;

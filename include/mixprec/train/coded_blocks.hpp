@@ -114,7 +114,7 @@ struct coded_blocks {
     return c >= tile.width ? 0 : (tile.width - c < Per ? tile.width - c : Per);
   }
   MIXPREC_HOST_DEVICE std::uint64_t block_index(const step_tile& tile, std::uint32_t blk, const context& ctx) const {
-    return ctx.geometry->block_base + (tile.begin + blk * N - ctx.geometry->offset) / N;
+    return scope_base<scope::block>(*ctx.geometry) + (tile.begin + blk * N - ctx.geometry->offset) / N;
   }
 
   using Arena = typename Body::arena_type;

@@ -45,7 +45,7 @@ struct field_storage {
   void* data;                 // float, bfloat16 or 8-bit code entries
   const std::uint64_t* base;  // per parameter: its first entry (no_entry if the field does not cover it)
   std::uint64_t seed;         // stochastic rounding key (bfloat16 fields)
-  float* scale = nullptr;     // 8-bit codes: one per block (param_geometry::block_base + block in parameter)
+  float* scale = nullptr;     // 8-bit codes: one per block (scope_base<scope::block> + block in parameter)
 };
 inline constexpr std::uint64_t no_entry = ~std::uint64_t{0};
 
@@ -169,7 +169,7 @@ struct step_env {
 
   field_storage fields[nfields > 0 ? nfields : 1];
   double* stats[plan::data.nstats > 0 ? plan::data.nstats : 1];  // reduced statistics (global: one value)
-  std::uint64_t rows, columns, slices;
+  std::uint64_t rows, columns;
   std::uint64_t elements;     // of the arena, without padding
   std::uint64_t shard_begin;  // per-element fields hold elements [shard_begin, shard_end)
 };

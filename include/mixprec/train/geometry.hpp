@@ -34,7 +34,7 @@ struct param_geometry {
   std::uint64_t offset, size;
   std::uint32_t rank, group;
   std::uint64_t extents[shape::max_rank];
-  std::uint64_t rows, cols, matrix_rows, batches;   // rows = B * R, cols = C (per matrix), matrix_rows = R
+  std::uint64_t rows, cols, matrix_rows, batches;  // rows = B * R, cols = C (per matrix), matrix_rows = R
   std::uint64_t row_base, column_base;  // first global row / column (the entries of row and column state fields)
   std::uint64_t slices, rows_per_slice;
   std::uint64_t blocks, bands;  // column blocks per row, row bands per matrix
@@ -67,7 +67,8 @@ struct step_layout {
 // The first entry of scope S in the parameter of geometry g.
 template <scope S>
 MIXPREC_HOST_DEVICE std::uint64_t scope_base(const param_geometry& g) {
-  static_assert(static_cast<std::size_t>(S) < scope_count, "mixprec: scope_count (component/component.hpp) must count every scope");
+  static_assert(static_cast<std::size_t>(S) < scope_count,
+                "mixprec: scope_count (component/component.hpp) must count every scope");
   return g.base[static_cast<std::size_t>(S)];
 }
 

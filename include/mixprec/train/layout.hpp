@@ -1,7 +1,8 @@
 // Where a step's work and statistics live: the tiles of the passes, the
 // rows, columns and slices of each parameter, and the tables that combine
 // tile partials into per-parameter, per-row, per-column and per-slice
-// statistics.
+// statistics. Each statistic scope's entries and runs of rows come from its
+// policy (train/scopes.hpp); the layout's types are in train/geometry.hpp.
 //
 // Rows and columns are those of a parameter's last two dimensions, as
 // Adafactor factors them: a parameter [..., R, C] is B = prod(...) matrices
@@ -27,55 +28,10 @@
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/detail/tiles.hpp>
 #include <mixprec/tensor/shape.hpp>
+#include <mixprec/train/geometry.hpp>
+#include <mixprec/train/scopes.hpp>
 
 namespace mixprec::detail {
-
-struct step_tile {
-  std::uint64_t begin;   // arena index of element (0, 0)
-  std::uint32_t height;  // rows
-  std::uint32_t width;   // columns; element (r, c) is begin + r * stride + c
-  std::uint32_t stride;
-  std::uint32_t param;
-  std::uint32_t row0;   // parameter-local row of r = 0
-  std::uint32_t col0;   // column of c = 0
-  std::uint32_t batch;  // which matrix of the leading dimensions
-  std::uint32_t slice;  // parameter-local first-axis slice
-  std::uint32_t block;  // column block (row partials)
-  std::uint32_t band;   // row band within its matrix (column partials)
-};
-
-// The shape facts of a parameter that passes and rules read.
-struct param_geometry {
-  std::uint64_t offset, size;
-  std::uint32_t rank, group;
-  std::uint64_t extents[shape::max_rank];
-  std::uint64_t rows, cols, matrix_rows, batches;   // rows = B * R, cols = C (per matrix), matrix_rows = R
-  std::uint64_t row_base, column_base, slice_base;  // first global row / column / slice
-  std::uint64_t matrix_base;                        // first global matrix (batches per parameter)
-  std::uint64_t slices, rows_per_slice;
-  std::uint64_t blocks, bands;  // column blocks per row, row bands per matrix
-  std::uint64_t row_partial_base, column_partial_base;
-  std::uint64_t block_base;  // first global block (per-block statistics)
-};
-
-// A combination: out[e] = combine of parts[start + k * stride], k < count.
-struct strided_range {
-  std::uint64_t start, count, stride;
-};
-
-struct step_layout {
-  bool positions = false;
-  std::vector<param_geometry> geometry;  // host copy
-  device_buffer<param_geometry> geometry_d;
-  std::vector<step_tile> tiles_h;
-  device_buffer<step_tile> tiles;
-  device_buffer<std::size_t> param_tile_offsets;  // tiles of parameter p: [offsets[p], offsets[p + 1])
-  std::uint64_t rows = 0, columns = 0, slices = 0, matrices = 0, row_partials = 0, column_partials = 0;
-  std::uint64_t blocks = 0;  // of the per-block statistics: ceil(size / block) per parameter
-  device_buffer<strided_range> row_ranges, column_ranges, slice_ranges, matrix_ranges;  // per row / column / ...
-
-  std::size_t tile_count() const { return tiles_h.size(); }
-};
 
 inline constexpr std::uint32_t narrow_column_block = 64;  // columns per tile when column statistics are kept
 
@@ -136,7 +92,7 @@ MIXPREC_COLD inline step_layout make_step_layout(const std::vector<shape>& shape
   step_layout L;
   L.positions = positions;
   std::vector<std::size_t> tile_offsets{0};
-  std::vector<strided_range> row_ranges, column_ranges, slice_ranges, matrix_ranges;
+  std::vector<strided_range> row_ranges, column_ranges, runs[scope_count];
   for (std::size_t p = 0; p < shapes.size(); ++p) {
     const shape& s = shapes[p];
     param_geometry g{};
@@ -155,14 +111,13 @@ MIXPREC_COLD inline step_layout make_step_layout(const std::vector<shape>& shape
     g.rows_per_slice = g.slices == 0 ? 0 : g.rows / g.slices;
     g.row_base = L.rows;
     g.column_base = L.columns;
-    g.slice_base = L.slices;
-    g.matrix_base = L.matrices;
-    g.block_base = L.blocks;
-    if (block != 0) L.blocks += (g.size + block - 1) / block;
     L.rows += g.rows;
     L.columns += g.batches * g.cols;
-    L.slices += g.slices;
-    L.matrices += g.batches;
+    for (std::size_t k = 0; k < scope_count; ++k)
+      visit_scope(static_cast<scope>(k), [&](auto policy) {
+        g.base[k] = L.entries[k];
+        if constexpr (decltype(policy)::within_parameter) L.entries[k] += decltype(policy)::entries_in(g, block);
+      });
 
     // The part of this parameter in the shard, as element indices within it.
     const std::uint64_t lo = std::min<std::uint64_t>(g.size, shard_begin > g.offset ? shard_begin - g.offset : 0);
@@ -227,10 +182,10 @@ MIXPREC_COLD inline step_layout make_step_layout(const std::vector<shape>& shape
       for (std::uint64_t b = 0; b < g.batches; ++b)
         for (std::uint64_t c = 0; c < g.cols; ++c)
           column_ranges.push_back({g.column_partial_base + b * g.bands * g.cols + c, g.size > 0 ? g.bands : 0, g.cols});
-      for (std::uint64_t sl = 0; sl < g.slices; ++sl)
-        slice_ranges.push_back({g.row_base + sl * g.rows_per_slice, g.rows_per_slice, 1});
-      for (std::uint64_t b = 0; b < g.batches; ++b)
-        matrix_ranges.push_back({g.row_base + b * g.matrix_rows, g.matrix_rows, 1});
+      for (std::size_t k = 0; k < scope_count; ++k)
+        visit_scope(static_cast<scope>(k), [&](auto policy) {
+          if constexpr (decltype(policy)::gather == scope_gather::row_runs) decltype(policy)::add_runs(g, runs[k]);
+        });
     }
     tile_offsets.push_back(L.tiles_h.size());
     L.geometry.push_back(g);
@@ -246,8 +201,7 @@ MIXPREC_COLD inline step_layout make_step_layout(const std::vector<shape>& shape
   L.param_tile_offsets = upload(tile_offsets, "per-parameter tile offsets");
   L.row_ranges = upload(row_ranges, "row ranges");
   L.column_ranges = upload(column_ranges, "column ranges");
-  L.slice_ranges = upload(slice_ranges, "slice ranges");
-  L.matrix_ranges = upload(matrix_ranges, "matrix ranges");
+  for (std::size_t k = 0; k < scope_count; ++k) L.runs[k] = upload(runs[k], "runs of rows of a statistic scope");
   return L;
 }
 

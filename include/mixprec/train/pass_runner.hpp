@@ -122,7 +122,7 @@ MIXPREC_HOST_DEVICE void reduce_block(const Body& b, const step_tile& tile, cons
   constexpr std::uint32_t N = Body::d.block;
   const param_geometry& g = b.env.geometry[tile.param];
   const std::uint32_t begin = blk * N, end = begin + N < tile.width ? begin + N : tile.width;
-  b.env.stats[Body::list.s[k]][g.block_base + (tile.begin - g.offset) / N + blk] =
+  b.env.stats[Body::list.s[k]][scope_base<scope::block>(g) + (tile.begin - g.offset) / N + blk] =
       fold_run<k>(b, value, begin, end, is_max);
 }
 

@@ -2,21 +2,22 @@
 // train/reduction.hpp does for the reductions: its name; how a measuring
 // pass gathers it (a field of the tile partials; per-row or per-column
 // partials; per-row values combined again over runs of rows; blocks written
-// in place); how many entries it has; which entry an element, a row rule or
-// a column rule reads; which rules may read it. The plan, the passes, the
-// combines, the allocation and describe() read these. A new scope is an
-// enumerator (component/component.hpp) and a specialisation here, plus
-// where its entries start in each parameter (param_geometry, and for runs
-// of rows their ranges, train/layout.hpp).
+// in place); how many entries each parameter has (the layout places them,
+// train/layout.hpp) and which runs of rows they combine; which entry an
+// element, a row rule or a column rule reads; which rules may read it. The
+// plan, the passes, the combines, the layout, the allocation and describe()
+// read these. A new scope is an enumerator (component/component.hpp, with
+// scope_count) and its policy here, with its case in visit_scope.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/config.hpp>
 #include <mixprec/detail/memory.hpp>
-#include <mixprec/train/layout.hpp>
+#include <mixprec/train/geometry.hpp>
 
 namespace mixprec::detail {
 
@@ -55,7 +56,6 @@ struct scope_policy<scope::global> {
   static constexpr bool of_state = true;
   static constexpr bool tiles_inside = false;
   static constexpr bool within_parameter = false;
-  static std::uint64_t entries(const step_layout&, std::size_t) { return 1; }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry&, std::uint32_t, const scope_place&) {
     return 0;
   }
@@ -71,7 +71,7 @@ struct scope_policy<scope::parameter> {
   static constexpr bool of_state = true;
   static constexpr bool tiles_inside = false;     // tiles never cross parameters anyway
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
-  static std::uint64_t entries(const step_layout&, std::size_t params) { return params; }
+  static std::uint64_t entries_in(const param_geometry&, std::uint32_t) { return 1; }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry&, std::uint32_t p, const scope_place&) {
     return p;
   }
@@ -87,12 +87,12 @@ struct scope_policy<scope::row> {
   static constexpr bool of_state = false;
   static constexpr bool tiles_inside = false;
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
-  static std::uint64_t entries(const step_layout& L, std::size_t) { return L.rows; }
+  static std::uint64_t entries_in(const param_geometry& g, std::uint32_t) { return g.rows; }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry& g, std::uint32_t, const scope_place& e) {
-    return g.row_base + e.row;
+    return scope_base<scope::row>(g) + e.row;
   }
   MIXPREC_HOST_DEVICE static std::uint64_t of_entry(extent, const param_geometry& g, std::uint32_t, std::uint64_t k) {
-    return g.row_base + k;
+    return scope_base<scope::row>(g) + k;
   }
 };
 template <>
@@ -103,13 +103,13 @@ struct scope_policy<scope::column> {
   static constexpr bool of_state = false;
   static constexpr bool tiles_inside = false;
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
-  static std::uint64_t entries(const step_layout& L, std::size_t) { return L.columns; }
+  static std::uint64_t entries_in(const param_geometry& g, std::uint32_t) { return g.batches * g.cols; }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry& g, std::uint32_t, const scope_place& e) {
-    return g.column_base + e.batch * g.cols + e.col;
+    return scope_base<scope::column>(g) + e.batch * g.cols + e.col;
   }
   // A column entry k is batch * cols + column.
   MIXPREC_HOST_DEVICE static std::uint64_t of_entry(extent, const param_geometry& g, std::uint32_t, std::uint64_t k) {
-    return g.column_base + k;
+    return scope_base<scope::column>(g) + k;
   }
 };
 template <>
@@ -120,13 +120,16 @@ struct scope_policy<scope::slice> {
   static constexpr bool of_state = false;
   static constexpr bool tiles_inside = true;      // the tile's value is its slice's (a rank-2 slice is a row)
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
-  static std::uint64_t entries(const step_layout& L, std::size_t) { return L.slices; }
-  static const strided_range* runs(const step_layout& L) { return raw(L.slice_ranges); }
+  static std::uint64_t entries_in(const param_geometry& g, std::uint32_t) { return g.slices; }
+  static void add_runs(const param_geometry& g, std::vector<strided_range>& runs) {
+    for (std::uint64_t sl = 0; sl < g.slices; ++sl)
+      runs.push_back({g.row_base + sl * g.rows_per_slice, g.rows_per_slice, 1});
+  }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry& g, std::uint32_t, const scope_place& e) {
-    return g.slice_base + e.slice;
+    return scope_base<scope::slice>(g) + e.slice;
   }
   MIXPREC_HOST_DEVICE static std::uint64_t of_entry(extent, const param_geometry& g, std::uint32_t, std::uint64_t k) {
-    return g.slice_base + (g.rows_per_slice ? k / g.rows_per_slice : 0);
+    return scope_base<scope::slice>(g) + (g.rows_per_slice ? k / g.rows_per_slice : 0);
   }
 };
 template <>
@@ -137,14 +140,16 @@ struct scope_policy<scope::matrix> {
   static constexpr bool of_state = true;
   static constexpr bool tiles_inside = false;     // tiles of rows never cross matrices anyway
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
-  static std::uint64_t entries(const step_layout& L, std::size_t) { return L.matrices; }
-  static const strided_range* runs(const step_layout& L) { return raw(L.matrix_ranges); }
+  static std::uint64_t entries_in(const param_geometry& g, std::uint32_t) { return g.batches; }
+  static void add_runs(const param_geometry& g, std::vector<strided_range>& runs) {
+    for (std::uint64_t b = 0; b < g.batches; ++b) runs.push_back({g.row_base + b * g.matrix_rows, g.matrix_rows, 1});
+  }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry& g, std::uint32_t, const scope_place& e) {
-    return g.matrix_base + e.batch;
+    return scope_base<scope::matrix>(g) + e.batch;
   }
   MIXPREC_HOST_DEVICE static std::uint64_t of_entry(extent x, const param_geometry& g, std::uint32_t, std::uint64_t k) {
     const std::uint64_t per = x == extent::row ? g.matrix_rows : g.cols;
-    return g.matrix_base + (per ? k / per : 0);
+    return scope_base<scope::matrix>(g) + (per ? k / per : 0);
   }
 };
 template <>
@@ -155,9 +160,12 @@ struct scope_policy<scope::block> {
   static constexpr bool of_state = false;
   static constexpr bool tiles_inside = false;     // tiles hold whole blocks (train/layout.hpp)
   static constexpr bool within_parameter = true;  // its entries lie within one parameter
-  static std::uint64_t entries(const step_layout& L, std::size_t) { return L.blocks; }
+  // `block`: elements per block of the chain's per-block statistics and 8-bit codes (0: none).
+  static std::uint64_t entries_in(const param_geometry& g, std::uint32_t block) {
+    return block == 0 ? 0 : (g.size + block - 1) / block;
+  }
   MIXPREC_HOST_DEVICE static std::uint64_t of_element(const param_geometry& g, std::uint32_t, const scope_place& e) {
-    return g.block_base + e.index / e.block;
+    return scope_base<scope::block>(g) + e.index / e.block;
   }
   MIXPREC_HOST_DEVICE static std::uint64_t of_entry(extent, const param_geometry&, std::uint32_t, std::uint64_t) {
     return 0;  // not readable there (readers)
@@ -208,13 +216,17 @@ constexpr bool of_state(scope s) {
 constexpr bool tiles_inside(scope s) {
   return visit_scope(s, [](auto policy) { return decltype(policy)::tiles_inside; });
 }
-inline std::uint64_t scope_entries(scope s, const step_layout& L, std::size_t params) {
-  return visit_scope(s, [&](auto policy) { return decltype(policy)::entries(L, params); });
+// A scope's entries over all parameters (within_parameter: as the layout placed them).
+inline std::uint64_t scope_entries(scope s, const step_layout& L) {
+  return visit_scope(s, [&](auto policy) -> std::uint64_t {
+    if constexpr (decltype(policy)::within_parameter) return L.entries[static_cast<std::size_t>(s)];
+    else return 1;
+  });
 }
 // The runs of rows a row_runs scope combines (nullptr for the others).
 inline const strided_range* scope_runs(scope s, const step_layout& L) {
   return visit_scope(s, [&](auto policy) -> const strided_range* {
-    if constexpr (decltype(policy)::gather == scope_gather::row_runs) return decltype(policy)::runs(L);
+    if constexpr (decltype(policy)::gather == scope_gather::row_runs) return raw(L.runs[static_cast<std::size_t>(s)]);
     else return nullptr;
   });
 }

@@ -77,7 +77,6 @@ struct step_runner {
     for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
     env.rows = st.layout_.rows;
     env.columns = st.layout_.columns;
-    env.slices = st.layout_.slices;
     env.elements = params.element_count();
     env.shard_begin = st.shard_.begin;
     return env;
@@ -165,7 +164,7 @@ struct step_runner {
     if constexpr (e.source_field >= 0 && e.level == L) {
       const float p = power_of_stat(S);
       double* out = raw(st.stats_[static_cast<std::size_t>(S)]);
-      for_each_index(s, scope_entries(e.decl.where, st.layout_, env.params), zero_entries{out});
+      for_each_index(s, scope_entries(e.decl.where, st.layout_), zero_entries{out});
       for_each_index(s, scope_policy<e.decl.where>::within_parameter ? env.params : 1,
                      reduce_state_statistic<S, Env>{env, out, p, combines_by_max(e.decl.op, p)});
     }
@@ -238,7 +237,8 @@ struct step_runner {
     // blocks; a rank's blocks outside its shard stay 0 for the combine.
     for (int j = 0; j < d.nstats; ++j)
       if (d.stats[j].pass == q && gather_of(d.stats[j].decl.where) == scope_gather::blocks)
-        for_each_index(s, st.layout_.blocks, zero_entries{raw(st.stats_[static_cast<std::size_t>(j)])});
+        for_each_index(s, scope_entries(d.stats[j].decl.where, st.layout_),
+                       zero_entries{raw(st.stats_[static_cast<std::size_t>(j)])});
     run_measure(s, ntiles, body, partials);
     // Global and per-parameter statistics: the tile partials combined.
     value_t* out = reinterpret_cast<value_t*>(raw(pb.field_out));
@@ -265,7 +265,7 @@ struct step_runner {
           s, st.layout_.rows,
           strided_combine{raw(pb.rows[static_cast<std::size_t>(e.slot)]), raw(st.layout_.row_ranges), rows, is_max});
       if (g == scope_gather::row_runs)
-        for_each_index(s, scope_entries(e.decl.where, st.layout_, env.params),
+        for_each_index(s, scope_entries(e.decl.where, st.layout_),
                        strided_combine{rows, scope_runs(e.decl.where, st.layout_), target, is_max});
     }
   }
