@@ -514,8 +514,9 @@ struct decide_body {
   }
 };
 
-// Copies the combined global and per-parameter statistics of pass q (out[0]:
-// global, out[1 + p]: parameter p) into the per-statistic arrays.
+// Copies the combined statistics of the scopes gathered as tile fields of
+// pass q (out[0]: the arena's, out[1 + p]: parameter p's) into the
+// per-statistic arrays.
 template <int q, class Value, class Env>
 struct scatter_fields {
   static constexpr plan_data d = Env::plan::data;
@@ -531,7 +532,7 @@ struct scatter_fields {
   MIXPREC_HOST_DEVICE void scatter_one(std::size_t p) const {
     constexpr stat_entry e = d.stats[J];
     if constexpr (e.pass == q && e.field) {
-      if constexpr (e.decl.where == scope::global) {
+      if constexpr (!scope_policy<e.decl.where>::within_parameter) {  // the arena's one value
         if (p == 0) env.stats[J][0] = out[0].v[e.slot];
       } else {
         if (p < params) env.stats[J][p] = out[1 + p].v[e.slot];
