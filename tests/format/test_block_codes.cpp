@@ -9,7 +9,9 @@
 // neighbours, the bucket probes, and past 448. (The map values themselves are checked against the independent
 // reference in tests/optim/test_block_quantized.cpp.) And the host's
 // whole-block decoding (decode_n: in registers with AVX-512) against the
-// map entry times the scale, for every code at every position of a vector.
+// map entry times the scale, for every code at every position of a vector,
+// and whole-block encoding (encode_n) against the binary search.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -92,6 +94,33 @@ int e4m3_mismatches() {
   return bad;
 }
 
+// Whole blocks of dynamic-map codes (encode_n: the table, in a loop that
+// vectorises) against the binary search: the probes above, divided by three
+// scales, in blocks of 256, 255, 17, 16 and 1 values (the vector loop and
+// its tail).
+template <format_id F>
+int encode_mismatches() {
+  constexpr bool Signed = F == format_id::dynamic8s;
+  const std::vector<float> xs = block_code_probes<Signed>();
+  const std::uint32_t lengths[] = {256, 255, 17, 16, 1};
+  int bad = 0;
+  for (const float scale : {1.0f, 0.37f, 2.5f}) {
+    std::size_t at = 0;
+    for (std::size_t b = 0; at < xs.size(); ++b) {
+      const std::uint32_t n = static_cast<std::uint32_t>(std::min<std::size_t>(lengths[b % 5], xs.size() - at));
+      std::vector<std::uint8_t> out(n + 1, 0xa5);
+      detail::block_code<F>::encode_n(xs.data() + at, n, scale, out.data());
+      for (std::uint32_t j = 0; j < n; ++j)
+        bad += out[j] == detail::block_code<F>::kept(detail::nearest_dynamic_code_by_search<Signed>(xs[at + j] / scale))
+                   ? 0
+                   : 1;
+      bad += out[n] == 0xa5 ? 0 : 1;  // nothing past n
+      at += n;
+    }
+  }
+  return bad;
+}
+
 // Every code, in a scrambled order over 288 positions (so the codes meet
 // different lanes), n from 0 to all of them (the vector loop's tail included), at scales
 // that make subnormal, normal and large products, and 0.
@@ -126,6 +155,10 @@ TEST_SUITE("format") {
 #error "compiled for AVX-512 but block_code::decode_n does not look its map up in registers"
 #endif
 #endif
+  }
+  TEST_CASE("encoding a block of dynamic-map codes gives each value's nearest code") {
+    CHECK(encode_mismatches<format_id::dynamic8s>() == 0);
+    CHECK(encode_mismatches<format_id::dynamic8u>() == 0);
   }
   TEST_CASE("the host's code table finds the same dynamic-map codes as the binary search") {
     CHECK(index_mismatches<true>() == 0);
