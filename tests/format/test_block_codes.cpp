@@ -149,8 +149,8 @@ TEST_SUITE("format") {
   TEST_CASE("decoding a block of dynamic-map codes gives each code's map value times the scale") {
     CHECK(decode_mismatches<format_id::dynamic8s>(detail::dynamic_map<true>()) == 0);
     CHECK(decode_mismatches<format_id::dynamic8u>(detail::dynamic_map<false>()) == 0);
-#if defined(__AVX512F__) && defined(__x86_64__) && !defined(MIXPREC_BACKEND_CUDA) && \
-    !defined(MIXPREC_NO_HOST_AVX512) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__AVX512F__) && defined(__x86_64__) && !defined(__CUDACC__) && !defined(MIXPREC_NO_HOST_AVX512) && \
+    (defined(__GNUC__) || defined(__clang__)) && defined(__has_builtin)
 #if !defined(MIXPREC_HOST_AVX512)
 #error "compiled for AVX-512 but block_code::decode_n does not look its map up in registers"
 #endif
