@@ -75,8 +75,6 @@ struct step_runner {
           b.used && b.scales > 0 ? reinterpret_cast<float*>(detail::raw(b.bytes) + b.scale_offset) : nullptr};
     }
     for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
-    env.rows = st.layout_.rows;
-    env.columns = st.layout_.columns;
     env.elements = params.element_count();
     env.shard_begin = st.shard_.begin;
     return env;
