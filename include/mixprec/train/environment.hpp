@@ -169,7 +169,7 @@ struct step_env {
 
   field_storage fields[nfields > 0 ? nfields : 1];
   double* stats[plan::data.nstats > 0 ? plan::data.nstats : 1];  // reduced statistics (global: one value)
-  std::uint64_t elements;     // of the arena, without padding
+  std::uint64_t elements;                                        // of the arena, without padding
   std::uint64_t shard_begin;  // per-element fields hold elements [shard_begin, shard_end)
 };
 
