@@ -1,4 +1,5 @@
-// Must not compile: visit_scalars that is not static (checkpoints would not find the names).
+// Must not compile: visit_scalars that is not static (checkpoints would not find the names). The engine finds the
+// member by name; saving a checkpoint, where it is called, names the mistake.
 #include <mixprec/mixprec.hpp>
 
 struct member_visitor {
@@ -19,5 +20,9 @@ struct member_visitor {
 
 int main() {
   const auto step = mixprec::chain(member_visitor{}, mixprec::sgd(mixprec::sgd_options{}));
-  (void)step;
+  mixprec::parameters<float> params;
+  params.add("w", {4});
+  params.finalize();
+  auto state = step.init(params);
+  mixprec::save_checkpoint("member_visitor.ckpt", step, params, state);
 }

@@ -7,6 +7,7 @@
 // copies, moments, scalars): the same lines from every build of this file,
 // however it was compiled (CMake target or vendored headers,
 // -ffp-contract=fast or off, g++ or clang++; .ci/run compares them).
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -40,6 +41,50 @@ std::vector<float> gradients(std::size_t n, int step, float scale) {
   }
   return g;
 }
+
+// A component of the consumer's own, in an anonymous namespace as users
+// write them (nvcc builds this file with --Werror=all-warnings): each
+// parameter's update scaled down to an RMS of at most `cap`.
+struct cap_update_rms {
+  static constexpr const char* name = "cap_update_rms";
+  static constexpr mixprec::state_field state[] = {{"factor", mixprec::format_id::f32, mixprec::extent::parameter}};
+  static constexpr mixprec::field_id<mixprec::field_index(state, "factor")> factor{};
+  static constexpr mixprec::statistic statistics[] = {
+      {"update_sq", mixprec::scope::parameter, mixprec::reduction::power_sum, mixprec::source::input}};
+  static constexpr mixprec::stat_id<mixprec::statistic_index(statistics, "update_sq")> update_sq{};
+
+  float cap = 0.5f;
+
+  struct scalars {
+    float cap;
+  };
+  scalars initial_scalars() const {
+    mixprec::require(cap > 0.0f, "cap_update_rms: cap must be > 0");
+    return {cap};
+  }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE void decide(scalars& s, const Ctx&) const {
+    s.cap = cap;
+  }
+  template <class E>
+  MIXPREC_HOST_DEVICE void decide_parameter(const E& e) const {
+    const double rms = sqrt(e.statistic(update_sq) / static_cast<double>(e.geometry().size));
+    const double limit = e.scalars().cap;
+    e.state(factor).set(rms > limit ? static_cast<float>(limit / rms) : 1.0f);
+  }
+  template <class Ctx>
+  MIXPREC_HOST_DEVICE float update(float u, const Ctx& ctx) const {
+    return u * ctx.state(factor).get();
+  }
+  template <class V>
+  void visit_hyperparameters(V&& v) const {
+    v("cap", cap);
+  }
+  template <class V>
+  static void visit_scalars(scalars& s, V&& v) {
+    v("cap", s.cap);
+  }
+};
 
 template <class Step>
 void train(const Step& step, const char* name) {
@@ -92,6 +137,6 @@ int main() {
   trace<float> momentum;
   momentum.momentum = 0.9f;
   momentum.nesterov = true;
-  train(chain(add_decayed_weights{1e-4f}, momentum, lr), "sgd");
+  train(chain(cap_update_rms{}, add_decayed_weights{1e-4f}, momentum, lr), "sgd");
   return ok ? 0 : 1;
 }

@@ -75,11 +75,6 @@ MIXPREC_DETECT(has_initial_state_for_parameter,
                std::declval<const C&>().initial_state(std::size_t{0}, std::declval<const arena_info&>(),
                                                       std::size_t{0}))
 MIXPREC_DETECT(has_power, std::declval<const C&>().power(std::size_t{0}))
-MIXPREC_DETECT(has_decide, &C::template decide<int>)
-MIXPREC_DETECT(has_update, &C::template update<int>)
-MIXPREC_DETECT(has_decide_row, &C::template decide_row<int>)
-MIXPREC_DETECT(has_decide_column, &C::template decide_column<int>)
-MIXPREC_DETECT(has_decide_parameter, &C::template decide_parameter<int>)
 MIXPREC_DETECT(has_variants, C::variants)
 MIXPREC_DETECT(has_multiplier, std::declval<const C&>().multiplier(std::declval<const scalars_of<C>&>()))
 MIXPREC_DETECT(has_restored_scalars, std::declval<const C&>().restored_scalars(std::declval<scalars_of<C>>(),
@@ -89,22 +84,76 @@ MIXPREC_DETECT(has_report, std::declval<const C&>().report(quantity::loss_scale,
                                                            std::declval<const scalars_of<C>&>()))
 #undef MIXPREC_DETECT
 
-// A visitor that accepts anything (to detect visit members).
-struct any_visitor {
-  template <class T>
-  void operator()(const char*, T&&) const {}
-};
-template <class C, class = void>
-struct has_visit_hyperparameters : std::false_type {};
-template <class C>
-struct has_visit_hyperparameters<C,
-                                 std::void_t<decltype(std::declval<const C&>().visit_hyperparameters(any_visitor{}))>>
-    : std::true_type {};
-template <class C, class = void>
-struct has_visit_scalars : std::false_type {};
-template <class C>
-struct has_visit_scalars<C, std::void_t<decltype(C::visit_scalars(std::declval<scalars_of<C>&>(), any_visitor{}))>>
-    : std::true_type {};
+// Whether C has any member named X (data, function, overloaded or
+// template): a class deriving from C and from one with X finds X
+// ambiguous exactly when C has one. Nothing of C's is instantiated.
+// Components are plain structs (component_check refuses a final one).
+#define MIXPREC_HAS_MEMBER_NAMED(X)                                     \
+  struct has_member_##X##_probe {                                       \
+    int X;                                                              \
+  };                                                                    \
+  template <class C, bool = std::is_class_v<C> && !std::is_final_v<C>>  \
+  struct has_member_##X : std::false_type {};                           \
+  template <class C>                                                    \
+  struct has_member_##X<C, true> {                                      \
+    struct both : C, has_member_##X##_probe {};                         \
+    template <class U>                                                  \
+    static std::false_type test(decltype(&U::X));                       \
+    template <class U>                                                  \
+    static std::true_type test(...);                                    \
+    static constexpr bool value = decltype(test<both>(nullptr))::value; \
+  };
+MIXPREC_HAS_MEMBER_NAMED(update)
+MIXPREC_HAS_MEMBER_NAMED(decide)
+MIXPREC_HAS_MEMBER_NAMED(decide_row)
+MIXPREC_HAS_MEMBER_NAMED(decide_column)
+MIXPREC_HAS_MEMBER_NAMED(decide_parameter)
+MIXPREC_HAS_MEMBER_NAMED(initial_scalars)
+MIXPREC_HAS_MEMBER_NAMED(visit_scalars)
+MIXPREC_HAS_MEMBER_NAMED(visit_hyperparameters)
+MIXPREC_HAS_MEMBER_NAMED(traits)
+MIXPREC_HAS_MEMBER_NAMED(name)
+// Names a component author may mean for a protocol member.
+MIXPREC_HAS_MEMBER_NAMED(apply)
+MIXPREC_HAS_MEMBER_NAMED(rule)
+MIXPREC_HAS_MEMBER_NAMED(transform)
+MIXPREC_HAS_MEMBER_NAMED(update_element)
+MIXPREC_HAS_MEMBER_NAMED(element_rule)
+MIXPREC_HAS_MEMBER_NAMED(decide_rows)
+MIXPREC_HAS_MEMBER_NAMED(decide_columns)
+MIXPREC_HAS_MEMBER_NAMED(decide_parameters)
+MIXPREC_HAS_MEMBER_NAMED(initial_scalar)
+MIXPREC_HAS_MEMBER_NAMED(init_scalars)
+MIXPREC_HAS_MEMBER_NAMED(visit_hyperparams)
+MIXPREC_HAS_MEMBER_NAMED(visit_scalar)
+MIXPREC_HAS_MEMBER_NAMED(stats)
+MIXPREC_HAS_MEMBER_NAMED(states)
+#undef MIXPREC_HAS_MEMBER_NAMED
+
+// The rules and visitors are templates on what the engine passes them
+// (contexts, visitors), found by name: a member template named X whose
+// address cannot be taken without its arguments. Detecting them by a
+// specialization (update<int>) would instantiate a declaration that no code
+// calls, which nvcc reports ("declared but never referenced", #177) for
+// every component in an anonymous namespace. Their shape (const, static,
+// the parameters) is checked where the engine calls them
+// (component/protocol_check.hpp); a member named X that is not a template
+// is refused by component_check.
+#define MIXPREC_DETECT_TEMPLATE_MEMBER(X)                                   \
+  template <class C, class = void>                                          \
+  struct X##_is_plain : std::false_type {};                                 \
+  template <class C>                                                        \
+  struct X##_is_plain<C, std::void_t<decltype(&C::X)>> : std::true_type {}; \
+  template <class C>                                                        \
+  struct has_##X : std::bool_constant<has_member_##X<C>::value && !X##_is_plain<C>::value> {};
+MIXPREC_DETECT_TEMPLATE_MEMBER(update)
+MIXPREC_DETECT_TEMPLATE_MEMBER(decide)
+MIXPREC_DETECT_TEMPLATE_MEMBER(decide_row)
+MIXPREC_DETECT_TEMPLATE_MEMBER(decide_column)
+MIXPREC_DETECT_TEMPLATE_MEMBER(decide_parameter)
+MIXPREC_DETECT_TEMPLATE_MEMBER(visit_scalars)
+MIXPREC_DETECT_TEMPLATE_MEMBER(visit_hyperparameters)
+#undef MIXPREC_DETECT_TEMPLATE_MEMBER
 
 // Alternative element rules selected by the options (amsgrad on or off):
 // C::variants of them, c.variant() the one in use; the passes are

@@ -18,78 +18,6 @@ namespace mixprec {
 
 namespace detail {
 
-// Whether C has any member named X (data, function, overloaded or
-// template): a class deriving from C and from one with X finds X
-// ambiguous exactly when C has one. Components are plain structs; a final
-// one is never reported.
-#define MIXPREC_HAS_MEMBER_NAMED(X)                                     \
-  struct has_member_##X##_probe {                                       \
-    int X;                                                              \
-  };                                                                    \
-  template <class C, bool = std::is_class_v<C> && !std::is_final_v<C>>  \
-  struct has_member_##X : std::false_type {};                           \
-  template <class C>                                                    \
-  struct has_member_##X<C, true> {                                      \
-    struct both : C, has_member_##X##_probe {};                         \
-    template <class U>                                                  \
-    static std::false_type test(decltype(&U::X));                       \
-    template <class U>                                                  \
-    static std::true_type test(...);                                    \
-    static constexpr bool value = decltype(test<both>(nullptr))::value; \
-  };
-
-MIXPREC_HAS_MEMBER_NAMED(update)
-MIXPREC_HAS_MEMBER_NAMED(decide)
-MIXPREC_HAS_MEMBER_NAMED(decide_row)
-MIXPREC_HAS_MEMBER_NAMED(decide_column)
-MIXPREC_HAS_MEMBER_NAMED(decide_parameter)
-MIXPREC_HAS_MEMBER_NAMED(initial_scalars)
-MIXPREC_HAS_MEMBER_NAMED(visit_scalars)
-MIXPREC_HAS_MEMBER_NAMED(visit_hyperparameters)
-MIXPREC_HAS_MEMBER_NAMED(traits)
-MIXPREC_HAS_MEMBER_NAMED(name)
-// Names a component author may mean for a protocol member.
-MIXPREC_HAS_MEMBER_NAMED(apply)
-MIXPREC_HAS_MEMBER_NAMED(rule)
-MIXPREC_HAS_MEMBER_NAMED(transform)
-MIXPREC_HAS_MEMBER_NAMED(update_element)
-MIXPREC_HAS_MEMBER_NAMED(element_rule)
-MIXPREC_HAS_MEMBER_NAMED(decide_rows)
-MIXPREC_HAS_MEMBER_NAMED(decide_columns)
-MIXPREC_HAS_MEMBER_NAMED(decide_parameters)
-MIXPREC_HAS_MEMBER_NAMED(initial_scalar)
-MIXPREC_HAS_MEMBER_NAMED(init_scalars)
-MIXPREC_HAS_MEMBER_NAMED(visit_hyperparams)
-MIXPREC_HAS_MEMBER_NAMED(visit_scalar)
-MIXPREC_HAS_MEMBER_NAMED(stats)
-MIXPREC_HAS_MEMBER_NAMED(states)
-#undef MIXPREC_HAS_MEMBER_NAMED
-
-// Members the engine calls with a context it chooses: templates on it,
-// const. A probe context type to form the pointer with.
-struct probe_context {};
-template <class F>
-struct is_const_member_function : std::false_type {};
-template <class R, class C, class... A>
-struct is_const_member_function<R (C::*)(A...) const> : std::true_type {};
-
-#define MIXPREC_RULE_SHAPE(X)                                                                          \
-  template <class C, class = void>                                                                     \
-  struct X##_is_template : std::false_type {};                                                         \
-  template <class C>                                                                                   \
-  struct X##_is_template<C, std::void_t<decltype(&C::template X<probe_context>)>> : std::true_type {}; \
-  template <class C, class = void>                                                                     \
-  struct X##_is_const : std::false_type {};                                                            \
-  template <class C>                                                                                   \
-  struct X##_is_const<C, std::void_t<decltype(&C::template X<probe_context>)>>                         \
-      : is_const_member_function<decltype(&C::template X<probe_context>)> {};
-MIXPREC_RULE_SHAPE(update)
-MIXPREC_RULE_SHAPE(decide)
-MIXPREC_RULE_SHAPE(decide_row)
-MIXPREC_RULE_SHAPE(decide_column)
-MIXPREC_RULE_SHAPE(decide_parameter)
-#undef MIXPREC_RULE_SHAPE
-
 // initial_scalars() callable on a non-const object but not on a const one.
 template <class C, class = void>
 struct initial_scalars_callable_non_const : std::false_type {};
@@ -102,20 +30,6 @@ template <class C>
 struct initial_scalars_for_arena_callable_non_const<
     C, std::void_t<decltype(std::declval<C&>().initial_scalars(std::declval<const arena_info&>()))>> : std::true_type {
 };
-
-// visit_scalars callable on an object but not as a static member.
-template <class C, class = void>
-struct visit_scalars_as_member : std::false_type {};
-template <class C>
-struct visit_scalars_as_member<
-    C, std::void_t<decltype(std::declval<C&>().visit_scalars(std::declval<scalars_of<C>&>(), any_visitor{}))>>
-    : std::true_type {};
-template <class C, class = void>
-struct visit_hyperparameters_non_const : std::false_type {};
-template <class C>
-struct visit_hyperparameters_non_const<C,
-                                       std::void_t<decltype(std::declval<C&>().visit_hyperparameters(any_visitor{}))>>
-    : std::true_type {};
 
 template <class C>
 constexpr bool has_any_rule() {
@@ -152,11 +66,14 @@ constexpr bool element_fields_only() {
 
 template <class C>
 struct component_check {
+  static_assert(!std::is_final_v<C>,
+                "mixprec::chain: a component cannot be final (the engine finds its members by name, through a class "
+                "derived from it)");
   static_assert(std::is_trivially_copyable_v<C>,
                 "mixprec::chain: a component must be a trivially copyable value type (its members are copied into "
                 "every pass): no std::vector, std::string or other owning member (the component is named in the "
                 "'In instantiation of component_check<...>' line)");
-  static_assert(has_member_name<C>::value,
+  static_assert(std::is_final_v<C> || has_member_name<C>::value,
                 "mixprec::chain: a component needs static constexpr const char* name = \"...\"");
   static_assert(!has_member_traits<C>::value || traits_derived<C>::value,
                 "mixprec::chain: the component's struct traits must derive from mixprec::component_traits "
@@ -165,18 +82,12 @@ struct component_check {
   static_assert(!has_member_update<C>::value || has_update<C>::value,
                 "mixprec::chain: the component's member `update` is not the element rule the engine calls: write "
                 "template <class Ctx> float update(float u, const Ctx& ctx) const");
-  static_assert(!has_update<C>::value || update_is_const<C>::value,
-                "mixprec::chain: the component's element rule `update` must be a const member function");
   static_assert(!has_member_decide<C>::value || has_decide<C>::value,
                 "mixprec::chain: the component's member `decide` is not the scalar rule the engine calls: write "
                 "template <class Ctx> void decide(scalars& s, const Ctx& ctx) const");
-  static_assert(!has_decide<C>::value || decide_is_const<C>::value,
-                "mixprec::chain: the component's scalar rule `decide` must be a const member function");
-  static_assert((!has_member_decide_row<C>::value || (has_decide_row<C>::value && decide_row_is_const<C>::value)) &&
-                    (!has_member_decide_column<C>::value ||
-                     (has_decide_column<C>::value && decide_column_is_const<C>::value)) &&
-                    (!has_member_decide_parameter<C>::value ||
-                     (has_decide_parameter<C>::value && decide_parameter_is_const<C>::value)),
+  static_assert((!has_member_decide_row<C>::value || has_decide_row<C>::value) &&
+                    (!has_member_decide_column<C>::value || has_decide_column<C>::value) &&
+                    (!has_member_decide_parameter<C>::value || has_decide_parameter<C>::value),
                 "mixprec::chain: the component's entry rule (decide_row, decide_column or decide_parameter) must be "
                 "template <class E> void decide_...(const E& e) const");
   static_assert(!initial_scalars_callable_non_const<C>::value || has_initial_scalars<C>::value,
@@ -188,14 +99,12 @@ struct component_check {
                     has_initial_scalars_for_arena<C>::value,
                 "mixprec::chain: the component's member `initial_scalars` is neither scalars initial_scalars() "
                 "const nor scalars initial_scalars(const mixprec::arena_info&) const");
-  static_assert(!visit_scalars_as_member<C>::value || has_visit_scalars<C>::value,
-                "mixprec::chain: the component's `visit_scalars` must be static: template <class V> static void "
-                "visit_scalars(scalars& s, V&& v)");
   static_assert(!has_member_visit_scalars<C>::value || has_visit_scalars<C>::value,
                 "mixprec::chain: the component's member `visit_scalars` is not template <class V> static void "
                 "visit_scalars(scalars& s, V&& v)");
-  static_assert(!visit_hyperparameters_non_const<C>::value || has_visit_hyperparameters<C>::value,
-                "mixprec::chain: the component's `visit_hyperparameters` must be a const member function");
+  static_assert(!has_member_visit_hyperparameters<C>::value || has_visit_hyperparameters<C>::value,
+                "mixprec::chain: the component's member `visit_hyperparameters` is not template <class V> void "
+                "visit_hyperparameters(V&& v) const");
   // Names the protocol does not have.
   static_assert(!has_member_apply<C>::value && !has_member_rule<C>::value && !has_member_transform<C>::value &&
                     !has_member_update_element<C>::value && !has_member_element_rule<C>::value,
@@ -212,7 +121,7 @@ struct component_check {
                 "init_scalars, visit_hyperparams, visit_scalar, stats, states) that the protocol does not know: "
                 "the names are initial_scalars, visit_hyperparameters, visit_scalars, statistics, state");
   // Declarations no rule can use.
-  static_assert(has_any_rule<C>(),
+  static_assert(std::is_final_v<C> || has_any_rule<C>(),
                 "mixprec::chain: the component has no rule (update, decide, decide_row, decide_column, "
                 "decide_parameter, or a weight writer's): it would change nothing");
   static_assert(field_count<C>() == 0 || has_update<C>::value || has_entry_rule<C>() || traits_of<C>::writes_weights,
@@ -229,6 +138,86 @@ struct component_check {
   static_assert(!has_variants<C>::value || variant_count<C>() >= 1,
                 "mixprec::chain: the component's `variants` must be at least 1");
   static constexpr bool ok = true;
+};
+
+// Where the engine calls a rule or visitor, with what it passes: the member
+// found by name must take it, const (a rule, visit_hyperparameters) or
+// static (visit_scalars). The engine calls the member only when its check
+// holds, so a mistake is this one error.
+template <class C, class Ctx, class = void>
+struct update_takes : std::false_type {};
+template <class C, class Ctx>
+struct update_takes<C, Ctx, std::void_t<decltype(std::declval<const C&>().update(0.0f, std::declval<Ctx>()))>>
+    : std::is_convertible<decltype(std::declval<const C&>().update(0.0f, std::declval<Ctx>())), float> {};
+template <class C, class Ctx>
+struct update_check {
+  static constexpr bool ok = update_takes<C, Ctx>::value;
+  static_assert(ok,
+                "mixprec: the component's element rule must be template <class Ctx> float update(float u, "
+                "const Ctx& ctx) const (const, returning the new update)");
+};
+
+template <class C, class Ctx, class = void>
+struct decide_takes : std::false_type {};
+template <class C, class Ctx>
+struct decide_takes<
+    C, Ctx, std::void_t<decltype(std::declval<const C&>().decide(std::declval<scalars_of<C>&>(), std::declval<Ctx>()))>>
+    : std::true_type {};
+template <class C, class Ctx>
+struct decide_check {
+  static constexpr bool ok = decide_takes<C, Ctx>::value;
+  static_assert(ok,
+                "mixprec: the component's scalar rule must be template <class Ctx> void decide(scalars& s, const "
+                "Ctx& ctx) const");
+};
+
+template <extent E, class C, class Ctx, class = void>
+struct entry_rule_takes : std::false_type {};
+template <class C, class Ctx>
+struct entry_rule_takes<extent::row, C, Ctx,
+                        std::void_t<decltype(std::declval<const C&>().decide_row(std::declval<Ctx>()))>>
+    : std::true_type {};
+template <class C, class Ctx>
+struct entry_rule_takes<extent::column, C, Ctx,
+                        std::void_t<decltype(std::declval<const C&>().decide_column(std::declval<Ctx>()))>>
+    : std::true_type {};
+template <class C, class Ctx>
+struct entry_rule_takes<extent::parameter, C, Ctx,
+                        std::void_t<decltype(std::declval<const C&>().decide_parameter(std::declval<Ctx>()))>>
+    : std::true_type {};
+template <extent E, class C, class Ctx>
+struct entry_rule_check {
+  static constexpr bool ok = entry_rule_takes<E, C, Ctx>::value;
+  static_assert(ok,
+                "mixprec: the component's entry rule (decide_row, decide_column or decide_parameter) must be "
+                "template <class E> void decide_...(const E& e) const");
+};
+
+template <class C, class V, class = void>
+struct visit_hyperparameters_takes : std::false_type {};
+template <class C, class V>
+struct visit_hyperparameters_takes<
+    C, V, std::void_t<decltype(std::declval<const C&>().visit_hyperparameters(std::declval<V>()))>> : std::true_type {};
+template <class C, class V>
+struct visit_hyperparameters_check {
+  static constexpr bool ok = visit_hyperparameters_takes<C, V>::value;
+  static_assert(ok,
+                "mixprec: the component's `visit_hyperparameters` must be template <class V> void "
+                "visit_hyperparameters(V&& v) const");
+};
+
+template <class C, class V, class = void>
+struct visit_scalars_takes : std::false_type {};
+template <class C, class V>
+struct visit_scalars_takes<C, V,
+                           std::void_t<decltype(C::visit_scalars(std::declval<scalars_of<C>&>(), std::declval<V>()))>>
+    : std::true_type {};
+template <class C, class V>
+struct visit_scalars_check {
+  static constexpr bool ok = visit_scalars_takes<C, V>::value;
+  static_assert(ok,
+                "mixprec: the component's `visit_scalars` must be static: template <class V> static void "
+                "visit_scalars(scalars& s, V&& v)");
 };
 
 }  // namespace detail

@@ -33,7 +33,10 @@ struct hyperparameter_assigner {
 template <class C>
 C with_hyperparameters(const C& c, const std::vector<named_value>& saved) {
   C out = c;
-  if constexpr (has_visit_hyperparameters<C>::value) out.visit_hyperparameters(hyperparameter_assigner{&saved});
+  if constexpr (has_visit_hyperparameters<C>::value) {
+    if constexpr (visit_hyperparameters_check<C, hyperparameter_assigner>::ok)
+      out.visit_hyperparameters(hyperparameter_assigner{&saved});
+  }
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include <mixprec/component/protocol_check.hpp>
 #include <mixprec/core/error.hpp>
 #include <mixprec/detail/memory.hpp>
 #include <mixprec/io/file.hpp>
@@ -132,14 +133,16 @@ struct value_collector {
 template <class C>
 std::vector<named_value> hyperparameters_of(const C& c) {
   std::vector<named_value> v;
-  if constexpr (has_visit_hyperparameters<C>::value) c.visit_hyperparameters(value_collector{&v});
+  if constexpr (has_visit_hyperparameters<C>::value) {
+    if constexpr (visit_hyperparameters_check<C, value_collector>::ok) c.visit_hyperparameters(value_collector{&v});
+  }
   return v;
 }
 template <class C>
 std::vector<named_value> scalars_of_value(scalars_of<C> s) {
   std::vector<named_value> v;
   if constexpr (has_visit_scalars<C>::value) {
-    C::visit_scalars(s, value_collector{&v});
+    if constexpr (visit_scalars_check<C, value_collector>::ok) C::visit_scalars(s, value_collector{&v});
   } else {
     static_assert(std::is_same_v<scalars_of<C>, no_scalars>,
                   "mixprec: a component with scalars must name them in visit_scalars (checkpoints save them by name)");
@@ -150,7 +153,7 @@ std::vector<named_value> scalars_of_value(scalars_of<C> s) {
 template <class C>
 void assign_scalars(scalars_of<C>& s, const std::vector<named_value>& saved, const std::string& who) {
   if constexpr (has_visit_scalars<C>::value) {
-    C::visit_scalars(s, [&](const char* name, auto& field) {
+    const auto assign = [&](const char* name, auto& field) {
       using T = std::remove_reference_t<decltype(field)>;
       for (const named_value& v : saved)
         if (v.name == name) {
@@ -160,7 +163,8 @@ void assign_scalars(scalars_of<C>& s, const std::vector<named_value>& saved, con
           return;
         }
       throw error(concat("checkpoint: scalar ", who, ".", name, " is missing from the checkpoint"));
-    });
+    };
+    if constexpr (visit_scalars_check<C, decltype((assign))>::ok) C::visit_scalars(s, assign);
   }
 }
 

@@ -23,6 +23,7 @@
 #include <mixprec/component/component.hpp>
 #include <mixprec/component/pod_tuple.hpp>
 #include <mixprec/component/protocol.hpp>
+#include <mixprec/component/protocol_check.hpp>
 #include <mixprec/core/pinned_arithmetic.hpp>
 #include <mixprec/detail/square_sum.hpp>
 #include <mixprec/detail/vector_access.hpp>
@@ -170,7 +171,7 @@ struct chain_runner {
       const auto& scalars = facts::snapshot ? get<K>(sc.at_start) : get<K>(sc.now);
       const element_context<Env, K, facts::read_only, facts::variant, typename Access::for_stage> ctx{
           env, tile, scalars, i, r, c, w, &decay, d.passes[Q].kind, nullptr, field_draws, lane};
-      u = get<K>(env.comps).update(u, ctx);
+      if constexpr (update_check<component, decltype((ctx))>::ok) u = get<K>(env.comps).update(u, ctx);
     }
   }
 };
@@ -505,7 +506,7 @@ struct decide_body {
       if (observer != observers) return;
       if constexpr (observer || d.level[K] == L) {
         const decide_context<Env, block_type, K> ctx{env, block};
-        get<K>(env.comps).decide(get<K>(block.comps), ctx);
+        if constexpr (decide_check<component, decltype((ctx))>::ok) get<K>(env.comps).decide(get<K>(block.comps), ctx);
       }
     }
     if constexpr (traits_of<component>::uniform_multiplier && d.level[K] == L) {
@@ -575,7 +576,8 @@ struct entry_body {
     }
     const entry_context<Env, K, E> ctx{env, get<K>(block.comps), e, param, local, block.step.t};
     const auto& comp = get<K>(env.comps);
-    if constexpr (E == extent::row) comp.decide_row(ctx);
+    if constexpr (!entry_rule_check<E, component_at<Env, K>, decltype((ctx))>::ok) return;
+    else if constexpr (E == extent::row) comp.decide_row(ctx);
     else if constexpr (E == extent::column) comp.decide_column(ctx);
     else comp.decide_parameter(ctx);
   }
