@@ -9,7 +9,8 @@
 #     (the CUDA toolkit's include and include/cccl directories, -fopenmp):
 #     g++ in GNU mode (contraction on: -ffp-contract=fast), g++ in ISO mode
 #     with -ffp-contract=off, and clang++ (its default, -ffp-contract=on)
-#     when it is installed.
+#     when it is installed; the GNU and clang builds with -Wall -Wextra
+#     -Wshadow -Werror, the nvcc build with --Werror=all-warnings.
 # Every host build uses -O3 -march=native (the README's speed flags): with
 # FMA in the instruction set, so that contraction is possible at all.
 # Usage: scripts/consumer-check.sh [--no-cuda]   (after cmake --preset host)
@@ -53,7 +54,12 @@ mkdir -p "$work/vendored/include"
 cp -r include/mixprec "$work/vendored/include/"
 cuda_root=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")
 flags=(-O3 -march=native -I"$work/vendored/include" -I"$cuda_root/include" -I"$cuda_root/include/cccl")
-both g++ "${flags[@]}" -fopenmp tests/consumer/main.cpp -o "$work/vendored_gnu" -- \
+# Users' warning flags: the library's headers (and its detection of the
+# consumer's own component) must add no warning to a -Werror build. Clang
+# without -Wpedantic: the toolkit's cuda_fp16.h, included with -I as here,
+# trips its GNU-extension warnings.
+warn=(-Wall -Wextra -Wshadow -Werror)
+both g++ "${flags[@]}" "${warn[@]}" -Wpedantic -fopenmp tests/consumer/main.cpp -o "$work/vendored_gnu" -- \
   g++ "${flags[@]}" -std=c++17 -ffp-contract=off -fopenmp tests/consumer/main.cpp -o "$work/vendored_iso"
 
 clang=()
@@ -61,7 +67,7 @@ if command -v clang++ >/dev/null; then
   omp=-fopenmp
   printf 'int main() { return 0; }\n' > "$work/omp.cpp"
   clang++ -fopenmp "$work/omp.cpp" -o "$work/omp" 2>/dev/null || omp=""  # no OpenMP runtime: the CPP system
-  clang=(clang++ "${flags[@]}" -std=c++17 $omp tests/consumer/main.cpp -o "$work/vendored_clang")
+  clang=(clang++ "${flags[@]}" "${warn[@]}" -std=c++17 $omp tests/consumer/main.cpp -o "$work/vendored_clang")
 fi
 nvcc_build=()
 if [ "$cuda" = 1 ] && command -v nvcc >/dev/null; then

@@ -375,8 +375,8 @@ class chain_t {
     st.slice_rows_ = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(d.nstats));
     for (int j = 0; j < d.nstats; ++j) {
       const scope w = d.stats[j].decl.where;
-      const std::size_t n = detail::scope_entries(w, L);
-      st.stats_[j] = detail::allocate<double>(n > 0 ? n : 1, "step statistics");
+      const std::size_t entries = detail::scope_entries(w, L);
+      st.stats_[j] = detail::allocate<double>(entries > 0 ? entries : 1, "step statistics");
       // Statistics over runs of rows measured by a pass: per-row values first.
       const bool by_rows = d.stats[j].pass >= 0 && detail::gather_of(w) == detail::scope_gather::row_runs;
       st.slice_rows_[j] =
