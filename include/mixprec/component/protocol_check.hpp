@@ -140,85 +140,50 @@ struct component_check {
   static constexpr bool ok = true;
 };
 
-// Where the engine calls a rule or visitor, with what it passes: the member
-// found by name must take it, const (a rule, visit_hyperparameters) or
-// static (visit_scalars). The engine calls the member only when its check
-// holds, so a mistake is this one error.
-template <class C, class Ctx, class = void>
-struct update_takes : std::false_type {};
-template <class C, class Ctx>
-struct update_takes<C, Ctx, std::void_t<decltype(std::declval<const C&>().update(0.0f, std::declval<Ctx>()))>>
-    : std::is_convertible<decltype(std::declval<const C&>().update(0.0f, std::declval<Ctx>())), float> {};
-template <class C, class Ctx>
-struct update_check {
-  static constexpr bool ok = update_takes<C, Ctx>::value;
-  static_assert(ok,
-                "mixprec: the component's element rule must be template <class Ctx> float update(float u, "
-                "const Ctx& ctx) const (const, returning the new update)");
-};
-
-template <class C, class Ctx, class = void>
-struct decide_takes : std::false_type {};
-template <class C, class Ctx>
-struct decide_takes<
-    C, Ctx, std::void_t<decltype(std::declval<const C&>().decide(std::declval<scalars_of<C>&>(), std::declval<Ctx>()))>>
-    : std::true_type {};
-template <class C, class Ctx>
-struct decide_check {
-  static constexpr bool ok = decide_takes<C, Ctx>::value;
-  static_assert(ok,
-                "mixprec: the component's scalar rule must be template <class Ctx> void decide(scalars& s, const "
-                "Ctx& ctx) const");
-};
-
-template <extent E, class C, class Ctx, class = void>
-struct entry_rule_takes : std::false_type {};
-template <class C, class Ctx>
-struct entry_rule_takes<extent::row, C, Ctx,
-                        std::void_t<decltype(std::declval<const C&>().decide_row(std::declval<Ctx>()))>>
-    : std::true_type {};
-template <class C, class Ctx>
-struct entry_rule_takes<extent::column, C, Ctx,
-                        std::void_t<decltype(std::declval<const C&>().decide_column(std::declval<Ctx>()))>>
-    : std::true_type {};
-template <class C, class Ctx>
-struct entry_rule_takes<extent::parameter, C, Ctx,
-                        std::void_t<decltype(std::declval<const C&>().decide_parameter(std::declval<Ctx>()))>>
-    : std::true_type {};
-template <extent E, class C, class Ctx>
-struct entry_rule_check {
-  static constexpr bool ok = entry_rule_takes<E, C, Ctx>::value;
-  static_assert(ok,
-                "mixprec: the component's entry rule (decide_row, decide_column or decide_parameter) must be "
-                "template <class E> void decide_...(const E& e) const");
-};
-
-template <class C, class V, class = void>
-struct visit_hyperparameters_takes : std::false_type {};
-template <class C, class V>
-struct visit_hyperparameters_takes<
-    C, V, std::void_t<decltype(std::declval<const C&>().visit_hyperparameters(std::declval<V>()))>> : std::true_type {};
-template <class C, class V>
-struct visit_hyperparameters_check {
-  static constexpr bool ok = visit_hyperparameters_takes<C, V>::value;
-  static_assert(ok,
-                "mixprec: the component's `visit_hyperparameters` must be template <class V> void "
-                "visit_hyperparameters(V&& v) const");
-};
-
-template <class C, class V, class = void>
-struct visit_scalars_takes : std::false_type {};
-template <class C, class V>
-struct visit_scalars_takes<C, V,
-                           std::void_t<decltype(C::visit_scalars(std::declval<scalars_of<C>&>(), std::declval<V>()))>>
-    : std::true_type {};
-template <class C, class V>
-struct visit_scalars_check {
-  static constexpr bool ok = visit_scalars_takes<C, V>::value;
-  static_assert(ok,
-                "mixprec: the component's `visit_scalars` must be static: template <class V> static void "
-                "visit_scalars(scalars& s, V&& v)");
-};
+// Where the engine calls a rule or visitor, with what it passes (A, the
+// argument's type as the call passes it): the member found by name must
+// take it, const (a rule, visit_hyperparameters) or static (visit_scalars).
+// The engine calls the member only when X_check<C, A>::ok, so a mistake is
+// this one error, in an instantiation that names the component.
+#define MIXPREC_CALL_CHECK(X, message, ...)                             \
+  template <class C, class A, class = void>                             \
+  struct X##_takes : std::false_type {};                                \
+  template <class C, class A>                                           \
+  struct X##_takes<C, A, std::void_t<__VA_ARGS__>> : std::true_type {}; \
+  template <class C, class A>                                           \
+  struct X##_check {                                                    \
+    static constexpr bool ok = X##_takes<C, A>::value;                  \
+    static_assert(ok, message);                                         \
+  };
+MIXPREC_CALL_CHECK(
+    update,
+    "mixprec: the component's element rule must be template <class Ctx> float update(float u, const "
+    "Ctx& ctx) const (const, returning the new update)",
+    std::enable_if_t<std::is_convertible_v<decltype(std::declval<const C&>().update(0.0f, std::declval<A>())), float>>)
+MIXPREC_CALL_CHECK(decide,
+                   "mixprec: the component's scalar rule must be template <class Ctx> void decide(scalars& s, const "
+                   "Ctx& ctx) const",
+                   decltype(std::declval<const C&>().decide(std::declval<scalars_of<C>&>(), std::declval<A>())))
+MIXPREC_CALL_CHECK(decide_row,
+                   "mixprec: the component's entry rule must be template <class E> void decide_row(const E& e) const",
+                   decltype(std::declval<const C&>().decide_row(std::declval<A>())))
+MIXPREC_CALL_CHECK(decide_column,
+                   "mixprec: the component's entry rule must be template <class E> void decide_column(const E& e) "
+                   "const",
+                   decltype(std::declval<const C&>().decide_column(std::declval<A>())))
+MIXPREC_CALL_CHECK(decide_parameter,
+                   "mixprec: the component's entry rule must be template <class E> void decide_parameter(const E& e) "
+                   "const",
+                   decltype(std::declval<const C&>().decide_parameter(std::declval<A>())))
+MIXPREC_CALL_CHECK(visit_hyperparameters,
+                   "mixprec: the component's `visit_hyperparameters` must be template <class V> void "
+                   "visit_hyperparameters(V&& v) const",
+                   decltype(std::declval<const C&>().visit_hyperparameters(std::declval<A>())))
+MIXPREC_CALL_CHECK(visit_scalars,
+                   "mixprec: the component's `visit_scalars` must be static: template <class V> static void "
+                   "visit_scalars(scalars& s, V&& v)",
+                   decltype(C::visit_scalars(std::declval<scalars_of<C>&>(), std::declval<A>())))
+#undef MIXPREC_CALL_CHECK
 
 }  // namespace detail
 }  // namespace mixprec

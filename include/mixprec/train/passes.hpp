@@ -576,10 +576,15 @@ struct entry_body {
     }
     const entry_context<Env, K, E> ctx{env, get<K>(block.comps), e, param, local, block.step.t};
     const auto& comp = get<K>(env.comps);
-    if constexpr (!entry_rule_check<E, component_at<Env, K>, decltype((ctx))>::ok) return;
-    else if constexpr (E == extent::row) comp.decide_row(ctx);
-    else if constexpr (E == extent::column) comp.decide_column(ctx);
-    else comp.decide_parameter(ctx);
+    using component = component_at<Env, K>;
+    using A = decltype((ctx));
+    if constexpr (E == extent::row) {
+      if constexpr (decide_row_check<component, A>::ok) comp.decide_row(ctx);
+    } else if constexpr (E == extent::column) {
+      if constexpr (decide_column_check<component, A>::ok) comp.decide_column(ctx);
+    } else {
+      if constexpr (decide_parameter_check<component, A>::ok) comp.decide_parameter(ctx);
+    }
   }
 };
 
