@@ -68,6 +68,46 @@ T read_back(const T* device_src, stream s = {}) {
   return v;
 }
 
+// The storage of every device_buffer: bytes in a vector of 64-bit words
+// of the device system. Everything here is independent of the element
+// type, so that it is compiled once per translation unit, not once per
+// type of buffer (a chain's state has a dozen).
+class device_words {
+ public:
+  device_words() = default;
+  // `bytes` bytes, zero, or `n` copies of the `size` bytes at `value`
+  // (bytes = n * size) when value is not null.
+  MIXPREC_COLD device_words(std::size_t n, std::size_t size, const void* value)
+      : words_(n * size / 8 + (n * size % 8 != 0)) {
+    if (value == nullptr || n == 0) return;
+    std::vector<unsigned char> copies(n * size);
+    for (std::size_t k = 0; k < n; ++k) std::memcpy(copies.data() + k * size, value, size);
+    write_to_device(copies.data(), static_cast<unsigned char*>(get()), copies.size());
+  }
+  device_words(const device_words&) = default;
+  device_words& operator=(const device_words&) = default;
+  // A moved-from vector of words is empty.
+  device_words(device_words&& o) noexcept { words_.swap(o.words_); }
+  device_words& operator=(device_words&& o) noexcept {
+    device_words taken(std::move(o));
+    words_.swap(taken.words_);  // taken frees the old memory
+    return *this;
+  }
+  void* get() { return thrust::raw_pointer_cast(words_.data()); }
+  const void* get() const { return thrust::raw_pointer_cast(words_.data()); }
+
+ private:
+  thrust::device_vector<std::uint64_t> words_;
+};
+
+// Whether all `size` bytes at p are zero.
+inline bool all_zero_bytes(const void* p, std::size_t size) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t k = 0; k < size; ++k)
+    if (b[k] != 0) return false;
+  return true;
+}
+
 // n values of T in device memory, value-initialised like
 // thrust::device_vector<T>(n), which it replaces inside the library: every
 // element type of a thrust::device_vector instantiates Thrust's vector,
@@ -84,30 +124,24 @@ class device_buffer {
  public:
   using value_type = T;
   device_buffer() = default;
-  explicit device_buffer(std::size_t n) : words_(n * sizeof(T) / 8 + (n * sizeof(T) % 8 != 0)), n_(n) {
-    if (n != 0 && !zero_is_default()) {  // a type with default member initialisers
-      const std::vector<T> defaults(n);
-      write_to_device(defaults.data(), get(), n);
-    }
-  }
+  explicit device_buffer(std::size_t n) : device_buffer(n, T{}) {}
+  // Adopts words that hold n values of T.
+  device_buffer(device_words&& w, std::size_t n) : words_(std::move(w)), n_(n) {}
   device_buffer(const device_buffer&) = default;
   device_buffer& operator=(const device_buffer&) = default;
   // A moved-from buffer is empty.
-  device_buffer(device_buffer&& o) noexcept {
-    words_.swap(o.words_);
-    std::swap(n_, o.n_);
-  }
+  device_buffer(device_buffer&& o) noexcept : words_(std::move(o.words_)), n_(o.n_) { o.n_ = 0; }
   device_buffer& operator=(device_buffer&& o) noexcept {
-    device_buffer taken(std::move(o));
-    words_.swap(taken.words_);  // taken frees this buffer's old memory
-    std::swap(n_, taken.n_);
+    words_ = std::move(o.words_);
+    n_ = o.n_;
+    o.n_ = 0;
     return *this;
   }
 
   std::size_t size() const { return n_; }
   bool empty() const { return n_ == 0; }
-  T* get() { return reinterpret_cast<T*>(thrust::raw_pointer_cast(words_.data())); }
-  const T* get() const { return reinterpret_cast<const T*>(thrust::raw_pointer_cast(words_.data())); }
+  T* get() { return static_cast<T*>(words_.get()); }
+  const T* get() const { return static_cast<const T*>(words_.get()); }
   // Device pointers, so that Thrust algorithms given them run on the device system.
   thrust::device_ptr<T> data() { return thrust::device_pointer_cast(get()); }
   thrust::device_ptr<const T> data() const { return thrust::device_pointer_cast(get()); }
@@ -117,15 +151,11 @@ class device_buffer {
   thrust::device_ptr<const T> end() const { return data() + size(); }
 
  private:
-  static bool zero_is_default() {
-    const T v{};
-    unsigned char b[sizeof(T)];
-    std::memcpy(b, &v, sizeof(T));
-    for (unsigned char c : b)
-      if (c != 0) return false;
-    return true;
-  }
-  thrust::device_vector<std::uint64_t> words_;
+  // `v` is T's value-initialised value: copied only where a type has
+  // default member initialisers (its bytes are not all zero).
+  device_buffer(std::size_t n, const T& v)
+      : words_(n, sizeof(T), all_zero_bytes(&v, sizeof(T)) ? nullptr : &v), n_(n) {}
+  device_words words_;
   std::size_t n_ = 0;
 };
 
@@ -138,15 +168,15 @@ const T* raw(const device_buffer<T>& v) {
   return v.get();
 }
 
-// Allocates `n` elements, turning allocation failures into mixprec::error.
-template <class T>
-device_buffer<T> allocate(std::size_t n, const char* what) {
-  const double bytes = static_cast<double>(n) * sizeof(T);
-  // Thrust does not check n * sizeof(T) for overflow.
-  require(n <= std::numeric_limits<std::size_t>::max() / sizeof(T), "cannot allocate ", n, " elements (", bytes,
+// Allocates n values of `size` bytes (zero, or copies of `value` when it
+// is not null), turning allocation failures into mixprec::error.
+MIXPREC_COLD inline device_words allocate_words(std::size_t n, std::size_t size, const void* value, const char* what) {
+  const double bytes = static_cast<double>(n) * static_cast<double>(size);
+  // Thrust does not check n * size for overflow.
+  require(n <= std::numeric_limits<std::size_t>::max() / size, "cannot allocate ", n, " elements (", bytes,
           " bytes) for ", what, ": the size overflows size_t");
   try {
-    return device_buffer<T>(n);
+    return device_words(n, size, value);
   } catch (const std::bad_alloc& e) {
     throw error(
         concat("cannot allocate ", n, " elements (", bytes, " bytes) for ", what, ": out of memory (", e.what(), ")"));
@@ -157,6 +187,13 @@ device_buffer<T> allocate(std::size_t n, const char* what) {
     throw error(concat("error while allocating ", n, " elements (", bytes, " bytes) for ", what,
                        current_backend == backend::cuda ? " (it may come from an earlier kernel): " : ": ", e.what()));
   }
+}
+
+// Allocates `n` elements, turning allocation failures into mixprec::error.
+template <class T>
+device_buffer<T> allocate(std::size_t n, const char* what) {
+  const T v{};
+  return device_buffer<T>(allocate_words(n, sizeof(T), all_zero_bytes(&v, sizeof(T)) ? nullptr : &v, what), n);
 }
 
 }  // namespace mixprec::detail

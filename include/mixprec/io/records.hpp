@@ -46,18 +46,23 @@ class crc32_state {
  private:
   using table_set = std::array<std::array<std::uint32_t, 256>, 8>;
   static const table_set& tables() {
-    static const table_set t = [] {
-      table_set s{};
-      for (std::uint32_t i = 0; i < 256; ++i) {
-        std::uint32_t c = i;
-        for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        s[0][i] = c;
-      }
-      for (std::uint32_t i = 0; i < 256; ++i)
-        for (int k = 1; k < 8; ++k) s[k][i] = (s[k - 1][i] >> 8) ^ s[0][s[k - 1][i] & 0xff];
-      return s;
-    }();
+    static const table_set t = make_tables();
     return t;
+  }
+  // Not constexpr, on purpose: g++ tries to evaluate a constant-evaluable
+  // initializer of a static at compile time, and its evaluation of these
+  // 2,048 entries allocated 14 MB in every translation unit that includes
+  // this header (the first collection of g++'s heap comes after parsing).
+  static table_set make_tables() {
+    table_set s{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      s[0][i] = c;
+    }
+    for (std::uint32_t i = 0; i < 256; ++i)
+      for (int k = 1; k < 8; ++k) s[k][i] = (s[k - 1][i] >> 8) ^ s[0][s[k - 1][i] & 0xff];
+    return s;
   }
   std::uint32_t c_ = 0xFFFFFFFFu;
 };

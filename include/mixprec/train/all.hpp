@@ -6,6 +6,7 @@
 #include <mixprec/train/coded_blocks.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
+#include <mixprec/train/field_allocation.hpp>
 #include <mixprec/train/geometry.hpp>
 #include <mixprec/train/host_row_draws.hpp>
 #include <mixprec/train/host_strategy.hpp>

@@ -41,6 +41,7 @@
 #include <mixprec/tensor/arena_layout.hpp>
 #include <mixprec/tensor/elementwise.hpp>
 #include <mixprec/train/chain_state.hpp>
+#include <mixprec/train/field_allocation.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/step_runner.hpp>
@@ -250,6 +251,9 @@ class chain_t {
     st.fields_ = std::vector<detail::field_buffer>(detail::total_fields<C...>());
     (allocate_component_fields<K>(st, params, info, s), ...);
   }
+  // What one field's allocation needs from its component; the rest of the
+  // work is allocate_field's, instantiated once per arena type rather than
+  // once per component (it was the largest function of a chain's setup).
   template <std::size_t K, class Arena>
   void allocate_component_fields(chain_state<Arena, C...>& st, const Arena& params, const arena_info& info,
                                  stream s) const {
@@ -257,114 +261,31 @@ class chain_t {
     const auto& c = std::get<K>(components_);
     constexpr std::size_t nf = detail::field_count<component>();
     for (std::size_t j = 0; j != nf; ++j) {
-      const state_field f = detail::field_of<component>(j);
-      detail::field_buffer& b = st.fields_[detail::first_field<C...>(K) + j];
-      b.used = detail::uses_field(c, j);
-      if (!b.used) continue;
-      const auto& geo = st.layout_.geometry;
-      b.base_h.assign(geo.size(), detail::no_entry);
-      std::uint64_t next = 0;
-      for (std::size_t p = 0; p < geo.size(); ++p) {
-        detail::require(f.on != parameter_set::every_matrix || geo[p].rank >= 2, component::name, ": state field \"",
-                        f.name, "\" has an entry per ", f.where == extent::column ? "column" : "row",
-                        " of every parameter's last two dimensions, but parameter \"", params[p].name, "\" has rank ",
-                        geo[p].rank);
-        if (!detail::field_covers(f.on, geo[p].rank)) continue;
-        switch (f.where) {
-          case extent::element:
-            break;  // below
-          case extent::row:
-            b.base_h[p] = next;
-            next += geo[p].rows;
-            break;
-          case extent::column:
-            b.base_h[p] = next;
-            next += geo[p].batches * geo[p].cols;
-            break;
-          case extent::parameter:
-            b.base_h[p] = next;
-            next += 1;
-            break;
-          case extent::scalar:
-            b.base_h[p] = 0;
-            next = 1;
-            break;
-        }
-      }
-      if (f.where == extent::element) {
-        // Entry of element i: base + (i - offset), within the state's shard.
-        const auto segments =
-            detail::element_segments(detail::segment_geometry_of(geo), f.on, st.shard_.begin, st.shard_.end);
-        for (std::size_t p = 0; p < geo.size(); ++p)
-          if (f.on == parameter_set::all) b.base_h[p] = geo[p].offset - st.shard_.begin;
-        for (const detail::element_segment& g : segments)
-          for (std::size_t p = 0; p < geo.size(); ++p)
-            if (f.on != parameter_set::all && g.first >= geo[p].offset && g.first < geo[p].offset + geo[p].size)
-              b.base_h[p] = g.index - (g.first - geo[p].offset);
-        next = detail::entries_of(segments);
-      }
-      b.entries = next;
-      const std::size_t width = detail::entry_bytes(f.format);
-      if (detail::is_coded(f.format)) {
-        // One byte per element, then (16-byte aligned) a float scale per
-        // block of every parameter (train/layout.hpp's block numbering).
-        detail::require(detail::initial_state_of(c, j) == 0.0f, component::name, ": state field \"", f.name,
-                        "\" is kept in 8-bit codes, which start from 0");
-        b.scale_offset = (next + 15) / 16 * 16;
-        b.scales = detail::scope_entries(scope::block, st.layout_);
-        b.bytes = detail::allocate<std::uint8_t>(b.scale_offset + b.scales * sizeof(float), "optimizer state");
-        b.base = detail::allocate<std::uint64_t>(b.base_h.size(), "a state table");
-        detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);
-        if (f.format == format_id::dynamic8s) {  // the signed map's code of 0 (the scales start at 0)
-          const std::vector<std::uint8_t> zero(next, detail::block_code<format_id::dynamic8s>::encode(0.0f, 0.0f));
-          detail::write_to_device(zero.data(), detail::raw(b.bytes), next, s);
-        }
-        continue;
-      }
-      b.bytes = detail::allocate<std::uint8_t>(next * width, "optimizer state");
-      b.base = detail::allocate<std::uint64_t>(b.base_h.size(), "a state table");
-      detail::write_to_device(b.base_h.data(), detail::raw(b.base), b.base_h.size(), s);
-      if (f.from_weights) {
-        detail::require(f.where == extent::element && f.on == parameter_set::all && f.format == format_id::f32,
-                        component::name, ": state field \"", f.name,
-                        "\" starts from the weights, so it must be a "
-                        "float field of every element");
-        if constexpr (Arena::has_master)
-          detail::copy_device(params.master_data() + (st.shard_.begin - params.master_begin()),
-                              reinterpret_cast<float*>(detail::raw(b.bytes)), next, s);
-        else
-          convert_n<float>(params.model_data() + st.shard_.begin, next, reinterpret_cast<float*>(detail::raw(b.bytes)),
-                           round_nearest_even{}, s);
-        continue;
-      }
-      const float v = detail::initial_state_of(c, j);  // the buffer starts at zero
+      detail::field_setup setup{detail::field_of<component>(j),
+                                component::name,
+                                detail::uses_field(c, j),
+                                detail::initial_state_of(c, j),
+                                {}};
       if constexpr (detail::has_initial_state_for_parameter<component>::value) {
-        if (f.where == extent::parameter || f.where == extent::row || f.where == extent::column) {
-          // Each parameter's entries from the component (its name, shape, group).
-          std::vector<float> values(next, v);
-          for (std::size_t p = 0; p < geo.size(); ++p) {
-            if (b.base_h[p] == detail::no_entry) continue;
-            const std::uint64_t count = f.where == extent::parameter ? 1
-                                        : f.where == extent::row     ? geo[p].rows
-                                                                     : geo[p].batches * geo[p].cols;
-            std::fill_n(values.begin() + static_cast<std::ptrdiff_t>(b.base_h[p]), count, c.initial_state(j, info, p));
-          }
-          if (f.format == format_id::f32) {
-            detail::write_to_device(values.data(), reinterpret_cast<float*>(detail::raw(b.bytes)), next, s);
-          } else {
-            std::vector<bfloat16> narrow(next);
-            for (std::size_t e = 0; e < next; ++e) narrow[e] = convert<bfloat16>(values[e], round_nearest_even{});
-            detail::write_to_device(narrow.data(), reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next, s);
-          }
-          continue;
-        }
+        const auto& geo = st.layout_.geometry;
+        setup.per_parameter.assign(geo.size(), 0.0f);
+        for (std::size_t p = 0; p < geo.size(); ++p)
+          if (setup.used && detail::field_covers(setup.field.on, geo[p].rank))
+            setup.per_parameter[p] = c.initial_state(j, info, p);
       }
-      if (v != 0.0f && f.format == format_id::bf16)
-        fill(tensor_view<bfloat16>(reinterpret_cast<bfloat16*>(detail::raw(b.bytes)), next), v, round_nearest_even{},
-             s);
-      else if (v != 0.0f)
-        fill(tensor_view<float>(reinterpret_cast<float*>(detail::raw(b.bytes)), next), v, round_nearest_even{}, s);
+      detail::field_buffer& b = st.fields_[detail::first_field<C...>(K) + j];
+      if (detail::allocate_field(b, setup, info.names, st.layout_, st.shard_, s)) copy_weights(b, params, st.shard_, s);
     }
+  }
+  // A field that starts from the weights: the state's shard of them, as float.
+  template <class Arena>
+  static void copy_weights(detail::field_buffer& b, const Arena& params, element_range shard, stream s) {
+    if constexpr (Arena::has_master)
+      detail::copy_device(params.master_data() + (shard.begin - params.master_begin()),
+                          reinterpret_cast<float*>(detail::raw(b.bytes)), b.entries, s);
+    else
+      convert_n<float>(params.model_data() + shard.begin, b.entries, reinterpret_cast<float*>(detail::raw(b.bytes)),
+                       round_nearest_even{}, s);
   }
 
   template <class Arena>
