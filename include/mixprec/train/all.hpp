@@ -6,7 +6,6 @@
 #include <mixprec/train/coded_blocks.hpp>
 #include <mixprec/train/context.hpp>
 #include <mixprec/train/environment.hpp>
-#include <mixprec/train/field_allocation.hpp>
 #include <mixprec/train/geometry.hpp>
 #include <mixprec/train/host_row_draws.hpp>
 #include <mixprec/train/host_strategy.hpp>
@@ -17,6 +16,7 @@
 #include <mixprec/train/plan.hpp>
 #include <mixprec/train/reduction.hpp>
 #include <mixprec/train/scopes.hpp>
+#include <mixprec/train/state_allocation.hpp>
 #include <mixprec/train/state_statistics.hpp>
 #include <mixprec/train/step_runner.hpp>
 #include <mixprec/train/update_groups.hpp>

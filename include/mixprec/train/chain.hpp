@@ -41,9 +41,9 @@
 #include <mixprec/tensor/arena_layout.hpp>
 #include <mixprec/tensor/elementwise.hpp>
 #include <mixprec/train/chain_state.hpp>
-#include <mixprec/train/field_allocation.hpp>
 #include <mixprec/train/layout.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/state_allocation.hpp>
 #include <mixprec/train/step_runner.hpp>
 
 namespace mixprec {
@@ -177,7 +177,7 @@ class chain_t {
     st.layout_ = detail::make_step_layout(shapes, offsets, groups, d.positions, column_stats, slices, d.block,
                                           shard.begin, shard.end);
     allocate_fields(st, params, info, s, std::index_sequence_for<C...>{});
-    allocate_statistics(st, params.count());
+    detail::allocate_statistics(d, st.layout_, params.count(), st.stats_, st.slice_rows_, st.passes_, st.ws_);
 
     st.block_ = detail::allocate<detail::chain_block<C...>>(1, "the chain's scalar state");
     detail::write_to_device(&block, detail::raw(st.block_), 1, s);
@@ -286,40 +286,6 @@ class chain_t {
     else
       convert_n<float>(params.model_data() + shard.begin, b.entries, reinterpret_cast<float*>(detail::raw(b.bytes)),
                        round_nearest_even{}, s);
-  }
-
-  template <class Arena>
-  void allocate_statistics(chain_state<Arena, C...>& st, std::size_t params) const {
-    const detail::step_layout& L = st.layout_;
-    // Every vector of device vectors is sized once and filled in place (see allocate_fields).
-    st.stats_ = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(d.nstats));
-    st.slice_rows_ = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(d.nstats));
-    for (int j = 0; j < d.nstats; ++j) {
-      const scope w = d.stats[j].decl.where;
-      const std::size_t entries = detail::scope_entries(w, L);
-      st.stats_[j] = detail::allocate<double>(entries > 0 ? entries : 1, "step statistics");
-      // Statistics over runs of rows measured by a pass: per-row values first.
-      const bool by_rows = d.stats[j].pass >= 0 && detail::gather_of(w) == detail::scope_gather::row_runs;
-      st.slice_rows_[j] =
-          detail::allocate<double>(by_rows ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices or matrices");
-    }
-    st.passes_ = std::vector<detail::pass_buffers>(static_cast<std::size_t>(d.npasses > 1 ? d.npasses - 1 : 0));
-    std::size_t partial_bytes = 16;
-    for (int q = 0; q + 1 < d.npasses; ++q) {
-      const detail::pass_entry& p = d.passes[q];
-      detail::pass_buffers& b = st.passes_[q];
-      b.rows = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(p.row_stats));
-      for (auto& r : b.rows) r = detail::allocate<double>(L.row_partials > 0 ? L.row_partials : 1, "per-row partials");
-      b.columns = std::vector<detail::device_buffer<double>>(static_cast<std::size_t>(p.column_stats));
-      for (auto& c : b.columns)
-        c = detail::allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials");
-      const std::size_t value = sizeof(double) * static_cast<std::size_t>(p.fields > 0 ? p.fields : 1);
-      b.field_out = detail::allocate<std::uint8_t>(value * (1 + params), "step statistics");
-      partial_bytes =
-          std::max(partial_bytes, detail::workspace::round_up(value * L.tile_count()) +
-                                      detail::workspace::round_up(value * detail::combine_blocks(L.tile_count())));
-    }
-    st.ws_.reserve(detail::workspace::round_up(partial_bytes));
   }
 
   std::tuple<C...> components_;

@@ -1,11 +1,14 @@
-// Allocating one state field of a chain: its entries per parameter (by the
-// field's extent and parameter set), its device buffer and its initial
-// values. What a field needs from its component is gathered in a
-// field_setup by the chain, so that this code is compiled once per
-// translation unit rather than once per component (it was the largest
-// function of a chain's setup: docs/performance.md).
+// Allocating a chain state's buffers: each state field (its entries per
+// parameter by the field's extent and parameter set, its device buffer,
+// its initial values) and the step's statistics and pass buffers. What a
+// field needs from its component is gathered in a field_setup by the
+// chain, and the statistics are read from the plan's data, so that this
+// code is compiled once per translation unit rather than once per
+// component or chain (it was the largest function of a chain's setup:
+// docs/performance.md).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -16,6 +19,7 @@
 #include <mixprec/core/error.hpp>
 #include <mixprec/core/stream.hpp>
 #include <mixprec/detail/memory.hpp>
+#include <mixprec/detail/workspace.hpp>
 #include <mixprec/format/block_codes.hpp>
 #include <mixprec/tensor/arena_layout.hpp>
 #include <mixprec/tensor/elementwise.hpp>
@@ -23,6 +27,7 @@
 #include <mixprec/train/chain_state.hpp>
 #include <mixprec/train/environment.hpp>
 #include <mixprec/train/layout.hpp>
+#include <mixprec/train/plan.hpp>
 #include <mixprec/train/scopes.hpp>
 
 namespace mixprec::detail {
@@ -141,6 +146,42 @@ MIXPREC_COLD inline bool allocate_field(field_buffer& b, const field_setup& setu
   else if (v != 0.0f)
     fill(tensor_view<float>(reinterpret_cast<float*>(raw(b.bytes)), next), v, round_nearest_even{}, s);
   return false;
+}
+
+// The statistics' buffers (reduced values, per-row values of slices), the
+// measuring passes' partials and the workspace, as the plan `d` needs them
+// for an arena of `params` parameters.
+MIXPREC_COLD inline void allocate_statistics(const plan_data& d, const step_layout& L, std::size_t params,
+                                             std::vector<device_buffer<double>>& stats,
+                                             std::vector<device_buffer<double>>& slice_rows,
+                                             std::vector<pass_buffers>& passes, workspace& ws) {
+  // Every vector of device buffers is sized once and filled in place.
+  stats = std::vector<device_buffer<double>>(static_cast<std::size_t>(d.nstats));
+  slice_rows = std::vector<device_buffer<double>>(static_cast<std::size_t>(d.nstats));
+  for (int j = 0; j < d.nstats; ++j) {
+    const scope w = d.stats[j].decl.where;
+    const std::size_t entries = scope_entries(w, L);
+    stats[j] = allocate<double>(entries > 0 ? entries : 1, "step statistics");
+    // Statistics over runs of rows measured by a pass: per-row values first.
+    const bool by_rows = d.stats[j].pass >= 0 && gather_of(w) == scope_gather::row_runs;
+    slice_rows[j] = allocate<double>(by_rows ? (L.rows > 0 ? L.rows : 1) : 0, "per-row sums of slices or matrices");
+  }
+  passes = std::vector<pass_buffers>(static_cast<std::size_t>(d.npasses > 1 ? d.npasses - 1 : 0));
+  std::size_t partial_bytes = 16;
+  for (int q = 0; q + 1 < d.npasses; ++q) {
+    const pass_entry& p = d.passes[q];
+    pass_buffers& b = passes[q];
+    b.rows = std::vector<device_buffer<double>>(static_cast<std::size_t>(p.row_stats));
+    for (auto& r : b.rows) r = allocate<double>(L.row_partials > 0 ? L.row_partials : 1, "per-row partials");
+    b.columns = std::vector<device_buffer<double>>(static_cast<std::size_t>(p.column_stats));
+    for (auto& c : b.columns)
+      c = allocate<double>(L.column_partials > 0 ? L.column_partials : 1, "per-column partials");
+    const std::size_t value = sizeof(double) * static_cast<std::size_t>(p.fields > 0 ? p.fields : 1);
+    b.field_out = allocate<std::uint8_t>(value * (1 + params), "step statistics");
+    partial_bytes = std::max(partial_bytes, workspace::round_up(value * L.tile_count()) +
+                                                workspace::round_up(value * combine_blocks(L.tile_count())));
+  }
+  ws.reserve(workspace::round_up(partial_bytes));
 }
 
 }  // namespace mixprec::detail
