@@ -252,7 +252,7 @@ class chain_t {
     (allocate_component_fields<K>(st, params, info, s), ...);
   }
   // What one field's allocation needs from its component; the rest of the
-  // work is allocate_field's, instantiated once per arena type rather than
+  // work is allocate_field's, compiled once per translation unit rather than
   // once per component (it was the largest function of a chain's setup).
   template <std::size_t K, class Arena>
   void allocate_component_fields(chain_state<Arena, C...>& st, const Arena& params, const arena_info& info,
@@ -262,30 +262,18 @@ class chain_t {
     constexpr std::size_t nf = detail::field_count<component>();
     for (std::size_t j = 0; j != nf; ++j) {
       detail::field_setup setup{detail::field_of<component>(j),
+                                j,
                                 component::name,
                                 detail::uses_field(c, j),
                                 detail::initial_state_of(c, j),
-                                {}};
-      if constexpr (detail::has_initial_state_for_parameter<component>::value) {
-        const auto& geo = st.layout_.geometry;
-        setup.per_parameter.assign(geo.size(), 0.0f);
-        for (std::size_t p = 0; p < geo.size(); ++p)
-          if (setup.used && detail::field_covers(setup.field.on, geo[p].rank))
-            setup.per_parameter[p] = c.initial_state(j, info, p);
-      }
+                                nullptr,
+                                &c};
+      if constexpr (detail::has_initial_state_for_parameter<component>::value)
+        setup.per_parameter = &detail::initial_state_of_parameter<component>;
       detail::field_buffer& b = st.fields_[detail::first_field<C...>(K) + j];
-      if (detail::allocate_field(b, setup, info.names, st.layout_, st.shard_, s)) copy_weights(b, params, st.shard_, s);
+      if (detail::allocate_field(b, setup, info, st.layout_, st.shard_, s))
+        detail::copy_weights(b, params, st.shard_, s);
     }
-  }
-  // A field that starts from the weights: the state's shard of them, as float.
-  template <class Arena>
-  static void copy_weights(detail::field_buffer& b, const Arena& params, element_range shard, stream s) {
-    if constexpr (Arena::has_master)
-      detail::copy_device(params.master_data() + (shard.begin - params.master_begin()),
-                          reinterpret_cast<float*>(detail::raw(b.bytes)), b.entries, s);
-    else
-      convert_n<float>(params.model_data() + shard.begin, b.entries, reinterpret_cast<float*>(detail::raw(b.bytes)),
-                       round_nearest_even{}, s);
   }
 
   std::tuple<C...> components_;

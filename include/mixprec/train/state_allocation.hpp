@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <mixprec/cast/convert.hpp>
+#include <mixprec/cast/convert_range.hpp>
 #include <mixprec/component/component.hpp>
 #include <mixprec/core/error.hpp>
 #include <mixprec/core/stream.hpp>
@@ -22,6 +23,7 @@
 #include <mixprec/detail/workspace.hpp>
 #include <mixprec/format/block_codes.hpp>
 #include <mixprec/tensor/arena_layout.hpp>
+#include <mixprec/tensor/arena_signature.hpp>
 #include <mixprec/tensor/elementwise.hpp>
 #include <mixprec/tensor/tensor_view.hpp>
 #include <mixprec/train/chain_state.hpp>
@@ -35,20 +37,27 @@ namespace mixprec::detail {
 // One field as its component declares and configures it.
 struct field_setup {
   state_field field;
+  std::size_t index;      // the field's index among its component's fields
   const char* component;  // its name, for messages
   bool used;              // whether the component's options use the field
   float initial;          // the component's initial value of every entry
-  // Per parameter, where the component sets the initial value of each
-  // parameter's entries (initial_state(field, arena, p)); else empty.
-  std::vector<float> per_parameter;
+  // Where the component sets the initial value of each parameter's entries:
+  // its initial_state(index, arena, p), called on `object`; else null.
+  float (*per_parameter)(const void* object, std::size_t index, const arena_info& arena, std::size_t p);
+  const void* object;
 };
+
+// field_setup::per_parameter for a component of type C.
+template <class C>
+float initial_state_of_parameter(const void* object, std::size_t index, const arena_info& arena, std::size_t p) {
+  return static_cast<const C*>(object)->initial_state(index, arena, p);
+}
 
 // Sizes, allocates and fills buffer `b` for `setup` over the step's layout
 // and the state's shard. Returns true when the field starts from the
 // weights: the caller, which knows the arena's types, copies them.
-MIXPREC_COLD inline bool allocate_field(field_buffer& b, const field_setup& setup,
-                                        const std::vector<std::string>& names, const step_layout& layout,
-                                        element_range shard, stream s) {
+MIXPREC_COLD inline bool allocate_field(field_buffer& b, const field_setup& setup, const arena_info& arena,
+                                        const step_layout& layout, element_range shard, stream s) {
   const state_field& f = setup.field;
   b.used = setup.used;
   if (!b.used) return false;
@@ -58,7 +67,7 @@ MIXPREC_COLD inline bool allocate_field(field_buffer& b, const field_setup& setu
   for (std::size_t p = 0; p < geo.size(); ++p) {
     require(f.on != parameter_set::every_matrix || geo[p].rank >= 2, setup.component, ": state field \"", f.name,
             "\" has an entry per ", f.where == extent::column ? "column" : "row",
-            " of every parameter's last two dimensions, but parameter \"", names[p], "\" has rank ", geo[p].rank);
+            " of every parameter's last two dimensions, but parameter \"", arena.names[p], "\" has rank ", geo[p].rank);
     if (!field_covers(f.on, geo[p].rank)) continue;
     switch (f.where) {
       case extent::element:
@@ -121,7 +130,7 @@ MIXPREC_COLD inline bool allocate_field(field_buffer& b, const field_setup& setu
     return true;
   }
   const float v = setup.initial;  // the buffer starts at zero
-  if (!setup.per_parameter.empty() &&
+  if (setup.per_parameter != nullptr &&
       (f.where == extent::parameter || f.where == extent::row || f.where == extent::column)) {
     // Each parameter's entries from the component (its name, shape, group).
     std::vector<float> values(next, v);
@@ -130,7 +139,8 @@ MIXPREC_COLD inline bool allocate_field(field_buffer& b, const field_setup& setu
       const std::uint64_t count = f.where == extent::parameter ? 1
                                   : f.where == extent::row     ? geo[p].rows
                                                                : geo[p].batches * geo[p].cols;
-      std::fill_n(values.begin() + static_cast<std::ptrdiff_t>(b.base_h[p]), count, setup.per_parameter[p]);
+      std::fill_n(values.begin() + static_cast<std::ptrdiff_t>(b.base_h[p]), count,
+                  setup.per_parameter(setup.object, setup.index, arena, p));
     }
     if (f.format == format_id::f32) {
       write_to_device(values.data(), reinterpret_cast<float*>(raw(b.bytes)), next, s);
@@ -146,6 +156,37 @@ MIXPREC_COLD inline bool allocate_field(field_buffer& b, const field_setup& setu
   else if (v != 0.0f)
     fill(tensor_view<float>(reinterpret_cast<float*>(raw(b.bytes)), next), v, round_nearest_even{}, s);
   return false;
+}
+
+// Before a step: the arena is finalized and is the one the state was made
+// for (`state` is the signature init() saw).
+MIXPREC_COLD inline void require_state_arena(bool finalized, const arena_signature& params,
+                                             const arena_signature& state) {
+  require(finalized, "chain::apply: finalize() the parameters first");
+  if (params.hash != state.hash)
+    throw error(concat("chain::apply: the state was made by init() for another parameter arena: ",
+                       state.difference(params), " (the state's arena first, this one second)"));
+}
+
+// A field that starts from the weights: the state's shard of them, as float.
+template <class Arena>
+MIXPREC_COLD void copy_weights(field_buffer& b, const Arena& params, element_range shard, stream s) {
+  if constexpr (Arena::has_master)
+    copy_device(params.master_data() + (shard.begin - params.master_begin()), reinterpret_cast<float*>(raw(b.bytes)),
+                b.entries, s);
+  else
+    convert_n<float>(params.model_data() + shard.begin, b.entries, reinterpret_cast<float*>(raw(b.bytes)),
+                     round_nearest_even{}, s);
+}
+
+// What the passes read of each field: its entries, table of bases, rounding
+// key and 8-bit scales (null where the options do not use it).
+MIXPREC_COLD inline void field_storages(std::vector<field_buffer>& fields, field_storage* out) {
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    field_buffer& b = fields[f];
+    out[f] = {b.used ? static_cast<void*>(raw(b.bytes)) : nullptr, b.used ? raw(b.base) : nullptr, field_seed(f),
+              b.used && b.scales > 0 ? reinterpret_cast<float*>(raw(b.bytes) + b.scale_offset) : nullptr};
+  }
 }
 
 // The statistics' buffers (reduced values, per-row values of slices), the

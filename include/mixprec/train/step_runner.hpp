@@ -22,6 +22,7 @@
 #include <mixprec/train/pass_runner.hpp>
 #include <mixprec/train/passes.hpp>
 #include <mixprec/train/plan.hpp>
+#include <mixprec/train/state_allocation.hpp>
 #include <mixprec/train/state_statistics.hpp>
 
 namespace mixprec {
@@ -48,11 +49,7 @@ struct step_runner {
   template <class Arena>
   detail::step_env<Arena, C...> environment(Arena& params, chain_state<Arena, C...>& st) const {
     st.require_initialized("chain::apply");
-    detail::require(params.finalized(), "chain::apply: finalize() the parameters first");
-    if (params.signature().hash != st.arena_.hash)
-      throw error(detail::concat("chain::apply: the state was made by init() for another parameter arena: ",
-                                 st.arena_.difference(params.signature()),
-                                 " (the state's arena first, this one second)"));
+    detail::require_state_arena(params.finalized(), params.signature(), st.arena_);
     detail::step_env<Arena, C...> env{};
     env.comps = std::apply([](const C&... c) { return detail::make_pod_tuple(c...); }, components_);
     env.block = detail::raw(st.block_);
@@ -67,13 +64,7 @@ struct step_runner {
     env.params = params.count();
     env.groups_of = detail::raw(st.groups_of_);
     env.groups = detail::raw(st.groups_);
-    for (std::size_t f = 0; f < st.fields_.size(); ++f) {
-      detail::field_buffer& b = st.fields_[f];
-      env.fields[f] = {
-          b.used ? static_cast<void*>(detail::raw(b.bytes)) : nullptr, b.used ? detail::raw(b.base) : nullptr,
-          detail::field_seed(f),
-          b.used && b.scales > 0 ? reinterpret_cast<float*>(detail::raw(b.bytes) + b.scale_offset) : nullptr};
-    }
+    detail::field_storages(st.fields_, env.fields);
     for (int j = 0; j < d.nstats; ++j) env.stats[j] = detail::raw(st.stats_[static_cast<std::size_t>(j)]);
     env.elements = params.element_count();
     env.shard_begin = st.shard_.begin;
