@@ -131,10 +131,11 @@ class device_buffer {
   device_buffer& operator=(const device_buffer&) = default;
   // A moved-from buffer is empty.
   device_buffer(device_buffer&& o) noexcept : words_(std::move(o.words_)), n_(o.n_) { o.n_ = 0; }
-  device_buffer& operator=(device_buffer&& o) noexcept {
+  device_buffer& operator=(device_buffer&& o) noexcept {  // a self-move keeps the buffer
+    const std::size_t n = o.n_;
     words_ = std::move(o.words_);
-    n_ = o.n_;
     o.n_ = 0;
+    n_ = n;
     return *this;
   }
 
