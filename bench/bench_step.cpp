@@ -19,6 +19,7 @@
 //   step/adamw_fp8m    the same with e4m3 moments (block 256)
 //   pair/adamw_q8      adamw_bf16 (fp32 moments) and adamw_q8 alternating:
 //                      the median ratio q8 / fp32 moments
+//   pair/adamw_fp8m    the same for adamw_fp8m
 //   *_philox           the same with Philox-4x32-10 for the stochastic
 //                      rounding instead of the default generator (SplitMix64)
 //   optimizer/adamw_bf16  AdamW alone, one update pass (28 bytes)
@@ -153,10 +154,11 @@ void pair_adamw_bf16m(benchmark::State& state) {
 
 // What 8-bit moments save: the fp32-moment step (30 bytes), then the same
 // chain with block-quantized dynamic8 moments (18 bytes).
-void pair_adamw_q8(benchmark::State& state) {
+template <class Code>
+void pair_adamw_coded(benchmark::State& state) {
   run_pair(state, chain(scaler(), clip_by_global_norm{1.0f}, adamw(adamw_options{})),
-           chain(scaler(), clip_by_global_norm{1.0f}, adamw<block_quantized<dynamic8>>(adamw_options{})), 18,
-           "q8_over_fp32m");
+           chain(scaler(), clip_by_global_norm{1.0f}, adamw<block_quantized<Code>>(adamw_options{})), 18,
+           std::is_same_v<Code, dynamic8> ? "q8_over_fp32m" : "fp8m_over_fp32m");
 }
 
 // The optimizer alone: AdamW with fp32 master and moments, bf16 gradients
@@ -340,7 +342,8 @@ int main(int argc, char** argv) {
   add_pair("pair/adamw_bf16_sr_philox", pair_adamw_bf16_sr<philox_generator>);
   add_pair("pair/adamw_bf16m", pair_adamw_bf16m<default_generator>);
   add_pair("pair/adamw_bf16m_philox", pair_adamw_bf16m<philox_generator>);
-  add_pair("pair/adamw_q8", pair_adamw_q8);
+  add_pair("pair/adamw_q8", pair_adamw_coded<dynamic8>);
+  add_pair("pair/adamw_fp8m", pair_adamw_coded<fp8_e4m3>);
   add("unfused/adamw_bf16", unfused_adamw_bf16);
   add("unfused/adamw_fp32", unfused_adamw_fp32);
   add("optimizer/adamw_bf16", optimizer_adamw_bf16);

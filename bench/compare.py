@@ -11,8 +11,14 @@ moments (22 bytes: fp32 master weights, bf16 moments written with
 stochastic rounding) next to PyTorch's fp32 step: what keeping the moments
 in bf16 buys against the standard recipe, which has no such option.
 
+With --baselines, each mixprec step is also set against the optimizer
+alone on fp32 state, without scaling, checking or clipping (28 bytes per
+parameter): adamw is torch's AdamW(fused=True), deepspeed DeepSpeedCPUAdam
+(PyPI deepspeed, CPU only). The default is amp alone, the standard recipe.
+
 Usage: compare.py [--bench build/bench/bench/bench_step] [--sizes 1e6 1e7 1e8 2.5e8]
-                  [--dtypes bf16 fp32] [--device cpu|cuda] [--json out.json]
+                  [--dtypes bf16 fp32] [--baselines amp adamw deepspeed]
+                  [--device cpu|cuda] [--json out.json]
 """
 import argparse
 import json
@@ -21,7 +27,8 @@ import subprocess
 import sys
 
 BYTES = {"bf16": 30.0, "fp32": 32.0, "bf16m": 22.0}
-TORCH_DTYPE = {"bf16": "bf16", "fp32": "fp32", "bf16m": "fp32"}  # the PyTorch step each is compared with
+TORCH_DTYPE = {"bf16": "bf16", "fp32": "fp32", "bf16m": "fp32"}  # the PyTorch AMP step each is compared with
+OPTIMIZER_BYTES = 28.0  # the optimizer alone on fp32 state: read weight, gradient, moments; write weight, moments
 
 
 def run_bench(bench, sizes, dtypes):
@@ -42,8 +49,9 @@ def run_bench(bench, sizes, dtypes):
     return ceilings, steps
 
 
-def run_pytorch(python, here, sizes, dtype, device):
-    cmd = [python, os.path.join(here, "pytorch_step.py"), "--dtype", dtype, "--device", device, "--sizes"]
+def run_pytorch(python, here, sizes, dtype, device, recipe="amp"):
+    cmd = [python, os.path.join(here, "pytorch_step.py"), "--dtype", dtype, "--recipe", recipe, "--device", device,
+           "--sizes"]
     cmd += [str(s) for s in sizes]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -61,42 +69,49 @@ def main():
                     help="the Python that has torch")
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7, 1e8, 2.5e8])
     ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32", "bf16m"])
+    ap.add_argument("--baselines", nargs="+", default=["amp"], choices=["amp", "adamw", "deepspeed"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="also write the table as JSON here")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes]
 
     ceilings, steps = run_bench(args.bench, sizes, args.dtypes)
+    # The PyTorch runs, by (recipe, dtype): the AMP step in each dtype's
+    # PyTorch counterpart, the optimizer alone on fp32 state.
     torch_runs = {}
-    for d in args.dtypes:
-        td = TORCH_DTYPE[d]
-        if td not in torch_runs:
-            torch_runs[td] = run_pytorch(args.python, here, sizes, td, args.device)
-    torch_rows = {d: torch_runs[TORCH_DTYPE[d]] for d in args.dtypes}
+    for b in args.baselines:
+        for d in args.dtypes:
+            key = (b, TORCH_DTYPE[d] if b == "amp" else "fp32")
+            if key not in torch_runs:
+                torch_runs[key] = run_pytorch(args.python, here, sizes, key[1], args.device, b)
     copy, triad = ceilings.get("copy"), ceilings.get("triad")
 
     table = []
-    header = "%-6s %12s %12s %12s %9s %10s %10s %10s" % ("dtype", "params", "mixprec ms", "pytorch ms", "speedup",
-                                                        "mixprec/cp", "mixprec/tr", "pytorch/cp")
-    print("copy bandwidth %.1f GB/s, triad %.1f GB/s (bench_step, same run); torch %s, %s" % (
-        copy / 1e9, triad / 1e9, next(iter(next(iter(torch_rows.values())).values()))["torch"],
-        next(iter(next(iter(torch_rows.values())).values()))["impl"]))
+    print("copy bandwidth %.1f GB/s, triad %.1f GB/s (bench_step, same run)" % (copy / 1e9, triad / 1e9))
+    for (b, td), rows in torch_runs.items():
+        first = next(iter(rows.values()))
+        print("  %s on %s: torch %s, %s" % (b, td, first["torch"], first["impl"]))
+    header = "%-6s %12s %-10s %12s %12s %9s %10s %10s %10s" % (
+        "dtype", "params", "baseline", "mixprec ms", "theirs ms", "speedup", "mixprec/cp", "mixprec/tr", "theirs/cp")
     print(header)
     for d in args.dtypes:
-        for n in sizes:
-            ours = steps.get((d, n))
-            theirs = torch_rows[d].get(n)
-            if ours is None or theirs is None:
-                continue
-            t_ms = theirs["ms_per_step"]
-            bw = BYTES[d] * n / ours
-            row = {"dtype": d, "params": n, "mixprec_ms": ours * 1e3, "pytorch_ms": t_ms,
-                   "speedup": t_ms / (ours * 1e3), "mixprec_frac_copy": bw / copy, "mixprec_frac_triad": bw / triad,
-                   "pytorch_frac_copy": BYTES[TORCH_DTYPE[d]] * n / (t_ms / 1e3) / copy}
-            table.append(row)
-            print("%-6s %12d %12.2f %12.2f %8.2fx %10.2f %10.2f %10.2f" % (
-                d, n, row["mixprec_ms"], t_ms, row["speedup"], row["mixprec_frac_copy"], row["mixprec_frac_triad"],
-                row["pytorch_frac_copy"]))
+        for b in args.baselines:
+            td = TORCH_DTYPE[d] if b == "amp" else "fp32"
+            for n in sizes:
+                ours = steps.get((d, n))
+                theirs = torch_runs[(b, td)].get(n)
+                if ours is None or theirs is None:
+                    continue
+                t_ms = theirs["ms_per_step"]
+                bw = BYTES[d] * n / ours
+                their_bytes = BYTES[td] if b == "amp" else OPTIMIZER_BYTES
+                row = {"dtype": d, "params": n, "baseline": b, "mixprec_ms": ours * 1e3, "pytorch_ms": t_ms,
+                       "speedup": t_ms / (ours * 1e3), "mixprec_frac_copy": bw / copy,
+                       "mixprec_frac_triad": bw / triad, "pytorch_frac_copy": their_bytes * n / (t_ms / 1e3) / copy}
+                table.append(row)
+                print("%-6s %12d %-10s %12.2f %12.2f %8.2fx %10.2f %10.2f %10.2f" % (
+                    d, n, b, row["mixprec_ms"], t_ms, row["speedup"], row["mixprec_frac_copy"],
+                    row["mixprec_frac_triad"], row["pytorch_frac_copy"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"copy_bytes_per_s": copy, "triad_bytes_per_s": triad, "rows": table}, f, indent=2)

@@ -14,7 +14,13 @@ Per step, with the fastest implementation the installed PyTorch offers:
   5. bf16 only: model.copy_(master).
 The step is skipped when a gradient is not finite, as GradScaler does.
 
-Usage: pytorch_step.py --sizes 1e6 1e7 --dtype bf16 [--device cpu|cuda] [--steps 5]
+With --recipe adamw, the optimizer alone on fp32 weights and gradients:
+AdamW(lr=1e-3, weight_decay=1e-2, fused=True where it runs) and nothing
+else (no scale, no check, no clip). With --recipe deepspeed, the same with
+DeepSpeedCPUAdam(adamw_mode=True) (PyPI deepspeed; it JIT-builds its AVX
+kernel on first use; CPU only).
+
+Usage: pytorch_step.py --sizes 1e6 1e7 --dtype bf16 [--recipe amp|adamw|deepspeed] [--device cpu|cuda] [--steps 5]
 Prints one JSON object per (size, dtype) line.
 """
 import argparse
@@ -130,10 +136,32 @@ def make_step(n, dtype, device):
     return step, impl, sum(sizes)
 
 
+def make_optimizer_step(n, recipe, device):
+    """The optimizer alone on fp32 weights and gradients (--recipe adamw or deepspeed)."""
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    sizes = tensor_sizes(n)
+    weights = [torch.nn.Parameter((torch.rand(s, generator=gen) - 0.5).to(device)) for s in sizes]
+    for p in weights:
+        p.grad = (torch.rand(p.numel(), generator=gen) - 0.5).to(device) * 2e-2
+    if recipe == "deepspeed":
+        if device != "cpu":
+            raise SystemExit("pytorch_step.py: --recipe deepspeed runs on the CPU only")
+        from deepspeed.ops.adam import DeepSpeedCPUAdam  # imported here: only this recipe needs it
+        import deepspeed
+        opt = DeepSpeedCPUAdam(weights, lr=1e-3, weight_decay=1e-2, adamw_mode=True)
+        impl = "DeepSpeedCPUAdam %s" % deepspeed.__version__
+    else:
+        fused = fused_adamw_works(device)
+        opt = torch.optim.AdamW(weights, lr=1e-3, weight_decay=1e-2, **({"fused": True} if fused else {"foreach": True}))
+        impl = "AdamW " + ("fused" if fused else "foreach")
+    return opt.step, impl, sum(sizes)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7, 1e8])
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--recipe", choices=["amp", "adamw", "deepspeed"], default="amp")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
@@ -141,7 +169,12 @@ def main():
     torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     for n in args.sizes:
-        step, impl, params = make_step(int(n), args.dtype, args.device)
+        if args.recipe == "amp":
+            step, impl, params = make_step(int(n), args.dtype, args.device)
+        else:
+            if args.dtype != "fp32":
+                raise SystemExit("pytorch_step.py: --recipe %s is the optimizer on fp32 state: --dtype fp32" % args.recipe)
+            step, impl, params = make_optimizer_step(int(n), args.recipe, args.device)
         with torch.no_grad():
             step()
             step()
@@ -153,7 +186,8 @@ def main():
                 sync()
                 times.append(time.perf_counter() - t0)
         times.sort()
-        print(json.dumps({"size": int(n), "params": params, "dtype": args.dtype, "device": args.device,
+        print(json.dumps({"size": int(n), "params": params, "dtype": args.dtype, "recipe": args.recipe,
+                          "device": args.device,
                           "ms_per_step": 1e3 * times[len(times) // 2], "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "impl": impl}), flush=True)
         del step

@@ -8,7 +8,9 @@ in ms), all variants interleaved in rounds so that the machine's state affects t
 Rows:
   amp fp32     fp32 weights and gradients, dynamic loss scale, clip at 1.0, AdamW:
                mixprec's fused step  vs  torch GradScaler.unscale_ + clip_grad_norm_(foreach) + fused AdamW + update
-  bf16+master  bf16 model and gradients, fp32 master weights, clip, AdamW (mixprec) vs the torch AMP step above
+  bf16+master  bf16 model and gradients, fp32 master weights, clip, AdamW (mixprec) vs the torch AMP step above;
+               also with bf16 moments (stochastically rounded), dynamic loss scale and clip, against the
+               optimizers alone below (torch's fused AdamW, DeepSpeedCPUAdam on fp32 state)
   adamw fp32   plain AdamW: mixprec  vs  torch AdamW(fused=True)  vs  DeepSpeedCPUAdam (when deepspeed imports)
   bf16 SR      pure bf16 weights, stochastic rounding, AdamW: mixprec vs torchao _AdamW(bf16_stochastic_round=True)
   overhead     mixprec step() at 1e4 parameters from Python, and the same step called on the compiled core
@@ -167,6 +169,9 @@ def main(argv=None):
                               statistics=False),
               torch_amp_variant("torch amp fp32 (GradScaler + clip + fused AdamW)", shapes),
               mixprec_variant("mixprec bf16+master (clip)", shapes, torch.bfloat16, clip_grad_norm=1.0),
+              mixprec_variant("mixprec bf16+master, bf16 moments (amp)", shapes, torch.bfloat16,
+                              moments_dtype=torch.bfloat16, loss_scale="dynamic", clip_grad_norm=1.0,
+                              statistics=False),
               mixprec_variant("mixprec adamw fp32", shapes, torch.float32),
               torch_fused_variant("torch AdamW(fused=True)", shapes)]
         if not args.no_deepspeed:
@@ -190,6 +195,10 @@ def main(argv=None):
         if "DeepSpeedCPUAdam" in rows:
             print(f"  ratio DeepSpeedCPUAdam / mixprec adamw fp32:  "
                   f"{rows['DeepSpeedCPUAdam'] / rows['mixprec adamw fp32']:.2f}x")
+        lean = rows["mixprec bf16+master, bf16 moments (amp)"]
+        print(f"  ratio torch fused AdamW / mixprec bf16 moments amp: {rows['torch AdamW(fused=True)'] / lean:.2f}x")
+        if "DeepSpeedCPUAdam" in rows:
+            print(f"  ratio DeepSpeedCPUAdam / mixprec bf16 moments amp: {rows['DeepSpeedCPUAdam'] / lean:.2f}x")
         report["sets"][name] = {"parameters": n, "ms": rows}
 
     # Python overhead at 1e4 parameters: step() against the compiled step alone.
