@@ -332,9 +332,14 @@ inline std::uint32_t decode_dynamic_avx512(const float* map, const std::uint8_t*
 }
 #endif
 
-#if defined(MIXPREC_HOST_AVX512) && defined(__AVX512VBMI__) && defined(__AVX512BW__) && \
-    __has_builtin(__builtin_shufflevector) && (!defined(__clang__) || __has_builtin(__builtin_ia32_vpermi2varqi512))
+// (MIXPREC_HOST_AVX512 implies that __has_builtin exists; the test is
+// nested so that compilers without it never parse it.)
+#if defined(MIXPREC_HOST_AVX512) && defined(__AVX512VBMI__) && defined(__AVX512BW__)
+#if __has_builtin(__builtin_shufflevector) && (!defined(__clang__) || __has_builtin(__builtin_ia32_vpermi2varqi512))
 #define MIXPREC_HOST_AVX512_VBMI 1
+#endif
+#endif
+#if defined(MIXPREC_HOST_AVX512_VBMI)
 // With AVX-512 VBMI, 64 codes are looked up at once, a byte of each value
 // at a time: a 128-entry byte table fits two registers and one vpermt2b
 // reads it for 64 indices. A value's bytes (its byte planes) are then
