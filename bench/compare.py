@@ -16,9 +16,13 @@ alone on fp32 state, without scaling, checking or clipping (28 bytes per
 parameter): adamw is torch's AdamW(fused=True), deepspeed DeepSpeedCPUAdam
 (PyPI deepspeed, CPU only). The default is amp alone, the standard recipe.
 
+Each mixprec step is the median of --repetitions runs of bench_step (3 by
+default; a single run of a step on this project's 2-core machine can be
+1.5x its neighbours), each PyTorch step the median of pytorch_step.py's 5.
+
 Usage: compare.py [--bench build/bench/bench/bench_step] [--sizes 1e6 1e7 1e8 2.5e8]
                   [--dtypes bf16 fp32] [--baselines amp adamw deepspeed]
-                  [--device cpu|cuda] [--json out.json]
+                  [--repetitions 3] [--device cpu|cuda] [--json out.json]
 """
 import argparse
 import json
@@ -31,15 +35,19 @@ TORCH_DTYPE = {"bf16": "bf16", "fp32": "fp32", "bf16m": "fp32"}  # the PyTorch A
 OPTIMIZER_BYTES = 28.0  # the optimizer alone on fp32 state: read weight, gradient, moments; write weight, moments
 
 
-def run_bench(bench, sizes, dtypes):
+def run_bench(bench, sizes, dtypes, repetitions):
     pattern = "ceiling|step/adamw_(%s)/(%s)/" % ("|".join(dtypes), "|".join(str(int(s)) for s in sizes))
-    out = subprocess.run([bench, "--benchmark_filter=" + pattern, "--benchmark_format=json"],
-                         check=True, capture_output=True, text=True).stdout
+    cmd = [bench, "--benchmark_filter=" + pattern, "--benchmark_format=json"]
+    if repetitions > 1:  # each step's median over the repetitions, as pytorch_step.py's median over its steps
+        cmd += ["--benchmark_repetitions=%d" % repetitions, "--benchmark_report_aggregates_only=true"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     results = json.loads(out)["benchmarks"]
     ceilings = {}
     steps = {}
     for b in results:
-        name = b["name"].split("/")
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        name = b.get("run_name", b["name"]).split("/")
         seconds = b["real_time"] / {"ms": 1e3, "us": 1e6, "ns": 1e9, "s": 1.0}[b["time_unit"]]
         if name[0] == "ceiling":
             ceilings[name[1]] = b["bytes_per_second"]
@@ -71,11 +79,13 @@ def main():
     ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32", "bf16m"])
     ap.add_argument("--baselines", nargs="+", default=["amp"], choices=["amp", "adamw", "deepspeed"])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repetitions", type=int, default=3,
+                    help="bench_step repetitions; each mixprec step is their median (1: a single run)")
     ap.add_argument("--json", help="also write the table as JSON here")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes]
 
-    ceilings, steps = run_bench(args.bench, sizes, args.dtypes)
+    ceilings, steps = run_bench(args.bench, sizes, args.dtypes, args.repetitions)
     # The PyTorch runs, by (recipe, dtype): the AMP step in each dtype's
     # PyTorch counterpart, the optimizer alone on fp32 state.
     torch_runs = {}
